@@ -23,3 +23,113 @@ export class ConfigError extends KubePicoCdError {
     this.problems = problems;
   }
 }
+
+/**
+ * A kubectl invocation did not succeed: it could not be started, exited non-zero, was
+ * killed after its timeout, was aborted, or wrote more output than allowed. Carries the
+ * exact argv (never stdin, which may hold manifests or Secret data), the exit code and stderr.
+ */
+export class KubectlError extends KubePicoCdError {
+  override name = "KubectlError";
+  /** The full argv, kubectl binary first. */
+  readonly argv: readonly string[];
+  /** Exit code, or null when the process was killed by a signal or never started. */
+  readonly exitCode: number | null;
+  /** The signal that ended the process, if any. */
+  readonly signal: string | null;
+  /** Standard error as captured (capped; see `runKubectl`). */
+  readonly stderr: string;
+  /** Why it failed, beyond the exit code. */
+  readonly reason: "exit" | "spawn" | "timeout" | "aborted" | "output-limit";
+  /** The Kubernetes status reason kubectl printed (`Error from server (NotFound): …`), if any. */
+  readonly serverReason: string | undefined;
+  constructor(
+    message: string,
+    details: {
+      argv: readonly string[];
+      exitCode: number | null;
+      signal: string | null;
+      stderr: string;
+      reason: KubectlError["reason"];
+      serverReason: string | undefined;
+    },
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.argv = details.argv;
+    this.exitCode = details.exitCode;
+    this.signal = details.signal;
+    this.stderr = details.stderr;
+    this.reason = details.reason;
+    this.serverReason = details.serverReason;
+  }
+}
+
+/**
+ * The version record could not be read (forbidden, API server down, unparsable content).
+ * Not the same as "no record yet": the caller must apply nothing and leave the message.
+ */
+export class StateReadError extends KubePicoCdError {
+  override name = "StateReadError";
+  readonly namespace: string;
+  readonly configMapName: string;
+  constructor(message: string, where: { namespace: string; configMapName: string }, options?: { cause?: unknown }) {
+    super(message, options);
+    this.namespace = where.namespace;
+    this.configMapName = where.configMapName;
+  }
+}
+
+/** The version record changed (or appeared, or vanished) since it was read: read it again. */
+export class StateConflictError extends KubePicoCdError {
+  override name = "StateConflictError";
+  readonly namespace: string;
+  readonly configMapName: string;
+  constructor(message: string, where: { namespace: string; configMapName: string }, options?: { cause?: unknown }) {
+    super(message, options);
+    this.namespace = where.namespace;
+    this.configMapName = where.configMapName;
+  }
+}
+
+/** The version record could not be written for a reason other than a conflict. */
+export class StateWriteError extends KubePicoCdError {
+  override name = "StateWriteError";
+  readonly namespace: string;
+  readonly configMapName: string;
+  constructor(message: string, where: { namespace: string; configMapName: string }, options?: { cause?: unknown }) {
+    super(message, options);
+    this.namespace = where.namespace;
+    this.configMapName = where.configMapName;
+  }
+}
+
+/** The deploy lock (a coordination.k8s.io/v1 Lease) could not be read, taken or released. */
+export class LockError extends KubePicoCdError {
+  override name = "LockError";
+  readonly namespace: string;
+  readonly leaseName: string;
+  constructor(message: string, where: { namespace: string; leaseName: string }, options?: { cause?: unknown }) {
+    super(message, options);
+    this.namespace = where.namespace;
+    this.leaseName = where.leaseName;
+  }
+}
+
+/** A held lock was lost (taken over, or not renewed in time); the reason of the lock's `lost` signal. */
+export class LockLostError extends KubePicoCdError {
+  override name = "LockLostError";
+  readonly namespace: string;
+  readonly leaseName: string;
+  readonly holderIdentity: string;
+  constructor(
+    message: string,
+    where: { namespace: string; leaseName: string; holderIdentity: string },
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.namespace = where.namespace;
+    this.leaseName = where.leaseName;
+    this.holderIdentity = where.holderIdentity;
+  }
+}
