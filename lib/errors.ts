@@ -133,3 +133,71 @@ export class LockLostError extends KubePicoCdError {
     this.holderIdentity = where.holderIdentity;
   }
 }
+
+/** Why {@link decodeMessage} rejected a message body; each one is a different fix. */
+export type MessageRejectedReason =
+  | "invalid-json"
+  | "schema"
+  | "unsupported-version"
+  | "decode"
+  | "too-large"
+  | "digest-mismatch"
+  | "invalid-manifests";
+
+/**
+ * A message body is not something this reader can apply: not JSON, not our shape, a version
+ * it does not understand, a payload that does not inflate, is too large, does not match its
+ * digest, or holds invalid objects. The message names what is wrong; `reason` says which.
+ */
+export class MessageRejectedError extends KubePicoCdError {
+  override name = "MessageRejectedError";
+  readonly reason: MessageRejectedReason;
+  constructor(reason: MessageRejectedReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * The manifests to publish are not a valid bundle: YAML errors (with file:line:column),
+ * objects lacking apiVersion/kind/metadata.name, duplicates, or an empty bundle.
+ * `problems` holds every problem found, one line each; nothing was sent.
+ */
+export class BundleError extends KubePicoCdError {
+  override name = "BundleError";
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    const shown = problems.slice(0, 50);
+    const more = problems.length - shown.length;
+    super(
+      problems.length === 1
+        ? `Cannot bundle the manifests: ${problems[0]}`
+        : `Cannot bundle the manifests: ${problems.length} problems:\n${shown.map((p) => `  - ${p}`).join("\n")}` +
+          (more > 0 ? `\n  … and ${more} more` : ""),
+    );
+    this.problems = problems;
+  }
+}
+
+/** The encoded message is larger than the queue accepts; it is never truncated. */
+export class MessageTooLargeError extends KubePicoCdError {
+  override name = "MessageTooLargeError";
+  readonly bodyBytes: number;
+  readonly limitBytes: number;
+  constructor(message: string, sizes: { bodyBytes: number; limitBytes: number }) {
+    super(message);
+    this.bodyBytes = sizes.bodyBytes;
+    this.limitBytes = sizes.limitBytes;
+  }
+}
+
+/** A queue could not be resolved or a message could not be sent to it. */
+export class QueueSendError extends KubePicoCdError {
+  override name = "QueueSendError";
+  /** The queue as given (URL or name). */
+  readonly queue: string;
+  constructor(message: string, queue: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.queue = queue;
+  }
+}
