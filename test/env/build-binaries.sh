@@ -33,6 +33,17 @@ command -v go >/dev/null 2>&1 || {
 
 log() { echo "build-binaries: $*" >&2; }
 mkdir -p "$bin_dir"
+# One build at a time: a second test run started meanwhile waits for the first, then finds
+# the cache filled.
+exec 9>"$cache_root/.build.lock"
+if ! flock -n 9; then
+  log "another build is running; waiting for it"
+  flock 9
+fi
+if have_all; then
+  echo "$bin_dir"
+  exit 0
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
