@@ -52,6 +52,7 @@ export interface KubectlResult {
 
 const defaults = {
   killGraceMs: 5_000,
+  drainMs: 2_000,
   maxStdoutBytes: 64 * 1024 * 1024,
   maxStderrBytes: 64 * 1024,
 } as const;
@@ -89,6 +90,7 @@ export function runKubectl(args: readonly string[], options: RunKubectlOptions):
     maxStdoutBytes = defaults.maxStdoutBytes,
     maxStderrBytes = defaults.maxStderrBytes,
   } = options;
+  const { drainMs } = defaults;
   const argv = kubectlArgv(args, options);
   const [command, ...rest] = argv as [string, ...string[]];
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
@@ -170,7 +172,18 @@ export function runKubectl(args: readonly string[], options: RunKubectlOptions):
         reject(fail("spawn", `cannot start ${command}: ${error.message}`, { exitCode: null, signal: null, stderr: "" }, error));
       }
     });
+    // "close" waits for every holder of kubectl's stdout and stderr, which includes a
+    // grandchild (an exec credential plugin) that outlives a killed kubectl. Once kubectl
+    // itself has exited, give the pipes a moment to drain, then close them from our side.
+    let drainTimer: ReturnType<typeof setTimeout> | undefined;
+    child.on("exit", () => {
+      drainTimer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, drainMs);
+    });
     child.on("close", (code, killedBy) => {
+      clearTimeout(drainTimer);
       if (settled) return;
       cleanUp();
       const stderr =

@@ -124,15 +124,21 @@ export function encodeRecord(record: VersionRecord): Record<string, string> {
 }
 
 /**
- * The record held by ConfigMap `data` (undefined data: an empty ConfigMap, an empty record).
+ * The record held by ConfigMap `data`; no data at all is the empty record.
  *
  * @throws {Error} naming the first key that does not parse; {@link readState} turns it into
  * a StateReadError, since a record that cannot be understood must not count as "none".
  */
 export function decodeRecord(data: Readonly<Record<string, string>> | undefined): VersionRecord {
-  if (data === undefined) return emptyRecord();
+  if (data === undefined || Object.keys(data).length === 0) return emptyRecord();
   const format = data["format"];
-  if (format !== undefined && format !== STATE_FORMAT) {
+  // Data without our format key is someone else's ConfigMap (for example the original
+  // implementation's BUILD_TIMESTAMP one under the same name): its version is unknown, and
+  // reading it as "none" could roll the cluster back.
+  if (format === undefined) {
+    throw new Error(`Cannot decode the version record as it has no 'format' key: its keys are ${Object.keys(data).sort().join(", ")}`);
+  }
+  if (format !== STATE_FORMAT) {
     throw new Error(`Cannot decode the version record as its 'format' is not ${STATE_FORMAT}: current value is ${JSON.stringify(format)}`);
   }
   const key = <T>(name: string, schema: z.ZodType<T>, fallback: T): T => {
