@@ -68,10 +68,14 @@ export function kubectlArgv(args: readonly string[], target: KubectlTarget): str
 
 /**
  * The Kubernetes status reason in kubectl's stderr, e.g. "NotFound" from
- * `Error from server (NotFound): configmaps "x" not found`. Undefined when there is none.
+ * `Error from server (NotFound): configmaps "x" not found`, or "Invalid" from
+ * `The ConfigMap "X" is invalid: …` (kubectl prints validation failures without the
+ * prefix). Undefined when there is none.
  */
 export function serverReasonOf(stderr: string): string | undefined {
-  return /Error from server \(([A-Za-z]+)\)/.exec(stderr)?.[1];
+  const reason = /Error from server \(([A-Za-z]+)\)/.exec(stderr)?.[1];
+  if (reason !== undefined) return reason;
+  return /^The [A-Za-z0-9.]+ "[^"]*" is invalid: /m.test(stderr) ? "Invalid" : undefined;
 }
 
 /**

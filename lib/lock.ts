@@ -215,7 +215,14 @@ export async function acquireLock(options: LockOptions): Promise<HeldLock> {
   const fixed: LockOptions = { ...options, identity: options.identity ?? defaultHolderIdentity() };
   for (;;) {
     signal?.throwIfAborted();
-    const held = await tryAcquireLock(fixed);
+    let held: HeldLock | null;
+    try {
+      held = await tryAcquireLock(fixed);
+    } catch (error) {
+      // An abort that killed a kubectl call surfaces as a LockError; report it as an abort.
+      signal?.throwIfAborted();
+      throw error;
+    }
     if (held !== null) return held;
     await delay(Math.max(50, backoff.next()), { signal });
   }

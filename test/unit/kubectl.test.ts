@@ -64,6 +64,12 @@ describe("serverReasonOf()", () => {
     expect(serverReasonOf('Error from server (NotFound): configmaps "x" not found\n')).toBe("NotFound");
   });
 
+  test("serverReasonOf() is 'Invalid' for a validation failure, which kubectl prints without the prefix", () => {
+    expect(serverReasonOf('The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain\n')).toBe(
+      "Invalid",
+    );
+  });
+
   test("serverReasonOf() is undefined when kubectl printed no server error", () => {
     expect(serverReasonOf("error: unable to connect to the server: dial tcp 127.0.0.1:1: connect: connection refused")).toBeUndefined();
   });
