@@ -4,7 +4,7 @@
  * reported with the file, line and column it comes from.
  */
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
-import { join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import {
   LineCounter,
   parseAllDocuments,
@@ -254,7 +254,9 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
   const seen = new Set<string>();
   const show = (absolute: string) => {
     const rel = relative(cwd, absolute);
-    return (rel === "" ? "." : rel).split(sep).join("/");
+    // Outside the working directory an absolute path reads better than ../../..
+    const shown = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? absolute : rel;
+    return shown.split(sep).join("/");
   };
   const ignored = (absolute: string) => {
     const rel = show(absolute);
@@ -319,7 +321,7 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
     let text: string;
     let source = input.shown;
     if (input.kind === "kustomize") {
-      text = await renderKustomization(input.path, { kubectl, ...(signal ? { signal } : {}) });
+      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
       source = `${input.shown} (kubectl kustomize)`;
     } else {
       try {
