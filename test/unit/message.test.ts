@@ -1,0 +1,404 @@
+import { describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { MessageRejectedError } from "../../lib/errors.ts";
+import {
+  canonicalJson,
+  compareBuilds,
+  decodeMessage,
+  encodeMessage,
+  type BuildInfo,
+  type KubeObject,
+} from "../../lib/message.ts";
+
+const build: BuildInfo = { id: "abc123-42-1", timestampMs: 1_700_000_000_123, commit: "abc123", runId: "42" };
+const objects: KubeObject[] = [
+  { apiVersion: "v1", kind: "Namespace", metadata: { name: "shop" } },
+  { kind: "ConfigMap", apiVersion: "v1", metadata: { namespace: "shop", name: "web" }, data: { b: "2", a: "1" } },
+];
+
+const sha256 = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex");
+
+/** A v1 body with its fields replaced; `payload` is gzipped and digested unless overridden. */
+function v1Body(overrides: { payload?: string; manifests?: Record<string, unknown>; top?: Record<string, unknown> } = {}) {
+  const payload = Buffer.from(overrides.payload ?? JSON.stringify(objects));
+  return JSON.stringify({
+    kind: "kube-pico-cd.bundle",
+    version: 1,
+    build,
+    manifests: {
+      encoding: "gzip+base64",
+      data: gzipSync(payload).toString("base64"),
+      sha256: sha256(payload),
+      objects: JSON.parse(payload.toString()).length ?? 0,
+      bytes: payload.length,
+      ...overrides.manifests,
+    },
+    ...overrides.top,
+  });
+}
+
+function rejection(body: string, options?: { maxDecompressedBytes?: number }): MessageRejectedError {
+  try {
+    decodeMessage(body, options);
+  } catch (error) {
+    expect(error).toBeInstanceOf(MessageRejectedError);
+    return error as MessageRejectedError;
+  }
+  throw new Error("decodeMessage() accepted the body");
+}
+
+describe("encodeMessage()", () => {
+  test("encodeMessage() writes a v1 body whose data inflates to the canonical JSON the digest covers", () => {
+    const encoded = encodeMessage({ build, target: "prod", objects });
+    const body = JSON.parse(encoded.body);
+    expect(Object.keys(body)).toEqual(["kind", "version", "build", "target", "manifests"]);
+    expect(body.kind).toBe("kube-pico-cd.bundle");
+    expect(body.version).toBe(1);
+    expect(body.build).toEqual(build);
+    expect(body.target).toBe("prod");
+    const payload = gunzipSync(Buffer.from(body.manifests.data, "base64"));
+    expect(payload.toString()).toBe(
+      '[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}},' +
+        '{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap","metadata":{"name":"web","namespace":"shop"}}]',
+    );
+    expect(body.manifests).toEqual({
+      encoding: "gzip+base64",
+      data: body.manifests.data,
+      sha256: sha256(payload),
+      objects: 2,
+      bytes: payload.length,
+    });
+    expect(encoded.digest).toBe(sha256(payload));
+    expect(encoded.objectCount).toBe(2);
+    expect(encoded.rawBytes).toBe(payload.length);
+    expect(encoded.compressedBytes).toBe(Buffer.from(body.manifests.data, "base64").length);
+    expect(encoded.bodyBytes).toBe(Buffer.byteLength(encoded.body));
+  });
+
+  test("encodeMessage() gives the same body for the same input", () => {
+    expect(encodeMessage({ build, objects }).body).toBe(encodeMessage({ build, objects }).body);
+  });
+
+  test("encodeMessage() omits target when none is given", () => {
+    expect("target" in JSON.parse(encodeMessage({ build, objects }).body)).toBe(false);
+  });
+
+  test("encodeMessage() throws TypeError for an empty build id", () => {
+    expect(() => encodeMessage({ build: { id: "", timestampMs: 1 }, objects })).toThrow(
+      new TypeError("Cannot encode the message: invalid build: id: Too small: expected string to have >=1 characters"),
+    );
+  });
+});
+
+describe("decodeMessage() of v1 bodies", () => {
+  test("decodeMessage() returns what encodeMessage() encoded", () => {
+    const encoded = encodeMessage({ build, target: "prod", objects });
+    expect(decodeMessage(encoded.body)).toEqual({
+      format: "v1",
+      build,
+      target: "prod",
+      objects,
+      digest: encoded.digest,
+    });
+  });
+
+  test("decodeMessage() accepts a body written by another publisher (non-canonical JSON) and digests its bytes", () => {
+    const payload = `[ {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "shop"}} ]`;
+    const decoded = decodeMessage(v1Body({ payload }));
+    expect(decoded.digest).toBe(sha256(payload));
+    expect(decoded.objects).toEqual([{ apiVersion: "v1", kind: "Namespace", metadata: { name: "shop" } }]);
+  });
+
+  test("decodeMessage() ignores unknown keys under build", () => {
+    const body = v1Body({ top: { build: { ...build, pipeline: "nightly" } } });
+    expect(decodeMessage(body).build).toEqual(build);
+  });
+
+  test("decodeMessage() returns the signature when present", () => {
+    const signature = { algorithm: "ed25519", keyId: "ci-1", value: "c2lnbmF0dXJl" };
+    expect(decodeMessage(v1Body({ top: { signature } })).signature).toEqual(signature as never);
+  });
+
+  test("decodeMessage() rejects a body that is not JSON with reason invalid-json", () => {
+    const error = rejection("{not json");
+    expect(error.reason).toBe("invalid-json");
+    expect(error.message).toStartWith("Rejected message: the body is not JSON (");
+  });
+
+  test("decodeMessage() rejects a JSON array with reason schema", () => {
+    const error = rejection("[1,2]");
+    expect(error.reason).toBe("schema");
+    expect(error.message).toBe("Rejected message: the body is an array, not a JSON object");
+  });
+
+  test("decodeMessage() rejects an object of neither format", () => {
+    const error = rejection('{"hello":"world"}');
+    expect(error.reason).toBe("schema");
+    expect(error.message).toBe('Rejected message: not a kube-pico-cd message (no "kind"; top-level keys: hello)');
+  });
+
+  test("decodeMessage() rejects an unknown kind with reason schema", () => {
+    const error = rejection(v1Body({ top: { kind: "other.bundle" } }));
+    expect(error.reason).toBe("schema");
+    expect(error.message).toBe('Rejected message: unknown kind "other.bundle" (expected "kube-pico-cd.bundle")');
+  });
+
+  test("decodeMessage() rejects version 2 with reason unsupported-version", () => {
+    const error = rejection(v1Body({ top: { version: 2 } }));
+    expect(error.reason).toBe("unsupported-version");
+    expect(error.message).toBe(
+      "Rejected message: kube-pico-cd.bundle version 2 is not supported (this reader understands version 1)",
+    );
+  });
+
+  test("decodeMessage() rejects an unknown top-level key with reason schema", () => {
+    const error = rejection(v1Body({ top: { priority: "high" } }));
+    expect(error.reason).toBe("schema");
+    expect(error.message).toBe('Rejected message: not a valid kube-pico-cd.bundle version 1: Unrecognized key: "priority"');
+  });
+
+  test("decodeMessage() rejects an unknown manifests encoding with reason schema", () => {
+    const error = rejection(v1Body({ manifests: { encoding: "zstd+base64" } }));
+    expect(error.reason).toBe("schema");
+    expect(error.message).toBe(
+      'Rejected message: not a valid kube-pico-cd.bundle version 1: manifests.encoding: Invalid input: expected "gzip+base64"',
+    );
+  });
+
+  test("decodeMessage() rejects a timestamp that is not an integer with reason schema", () => {
+    const error = rejection(v1Body({ top: { build: { id: "x", timestampMs: 1.5 } } }));
+    expect(error.reason).toBe("schema");
+    expect(error.message).toBe(
+      "Rejected message: not a valid kube-pico-cd.bundle version 1: build.timestampMs: Invalid input: expected int, received number",
+    );
+  });
+
+  test("decodeMessage() rejects data that is not base64 with reason decode", () => {
+    const error = rejection(v1Body({ manifests: { data: "not base64!" } }));
+    expect(error.reason).toBe("decode");
+    expect(error.message).toBe("Rejected message: manifests.data is not valid base64");
+  });
+
+  test("decodeMessage() rejects data that is not gzip with reason decode", () => {
+    const error = rejection(v1Body({ manifests: { data: Buffer.from("plain text").toString("base64") } }));
+    expect(error.reason).toBe("decode");
+    expect(error.message).toStartWith("Rejected message: manifests.data is not valid gzip (");
+  });
+
+  test("decodeMessage() rejects declared bytes over the limit without inflating", () => {
+    const error = rejection(v1Body(), { maxDecompressedBytes: 10 });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe(
+      `Rejected message: the manifests declare ${Buffer.byteLength(JSON.stringify(objects))} uncompressed bytes, over the limit of 10`,
+    );
+  });
+
+  test("decodeMessage() stops inflating a gzip bomb at the limit", () => {
+    const bomb = gzipSync(Buffer.alloc(200 * 1024 * 1024, 0x20)); // 200 MiB of spaces, ~200 KiB gzipped
+    const started = performance.now();
+    const error = rejection(
+      v1Body({ manifests: { data: bomb.toString("base64"), bytes: 10, sha256: "0".repeat(64), objects: 0 } }),
+    );
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe("Rejected message: the manifests inflate to more than the limit of 52428800 bytes");
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
+  test("decodeMessage() rejects a payload whose length differs from manifests.bytes with reason decode", () => {
+    const error = rejection(v1Body({ manifests: { bytes: 3 } }));
+    expect(error.reason).toBe("decode");
+    expect(error.message).toBe(
+      `Rejected message: the manifests inflate to ${Buffer.byteLength(JSON.stringify(objects))} bytes but manifests.bytes says 3`,
+    );
+  });
+
+  test("decodeMessage() rejects a payload whose SHA-256 differs with reason digest-mismatch", () => {
+    const error = rejection(v1Body({ manifests: { sha256: "a".repeat(64) } }));
+    expect(error.reason).toBe("digest-mismatch");
+    expect(error.message).toBe(
+      `Rejected message: the manifests' SHA-256 is ${sha256(JSON.stringify(objects))} but manifests.sha256 says ${"a".repeat(64)}`,
+    );
+  });
+
+  test("decodeMessage() rejects a payload that is not an array with reason invalid-manifests", () => {
+    const error = rejection(v1Body({ payload: '{"kind":"x"}', manifests: { objects: 1 } }));
+    expect(error.reason).toBe("invalid-manifests");
+    expect(error.message).toBe("Rejected message: the manifests payload is object, not an array of objects");
+  });
+
+  test("decodeMessage() rejects an object without kind with reason invalid-manifests", () => {
+    const payload = JSON.stringify([objects[0], { apiVersion: "v1", metadata: { name: "x" } }]);
+    const error = rejection(v1Body({ payload }));
+    expect(error.reason).toBe("invalid-manifests");
+    expect(error.message).toBe('Rejected message: invalid manifests: object 2: object "x" has no kind');
+  });
+
+  test("decodeMessage() rejects two objects with the same key with reason invalid-manifests", () => {
+    const payload = JSON.stringify([objects[1], objects[1]]);
+    const error = rejection(v1Body({ payload }));
+    expect(error.reason).toBe("invalid-manifests");
+    expect(error.message).toBe(
+      "Rejected message: invalid manifests: object 2: duplicate object /ConfigMap/shop/web (first defined at object 1)",
+    );
+  });
+
+  test("decodeMessage() rejects an object count that differs from manifests.objects", () => {
+    const error = rejection(v1Body({ manifests: { objects: 5 } }));
+    expect(error.reason).toBe("invalid-manifests");
+    expect(error.message).toBe("Rejected message: the manifests hold 2 objects but manifests.objects says 5");
+  });
+
+  test("decodeMessage() throws only MessageRejectedError for truncated and mangled bodies", () => {
+    const body = encodeMessage({ build, objects }).body;
+    const inputs = ["", " ", "null", "0", '"x"', "{}", '{"kind":null}', '{"Type":"Notification","Message":5}'];
+    for (let cut = 0; cut < body.length; cut += 7) inputs.push(body.slice(0, cut));
+    for (let i = 0; i < 200; i++) {
+      const chars = [...body];
+      chars[(i * 7919) % chars.length] = String.fromCharCode(32 + ((i * 31) % 90));
+      inputs.push(chars.join(""));
+    }
+    inputs.push("[".repeat(100_000));
+    for (const input of inputs) {
+      try {
+        decodeMessage(input);
+      } catch (error) {
+        expect(error).toBeInstanceOf(MessageRejectedError);
+      }
+    }
+  });
+});
+
+const legacyManifests = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app
+data:
+  mode: "fast"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kube-pico-cd-build-info
+data:
+  BUILD_TIMESTAMP: "1700000000"
+  COMMIT_HASH: "0123abcd"
+`;
+
+function legacyBody(data: Record<string, unknown> = {}, manifests = legacyManifests): string {
+  return JSON.stringify({
+    data: {
+      BUILD_TIMESTAMP: "1700000000",
+      buildTimestamp: "1700000000",
+      BRANCH_NAME: "main",
+      COMMIT_HASH: "0123abcd",
+      TAG_NAME: "undefined",
+      GITHUB_RUN_NUMBER: "42",
+      CONFIG_MAP_NAME: "kube-pico-cd-build-info",
+      ...data,
+    },
+    manifests,
+  });
+}
+
+describe("decodeMessage() of legacy bodies", () => {
+  test("decodeMessage() reads the seconds timestamp, the commit as id and every object including the build-info ConfigMap", () => {
+    const decoded = decodeMessage(legacyBody());
+    expect(decoded.format).toBe("legacy");
+    expect(decoded.build).toEqual({
+      id: "0123abcd",
+      timestampMs: 1_700_000_000_000,
+      commit: "0123abcd",
+      ref: "refs/heads/main",
+    });
+    expect(decoded.objects.map((object) => object.metadata.name)).toEqual(["app", "kube-pico-cd-build-info"]);
+    expect(decoded.digest).toBe(sha256(canonicalJson(decoded.objects)));
+  });
+
+  test("decodeMessage() uses the timestamp as id when COMMIT_HASH is \"undefined\"", () => {
+    const decoded = decodeMessage(legacyBody({ COMMIT_HASH: "undefined", BRANCH_NAME: "undefined" }));
+    expect(decoded.build).toEqual({ id: "1700000000", timestampMs: 1_700_000_000_000 });
+  });
+
+  test("decodeMessage() gives the same legacy digest however the YAML is formatted", () => {
+    const reformatted = `{apiVersion: v1, kind: ConfigMap, metadata: {name: app}, data: {mode: fast}}
+---
+kind: ConfigMap
+apiVersion: v1
+data: {COMMIT_HASH: "0123abcd", BUILD_TIMESTAMP: "1700000000"}
+metadata: {name: kube-pico-cd-build-info}
+`;
+    expect(decodeMessage(legacyBody({}, reformatted)).digest).toBe(decodeMessage(legacyBody()).digest);
+  });
+
+  test("decodeMessage() rejects legacy manifests with a YAML error, naming line and column", () => {
+    const error = rejection(legacyBody({}, "apiVersion: v1\nkind: [\n"));
+    expect(error.reason).toBe("invalid-manifests");
+    expect(error.message).toBe(
+      "Rejected message: invalid legacy manifests: manifests:3:1: Flow sequence in block collection must be sufficiently indented and end with a ]",
+    );
+  });
+
+  test("decodeMessage() rejects a BUILD_TIMESTAMP that is not whole seconds", () => {
+    const error = rejection(legacyBody({ BUILD_TIMESTAMP: "soon" }));
+    expect(error.reason).toBe("schema");
+    expect(error.message).toStartWith(
+      "Rejected message: not a valid legacy message: data.BUILD_TIMESTAMP: must be whole seconds since the epoch",
+    );
+  });
+
+  test("decodeMessage() rejects legacy manifests over the size limit", () => {
+    const error = rejection(legacyBody(), { maxDecompressedBytes: 100 });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe(
+      `Rejected message: the legacy manifests are ${Buffer.byteLength(legacyManifests)} bytes, over the limit of 100`,
+    );
+  });
+});
+
+describe("decodeMessage() of SNS notifications", () => {
+  const sns = (message: string) =>
+    JSON.stringify({ Type: "Notification", MessageId: "m-1", TopicArn: "arn:aws:sns:eu-west-1:1:deploy", Message: message });
+
+  test("decodeMessage() unwraps a v1 body from an SNS notification", () => {
+    const encoded = encodeMessage({ build, objects });
+    expect(decodeMessage(sns(encoded.body))).toEqual(decodeMessage(encoded.body));
+  });
+
+  test("decodeMessage() unwraps a legacy body from an SNS notification", () => {
+    expect(decodeMessage(sns(legacyBody()))).toEqual(decodeMessage(legacyBody()));
+  });
+
+  test("decodeMessage() names the SNS envelope when its inner body is rejected", () => {
+    const error = rejection(sns("{oops"));
+    expect(error.reason).toBe("invalid-json");
+    expect(error.message).toStartWith("Rejected SNS message: the body is not JSON (");
+  });
+
+  test("decodeMessage() does not unwrap an SNS notification inside another", () => {
+    const error = rejection(sns(sns(encodeMessage({ build, objects }).body)));
+    expect(error.reason).toBe("schema");
+  });
+});
+
+describe("compareBuilds()", () => {
+  test("compareBuilds() orders by timestamp first", () => {
+    expect(compareBuilds({ timestampMs: 1, digest: "f" }, { timestampMs: 2, digest: "a" })).toBe(-1);
+    expect(compareBuilds({ timestampMs: 2, digest: "a" }, { timestampMs: 1, digest: "f" })).toBe(1);
+  });
+
+  test("compareBuilds() breaks a timestamp tie by digest", () => {
+    expect(compareBuilds({ timestampMs: 1, digest: "a" }, { timestampMs: 1, digest: "b" })).toBe(-1);
+    expect(compareBuilds({ timestampMs: 1, digest: "b" }, { timestampMs: 1, digest: "a" })).toBe(1);
+  });
+
+  test("compareBuilds() returns 0 for the same build", () => {
+    expect(compareBuilds({ timestampMs: 1, digest: "a" }, { timestampMs: 1, digest: "a" })).toBe(0);
+  });
+});
+
+describe("canonicalJson()", () => {
+  test("canonicalJson() sorts keys at every level and keeps array order", () => {
+    expect(canonicalJson({ b: [{ z: 1, a: null }], a: "é" })).toBe('{"a":"é","b":[{"a":null,"z":1}]}');
+  });
+});
