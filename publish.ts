@@ -343,7 +343,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         const lower = text.trim().toLowerCase();
         if (ENV_TRUE.has(lower)) raw[name] = true;
         else if (ENV_FALSE.has(lower)) raw[name] = false;
-        else problems.push(`${variable}: "${text}" is not a boolean (use true or false)`);
+        else {
+          problems.push(`${variable}: "${text}" is not a boolean (use true or false)`);
+          raw[name] = false;
+        }
       } else if (spec.multiple) {
         raw[name] = splitList(text);
       } else {
@@ -397,7 +400,8 @@ function splitList(text: string): string[] {
 function argumentProblem(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
-  const option = /'([^']+)'/.exec(message)?.[1]?.split(" ")[0];
+  const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
+  const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) return `${option}: unknown option (see --help)`;
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) return `${option}: ${message.replace(/^Option '[^']+' /, "")}`;
   return message.split("\n")[0] ?? message;

@@ -1,0 +1,233 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { ConfigError } from "../../lib/errors.ts";
+import { decodeMessage } from "../../lib/message.ts";
+import { helpText, main, parseConfig } from "../../publish.ts";
+
+const fixtures = resolve(import.meta.dir, "../fixtures");
+
+/** Runs main() in the fixtures directory with no SQS client (a dry run must never make one). */
+async function run(argv: string[], env: Record<string, string> = {}) {
+  let stdout = "";
+  let stderr = "";
+  const code = await main(argv, env, {
+    cwd: fixtures,
+    stdout: (text) => (stdout += text),
+    stderr: (text) => (stderr += text),
+    now: () => 1_700_000_000_000,
+    createSqsClient: () => {
+      throw new Error("no SQS client in unit tests");
+    },
+  });
+  return { code, stdout, stderr };
+}
+
+function configProblems(argv: string[], env: Record<string, string> = {}): readonly string[] {
+  try {
+    parseConfig(argv, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error("parseConfig() accepted the input");
+}
+
+describe("parseConfig()", () => {
+  test("parseConfig() applies the defaults", () => {
+    expect(parseConfig(["k8s", "--queue", "deploy"], {})).toEqual({
+      paths: ["k8s"],
+      queues: [{ name: "deploy" }],
+      ignore: [],
+      kustomize: true,
+      kubectl: "kubectl",
+      allowEmpty: false,
+      build: {},
+      maxMessageBytes: 262_144,
+      messageGroupId: "kube-pico-cd",
+      dryRun: false,
+      json: false,
+      help: false,
+    });
+  });
+
+  test("parseConfig() reads KUBE_PICO_CD_* variables, and flags win over them", () => {
+    const config = parseConfig(["--target", "prod"], {
+      KUBE_PICO_CD_PATHS: "k8s, crds",
+      KUBE_PICO_CD_QUEUE: "a,b.fifo",
+      KUBE_PICO_CD_TARGET: "staging",
+      KUBE_PICO_CD_NO_KUSTOMIZE: "true",
+      KUBE_PICO_CD_BUILD_TIMESTAMP_MS: "1700000000000",
+      KUBE_PICO_CD_MAX_MESSAGE_BYTES: "1048576",
+      KUBE_PICO_CD_SQS_ENDPOINT: "http://127.0.0.1:9324",
+    });
+    expect(config.paths).toEqual(["k8s", "crds"]);
+    expect(config.queues).toEqual([{ name: "a" }, { name: "b.fifo" }]);
+    expect(config.target).toBe("prod");
+    expect(config.kustomize).toBe(false);
+    expect(config.build).toEqual({ timestampMs: 1_700_000_000_000 });
+    expect(config.maxMessageBytes).toBe(1_048_576);
+    expect(config.endpointUrl).toBe("http://127.0.0.1:9324");
+  });
+
+  test("parseConfig() reads the original implementation's queue variable and AWS_ENDPOINT_URL_SQS", () => {
+    const config = parseConfig(["k8s"], {
+      KUBE_PICO_CD_DEPLOY_QUEUE_NAME: "deploy",
+      AWS_ENDPOINT_URL_SQS: "http://localhost:4566",
+    });
+    expect(config.queues).toEqual([{ name: "deploy" }]);
+    expect(config.endpointUrl).toBe("http://localhost:4566");
+  });
+
+  test("parseConfig() names the flag or variable of every problem", () => {
+    expect(
+      configProblems(["k8s", "-q", "htp:/x", "--max-message-bytes", "2000000", "--build-timestamp-ms", "1.5"], {
+        KUBE_PICO_CD_DRY_RUN: "maybe",
+        KUBE_PICO_CD_MESSAGE_GROUP_ID: "a b",
+      }),
+    ).toEqual([
+      'KUBE_PICO_CD_DRY_RUN: "maybe" is not a boolean (use true or false)',
+      '--queue: "htp:/x" is not a queue URL (expected a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/deploy, or a queue name of up to 80 letters, digits, - and _ (FIFO names end in .fifo))',
+      "--build-timestamp-ms: must be a whole number of milliseconds since the epoch",
+      "--max-message-bytes: must be at most 1048576 (SQS's maximum)",
+      'KUBE_PICO_CD_MESSAGE_GROUP_ID: "a b" is not a valid message group id (1 to 128 printable ASCII characters without spaces)',
+    ]);
+  });
+
+  test("parseConfig() rejects an unknown flag", () => {
+    expect(configProblems(["k8s", "--queue", "q", "--bogus"])).toEqual(["--bogus: unknown option (see --help)"]);
+  });
+
+  test("parseConfig() rejects a flag without its value", () => {
+    expect(configProblems(["k8s", "--queue"])).toEqual(["--queue: argument missing"]);
+  });
+
+  test("parseConfig() requires paths, and a queue unless --dry-run", () => {
+    expect(configProblems([])).toEqual([
+      "no manifest paths given: pass files or directories as arguments, or set KUBE_PICO_CD_PATHS",
+      "--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending",
+    ]);
+    expect(parseConfig(["k8s", "--dry-run"], {}).queues).toEqual([]);
+  });
+});
+
+describe("helpText()", () => {
+  test("helpText() lists every option with its default and the exit codes", () => {
+    const help = helpText();
+    for (const flag of [
+      "--queue URL|NAME",
+      "--target NAME",
+      "--ignore GLOB",
+      "--no-kustomize",
+      "--kubectl PATH",
+      "--allow-empty",
+      "--build-id ID",
+      "--build-timestamp-ms MS",
+      "--max-message-bytes BYTES",
+      "--message-group-id ID",
+      "--endpoint-url URL",
+      "--region REGION",
+      "--dry-run",
+      "--output-body FILE",
+      "--json",
+      "--help",
+    ]) {
+      expect(help).toContain(flag);
+    }
+    expect(help.match(/default: /g)?.length).toBe(23);
+    expect(help).toContain("(env KUBE_PICO_CD_MAX_MESSAGE_BYTES; default: 262144)");
+    expect(help).toContain("  2  sending failed");
+  });
+});
+
+describe("main()", () => {
+  const basic = ["repo-basic", "--ignore", "*.tmpl.yaml", "--build-id", "b-1"];
+
+  test("main() --help prints the help and exits 0", async () => {
+    const { code, stdout } = await run(["--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${helpText()}\n`);
+  });
+
+  test("main() --dry-run prints objects by kind and namespace, sizes and digest, and exits 0", async () => {
+    const { code, stdout, stderr } = await run([...basic, "--dry-run", "--target", "prod", "-q", "deploy"]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const lines = stdout.split("\n");
+    expect(lines[0]).toBe("Dry run: build b-1 (2023-11-14T22:13:20.000Z) is valid; nothing was sent");
+    expect(stdout).toContain("  target         prod\n");
+    expect(stdout).toContain("  objects        6 from 4 inputs\n");
+    expect(stdout).toMatch(/ {2}digest {9}sha256:[0-9a-f]{64}\n/);
+    expect(stdout).toMatch(/ {2}size {11}\d+ bytes raw, \d+ gzipped, message \d+ of 262144 bytes allowed\n/);
+    expect(stdout).toContain("  would send to  deploy\n");
+    expect(stdout).toContain(
+      [
+        "  KIND            NAMESPACE  OBJECTS",
+        "  ConfigMap       shop       1",
+        "  Deployment      shop       1",
+        "  Namespace       -          1",
+        "  Role            shop       1",
+        "  Service         shop       1",
+        "  ServiceAccount  shop       1",
+      ].join("\n"),
+    );
+  });
+
+  test("main() --json prints one JSON object", async () => {
+    const { code, stdout } = await run([...basic, "--dry-run", "--json"]);
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(result.dryRun).toBe(true);
+    expect(result.build).toEqual({ id: "b-1", timestampMs: 1_700_000_000_000 });
+    expect(result.objects).toBe(6);
+    expect(result.sent).toEqual([]);
+    expect(result.byKindAndNamespace[0]).toEqual({ kind: "ConfigMap", namespace: "shop", count: 1 });
+  });
+
+  test("main() --output-body writes a body that decodes to the bundle", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "publish-test-")), "body.json");
+    const { code, stdout } = await run([...basic, "--dry-run", "--json", "--output-body", file]);
+    expect(code).toBe(0);
+    const decoded = decodeMessage(readFileSync(file, "utf8"));
+    expect(decoded.digest).toBe(JSON.parse(stdout).digest);
+    expect(decoded.objects.map((object) => object.kind)).toEqual([
+      "Namespace",
+      "ServiceAccount",
+      "Role",
+      "ConfigMap",
+      "Deployment",
+      "Service",
+    ]);
+  });
+
+  test("main() appends a Markdown table to GITHUB_STEP_SUMMARY", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "publish-test-")), "summary.md");
+    const { code } = await run([...basic, "--dry-run"], { GITHUB_STEP_SUMMARY: file });
+    expect(code).toBe(0);
+    const markdown = readFileSync(file, "utf8");
+    expect(markdown).toStartWith("### kube-pico-cd: dry run of build `b-1`\n");
+    expect(markdown).toContain("| Kind | Namespace | Objects |\n|---|---|---:|\n| ConfigMap | shop | 1 |\n");
+  });
+
+  test("main() exits 1 with one line for invalid manifests", async () => {
+    const { code, stdout, stderr } = await run(["invalid/missing-kind", "--dry-run"]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toBe('publish: Cannot bundle the manifests: invalid/missing-kind/app.yaml:6:1: object "no-kind" has no kind\n');
+  });
+
+  test("main() exits 1 when the encoded message is over --max-message-bytes, saying how to raise the limit", async () => {
+    const { code, stderr } = await run([...basic, "--dry-run", "--max-message-bytes", "1024", "--target", "x".repeat(300)]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      /^publish: Cannot publish: the encoded message is \d+ bytes, over the limit of 1024 bytes \(--max-message-bytes; \d+ bytes of manifests gzip to \d+\)\. Raise the queue's limit \(aws sqs set-queue-attributes --queue-url URL --attributes MaximumMessageSize=1048576\) and pass --max-message-bytes 1048576, or publish fewer manifests\.\n$/,
+    );
+  });
+
+  test("main() exits 1 for a usage error", async () => {
+    const { code, stderr } = await run(["--nope"]);
+    expect(code).toBe(1);
+    expect(stderr).toBe("publish: Invalid configuration:\n  - --nope: unknown option (see --help)\n");
+  });
+});
