@@ -173,7 +173,7 @@ export async function startControlPlane(dir: string, options: ControlPlaneOption
           "--bind-address=127.0.0.1",
           `--service-account-private-key-file=${saKey}`,
           "--use-service-account-credentials=false",
-          "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,-persistentvolume-attach-detach-controller",
+          "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,-persistentvolume-attach-detach-controller",
           "--concurrent-deployment-syncs=10",
         ],
         { logFile: join(logs, "kube-controller-manager.log") },

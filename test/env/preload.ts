@@ -3,7 +3,7 @@
  * the tests talk to no real AWS account, and guarantees the test environment is torn down
  * at the end of the run, including on Ctrl-C or SIGTERM.
  */
-import { afterAll } from "bun:test";
+import { afterAll, setDefaultTimeout } from "bun:test";
 import { stopTestEnv } from "./testenv.ts";
 
 // Dummy credentials: tests pass an explicit ElasticMQ endpoint to every client, and these make
@@ -14,6 +14,10 @@ process.env.AWS_REGION = "us-east-1";
 process.env.AWS_EC2_METADATA_DISABLED = "true";
 delete process.env.AWS_PROFILE;
 delete process.env.AWS_SESSION_TOKEN;
+
+// Integration tests wait on real servers, and the first one also waits for the environment
+// to start (about 10 s); bun's default of 5 s per test is too short for that.
+setDefaultTimeout(90_000);
 
 afterAll(async () => {
   await stopTestEnv();
