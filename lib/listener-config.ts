@@ -1,0 +1,203 @@
+/**
+ * The listener's configuration: flags and KUBE_PICO_CD_* variables, validated once at start-up
+ * by one zod schema. A bad setting stops the listener before it does any work, with one line
+ * per problem naming the flag or variable.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "./cli-options.ts";
+import { ConfigError } from "./errors.ts";
+import { DEFAULT_LOCK_LEASE } from "./lock.ts";
+import type { LogLevel } from "./log.ts";
+import { DEFAULT_MAX_DECOMPRESSED_BYTES } from "./message.ts";
+import { DEFAULT_HISTORY_LIMIT, DEFAULT_STATE_CONFIGMAP } from "./state.ts";
+
+/** Where Kubernetes mounts the pod's namespace. */
+export const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+export const LISTENER_OPTIONS = {
+  queue: { type: "string", env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"], value: "URL|NAME", defaultText: "none; required", help: "Queue to receive from, by URL or by name (resolved with GetQueueUrl)." },
+  target: { type: "string", env: ["KUBE_PICO_CD_TARGET"], value: "NAME", defaultText: "none", help: "This cluster's name: messages for another target are rejected (messages without a target are accepted)." },
+  namespace: { type: "string", env: ["KUBE_PICO_CD_NAMESPACE"], value: "NAME", defaultText: `the pod's namespace (${SERVICE_ACCOUNT_NAMESPACE_FILE})`, help: "Namespace of the version record and the deploy lock." },
+  "state-configmap": { type: "string", env: ["KUBE_PICO_CD_STATE_CONFIGMAP"], value: "NAME", defaultText: DEFAULT_STATE_CONFIGMAP, help: "Name of the version record ConfigMap." },
+  "lock-lease": { type: "string", env: ["KUBE_PICO_CD_LOCK_LEASE"], value: "NAME", defaultText: DEFAULT_LOCK_LEASE, help: "Name of the Lease that lets one replica deploy at a time." },
+  "lease-duration-seconds": { type: "string", env: ["KUBE_PICO_CD_LEASE_DURATION_SECONDS"], value: "N", defaultText: "30", help: "How long the deploy lock outlives a replica that died holding it." },
+  "history-limit": { type: "string", env: ["KUBE_PICO_CD_HISTORY_LIMIT"], value: "N", defaultText: String(DEFAULT_HISTORY_LIMIT), help: "Outcomes kept in the record's history." },
+  kubectl: { type: "string", env: ["KUBE_PICO_CD_KUBECTL"], value: "PATH", defaultText: "kubectl (on PATH)", help: "kubectl binary." },
+  kubeconfig: { type: "string", env: ["KUBE_PICO_CD_KUBECONFIG"], value: "PATH", defaultText: "kubectl's own choice: KUBECONFIG, ~/.kube/config, then the pod's service account", help: "Kubeconfig file passed to kubectl." },
+  "field-manager": { type: "string", env: ["KUBE_PICO_CD_FIELD_MANAGER"], value: "NAME", defaultText: "kube-pico-cd", help: "Server-side apply field manager." },
+  "no-force-conflicts": { type: "boolean", env: ["KUBE_PICO_CD_NO_FORCE_CONFLICTS"], defaultText: "false (conflicts are forced, as Flux does)", help: "Fail an apply when another field manager owns a field, instead of taking the field over." },
+  "apply-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_APPLY_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "Time budget of one apply (all phases)." },
+  "wait-time-seconds": { type: "string", env: ["KUBE_PICO_CD_WAIT_TIME_SECONDS"], value: "N", defaultText: "20", help: "SQS long-poll wait (0-20)." },
+  "visibility-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS"], value: "N", defaultText: "60", help: "How long a received message stays hidden; renewed while its deploy runs." },
+  "retry-base-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_BASE_SECONDS"], value: "N", defaultText: "30", help: "Delay before a failed deploy is retried; doubles with each receive." },
+  "retry-max-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_MAX_SECONDS"], value: "N", defaultText: "900", help: "Largest retry delay." },
+  "max-decompressed-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_DECOMPRESSED_BYTES"], value: "N", defaultText: String(DEFAULT_MAX_DECOMPRESSED_BYTES), help: "Largest uncompressed bundle accepted." },
+  "sqs-endpoint": { type: "string", env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"], value: "URL", defaultText: "AWS's endpoint for the region", help: "SQS endpoint override (local SQS servers)." },
+  region: { type: "string", env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"], value: "REGION", defaultText: "from the queue URL, else the SDK's chain", help: "AWS region." },
+  "http-host": { type: "string", env: ["KUBE_PICO_CD_HTTP_HOST"], value: "HOST", defaultText: "0.0.0.0", help: "Address of the /healthz and /readyz server." },
+  "http-port": { type: "string", env: ["KUBE_PICO_CD_HTTP_PORT"], value: "PORT", defaultText: "8080", help: "Port of the /healthz and /readyz server (0: any free port; -1: no server)." },
+  "shutdown-grace-seconds": { type: "string", env: ["KUBE_PICO_CD_SHUTDOWN_GRACE_SECONDS"], value: "N", defaultText: "25", help: "On SIGTERM, how long an in-flight deploy may take to finish." },
+  "log-level": { type: "string", env: ["KUBE_PICO_CD_LOG_LEVEL"], value: "LEVEL", defaultText: "info", help: "debug, info, warn or error." },
+  once: { type: "boolean", env: ["KUBE_PICO_CD_ONCE"], defaultText: "false", help: "Handle what is in the queue, then exit (for scripts and tests)." },
+  help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
+} as const satisfies OptionTable;
+
+export interface ListenerConfig {
+  queue: string;
+  target?: string;
+  namespace: string;
+  stateConfigMap: string;
+  lockLease: string;
+  leaseDurationSeconds: number;
+  historyLimit: number;
+  kubectl: string;
+  kubeconfig?: string;
+  fieldManager: string;
+  forceConflicts: boolean;
+  applyTimeoutMs: number;
+  waitTimeSeconds: number;
+  visibilityTimeoutSeconds: number;
+  retryBaseSeconds: number;
+  retryMaxSeconds: number;
+  maxDecompressedBytes: number;
+  sqsEndpoint?: string;
+  region?: string;
+  httpHost: string;
+  /** -1: no HTTP server. */
+  httpPort: number;
+  shutdownGraceMs: number;
+  logLevel: LogLevel;
+  once: boolean;
+  help: boolean;
+}
+
+const int = (min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((text, ctx) => {
+      const n = Number(text.trim());
+      if (text.trim() === "" || !Number.isInteger(n)) {
+        ctx.addIssue({ code: "custom", message: `must be a whole number: current value is ${JSON.stringify(text)}` });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const name = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .pipe(z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a Kubernetes object name (lowercase letters, digits, '-', '.')").max(253));
+
+const schema = z.object({
+  queue: z.string().min(1, "must not be empty").optional(),
+  target: z.string().min(1, "must not be empty").optional(),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a namespace name").max(63).optional(),
+  "state-configmap": name(DEFAULT_STATE_CONFIGMAP),
+  "lock-lease": name(DEFAULT_LOCK_LEASE),
+  "lease-duration-seconds": int(3, 3600, 30),
+  "history-limit": int(1, 1000, DEFAULT_HISTORY_LIMIT),
+  kubectl: z.string().min(1).default("kubectl"),
+  kubeconfig: z.string().min(1).optional(),
+  "field-manager": z.string().min(1).max(128).default("kube-pico-cd"),
+  "no-force-conflicts": z.boolean(),
+  "apply-timeout-seconds": int(1, 86_400, 300),
+  "wait-time-seconds": int(0, 20, 20),
+  "visibility-timeout-seconds": int(3, 43_200, 60),
+  "retry-base-seconds": int(0, 43_200, 30),
+  "retry-max-seconds": int(0, 43_200, 900),
+  "max-decompressed-bytes": int(1024, 1024 * 1024 * 1024, DEFAULT_MAX_DECOMPRESSED_BYTES),
+  "sqs-endpoint": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+  region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
+  "http-host": z.string().min(1).default("0.0.0.0"),
+  "http-port": int(-1, 65_535, 8080),
+  "shutdown-grace-seconds": int(0, 3600, 25),
+  "log-level": z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }).default("info"),
+  once: z.boolean(),
+  help: z.boolean(),
+});
+
+/**
+ * Parses the listener's settings from `argv` (without the program) and `env`.
+ * `readNamespaceFile` is injectable so tests need no pod.
+ *
+ * @throws {ConfigError} one line per problem.
+ */
+export function parseListenerConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readNamespaceFile: () => string | undefined = defaultNamespaceFile,
+): ListenerConfig {
+  const { raw, origin, problems } = gatherOptions(LISTENER_OPTIONS, argv, env);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const result = schema.safeParse(raw);
+  if (!result.success) throw new ConfigError(schemaProblems(result.error, origin));
+  const d = result.data;
+  if (d.help) return { ...defaultsOnly(), help: true };
+  if (d.queue === undefined) problems.push("--queue: no queue given (set KUBE_PICO_CD_QUEUE to the queue's URL or name)");
+  const namespace = d.namespace ?? readNamespaceFile()?.trim();
+  if (!namespace) problems.push(`--namespace: not given and ${SERVICE_ACCOUNT_NAMESPACE_FILE} is not readable (set KUBE_PICO_CD_NAMESPACE when running outside a pod)`);
+  if (d["retry-max-seconds"] < d["retry-base-seconds"]) {
+    problems.push(`${origin["retry-max-seconds"]}: must be at least the retry base (${d["retry-base-seconds"]}): current value is ${d["retry-max-seconds"]}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config: ListenerConfig = {
+    queue: d.queue!,
+    namespace: namespace!,
+    stateConfigMap: d["state-configmap"],
+    lockLease: d["lock-lease"],
+    leaseDurationSeconds: d["lease-duration-seconds"],
+    historyLimit: d["history-limit"],
+    kubectl: d.kubectl,
+    fieldManager: d["field-manager"],
+    forceConflicts: !d["no-force-conflicts"],
+    applyTimeoutMs: d["apply-timeout-seconds"] * 1000,
+    waitTimeSeconds: d["wait-time-seconds"],
+    visibilityTimeoutSeconds: d["visibility-timeout-seconds"],
+    retryBaseSeconds: d["retry-base-seconds"],
+    retryMaxSeconds: d["retry-max-seconds"],
+    maxDecompressedBytes: d["max-decompressed-bytes"],
+    httpHost: d["http-host"],
+    httpPort: d["http-port"],
+    shutdownGraceMs: d["shutdown-grace-seconds"] * 1000,
+    logLevel: d["log-level"],
+    once: d.once,
+    help: false,
+  };
+  if (d.target !== undefined) config.target = d.target;
+  if (d.kubeconfig !== undefined) config.kubeconfig = d.kubeconfig;
+  if (d["sqs-endpoint"] !== undefined) config.sqsEndpoint = d["sqs-endpoint"];
+  if (d.region !== undefined) config.region = d.region;
+  return config;
+}
+
+function defaultsOnly(): ListenerConfig {
+  return parseListenerConfig([], { KUBE_PICO_CD_QUEUE: "help", KUBE_PICO_CD_NAMESPACE: "help" });
+}
+
+function defaultNamespaceFile(): string | undefined {
+  try {
+    return readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+export function listenerHelpText(): string {
+  return [
+    "Usage: listener [options]",
+    "",
+    "Long-polls an SQS queue for kube-pico-cd bundles and applies the newest build to this",
+    "cluster with kubectl server-side apply, recording each outcome in a ConfigMap.",
+    "",
+    "Options (flags win over environment variables):",
+    ...optionsHelp(LISTENER_OPTIONS),
+    "",
+    "AWS credentials come from the AWS SDK's default chain (IRSA / EKS Pod Identity in a pod).",
+    "HTTP: /healthz (alive), /readyz (SQS and the API server reached recently).",
+    "Exit codes: 0 stopped (SIGTERM/SIGINT, or --once done); 1 invalid configuration.",
+  ].join("\n");
+}

@@ -1,0 +1,200 @@
+/**
+ * listener: runs in the cluster, long-polls an SQS queue for kube-pico-cd bundles and applies
+ * the newest build with kubectl, recording every outcome in a ConfigMap before it deletes the
+ * message.
+ *
+ *   KUBE_PICO_CD_QUEUE=https://sqs.eu-west-1.amazonaws.com/123456789012/deploy listener
+ *   bun listener.ts --queue deploy --namespace kube-pico-cd --once
+ *
+ * Runs under Bun and Deno (`deno run -A listener.ts`). `--help` lists every option.
+ * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration or a queue
+ * that does not exist.
+ */
+import { fileURLToPath } from "node:url";
+import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+import { createBackoff, delay } from "./lib/backoff.ts";
+import { Consumer } from "./lib/consumer.ts";
+import { createDeployer } from "./lib/deployer.ts";
+import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
+import { startHealthServer, type Readiness } from "./lib/health-server.ts";
+import { runKubectl, type KubectlTarget } from "./lib/kubectl.ts";
+import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener-config.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+
+/** How often the API server is probed while no deploy touches it, in ms. */
+const API_PROBE_INTERVAL_MS = 30_000;
+
+export interface MainOptions {
+  /** Aborting stops the listener as SIGTERM would (tests use it instead of signals). */
+  signal?: AbortSignal;
+  /** Where log lines go. Default stdout. */
+  write?: (line: string) => void;
+  /** Install SIGTERM/SIGINT handlers. Default true. */
+  handleSignals?: boolean;
+  /** Told the bound HTTP port once the server listens. */
+  onListening?: (port: number) => void;
+}
+
+/** Runs the listener until stopped; resolves with the exit code. */
+export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, options: MainOptions = {}): Promise<number> {
+  let config: ListenerConfig;
+  try {
+    config = parseListenerConfig(argv, env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`listener: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  if (config.help) {
+    process.stdout.write(`${listenerHelpText()}\n`);
+    return 0;
+  }
+  const logger = createLogger({ level: config.logLevel, ...(options.write ? { write: options.write } : {}) });
+  return await run(config, logger, options);
+}
+
+async function run(config: ListenerConfig, logger: Logger, options: MainOptions): Promise<number> {
+  const stop = new AbortController();
+  const onSignal = (name: string) => () => {
+    logger.info("stop requested; finishing the deploy in hand", { signal: name, graceMs: config.shutdownGraceMs });
+    stop.abort(new Error(name));
+  };
+  const handlers = options.handleSignals === false ? [] : (["SIGTERM", "SIGINT"] as const).map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) process.once(s, h);
+  options.signal?.addEventListener("abort", onSignal("abort"), { once: true });
+
+  const readiness: Readiness = { lastSqsOkMs: 0, apiReachable: false, lastApiCheckMs: 0 };
+  const kubectl: KubectlTarget = { kubectlPath: config.kubectl, ...(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {}) };
+  const sqsConfig: SQSClientConfig = {};
+  const region = config.region ?? regionOfQueueUrl(config.queue);
+  if (region) sqsConfig.region = region;
+  if (config.sqsEndpoint) sqsConfig.endpoint = config.sqsEndpoint;
+  const sqs = new SQSClient(sqsConfig);
+
+  const health =
+    config.httpPort < 0
+      ? undefined
+      : await startHealthServer({
+          host: config.httpHost,
+          port: config.httpPort,
+          readiness: () => readiness,
+          sqsStaleMs: (config.waitTimeSeconds + 30) * 1000 * 2,
+        });
+  if (health) options.onListening?.(health.port);
+
+  const probe = (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        await runKubectl(["get", "--raw=/readyz"], { ...kubectl, timeoutMs: 10_000, signal: stop.signal });
+        readiness.apiReachable = true;
+      } catch (error) {
+        if (stop.signal.aborted) break;
+        if (readiness.apiReachable || readiness.lastApiCheckMs === 0) logger.warn("the Kubernetes API server is not reachable", { error: error as Error });
+        readiness.apiReachable = false;
+      }
+      readiness.lastApiCheckMs = Date.now();
+      await delay(API_PROBE_INTERVAL_MS, { signal: stop.signal }).catch(() => {});
+    }
+  })();
+
+  try {
+    const queueUrl = await resolveQueue(sqs, config.queue, logger, stop.signal);
+    if (queueUrl === undefined) return stop.signal.aborted ? 0 : 1;
+    logger.info("listening", {
+      queueUrl,
+      namespace: config.namespace,
+      target: config.target ?? null,
+      stateConfigMap: config.stateConfigMap,
+      once: config.once,
+      httpPort: health?.port ?? null,
+    });
+    const consumer = new Consumer({
+      sqs,
+      queueUrl,
+      logger,
+      waitTimeSeconds: config.waitTimeSeconds,
+      visibilityTimeoutSeconds: config.visibilityTimeoutSeconds,
+      once: config.once,
+      onReceive: () => (readiness.lastSqsOkMs = Date.now()),
+      handler: createDeployer({
+        kubectl,
+        namespace: config.namespace,
+        logger,
+        target: config.target,
+        stateName: config.stateConfigMap,
+        lockName: config.lockLease,
+        leaseDurationSeconds: config.leaseDurationSeconds,
+        historyLimit: config.historyLimit,
+        fieldManager: config.fieldManager,
+        forceConflicts: config.forceConflicts,
+        applyTimeoutMs: config.applyTimeoutMs,
+        maxDecompressedBytes: config.maxDecompressedBytes,
+        retryBaseSeconds: config.retryBaseSeconds,
+        retryMaxSeconds: config.retryMaxSeconds,
+        onApiStatus: (reachable) => {
+          readiness.apiReachable = reachable;
+          readiness.lastApiCheckMs = Date.now();
+        },
+      }),
+    });
+    stop.signal.addEventListener("abort", () => void consumer.stop(config.shutdownGraceMs), { once: true });
+    await consumer.start();
+    logger.info("stopped");
+    return 0;
+  } finally {
+    stop.abort(new Error("listener finished"));
+    for (const [s, h] of handlers) process.off(s, h);
+    await probe;
+    await health?.close();
+    sqs.destroy();
+  }
+}
+
+/**
+ * The queue's URL. A name is resolved with GetQueueUrl, retried with backoff while SQS is
+ * unreachable; a queue that does not exist is a configuration error (undefined).
+ */
+async function resolveQueue(sqs: SQSClient, queue: string, logger: Logger, signal: AbortSignal): Promise<string | undefined> {
+  if (/^https?:\/\//.test(queue)) return queue;
+  const backoff = createBackoff({ baseMs: 1_000, maxMs: 60_000 });
+  while (!signal.aborted) {
+    try {
+      const { QueueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: queue }), { abortSignal: signal });
+      if (QueueUrl) return QueueUrl;
+    } catch (error) {
+      if (signal.aborted) break;
+      const name = error instanceof Error ? error.name : "";
+      if (name === "QueueDoesNotExist" || name === "AWS.SimpleQueueService.NonExistentQueue") {
+        logger.error(`queue "${queue}" does not exist; check KUBE_PICO_CD_QUEUE and the region`, { error: error as Error });
+        return undefined;
+      }
+      const waitMs = backoff.next();
+      logger.warn("resolving the queue URL failed; backing off", { queue, error: error as Error, retryInMs: waitMs });
+      await delay(waitMs, { signal }).catch(() => {});
+    }
+  }
+  return undefined;
+}
+
+/** The region in an AWS SQS URL (https://sqs.eu-west-1.amazonaws.com/…), if it is one. */
+export function regionOfQueueUrl(queue: string): string | undefined {
+  return /^https:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//.exec(queue)?.[1];
+}
+
+function isMain(): boolean {
+  const meta = import.meta as ImportMeta & { main?: boolean };
+  if (typeof meta.main === "boolean") return meta.main;
+  return process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
+}
+
+if (isMain()) {
+  try {
+    process.exitCode = await main(process.argv.slice(2), process.env);
+  } catch (error) {
+    // An unknown error is a bug: print it whole. Known ones were logged where they happened.
+    process.stderr.write(error instanceof KubePicoCdError ? `listener: ${error.message}\n` : `listener: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

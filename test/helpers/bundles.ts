@@ -1,0 +1,59 @@
+/**
+ * Builds and sends real version 1 messages (with lib/message.ts, as publish does) so listener
+ * tests control build timestamps and contents exactly.
+ */
+import { randomBytes } from "node:crypto";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
+import type { KubeObject } from "../../lib/bundle.ts";
+import { encodeMessage, type BuildInfo } from "../../lib/message.ts";
+import { sqsClient } from "../env/testenv.ts";
+
+export function configMap(namespace: string, name: string, data: Record<string, string>): KubeObject {
+  return { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace }, data } as KubeObject;
+}
+
+export function namespaceObject(name: string): KubeObject {
+  return { apiVersion: "v1", kind: "Namespace", metadata: { name } } as KubeObject;
+}
+
+export interface SentBundle {
+  messageId: string;
+  body: string;
+  digest: string;
+  build: BuildInfo;
+}
+
+export function bundleBody(objects: readonly KubeObject[], build: Partial<BuildInfo> & { timestampMs: number }, target?: string) {
+  const fullBuild: BuildInfo = { id: build.id ?? `build-${build.timestampMs}-${randomBytes(3).toString("hex")}`, ...build };
+  return { ...encodeMessage({ build: fullBuild, objects, ...(target === undefined ? {} : { target }) }), build: fullBuild };
+}
+
+/** Sends a bundle of `objects` as build `build` to `queueUrl`. */
+export async function sendBundle(queueUrl: string, objects: readonly KubeObject[], build: Partial<BuildInfo> & { timestampMs: number }, target?: string): Promise<SentBundle> {
+  const encoded = bundleBody(objects, build, target);
+  return { ...(await sendRaw(queueUrl, encoded.body)), body: encoded.body, digest: encoded.digest, build: encoded.build };
+}
+
+/** Sends any body, valid or not. */
+export async function sendRaw(queueUrl: string, body: string): Promise<{ messageId: string }> {
+  const sqs = await sqsClient();
+  const sent = await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+  return { messageId: sent.MessageId! };
+}
+
+/** Messages still in the queue, visible or in flight. */
+export async function queueDepth(queueUrl: string): Promise<{ visible: number; inFlight: number; delayed: number }> {
+  const { GetQueueAttributesCommand } = await import("@aws-sdk/client-sqs");
+  const sqs = await sqsClient();
+  const { Attributes = {} } = await sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"],
+    }),
+  );
+  return {
+    visible: Number(Attributes.ApproximateNumberOfMessages ?? 0),
+    inFlight: Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0),
+    delayed: Number(Attributes.ApproximateNumberOfMessagesDelayed ?? 0),
+  };
+}
