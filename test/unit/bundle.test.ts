@@ -87,6 +87,21 @@ describe("parseManifests()", () => {
     ]);
   });
 
+  test("parseManifests() reports keys that become the same JSON key, in nested maps too", () => {
+    expect(parseManifests("apiVersion: v1\nkind: X\nmetadata: {name: a}\ndata:\n  1: a\n  '1': b\n", "x.yaml").problems).toEqual([
+      "x.yaml:6:3: Map keys must be unique",
+    ]);
+  });
+
+  test("parseManifests() checks the keys of a large map in linear time", () => {
+    const lines = Array.from({ length: 50_000 }, (_, i) => `  key${i}: "${i}"`).join("\n");
+    const started = performance.now();
+    const parsed = parseManifests(`apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n${lines}\n`, "big.yaml");
+    expect(parsed.problems).toEqual([]);
+    expect(Object.keys(parsed.items[0]?.object["data"] as object).length).toBe(50_000);
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
   test("parseManifests() reports a document that is not a mapping", () => {
     expect(parseManifests("- a\n- b\n", "x.yaml").problems).toEqual(["x.yaml:1:1: object is not a mapping (got a list)"]);
   });
