@@ -109,9 +109,9 @@ const ownNamespaceAllowed: ReadonlyArray<readonly string[]> = [
   ["update", "configmaps/kube-pico-cd-state"],
   ["patch", "configmaps/kube-pico-cd-state"],
   ["create", "configmaps"],
-  ["get", "leases.coordination.k8s.io/kube-pico-cd"],
-  ["update", "leases.coordination.k8s.io/kube-pico-cd"],
-  ["patch", "leases.coordination.k8s.io/kube-pico-cd"],
+  ["get", "leases.coordination.k8s.io/kube-pico-cd-deploy"],
+  ["update", "leases.coordination.k8s.io/kube-pico-cd-deploy"],
+  ["patch", "leases.coordination.k8s.io/kube-pico-cd-deploy"],
   ["create", "leases.coordination.k8s.io"],
   ["create", "events"],
   ["create", "events.events.k8s.io"],
@@ -157,6 +157,7 @@ describe("deploy/rbac/cluster-wide", () => {
     ["patch", "customresourcedefinitions.apiextensions.k8s.io"],
     ["list", "customresourcedefinitions.apiextensions.k8s.io"],
     ["create", "clusterroles.rbac.authorization.k8s.io"],
+    ["get", "/readyz"],
   ];
   for (const args of allowed) {
     test(`the listener can ${args.join(" ")}`, async () => {
@@ -229,6 +230,10 @@ describe("deploy/rbac/namespaced", () => {
     ["create", "secrets"],
     ["delete", "deployments.apps"],
   ];
+  test("the listener can get /readyz (its readiness check of the API server)", async () => {
+    expect(await canI(listener, ["get", "/readyz"])).toBe(true);
+  });
+
   for (const args of allowedInListed) {
     test(`the listener can ${args.join(" ")} in a listed namespace`, async () => {
       expect(await canI(listener, [...args, `--namespace=${allowedNamespace}`])).toBe(true);
