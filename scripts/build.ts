@@ -9,8 +9,9 @@
  *   unchanged under node 20+, bun and deno. The GitHub Action runs it, so it is committed;
  *   a test checks that the committed file equals a fresh build.
  *
- * Usage: `bun run scripts/build.ts [ARTIFACT...]` — with names (e.g. `publish.mjs`), builds
- * only those. Prints each artifact's size and build time.
+ * Usage: `bun run scripts/build.ts [--out-dir=DIR] [ARTIFACT...]` — with names (e.g.
+ * `publish.mjs`), builds only those; `--out-dir` writes somewhere else than dist/. Prints each
+ * artifact's size and build time.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
@@ -164,18 +165,22 @@ function formatSize(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`;
 }
 
-function main(args: readonly string[]): void {
+function main(argv: readonly string[]): void {
+  const outDirFlag = argv.find((arg) => arg.startsWith("--out-dir="));
+  const outDir = outDirFlag === undefined ? distDir : outDirFlag.slice("--out-dir=".length);
+  const args = argv.filter((arg) => arg !== outDirFlag);
   const unknown = args.filter((name) => !artifacts.some((a) => a.name === name));
   if (unknown.length > 0) {
-    process.stderr.write(`build: unknown artifact ${unknown.join(", ")}; known: ${artifacts.map((a) => a.name).join(", ")}\n`);
+    process.stderr.write(`build: unknown argument ${unknown.join(", ")}; artifacts: ${artifacts.map((a) => a.name).join(", ")}\n`);
     process.exitCode = 2;
     return;
   }
   const selected = args.length === 0 ? artifacts : artifacts.filter((a) => args.includes(a.name));
   for (const artifact of selected) {
     try {
-      const built = buildArtifact(artifact);
-      process.stdout.write(`${relative(root, built.path).padEnd(44)} ${formatSize(built.sizeBytes).padStart(10)}  ${(built.buildMs / 1000).toFixed(1)} s\n`);
+      const built = buildArtifact(artifact, { outDir });
+      const shown = built.path.startsWith(`${process.cwd()}/`) ? relative(process.cwd(), built.path) : built.path;
+      process.stdout.write(`${shown.padEnd(44)} ${formatSize(built.sizeBytes).padStart(10)}  ${(built.buildMs / 1000).toFixed(1)} s\n`);
     } catch (error) {
       if (!(error instanceof BuildError)) throw error;
       process.stderr.write(`build: ${error.message}\n`);
