@@ -19,10 +19,11 @@ import { applyObjects, type ApplyResult } from "./apply.ts";
 import type { BatchHandler, Disposition, ReceivedMessage } from "./consumer.ts";
 import { KubePicoCdError, LockError, MessageRejectedError, StateConflictError } from "./errors.ts";
 import type { KubectlTarget } from "./kubectl.ts";
-import { acquireLock, type HeldLock } from "./lock.ts";
+import type { KubeObject } from "./bundle.ts";
+import { acquireLock, DEFAULT_LOCK_LEASE, type HeldLock } from "./lock.ts";
 import type { Logger } from "./log.ts";
 import { compareBuilds, decodeMessage, type DecodedMessage } from "./message.ts";
-import { readState, recordApplied, recordOutcome, writeState, type Outcome, type StoredRecord, type VersionRecord } from "./state.ts";
+import { DEFAULT_STATE_CONFIGMAP, readState, recordApplied, recordOutcome, writeState, type Outcome, type StoredRecord, type VersionRecord } from "./state.ts";
 
 export interface DeployerOptions {
   kubectl: KubectlTarget;
@@ -103,6 +104,14 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (decoded.target !== undefined && decoded.target !== target) {
         const mine = target === undefined ? "no target" : `target ${JSON.stringify(target)}`;
         return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}` };
+      }
+      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE));
+      if (protectedObject) {
+        return {
+          message,
+          reason: "protected-object",
+          error: `The bundle holds ${protectedObject.kind} ${protectedObject.metadata.namespace ?? namespace}/${protectedObject.metadata.name}, which is the listener's own ${protectedObject.kind === "Lease" ? "deploy lock" : "version record"}; a bundle may not overwrite it`,
+        };
       }
       return { message, decoded };
     } catch (error) {
@@ -263,6 +272,19 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       await lock?.release().catch((error: unknown) => logger.warn("releasing the deploy lock failed; it expires by itself", { error: error as Error }));
     }
   };
+}
+
+/**
+ * True for the listener's own record and lock: a bundle that overwrote them could fake the
+ * recorded version (the original's defect 6). An object without a namespace counts, since
+ * in the listener's pod kubectl puts it into the listener's namespace.
+ */
+function isProtected(object: KubeObject, namespace: string, stateName: string, lockName: string): boolean {
+  const ns = object.metadata.namespace;
+  if (ns !== undefined && ns !== namespace) return false;
+  if (object.kind === "ConfigMap" && object.apiVersion === "v1") return object.metadata.name === stateName;
+  if (object.kind === "Lease" && object.apiVersion.startsWith("coordination.k8s.io/")) return object.metadata.name === lockName;
+  return false;
 }
 
 function key(a: Accepted): { timestampMs: number; digest: string } {
