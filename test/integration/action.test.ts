@@ -1,0 +1,172 @@
+/**
+ * action.yml, run the way the GitHub runner runs a composite step: its `${{ inputs.* }}`
+ * expressions replaced by the given inputs (or their defaults), the step's environment plus
+ * the runner's GITHUB_* variables, and its script under `bash --noprofile --norc -eo pipefail`.
+ * The job summary file must end up with publish's Markdown tables.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import { parse } from "yaml";
+import { decodeMessage } from "../../lib/message.ts";
+import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+interface ActionInput {
+  description: string;
+  required?: boolean;
+  default?: string;
+}
+
+interface CompositeStep {
+  shell: string;
+  env: Record<string, string>;
+  run: string;
+}
+
+interface ActionFile {
+  inputs: Record<string, ActionInput>;
+  runs: { using: string; steps: CompositeStep[] };
+}
+
+const action = parse(readFileSync(join(root, "action.yml"), "utf8")) as ActionFile;
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Replaces `${{ inputs.NAME }}` as the runner does; any other expression is a test failure. */
+function expand(value: string, inputs: Record<string, string>): string {
+  return value.replace(/\$\{\{\s*([^}]*?)\s*\}\}/g, (_, expression: string) => {
+    const match = /^inputs\.([a-z0-9-]+)$/.exec(expression);
+    if (!match) throw new Error(`action.yml uses an expression this test cannot evaluate: \${{ ${expression} }}`);
+    const name = match[1]!;
+    const input = action.inputs[name];
+    if (!input) throw new Error(`action.yml refers to undeclared input ${name}`);
+    return inputs[name] ?? input.default ?? "";
+  });
+}
+
+const github = {
+  GITHUB_ACTIONS: "true",
+  GITHUB_SHA: "0123456789abcdef0123456789abcdef01234567",
+  GITHUB_REF: "refs/heads/main",
+  GITHUB_REPOSITORY: "example/shop",
+  GITHUB_RUN_ID: "4242",
+  GITHUB_RUN_ATTEMPT: "1",
+  GITHUB_ACTOR: "octocat",
+  GITHUB_SERVER_URL: "https://github.com",
+};
+
+interface ActionRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  summary: string;
+}
+
+/** Runs the action's composite step in a copy of a workspace with a small app's manifests. */
+async function runAction(inputs: Record<string, string>): Promise<ActionRun> {
+  for (const name of Object.keys(inputs)) if (!action.inputs[name]) throw new Error(`action.yml has no input ${name}`);
+  const workspace = mkdtempSync(join(tmpdir(), "kube-pico-cd-action-"));
+  dirs.push(workspace);
+  writeFileSync(join(workspace, "app.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  selector:\n    matchLabels: { app: web }\n  template:\n    metadata:\n      labels: { app: web }\n    spec:\n      containers: [{ name: web, image: nginx }]\n");
+  writeFileSync(join(workspace, "config.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: shop\ndata:\n  greeting: hello\n");
+  const summaryPath = join(workspace, "step-summary.md");
+  writeFileSync(summaryPath, "");
+  expect(action.runs.using).toBe("composite");
+  expect(action.runs.steps.length).toBe(1);
+  const step = action.runs.steps[0]!;
+  expect(step.shell).toBe("bash");
+  const stepEnv = Object.fromEntries(Object.entries(step.env).map(([name, value]) => [name, expand(value, inputs)]));
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    ...github,
+    GITHUB_WORKSPACE: workspace,
+    GITHUB_ACTION_PATH: root,
+    GITHUB_STEP_SUMMARY: summaryPath,
+    ...stepEnv,
+  };
+  // Nothing of this test's own configuration may leak in.
+  for (const name of Object.keys(env)) if (name.startsWith("KUBE_PICO_CD_") && !(name in stepEnv)) delete env[name];
+  return await new Promise((resolve, reject) => {
+    const child = spawn("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", step.run], { cwd: workspace, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.once("error", reject);
+    child.once("exit", (code) => resolve({ code: code ?? 1, stdout, stderr, summary: readFileSync(summaryPath, "utf8") }));
+  });
+}
+
+const buildId = `${github.GITHUB_SHA}-${github.GITHUB_RUN_ID}-${github.GITHUB_RUN_ATTEMPT}`;
+
+describe("action.yml", () => {
+  test("declares the inputs publish needs, and the reserved signing-key", () => {
+    expect(Object.keys(action.inputs)).toEqual([
+      "paths",
+      "queue-urls",
+      "region",
+      "target",
+      "dry-run",
+      "endpoint-url",
+      "build-timestamp-ms",
+      "max-message-bytes",
+      "signing-key",
+    ]);
+    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_SIGNING_KEY"]).toBe("${{ inputs.signing-key }}");
+  });
+
+  test("a dry run writes the build's summary tables to GITHUB_STEP_SUMMARY and exits 0", async () => {
+    const run = await runAction({ paths: "app.yaml\nconfig.yaml", "dry-run": "true", target: "prod", "build-timestamp-ms": "1700000000000" });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toStartWith(`Dry run: build ${buildId} (2023-11-14T22:13:20.000Z) is valid; nothing was sent\n`);
+    expect(run.summary).toStartWith(`### kube-pico-cd: dry run of build \`${buildId}\`\n`);
+    expect(run.summary).toContain("| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |\n|---|---|---:|---:|---:|---:|---|\n| prod | 2023-11-14T22:13:20.000Z (1700000000000) | 2 |");
+    expect(run.summary).toContain("| Kind | Namespace | Objects |\n|---|---|---:|\n| ConfigMap | shop | 1 |\n| Deployment | shop | 1 |\n");
+  });
+
+  test("sends one message to each of the newline-separated queues and lists them in the summary", async () => {
+    const { sqsEndpoint } = await testEnv();
+    const queues = [await createQueue(), await createQueue()];
+    const run = await runAction({ paths: "app.yaml, config.yaml", "queue-urls": queues.map((q) => q.url).join("\n"), "endpoint-url": sqsEndpoint, target: "staging" });
+    expect(run.code).toBe(0);
+    const sqs = await sqsClient();
+    for (const queue of queues) {
+      const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+      expect(received.Messages?.length).toBe(1);
+      const message = received.Messages![0]!;
+      const decoded = decodeMessage(message.Body!);
+      expect(decoded.build.id).toBe(buildId);
+      expect(decoded.build.repository).toBe("example/shop");
+      expect(decoded.target).toBe("staging");
+      expect(decoded.objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(["Deployment/web", "ConfigMap/web"]);
+      expect(run.summary).toContain(`| ${queue.url} | \`${message.MessageId}\` |`);
+    }
+    expect(run.summary).toStartWith(`### kube-pico-cd: published build \`${buildId}\`\n`);
+  });
+
+  test("exits 1 without sending when neither dry-run nor queue-urls is given", async () => {
+    const run = await runAction({ paths: "app.yaml" });
+    expect(run.stderr).toContain("publish: ");
+    expect(run.code).toBe(1);
+    expect(run.summary).toBe("");
+  });
+
+  test("input values are never run as shell code", async () => {
+    const marker = join(tmpdir(), `kube-pico-cd-action-injected-${process.pid}`);
+    rmSync(marker, { force: true });
+    const run = await runAction({ paths: "app.yaml", "dry-run": "true", target: `$(touch ${marker})"; touch ${marker}; echo "` });
+    expect(existsSync(marker)).toBe(false);
+    expect(run.code).toBe(0);
+    expect(run.summary).toContain(`| $(touch ${marker})"; touch ${marker}; echo " |`);
+  });
+});
