@@ -2,8 +2,9 @@
 import { decodeRecord, DEFAULT_STATE_CONFIGMAP, type VersionRecord } from "../../lib/state.ts";
 import { kubectl } from "../env/testenv.ts";
 
-export async function readRecord(namespace: string, name = DEFAULT_STATE_CONFIGMAP): Promise<VersionRecord | undefined> {
-  const got = await kubectl(["get", "configmap", name, "-n", namespace, "-o", "json"]);
+export async function readRecord(namespace: string, options: { name?: string; kubeconfig?: string } = {}): Promise<VersionRecord | undefined> {
+  const { name = DEFAULT_STATE_CONFIGMAP, kubeconfig } = options;
+  const got = await kubectl(["get", "configmap", name, "-n", namespace, "-o", "json"], kubeconfig === undefined ? {} : { kubeconfig });
   if (got.code !== 0) {
     if (got.stderr.includes("NotFound")) return undefined;
     throw new Error(`reading the record failed: ${got.stderr}`);
