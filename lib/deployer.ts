@@ -23,6 +23,7 @@ import type { KubeObject } from "./bundle.ts";
 import { acquireLock, DEFAULT_LOCK_LEASE, type HeldLock } from "./lock.ts";
 import type { Logger } from "./log.ts";
 import { compareBuilds, decodeMessage, type DecodedMessage } from "./message.ts";
+import { redactError } from "./policy.ts";
 import { DEFAULT_STATE_CONFIGMAP, readState, recordApplied, recordOutcome, writeState, type Outcome, type StoredRecord, type VersionRecord } from "./state.ts";
 
 export interface DeployerOptions {
@@ -42,6 +43,12 @@ export interface DeployerOptions {
   forceConflicts?: boolean;
   applyTimeoutMs?: number;
   maxDecompressedBytes?: number;
+  /**
+   * Called with every decoded message before anything else looks at it; throws a
+   * MessageRejectedError when the message must not be applied (an untrusted signature, a
+   * policy violation: lib/trust.ts, lib/policy.ts). Default: every message is admitted.
+   */
+  admit?: (decoded: DecodedMessage) => void;
   /** Delay before the first retry of a failed apply, in seconds; doubles per receive. Default 30. */
   retryBaseSeconds?: number;
   /** Largest retry delay, in seconds. Default 900. */
@@ -94,6 +101,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     onOutcome,
     onApiStatus,
     now = Date.now,
+    admit,
   } = options;
   const stateOptions = { kubectl, namespace, ...(stateName === undefined ? {} : { name: stateName }) };
   const iso = () => new Date(now()).toISOString();
@@ -101,6 +109,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
   const decode = (message: ReceivedMessage): Accepted | Rejected => {
     try {
       const decoded = decodeMessage(message.body, maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes });
+      admit?.(decoded);
       if (decoded.target !== undefined && decoded.target !== target) {
         const mine = target === undefined ? "no target" : `target ${JSON.stringify(target)}`;
         return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}` };
@@ -209,9 +218,11 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
             decisions.set(newest.message.messageId, { action: "delete" });
           } catch (error) {
             if (lockSignal.aborted) throw error; // Shutdown or lost lock: not this build's fault.
-            const text = error instanceof Error ? error.message : String(error);
+            // kubectl's errors may echo Secret values of the bundle: never into logs or the record.
+            const redacted = redactError(error, newest.decoded.objects);
+            const text = redacted.message;
             const delaySeconds = retryDelaySeconds(newest.message);
-            log.error("applying build failed; the message stays for a retry", { error: error as Error, retryInSeconds: delaySeconds, receiveCount: newest.message.receiveCount });
+            log.error("applying build failed; the message stays for a retry", { error: redacted, retryInSeconds: delaySeconds, receiveCount: newest.message.receiveCount });
             outcomes.push(outcomeOf(newest, "failed", { durationMs: now() - started, error: text }));
             decisions.set(newest.message.messageId, { action: "retry", delaySeconds });
           }

@@ -142,7 +142,13 @@ export type MessageRejectedReason =
   | "decode"
   | "too-large"
   | "digest-mismatch"
-  | "invalid-manifests";
+  | "invalid-manifests"
+  // Trust (lib/trust.ts) and policy (lib/policy.ts), checked after decoding:
+  | "unsigned"
+  | "malformed-signature"
+  | "unknown-key"
+  | "bad-signature"
+  | "policy";
 
 /**
  * A message body is not something this reader can apply: not JSON, not our shape, a version

@@ -38,12 +38,24 @@ export interface BuildInfo {
   url?: string;
 }
 
-/** Reserved for signed bundles (a later version of the listener verifies it). */
+/** The signature of a signed bundle; made and checked by lib/signature.ts (docs/protocol.md, "Signature"). */
 export interface MessageSignature {
   algorithm: "ed25519";
+  /** Names the public key that verifies it: 16 lowercase hex digits (see `keyIdOf`). */
   keyId: string;
-  /** Base64 of the signature bytes. */
+  /** Base64 of the 64 signature bytes. */
   value: string;
+}
+
+/**
+ * What a signature covers: every field of a version 1 body except `manifests.data`, which
+ * is covered through `manifests.sha256` (a reader checks that the data inflates to exactly
+ * those bytes). `kind` and `version` are covered too, as constants of the signed bytes.
+ */
+export interface SignedFields {
+  build: BuildInfo;
+  target?: string;
+  manifests: { encoding: string; sha256: string; objects: number; bytes: number };
 }
 
 /** What {@link encodeMessage} produced. */
@@ -70,6 +82,8 @@ export interface DecodedMessage {
   objects: KubeObject[];
   /** v1: the SHA-256 of the payload (verified); legacy: SHA-256 of the objects' canonical JSON. */
   digest: string;
+  /** v1: the uncompressed payload length in bytes (`manifests.bytes`, verified). */
+  payloadBytes?: number;
   signature?: MessageSignature;
 }
 
@@ -155,6 +169,8 @@ export function encodeMessage(input: {
   build: BuildInfo;
   target?: string;
   objects: readonly KubeObject[];
+  /** Signs the body's fields (lib/signature.ts `signer`); the body is unsigned without it. */
+  sign?: (fields: SignedFields) => MessageSignature;
 }): EncodedMessage {
   const built = buildSchema.safeParse(input.build);
   if (!built.success) throw new TypeError(`Cannot encode the message: invalid build: ${describeIssues(built.error)}`);
@@ -164,11 +180,14 @@ export function encodeMessage(input: {
   const payload = Buffer.from(canonicalJson(input.objects), "utf8");
   const digest = sha256Hex(payload);
   const compressed = gzipSync(payload, { level: 9 });
+  const build = buildInfoFrom(built.data);
+  const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
+  const target = input.target === undefined ? {} : { target: input.target };
   const message = {
     kind: MESSAGE_KIND,
     version: MESSAGE_VERSION,
-    build: buildInfoFrom(built.data),
-    ...(input.target === undefined ? {} : { target: input.target }),
+    build,
+    ...target,
     manifests: {
       encoding: MANIFESTS_ENCODING,
       data: compressed.toString("base64"),
@@ -176,6 +195,7 @@ export function encodeMessage(input: {
       objects: input.objects.length,
       bytes: payload.length,
     },
+    ...(input.sign === undefined ? {} : { signature: input.sign({ build, ...target, manifests }) }),
   };
   const body = JSON.stringify(message);
   return {
@@ -373,6 +393,7 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
     ...(message.target === undefined ? {} : { target: message.target }),
     objects: checked,
     digest,
+    payloadBytes: payload.length,
     ...(message.signature === undefined ? {} : { signature: message.signature }),
   };
 }

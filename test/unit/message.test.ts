@@ -100,6 +100,7 @@ describe("decodeMessage() of v1 bodies", () => {
       target: "prod",
       objects,
       digest: encoded.digest,
+      payloadBytes: encoded.rawBytes,
     });
   });
 

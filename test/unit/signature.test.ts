@@ -1,0 +1,228 @@
+import { describe, expect, test } from "bun:test";
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MessageRejectedError } from "../../lib/errors.ts";
+import { decodeMessage, encodeMessage, type BuildInfo, type DecodedMessage, type KubeObject, type SignedFields } from "../../lib/message.ts";
+import {
+  generateSigningKeyPair,
+  keyIdOf,
+  parsePublicKeys,
+  parseSigningKey,
+  signatureFormProblem,
+  signedBytes,
+  signFields,
+  type SigningKey,
+} from "../../lib/signature.ts";
+import { checkSignature, loadTrustedKeys } from "../../lib/trust.ts";
+
+const build: BuildInfo = { id: "abc-1-1", timestampMs: 1_700_000_000_000, commit: "abc", ref: "refs/heads/main" };
+const objects = [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "app", namespace: "web" }, data: { color: "blue" } }] as KubeObject[];
+
+function signingKey(): { key: SigningKey; publicKeyPem: string } {
+  const pair = generateSigningKeyPair();
+  const key = parseSigningKey(pair.privateKeyPem);
+  if ("problem" in key) throw new Error(key.problem);
+  return { key, publicKeyPem: pair.publicKeyPem };
+}
+
+function trustedOf(...pems: string[]) {
+  const { keys, problems } = loadTrustedKeys(pems);
+  expect(problems).toEqual([]);
+  return keys;
+}
+
+function signedBody(key: SigningKey, target?: string): string {
+  return encodeMessage({ build, objects, ...(target === undefined ? {} : { target }), sign: (fields) => signFields(fields, key) }).body;
+}
+
+function rejection(fn: () => void): { reason: string; message: string } {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof MessageRejectedError) return { reason: error.reason, message: error.message };
+    throw error;
+  }
+  throw new Error("expected a MessageRejectedError");
+}
+
+/** Re-serializes a body after `change` edits its parsed JSON. */
+function edited(body: string, change: (message: Record<string, any>) => void): string {
+  const message = JSON.parse(body) as Record<string, any>;
+  change(message);
+  return JSON.stringify(message);
+}
+
+describe("signedBytes()", () => {
+  const fields: SignedFields = {
+    build: { id: "b1", timestampMs: 1_700_000_000_000, url: "https://ci/1" },
+    manifests: { encoding: "gzip+base64", sha256: "a".repeat(64), objects: 2, bytes: 90 },
+  };
+
+  test("signedBytes() is the documented header and one length-prefixed line per field, '-' when absent", () => {
+    expect(signedBytes(fields, "0123456789abcdef").toString("utf8")).toBe(
+      [
+        "kube-pico-cd signed bundle v1",
+        "algorithm=7:ed25519",
+        "keyId=16:0123456789abcdef",
+        "kind=19:kube-pico-cd.bundle",
+        "version=1:1",
+        "build.id=2:b1",
+        "build.timestampMs=13:1700000000000",
+        "build.commit=-",
+        "build.ref=-",
+        "build.repository=-",
+        "build.runId=-",
+        "build.runAttempt=-",
+        "build.actor=-",
+        "build.url=12:https://ci/1",
+        "target=-",
+        "manifests.encoding=11:gzip+base64",
+        `manifests.sha256=64:${"a".repeat(64)}`,
+        "manifests.objects=1:2",
+        "manifests.bytes=2:90",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("signedBytes() counts UTF-8 bytes, so values holding newlines or '=' cannot imitate other fields", () => {
+    const tricky = signedBytes({ ...fields, build: { id: "x\nbuild.timestampMs=1:1", timestampMs: 5 }, target: "é" }, "0123456789abcdef").toString("utf8");
+    expect(tricky).toContain("build.id=23:x\nbuild.timestampMs=1:1\nbuild.timestampMs=1:5\n");
+    expect(tricky).toContain("target=2:é\n");
+  });
+});
+
+describe("keys", () => {
+  test("keyIdOf() is the first 16 hex digits of SHA-256 of the SPKI DER", async () => {
+    const { publicKey } = generateKeyPairSync("ed25519");
+    const der = publicKey.export({ type: "spki", format: "der" });
+    const { createHash } = await import("node:crypto");
+    expect(keyIdOf(publicKey)).toBe(createHash("sha256").update(der).digest("hex").slice(0, 16));
+  });
+
+  test("generateSigningKeyPair() gives PEMs whose key id matches both halves", () => {
+    const pair = generateSigningKeyPair();
+    expect(pair.privateKeyPem).toStartWith("-----BEGIN PRIVATE KEY-----\n");
+    expect(pair.publicKeyPem).toStartWith("-----BEGIN PUBLIC KEY-----\n");
+    expect(pair.keyId).toMatch(/^[0-9a-f]{16}$/);
+    expect(keyIdOf(createPublicKey(pair.publicKeyPem))).toBe(pair.keyId);
+    expect(parseSigningKey(pair.privateKeyPem)).toMatchObject({ keyId: pair.keyId });
+  });
+
+  test("parseSigningKey() names the problem without quoting the text", () => {
+    expect(parseSigningKey("not a key SECRET")).toEqual({ problem: "is not a PEM private key (expected -----BEGIN PRIVATE KEY----- as printed by 'publish keygen')" });
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    expect(parseSigningKey(rsa)).toEqual({ problem: "is a rsa key, not an Ed25519 key" });
+  });
+
+  test("parsePublicKeys() reads several PEM blocks and refuses private keys", () => {
+    const a = generateSigningKeyPair();
+    const b = generateSigningKeyPair();
+    const parsed = parsePublicKeys(`old key:\n${a.publicKeyPem}\nnew key:\n${b.publicKeyPem}${a.privateKeyPem}`);
+    expect(parsed.keys.map(keyIdOf)).toEqual([a.keyId, b.keyId]);
+    expect(parsed.problems).toEqual(["PEM block 3 is a PRIVATE KEY, not a PUBLIC KEY (the listener needs the public key only; never give it the private key)"]);
+    expect(parsePublicKeys("nothing").problems).toEqual(["holds no PEM public key (-----BEGIN PUBLIC KEY-----)"]);
+  });
+
+  test("loadTrustedKeys() reads PEM text, files and the *.pem files of a directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kpcd-keys-"));
+    const [a, b, c] = [generateSigningKeyPair(), generateSigningKeyPair(), generateSigningKeyPair()];
+    writeFileSync(join(dir, "b.pem"), b.publicKeyPem);
+    mkdirSync(join(dir, "keys"));
+    writeFileSync(join(dir, "keys", "c.pem"), c.publicKeyPem);
+    writeFileSync(join(dir, "keys", "README"), "not a key");
+    const { keys, problems } = loadTrustedKeys([a.publicKeyPem, join(dir, "b.pem"), join(dir, "keys")]);
+    expect(problems).toEqual([]);
+    expect([...keys.keys()]).toEqual([a.keyId, b.keyId, c.keyId]);
+  });
+
+  test("loadTrustedKeys() reports an unreadable path and an empty directory, naming the item", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kpcd-keys-"));
+    const { keys, problems } = loadTrustedKeys(["/nonexistent/key.pem", dir]);
+    expect(keys.size).toBe(0);
+    expect(problems[0]).toStartWith("trusted key 1: cannot read /nonexistent/key.pem: ");
+    expect(problems[1]).toBe(`trusted key 2: the directory ${dir} holds no *.pem or *.pub file`);
+  });
+});
+
+describe("checkSignature()", () => {
+  const { key, publicKeyPem } = signingKey();
+  const trusted = trustedOf(publicKeyPem);
+
+  test("checkSignature() accepts a body signed by a trusted key", () => {
+    expect(() => checkSignature(decodeMessage(signedBody(key, "prod")), trusted)).not.toThrow();
+  });
+
+  test("checkSignature() accepts any key of several trusted ones (rotation)", () => {
+    const next = signingKey();
+    const both = trustedOf(publicKeyPem, next.publicKeyPem);
+    expect(() => checkSignature(decodeMessage(signedBody(key)), both)).not.toThrow();
+    expect(() => checkSignature(decodeMessage(signedBody(next.key)), both)).not.toThrow();
+  });
+
+  test("checkSignature() checks nothing when no key is trusted", () => {
+    expect(() => checkSignature(decodeMessage(encodeMessage({ build, objects }).body), new Map())).not.toThrow();
+  });
+
+  test("checkSignature() rejects an unsigned body as unsigned", () => {
+    const r = rejection(() => checkSignature(decodeMessage(encodeMessage({ build, objects }).body), trusted));
+    expect(r).toEqual({ reason: "unsigned", message: `Rejected message: build "abc-1-1" is not signed, and this listener applies only bundles signed by a trusted key (${key.keyId})` });
+  });
+
+  test("checkSignature() rejects a legacy message as unsigned", () => {
+    const legacy = JSON.stringify({ data: { BUILD_TIMESTAMP: "1700000000", COMMIT_HASH: "abc" }, manifests: "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n" });
+    expect(rejection(() => checkSignature(decodeMessage(legacy), trusted)).message).toContain("is not signed (a legacy message cannot be signed)");
+  });
+
+  test("checkSignature() rejects a key it does not trust as unknown-key", () => {
+    const other = signingKey();
+    const r = rejection(() => checkSignature(decodeMessage(signedBody(other.key)), trusted));
+    expect(r).toEqual({ reason: "unknown-key", message: `Rejected message: build "abc-1-1" is signed by key ${other.key.keyId}, which this listener does not trust (trusted: ${key.keyId})` });
+  });
+
+  test("checkSignature() rejects a changed covered field as bad-signature: timestamp, id, target, a build field", () => {
+    const body = signedBody(key, "prod");
+    const changes: ((m: Record<string, any>) => void)[] = [
+      (m) => (m.build.timestampMs += 1),
+      (m) => (m.build.id = "other"),
+      (m) => (m.target = "staging"),
+      (m) => delete m.target,
+      (m) => (m.build.ref = "refs/heads/evil"),
+      (m) => delete m.build.commit,
+    ];
+    for (const change of changes) {
+      const r = rejection(() => checkSignature(decodeMessage(edited(body, change)), trusted));
+      expect(r.reason).toBe("bad-signature");
+    }
+  });
+
+  test("checkSignature() rejects changed manifests (with a matching digest) as bad-signature", () => {
+    const signed = JSON.parse(signedBody(key)) as { signature: unknown };
+    const other = JSON.parse(encodeMessage({ build, objects: [{ ...objects[0]!, data: { color: "red" } }] }).body) as Record<string, unknown>;
+    const forged = JSON.stringify({ ...other, signature: signed.signature });
+    const r = rejection(() => checkSignature(decodeMessage(forged), trusted));
+    expect(r).toEqual({
+      reason: "bad-signature",
+      message: `Rejected message: the signature of build "abc-1-1" by key ${key.keyId} does not match: the manifests or a signed field (build, target, manifests) changed after signing`,
+    });
+  });
+
+  test("checkSignature() rejects malformed signatures as malformed-signature", () => {
+    const body = signedBody(key);
+    const cases: [(m: Record<string, any>) => void, string][] = [
+      [(m) => (m.signature.value = Buffer.alloc(10).toString("base64")), "value decodes to 10 bytes, not 64"],
+      [(m) => (m.signature.keyId = "CI-2024"), 'keyId "CI-2024" is not 16 lowercase hex digits'],
+    ];
+    for (const [change, problem] of cases) {
+      const r = rejection(() => checkSignature(decodeMessage(edited(body, change)), trusted));
+      expect(r).toEqual({ reason: "malformed-signature", message: `Rejected message: the signature of build "abc-1-1" is malformed: ${problem}` });
+    }
+  });
+
+  test("signatureFormProblem() is undefined for what signFields() makes", () => {
+    const decoded: DecodedMessage = decodeMessage(signedBody(key));
+    expect(signatureFormProblem(decoded.signature!)).toBeUndefined();
+  });
+});
