@@ -259,6 +259,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         return next;
       }, lockSignal);
 
+      logger.info("outcomes recorded", { build: applied?.newest.decoded.build.id ?? newest?.decoded.build.id, outcomes: outcomes.length + (applied ? 1 : 0) });
       for (const r of rejected) decisions.set(r.message.messageId, { action: "delete" });
       if (applied) onOutcome?.(outcomeOf(applied.newest, "applied", { durationMs: applied.result.durationMs }));
       for (const o of outcomes) onOutcome?.(o);
