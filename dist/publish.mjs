@@ -39037,18 +39037,22 @@ function encodeMessage(input) {
   const payload = Buffer.from(canonicalJson(input.objects), "utf8");
   const digest = sha256Hex(payload);
   const compressed = gzipSync(payload, { level: 9 });
+  const build = buildInfoFrom(built.data);
+  const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
+  const target = input.target === undefined ? {} : { target: input.target };
   const message = {
     kind: MESSAGE_KIND,
     version: MESSAGE_VERSION,
-    build: buildInfoFrom(built.data),
-    ...input.target === undefined ? {} : { target: input.target },
+    build,
+    ...target,
     manifests: {
       encoding: MANIFESTS_ENCODING,
       data: compressed.toString("base64"),
       sha256: digest,
       objects: input.objects.length,
       bytes: payload.length
-    }
+    },
+    ...input.sign === undefined ? {} : { signature: input.sign({ build, ...target, manifests }) }
   };
   const body = JSON.stringify(message);
   return {
