@@ -20,6 +20,8 @@ import { startHealthServer, type Readiness } from "./lib/health-server.ts";
 import { runKubectl, type KubectlTarget } from "./lib/kubectl.ts";
 import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener-config.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
+import { checkPolicy } from "./lib/policy.ts";
+import { checkSignature } from "./lib/trust.ts";
 
 /** How often the API server is probed while no deploy touches it, in ms. */
 const API_PROBE_INTERVAL_MS = 30_000;
@@ -109,7 +111,18 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
       stateConfigMap: config.stateConfigMap,
       once: config.once,
       httpPort: health?.port ?? null,
+      trustedKeyIds: [...config.trustedKeys.keys()],
+      policy: {
+        allowedNamespaces: config.policy.allowedNamespaces ?? null,
+        allowedKinds: config.policy.allowedKinds ?? null,
+        deniedKinds: config.policy.deniedKinds,
+        allowClusterScoped: config.policy.allowClusterScoped,
+        clusterScopedKinds: config.policy.clusterScopedKinds,
+      },
     });
+    if (config.trustedKeys.size === 0) {
+      logger.warn("no trusted keys: signatures are not checked, so anyone who can send to the queue can change this cluster; set KUBE_PICO_CD_TRUSTED_KEYS (see docs/security.md)");
+    }
     const consumer = new Consumer({
       sqs,
       queueUrl,
@@ -133,6 +146,11 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
         maxDecompressedBytes: config.maxDecompressedBytes,
         retryBaseSeconds: config.retryBaseSeconds,
         retryMaxSeconds: config.retryMaxSeconds,
+        // Who signed it first, then what it holds: both before anything is applied.
+        admit: (decoded) => {
+          checkSignature(decoded, config.trustedKeys);
+          checkPolicy(decoded.objects, config.policy);
+        },
         onApiStatus: (reachable) => {
           readiness.apiReachable = reachable;
           readiness.lastApiCheckMs = Date.now();

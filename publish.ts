@@ -17,6 +17,7 @@ import { resolveBuildInfo } from "./lib/build-info.ts";
 import { collectBundle, type Bundle } from "./lib/bundle.ts";
 import { ConfigError, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
 import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/message.ts";
+import { generateSigningKeyPair, keygenText, loadSigningKey, signFields, SIGNING_KEY_ENV } from "./lib/signature.ts";
 import {
   DEFAULT_MESSAGE_GROUP_ID,
   fifoDeduplicationId,
@@ -175,6 +176,18 @@ const OPTIONS = {
     help: "Also write the message body to FILE.",
   },
   json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object." },
+  "signing-key-file": {
+    type: "string",
+    env: ["KUBE_PICO_CD_SIGNING_KEY_FILE"],
+    value: "PATH",
+    defaultText: `the PEM text in ${SIGNING_KEY_ENV}, else unsigned`,
+    help: `Sign the bundle with this Ed25519 private key (PEM). In CI, rather put the PEM itself in ${SIGNING_KEY_ENV} from a secret.`,
+  },
+  keygen: {
+    type: "boolean",
+    defaultText: "false",
+    help: "Generate an Ed25519 signing key pair, print both halves with where to store each, and exit.",
+  },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -253,6 +266,10 @@ export interface PublishConfig {
   dryRun: boolean;
   outputBody?: string;
   json: boolean;
+  signingKeyFile?: { path: string; origin: string };
+  /** The PEM text of KUBE_PICO_CD_SIGNING_KEY, used when there is no file. */
+  signingKeyPem?: string;
+  keygen: boolean;
   help: boolean;
 }
 
@@ -304,6 +321,8 @@ const configSchema = z
     "dry-run": flagBoolean,
     "output-body": optionalText,
     json: flagBoolean,
+    "signing-key-file": optionalText,
+    keygen: flagBoolean,
     help: flagBoolean,
   })
   .strict();
@@ -378,7 +397,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const data = result.data!;
-  if (data.help) return toConfig(data);
+  if (data.help || data.keygen) return toConfig(data);
   if (data.paths.length === 0) {
     problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
   }
@@ -386,7 +405,9 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     problems.push("--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending");
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return toConfig(data);
+  const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] ?? "--signing-key-file" } };
+  const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
+  return { ...toConfig(data), ...signingKeyFile, ...signingKeyPem };
 }
 
 function splitList(text: string): string[] {
@@ -439,6 +460,7 @@ function toConfig(data: z.infer<typeof configSchema>): PublishConfig {
     dryRun: data["dry-run"],
     ...(data["output-body"] === undefined ? {} : { outputBody: data["output-body"] }),
     json: data.json,
+    keygen: data.keygen,
     help: data.help,
   };
 }
@@ -496,6 +518,8 @@ export interface PublishResult {
   sent: (SentMessage & { queue: string })[];
   /** Queues as given, for a dry run. */
   queues: string[];
+  /** Key id of the signing key, when the bundle is signed. */
+  signedBy?: string;
 }
 
 function table(rows: string[][]): string[] {
@@ -514,6 +538,7 @@ export function formatSummary(result: PublishResult): string {
   ];
   const facts: string[][] = [];
   if (result.target !== undefined) facts.push(["target", result.target]);
+  facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
   if (build.commit !== undefined) facts.push(["commit", build.commit]);
   if (build.url !== undefined) facts.push(["run", build.url]);
   facts.push(["objects", `${result.objects} from ${result.inputs.length} input${result.inputs.length === 1 ? "" : "s"}`]);
@@ -608,6 +633,16 @@ async function publish(
     io.stdout(`${helpText()}\n`);
     return EXIT_SENT;
   }
+  if (config.keygen) {
+    io.stdout(keygenText(generateSigningKeyPair()));
+    return EXIT_SENT;
+  }
+  const signingKey = loadSigningKey({
+    cwd: io.cwd,
+    ...(config.signingKeyFile === undefined ? {} : { file: config.signingKeyFile.path, fileOrigin: config.signingKeyFile.origin }),
+    ...(config.signingKeyPem === undefined ? {} : { pem: config.signingKeyPem }),
+  });
+  if (signingKey !== undefined && "problem" in signingKey) throw new ConfigError([signingKey.problem]);
   const build = resolveBuildInfo({ overrides: config.build, env, nowMs: io.now() });
   const bundle = await collectBundle(config.paths, {
     cwd: io.cwd,
@@ -621,6 +656,7 @@ async function publish(
     build,
     objects: bundle.objects,
     ...(config.target === undefined ? {} : { target: config.target }),
+    ...(signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }),
   });
   if (encoded.bodyBytes > config.maxMessageBytes) throw tooLarge(encoded, config.maxMessageBytes);
   if (config.outputBody !== undefined) {
@@ -646,6 +682,7 @@ async function publish(
     inputs: bundle.inputs,
     sent: [],
     queues: config.queues.map((queue) => queue.url ?? queue.name),
+    ...(signingKey === undefined ? {} : { signedBy: signingKey.keyId }),
   };
 
   if (!config.dryRun) {

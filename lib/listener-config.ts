@@ -10,6 +10,8 @@ import { ConfigError } from "./errors.ts";
 import { DEFAULT_LOCK_LEASE } from "./lock.ts";
 import type { LogLevel } from "./log.ts";
 import { DEFAULT_MAX_DECOMPRESSED_BYTES } from "./message.ts";
+import { kindPatternProblem, namespacePatternProblem, type Policy } from "./policy.ts";
+import { loadTrustedKeys, type TrustedKeys } from "./trust.ts";
 import { DEFAULT_HISTORY_LIMIT, DEFAULT_STATE_CONFIGMAP } from "./state.ts";
 
 /** Where Kubernetes mounts the pod's namespace. */
@@ -33,6 +35,13 @@ export const LISTENER_OPTIONS = {
   "retry-base-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_BASE_SECONDS"], value: "N", defaultText: "30", help: "Delay before a failed deploy is retried; doubles with each receive." },
   "retry-max-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_MAX_SECONDS"], value: "N", defaultText: "900", help: "Largest retry delay." },
   "max-decompressed-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_DECOMPRESSED_BYTES"], value: "N", defaultText: String(DEFAULT_MAX_DECOMPRESSED_BYTES), help: "Largest uncompressed bundle accepted." },
+  "trusted-keys": { type: "string", multiple: true, env: ["KUBE_PICO_CD_TRUSTED_KEYS"], value: "PEM|PATH", defaultText: "none: signatures are not checked (a warning at start-up)", help: "Ed25519 public keys whose signatures are trusted: PEM text, a file of PEM blocks, or a directory of *.pem files. Repeatable; the variable takes a comma-separated list. With keys, only bundles signed by one of them are applied." },
+  "require-signatures": { type: "boolean", env: ["KUBE_PICO_CD_REQUIRE_SIGNATURES"], defaultText: "false", help: "Refuse to start without trusted keys." },
+  "allow-namespaces": { type: "string", multiple: true, env: ["KUBE_PICO_CD_ALLOW_NAMESPACES"], value: "GLOB", defaultText: "any", help: "Namespaces bundles may touch (globs: * and ?). Objects must then name their namespace, and Namespace objects must be named so." },
+  "allow-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_ALLOW_KINDS"], value: "[GROUP/]KIND", defaultText: "any", help: "Kinds bundles may hold: Kind (any group) or group/Kind, core for the core group; globs allowed (apps/*)." },
+  "deny-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_DENY_KINDS"], value: "[GROUP/]KIND", defaultText: "none", help: "Kinds bundles may not hold (e.g. Secret, rbac.authorization.k8s.io/ClusterRoleBinding); wins over --allow-kinds." },
+  "deny-cluster-scoped": { type: "boolean", env: ["KUBE_PICO_CD_DENY_CLUSTER_SCOPED"], defaultText: "false", help: "Reject bundles with cluster-scoped objects (built-in cluster-scoped kinds, --cluster-scoped-kinds, and objects without a namespace)." },
+  "cluster-scoped-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_CLUSTER_SCOPED_KINDS"], value: "[GROUP/]KIND", defaultText: "none (built-in kinds only)", help: "Kinds of your CustomResourceDefinitions that are cluster-scoped, for the policy." },
   "sqs-endpoint": { type: "string", env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"], value: "URL", defaultText: "AWS's endpoint for the region", help: "SQS endpoint override (local SQS servers)." },
   region: { type: "string", env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"], value: "REGION", defaultText: "from the queue URL, else the SDK's chain", help: "AWS region." },
   "http-host": { type: "string", env: ["KUBE_PICO_CD_HTTP_HOST"], value: "HOST", defaultText: "0.0.0.0", help: "Address of the /healthz and /readyz server." },
@@ -61,6 +70,10 @@ export interface ListenerConfig {
   retryBaseSeconds: number;
   retryMaxSeconds: number;
   maxDecompressedBytes: number;
+  /** Public keys by key id; empty: signatures are not checked. */
+  trustedKeys: TrustedKeys;
+  requireSignatures: boolean;
+  policy: Policy;
   sqsEndpoint?: string;
   region?: string;
   httpHost: string;
@@ -92,6 +105,14 @@ const name = (fallback: string) =>
     .default(fallback)
     .pipe(z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a Kubernetes object name (lowercase letters, digits, '-', '.')").max(253));
 
+const patterns = (problem: (pattern: string) => string | undefined) =>
+  z.array(z.string()).superRefine((items, ctx) => {
+    for (const item of items) {
+      const text = problem(item);
+      if (text !== undefined) ctx.addIssue({ code: "custom", message: text });
+    }
+  });
+
 const schema = z.object({
   queue: z.string().min(1, "must not be empty").optional(),
   target: z.string().min(1, "must not be empty").optional(),
@@ -110,6 +131,13 @@ const schema = z.object({
   "retry-base-seconds": int(0, 43_200, 30),
   "retry-max-seconds": int(0, 43_200, 900),
   "max-decompressed-bytes": int(1024, 1024 * 1024 * 1024, DEFAULT_MAX_DECOMPRESSED_BYTES),
+  "trusted-keys": z.array(z.string().min(1, "must not be empty")),
+  "require-signatures": z.boolean(),
+  "allow-namespaces": patterns(namespacePatternProblem),
+  "allow-kinds": patterns(kindPatternProblem),
+  "deny-kinds": patterns(kindPatternProblem),
+  "deny-cluster-scoped": z.boolean(),
+  "cluster-scoped-kinds": patterns(kindPatternProblem),
   "sqs-endpoint": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
   "http-host": z.string().min(1).default("0.0.0.0"),
@@ -143,7 +171,19 @@ export function parseListenerConfig(
   if (d["retry-max-seconds"] < d["retry-base-seconds"]) {
     problems.push(`${origin["retry-max-seconds"]}: must be at least the retry base (${d["retry-base-seconds"]}): current value is ${d["retry-max-seconds"]}`);
   }
+  const trusted = loadTrustedKeys(d["trusted-keys"], (i) => `${origin["trusted-keys"]} (item ${i + 1})`);
+  problems.push(...trusted.problems);
+  if (d["require-signatures"] && d["trusted-keys"].length === 0) {
+    problems.push(`${origin["require-signatures"]}: signatures are required but no trusted key is given (set KUBE_PICO_CD_TRUSTED_KEYS to the public key printed by 'publish keygen')`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
+  const policy: Policy = {
+    deniedKinds: d["deny-kinds"],
+    allowClusterScoped: !d["deny-cluster-scoped"],
+    clusterScopedKinds: d["cluster-scoped-kinds"],
+    ...(d["allow-namespaces"].length > 0 ? { allowedNamespaces: d["allow-namespaces"] } : {}),
+    ...(d["allow-kinds"].length > 0 ? { allowedKinds: d["allow-kinds"] } : {}),
+  };
   const config: ListenerConfig = {
     queue: d.queue!,
     namespace: namespace!,
@@ -160,6 +200,9 @@ export function parseListenerConfig(
     retryBaseSeconds: d["retry-base-seconds"],
     retryMaxSeconds: d["retry-max-seconds"],
     maxDecompressedBytes: d["max-decompressed-bytes"],
+    trustedKeys: trusted.keys,
+    requireSignatures: d["require-signatures"],
+    policy,
     httpHost: d["http-host"],
     httpPort: d["http-port"],
     shutdownGraceMs: d["shutdown-grace-seconds"] * 1000,

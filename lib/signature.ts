@@ -10,6 +10,8 @@
  * `=`, `:`), and the fixed header keeps these bytes from ever meaning anything else.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { MANIFESTS_ENCODING, MESSAGE_KIND, MESSAGE_VERSION, type MessageSignature, type SignedFields } from "./message.ts";
 
 /** The only signature algorithm of version 1. */
@@ -178,4 +180,53 @@ export function signedFieldsOf(decoded: {
     ...(decoded.target === undefined ? {} : { target: decoded.target }),
     manifests: { encoding: MANIFESTS_ENCODING, sha256: decoded.digest, objects: decoded.objects.length, bytes: decoded.payloadBytes ?? -1 },
   };
+}
+
+/** The variable holding the signing key's PEM text (a CI secret). */
+export const SIGNING_KEY_ENV = "KUBE_PICO_CD_SIGNING_KEY";
+
+/**
+ * The signing key of a publish run: from `file` (PEM, read relative to `cwd`) when given,
+ * else from `pem` (the PEM text itself, as {@link SIGNING_KEY_ENV} holds it); undefined
+ * when neither is given. `fileOrigin` names where `file` came from in the problem.
+ */
+export function loadSigningKey(options: { file?: string; fileOrigin?: string; pem?: string; cwd: string }): SigningKey | { problem: string } | undefined {
+  const { file, fileOrigin = "--signing-key-file", pem, cwd } = options;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(resolve(cwd, file), "utf8");
+    } catch (error) {
+      return { problem: `${fileOrigin}: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` };
+    }
+    const key = parseSigningKey(text);
+    return "problem" in key ? { problem: `${fileOrigin}: ${file} ${key.problem}` } : key;
+  }
+  if (pem === undefined || pem.trim() === "") return undefined;
+  const key = parseSigningKey(pem);
+  return "problem" in key ? { problem: `${SIGNING_KEY_ENV}: ${key.problem}` } : key;
+}
+
+/** What `publish --keygen` prints: both halves of a new key pair and where each goes. */
+export function keygenText(pair: SigningKeyPair): string {
+  return [
+    `Generated an Ed25519 signing key pair; key id ${pair.keyId}.`,
+    "",
+    "1. The PRIVATE key signs bundles. Store it as a CI secret, never in the repository, and",
+    `   hand it to publish as ${SIGNING_KEY_ENV} (GitHub Actions: a secret passed to the`,
+    "   action's signing-key input), or in a file given with --signing-key-file:",
+    "",
+    pair.privateKeyPem.trimEnd(),
+    "",
+    "2. The PUBLIC key verifies them. Give it to each cluster's listener, e.g. in a ConfigMap",
+    "   mounted as a directory and KUBE_PICO_CD_TRUSTED_KEYS=/etc/kube-pico-cd/keys, or as",
+    "   the variable's value itself. Add --require-signatures so a listener without keys",
+    "   refuses to start:",
+    "",
+    pair.publicKeyPem.trimEnd(),
+    "",
+    "To rotate: trust the new public key next to the old one, switch CI to the new private",
+    "key, then remove the old public key (docs/security.md).",
+    "",
+  ].join("\n");
 }

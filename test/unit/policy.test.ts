@@ -150,3 +150,41 @@ describe("Secret redaction", () => {
     expect(redacted.stack).not.toContain(password);
   });
 });
+
+describe("listener configuration of the policy", () => {
+  const base = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "ns" };
+
+  test("parseListenerConfig() builds the policy from flags and variables", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    expect(parseListenerConfig([], base).policy).toEqual(OPEN_POLICY);
+    const config = parseListenerConfig(["--deny-cluster-scoped", "--deny-kinds", "Secret", "--deny-kinds", "rbac.authorization.k8s.io/*"], {
+      ...base,
+      KUBE_PICO_CD_ALLOW_NAMESPACES: "web-*, shop",
+      KUBE_PICO_CD_ALLOW_KINDS: "ConfigMap,apps/*",
+      KUBE_PICO_CD_CLUSTER_SCOPED_KINDS: "cert-manager.io/ClusterIssuer",
+    });
+    expect(config.policy).toEqual({
+      allowedNamespaces: ["web-*", "shop"],
+      allowedKinds: ["ConfigMap", "apps/*"],
+      deniedKinds: ["Secret", "rbac.authorization.k8s.io/*"],
+      allowClusterScoped: false,
+      clusterScopedKinds: ["cert-manager.io/ClusterIssuer"],
+    });
+  });
+
+  test("parseListenerConfig() names the flag of a bad pattern", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const { ConfigError } = await import("../../lib/errors.ts");
+    let error: unknown;
+    try {
+      parseListenerConfig(["--deny-kinds", "not a kind"], { ...base, KUBE_PICO_CD_ALLOW_NAMESPACES: "Web" });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as InstanceType<typeof ConfigError>).problems).toEqual([
+      `KUBE_PICO_CD_ALLOW_NAMESPACES: "Web" is not a namespace glob (lowercase letters, digits, '-', '*', '?')`,
+      '--deny-kinds: "not a kind" is not a kind pattern (Kind or group/Kind, e.g. Secret, core/Secret, rbac.authorization.k8s.io/*)',
+    ]);
+  });
+});

@@ -48,6 +48,7 @@ describe("parseConfig()", () => {
       messageGroupId: "kube-pico-cd",
       dryRun: false,
       json: false,
+      keygen: false,
       help: false,
     });
   });
@@ -131,11 +132,13 @@ describe("helpText()", () => {
       "--dry-run",
       "--output-body FILE",
       "--json",
+      "--signing-key-file PATH",
+      "--keygen",
       "--help",
     ]) {
       expect(help).toContain(flag);
     }
-    expect(help.match(/default: /g)?.length).toBe(23);
+    expect(help.match(/default: /g)?.length).toBe(25);
     expect(help).toContain("(env KUBE_PICO_CD_MAX_MESSAGE_BYTES; default: 262144)");
     expect(help).toContain("  2  sending failed");
   });

@@ -226,3 +226,92 @@ describe("checkSignature()", () => {
     expect(signatureFormProblem(decoded.signature!)).toBeUndefined();
   });
 });
+
+describe("publish signs", () => {
+  async function publish(argv: string[], env: Record<string, string> = {}) {
+    const { main } = await import("../../publish.ts");
+    let stdout = "";
+    let stderr = "";
+    const dir = mkdtempSync(join(tmpdir(), "kpcd-publish-"));
+    writeFileSync(join(dir, "app.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: web\ndata:\n  color: blue\n");
+    const code = await main(argv, env, { cwd: dir, stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), now: () => 1_700_000_000_000 });
+    return { code, stdout, stderr, dir };
+  }
+
+  function pemsOf(text: string): { privateKeyPem: string; publicKeyPem: string; keyId: string } {
+    const privateKeyPem = /-----BEGIN PRIVATE KEY-----[\s\S]*?-----END PRIVATE KEY-----/.exec(text)?.[0];
+    const publicKeyPem = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/.exec(text)?.[0];
+    const keyId = /key id ([0-9a-f]{16})/.exec(text)?.[1];
+    if (!privateKeyPem || !publicKeyPem || !keyId) throw new Error(`keygen printed no key pair:\n${text}`);
+    return { privateKeyPem, publicKeyPem, keyId };
+  }
+
+  test("publish --keygen prints a private and a public key with the key id and where each goes", async () => {
+    const run = await publish(["--keygen"]);
+    expect(run.code).toBe(0);
+    const pair = pemsOf(run.stdout);
+    expect(keyIdOf(createPublicKey(pair.publicKeyPem))).toBe(pair.keyId);
+    expect(parseSigningKey(pair.privateKeyPem)).toMatchObject({ keyId: pair.keyId });
+    expect(run.stdout).toContain("KUBE_PICO_CD_SIGNING_KEY");
+    expect(run.stdout).toContain("KUBE_PICO_CD_TRUSTED_KEYS");
+  });
+
+  test("publish signs with the PEM in KUBE_PICO_CD_SIGNING_KEY, and the body verifies with the public key", async () => {
+    const pair = pemsOf((await publish(["--keygen"])).stdout);
+    const run = await publish(["app.yaml", "--dry-run", "--json", "--output-body", "body.json", "--target", "prod"], { KUBE_PICO_CD_SIGNING_KEY: pair.privateKeyPem });
+    expect(run.stderr).toBe("");
+    expect(JSON.parse(run.stdout).signedBy).toBe(pair.keyId);
+    const body = (await import("node:fs")).readFileSync(join(run.dir, "body.json"), "utf8");
+    const decoded = decodeMessage(body);
+    expect(decoded.signature).toMatchObject({ algorithm: "ed25519", keyId: pair.keyId });
+    expect(() => checkSignature(decoded, trustedOf(pair.publicKeyPem))).not.toThrow();
+  });
+
+  test("publish signs with --signing-key-file, which wins over the variable", async () => {
+    const [a, b] = [generateSigningKeyPair(), generateSigningKeyPair()];
+    const keyDir = mkdtempSync(join(tmpdir(), "kpcd-key-"));
+    writeFileSync(join(keyDir, "signing.pem"), a.privateKeyPem);
+    const run = await publish(["app.yaml", "--dry-run", "--json", "--signing-key-file", join(keyDir, "signing.pem")], { KUBE_PICO_CD_SIGNING_KEY: b.privateKeyPem });
+    expect(JSON.parse(run.stdout).signedBy).toBe(a.keyId);
+  });
+
+  test("publish refuses a signing key that is not an Ed25519 private key, without printing it", async () => {
+    const run = await publish(["app.yaml", "--dry-run"], { KUBE_PICO_CD_SIGNING_KEY: "SECRET-NOT-A-KEY" });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      "publish: Invalid configuration:\n  - KUBE_PICO_CD_SIGNING_KEY: is not a PEM private key (expected -----BEGIN PRIVATE KEY----- as printed by 'publish keygen')\n",
+    );
+  });
+});
+
+describe("listener configuration of trust", () => {
+  const base = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "ns" };
+
+  test("parseListenerConfig() reads trusted keys from the variable, several at once", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const [a, b] = [generateSigningKeyPair(), generateSigningKeyPair()];
+    const config = parseListenerConfig([], { ...base, KUBE_PICO_CD_TRUSTED_KEYS: `${a.publicKeyPem},${b.publicKeyPem}` });
+    expect([...config.trustedKeys.keys()]).toEqual([a.keyId, b.keyId]);
+    expect(parseListenerConfig([], base).trustedKeys.size).toBe(0);
+  });
+
+  test("parseListenerConfig() refuses --require-signatures without keys, and keys it cannot read", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const { ConfigError } = await import("../../lib/errors.ts");
+    const problems = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (error) {
+        if (error instanceof ConfigError) return error.problems;
+        throw error;
+      }
+      throw new Error("accepted");
+    };
+    expect(problems(() => parseListenerConfig(["--require-signatures"], base))).toEqual([
+      "--require-signatures: signatures are required but no trusted key is given (set KUBE_PICO_CD_TRUSTED_KEYS to the public key printed by 'publish keygen')",
+    ]);
+    expect(problems(() => parseListenerConfig([], { ...base, KUBE_PICO_CD_TRUSTED_KEYS: "/nonexistent.pem" }))[0]).toStartWith(
+      "KUBE_PICO_CD_TRUSTED_KEYS (item 1): cannot read /nonexistent.pem: ",
+    );
+  });
+});
