@@ -174,3 +174,23 @@ describe("listener: ordering inside a bundle", () => {
     await kubectl(["delete", "crd", `bigs.${group}`, "--wait=false"]);
   });
 });
+
+describe("listener under Deno", () => {
+  test("deno run listener.ts --once applies a bundle", async () => {
+    const { spawn } = await import("node:child_process");
+    const { join } = await import("node:path");
+    const { listenerEnv } = await import("../helpers/listener-process.ts");
+    const ns = await createNamespace("deno");
+    const queue = await createQueue();
+    const sent = await sendBundle(queue.url, [configMap(ns, "app", { runtime: "deno" })], { timestampMs: 42 });
+    const root = join(import.meta.dir, "..", "..");
+    const env = { ...(await listenerEnv({ queueUrl: queue.url, namespace: ns })), KUBE_PICO_CD_ONCE: "true", DENO_NO_UPDATE_CHECK: "1" };
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(join(root, "node_modules", ".bin", "deno"), ["run", "-A", join(root, "listener.ts")], { env, cwd: root, stdio: "ignore" });
+      child.once("exit", resolve);
+    });
+    expect(code).toBe(0);
+    expect((await kubectl(["get", "configmap", "app", "-n", ns, "-o", "jsonpath={.data.runtime}"])).stdout).toBe("deno");
+    expect((await readRecord(ns))?.current?.build.id).toBe(sent.build.id);
+  });
+});
