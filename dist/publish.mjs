@@ -30817,7 +30817,7 @@ var require_public_api = __commonJS(function(exports) {
 
 // publish.ts
 import { appendFileSync, writeFileSync } from "node:fs";
-import { resolve as resolve2 } from "node:path";
+import { resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -39082,8 +39082,109 @@ var legacySchema = object({
   manifests: string2()
 });
 
+// lib/signature.ts
+import { createHash as createHash2, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { resolve as resolve2 } from "node:path";
+var SIGNATURE_ALGORITHM = "ed25519";
+var SIGNED_BYTES_HEADER = `kube-pico-cd signed bundle v1
+`;
+var SIGNED_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
+function signedBytes(fields, keyId) {
+  const lines = [
+    ["algorithm", SIGNATURE_ALGORITHM],
+    ["keyId", keyId],
+    ["kind", MESSAGE_KIND],
+    ["version", String(MESSAGE_VERSION)],
+    ["build.id", fields.build.id],
+    ["build.timestampMs", String(fields.build.timestampMs)],
+    ...SIGNED_BUILD_FIELDS.map((name) => [`build.${name}`, fields.build[name]]),
+    ["target", fields.target],
+    ["manifests.encoding", fields.manifests.encoding],
+    ["manifests.sha256", fields.manifests.sha256],
+    ["manifests.objects", String(fields.manifests.objects)],
+    ["manifests.bytes", String(fields.manifests.bytes)]
+  ];
+  let text = SIGNED_BYTES_HEADER;
+  for (const [name, value] of lines) {
+    text += value === undefined ? `${name}=-
+` : `${name}=${Buffer.byteLength(value, "utf8")}:${value}
+`;
+  }
+  return Buffer.from(text, "utf8");
+}
+function keyIdOf(publicKey) {
+  const der = publicKey.export({ type: "spki", format: "der" });
+  return createHash2("sha256").update(der).digest("hex").slice(0, 16);
+}
+function generateSigningKeyPair() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  return {
+    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    keyId: keyIdOf(publicKey)
+  };
+}
+function parseSigningKey(pem) {
+  let privateKey;
+  try {
+    privateKey = createPrivateKey({ key: pem, format: "pem" });
+  } catch {
+    return { problem: "is not a PEM private key (expected -----BEGIN PRIVATE KEY----- as printed by 'publish keygen')" };
+  }
+  if (privateKey.asymmetricKeyType !== "ed25519") {
+    return { problem: `is a ${privateKey.asymmetricKeyType ?? "unknown"} key, not an Ed25519 key` };
+  }
+  return { privateKey, keyId: keyIdOf(createPublicKey(privateKey)) };
+}
+function signFields(fields, key) {
+  const value = sign(null, signedBytes(fields, key.keyId), key.privateKey).toString("base64");
+  return { algorithm: SIGNATURE_ALGORITHM, keyId: key.keyId, value };
+}
+var SIGNING_KEY_ENV = "KUBE_PICO_CD_SIGNING_KEY";
+function loadSigningKey(options) {
+  const { file, fileOrigin = "--signing-key-file", pem, cwd } = options;
+  if (file !== undefined) {
+    let text;
+    try {
+      text = readFileSync(resolve2(cwd, file), "utf8");
+    } catch (error) {
+      return { problem: `${fileOrigin}: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` };
+    }
+    const key = parseSigningKey(text);
+    return "problem" in key ? { problem: `${fileOrigin}: ${file} ${key.problem}` } : key;
+  }
+  if (pem === undefined || pem.trim() === "")
+    return;
+  const key = parseSigningKey(pem);
+  return "problem" in key ? { problem: `${SIGNING_KEY_ENV}: ${key.problem}` } : key;
+}
+function keygenText(pair) {
+  return [
+    `Generated an Ed25519 signing key pair; key id ${pair.keyId}.`,
+    "",
+    "1. The PRIVATE key signs bundles. Store it as a CI secret, never in the repository, and",
+    `   hand it to publish as ${SIGNING_KEY_ENV} (GitHub Actions: a secret passed to the`,
+    "   action's signing-key input), or in a file given with --signing-key-file:",
+    "",
+    pair.privateKeyPem.trimEnd(),
+    "",
+    "2. The PUBLIC key verifies them. Give it to each cluster's listener, e.g. in a ConfigMap",
+    "   mounted as a directory and KUBE_PICO_CD_TRUSTED_KEYS=/etc/kube-pico-cd/keys, or as",
+    "   the variable's value itself. Add --require-signatures so a listener without keys",
+    "   refuses to start:",
+    "",
+    pair.publicKeyPem.trimEnd(),
+    "",
+    "To rotate: trust the new public key next to the old one, switch CI to the new private",
+    "key, then remove the old public key (docs/security.md).",
+    ""
+  ].join(`
+`);
+}
+
 // lib/sqs-send.ts
-import { createHash as createHash2 } from "node:crypto";
+import { createHash as createHash3 } from "node:crypto";
 var DEFAULT_MESSAGE_GROUP_ID = "kube-pico-cd";
 var QUEUE_NAME = /^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$/;
 var MESSAGE_GROUP_ID = /^[\x21-\x7e]{1,128}$/;
@@ -39114,7 +39215,7 @@ function isFifoQueue(queue) {
   return queue.name.endsWith(".fifo");
 }
 function fifoDeduplicationId(buildId, digest) {
-  return createHash2("sha256").update(`${buildId}
+  return createHash3("sha256").update(`${buildId}
 ${digest}`, "utf8").digest("hex");
 }
 function describe2(error) {
@@ -39284,6 +39385,18 @@ var OPTIONS = {
     help: "Also write the message body to FILE."
   },
   json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object." },
+  "signing-key-file": {
+    type: "string",
+    env: ["KUBE_PICO_CD_SIGNING_KEY_FILE"],
+    value: "PATH",
+    defaultText: `the PEM text in ${SIGNING_KEY_ENV}, else unsigned`,
+    help: `Sign the bundle with this Ed25519 private key (PEM). In CI, rather put the PEM itself in ${SIGNING_KEY_ENV} from a secret.`
+  },
+  keygen: {
+    type: "boolean",
+    defaultText: "false",
+    help: "Generate an Ed25519 signing key pair, print both halves with where to store each, and exit."
+  },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." }
 };
 var PARSE_ARGS_OPTIONS = Object.fromEntries(Object.entries(OPTIONS).map(([name, spec]) => [
@@ -39352,6 +39465,8 @@ var configSchema = object({
   "dry-run": flagBoolean,
   "output-body": optionalText,
   json: flagBoolean,
+  "signing-key-file": optionalText,
+  keygen: flagBoolean,
   help: flagBoolean
 }).strict();
 function parseConfig(argv, env) {
@@ -39419,7 +39534,7 @@ function parseConfig(argv, env) {
   if (problems.length > 0)
     throw new ConfigError(problems);
   const data = result.data;
-  if (data.help)
+  if (data.help || data.keygen)
     return toConfig(data);
   if (data.paths.length === 0) {
     problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
@@ -39429,7 +39544,9 @@ function parseConfig(argv, env) {
   }
   if (problems.length > 0)
     throw new ConfigError(problems);
-  return toConfig(data);
+  const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] ?? "--signing-key-file" } };
+  const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
+  return { ...toConfig(data), ...signingKeyFile, ...signingKeyPem };
 }
 function splitList(text) {
   return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
@@ -39479,6 +39596,7 @@ function toConfig(data) {
     dryRun: data["dry-run"],
     ...data["output-body"] === undefined ? {} : { outputBody: data["output-body"] },
     json: data.json,
+    keygen: data.keygen,
     help: data.help
   };
 }
@@ -39513,6 +39631,7 @@ function formatSummary(result) {
   const facts = [];
   if (result.target !== undefined)
     facts.push(["target", result.target]);
+  facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
   if (build.commit !== undefined)
     facts.push(["commit", build.commit]);
   if (build.url !== undefined)
@@ -39593,6 +39712,17 @@ async function publish(argv, env, io) {
 `);
     return EXIT_SENT;
   }
+  if (config.keygen) {
+    io.stdout(keygenText(generateSigningKeyPair()));
+    return EXIT_SENT;
+  }
+  const signingKey = loadSigningKey({
+    cwd: io.cwd,
+    ...config.signingKeyFile === undefined ? {} : { file: config.signingKeyFile.path, fileOrigin: config.signingKeyFile.origin },
+    ...config.signingKeyPem === undefined ? {} : { pem: config.signingKeyPem }
+  });
+  if (signingKey !== undefined && "problem" in signingKey)
+    throw new ConfigError([signingKey.problem]);
   const build = resolveBuildInfo({ overrides: config.build, env, nowMs: io.now() });
   const bundle = await collectBundle(config.paths, {
     cwd: io.cwd,
@@ -39605,12 +39735,13 @@ async function publish(argv, env, io) {
   const encoded = encodeMessage({
     build,
     objects: bundle.objects,
-    ...config.target === undefined ? {} : { target: config.target }
+    ...config.target === undefined ? {} : { target: config.target },
+    ...signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }
   });
   if (encoded.bodyBytes > config.maxMessageBytes)
     throw tooLarge(encoded, config.maxMessageBytes);
   if (config.outputBody !== undefined) {
-    const file = resolve2(io.cwd, config.outputBody);
+    const file = resolve3(io.cwd, config.outputBody);
     try {
       writeFileSync(file, encoded.body);
     } catch (error) {
@@ -39630,7 +39761,8 @@ async function publish(argv, env, io) {
     byKindAndNamespace: countByKindAndNamespace(bundle),
     inputs: bundle.inputs,
     sent: [],
-    queues: config.queues.map((queue) => queue.url ?? queue.name)
+    queues: config.queues.map((queue) => queue.url ?? queue.name),
+    ...signingKey === undefined ? {} : { signedBy: signingKey.keyId }
   };
   if (!config.dryRun) {
     const client = io.createSqsClient({
@@ -39681,7 +39813,7 @@ function isMain() {
   if (typeof meta.main === "boolean")
     return meta.main;
   const script = process.argv[1];
-  return script !== undefined && resolve2(script) === fileURLToPath(import.meta.url);
+  return script !== undefined && resolve3(script) === fileURLToPath(import.meta.url);
 }
 if (isMain()) {
   const controller = new AbortController;

@@ -10,9 +10,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { generateKeyPairSync } from "node:crypto";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { parse } from "yaml";
 import { decodeMessage } from "../../lib/message.ts";
+import { keyIdOf } from "../../lib/signature.ts";
 import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -109,7 +111,7 @@ async function runAction(inputs: Record<string, string>): Promise<ActionRun> {
 const buildId = `${github.GITHUB_SHA}-${github.GITHUB_RUN_ID}-${github.GITHUB_RUN_ATTEMPT}`;
 
 describe("action.yml", () => {
-  test("declares the inputs publish needs, and the reserved signing-key", () => {
+  test("declares the inputs publish needs, signing-key passed as KUBE_PICO_CD_SIGNING_KEY", () => {
     expect(Object.keys(action.inputs)).toEqual([
       "paths",
       "queue-urls",
@@ -152,6 +154,21 @@ describe("action.yml", () => {
       expect(run.summary).toContain(`| ${queue.url} | \`${message.MessageId}\` |`);
     }
     expect(run.summary).toStartWith(`### kube-pico-cd: published build \`${buildId}\`\n`);
+  });
+
+  test("signs the bundle with the signing-key input", async () => {
+    const { sqsEndpoint } = await testEnv();
+    const queue = await createQueue();
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const run = await runAction({ paths: "app.yaml", "queue-urls": queue.url, "endpoint-url": sqsEndpoint, "signing-key": pem });
+    expect(run.code).toBe(0);
+    const sqs = await sqsClient();
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+    expect(received.Messages?.length).toBe(1);
+    const decoded = decodeMessage(received.Messages![0]!.Body!);
+    expect(decoded.signature?.algorithm).toBe("ed25519");
+    expect(decoded.signature?.keyId).toBe(keyIdOf(publicKey));
   });
 
   test("exits 1 without sending when neither dry-run nor queue-urls is given", async () => {
