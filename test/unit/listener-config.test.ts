@@ -1,0 +1,83 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError } from "../../lib/errors.ts";
+import { listenerHelpText, parseListenerConfig, LISTENER_OPTIONS } from "../../lib/listener-config.ts";
+
+const noFile = () => undefined;
+
+function problems(argv: string[], env: Record<string, string> = {}, ns: () => string | undefined = noFile): readonly string[] {
+  try {
+    parseListenerConfig(argv, env, ns);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("parseListenerConfig()", () => {
+  test("parseListenerConfig() applies the documented defaults", () => {
+    const config = parseListenerConfig([], { KUBE_PICO_CD_QUEUE: "deploy" }, () => "kube-pico-cd\n");
+    expect(config).toMatchObject({
+      queue: "deploy",
+      namespace: "kube-pico-cd",
+      stateConfigMap: "kube-pico-cd-state",
+      lockLease: "kube-pico-cd-deploy",
+      leaseDurationSeconds: 30,
+      historyLimit: 20,
+      kubectl: "kubectl",
+      fieldManager: "kube-pico-cd",
+      forceConflicts: true,
+      applyTimeoutMs: 300_000,
+      waitTimeSeconds: 20,
+      visibilityTimeoutSeconds: 60,
+      retryBaseSeconds: 30,
+      retryMaxSeconds: 900,
+      maxDecompressedBytes: 52_428_800,
+      httpHost: "0.0.0.0",
+      httpPort: 8080,
+      shutdownGraceMs: 25_000,
+      logLevel: "info",
+      once: false,
+      help: false,
+    });
+  });
+
+  test("parseListenerConfig() lets flags win over environment variables", () => {
+    const config = parseListenerConfig(["--queue", "from-flag", "--namespace", "ns-flag", "--no-force-conflicts", "--once"], { KUBE_PICO_CD_QUEUE: "from-env", KUBE_PICO_CD_NAMESPACE: "ns-env" }, noFile);
+    expect([config.queue, config.namespace, config.forceConflicts, config.once]).toEqual(["from-flag", "ns-flag", false, true]);
+  });
+
+  test("parseListenerConfig() reports every problem, one line each, naming the flag or variable", () => {
+    expect(problems(["--wait-time-seconds", "21"], { KUBE_PICO_CD_HTTP_PORT: "eighty", KUBE_PICO_CD_LOG_LEVEL: "loud" })).toEqual([
+      "--wait-time-seconds: must be at most 20",
+      'KUBE_PICO_CD_HTTP_PORT: must be a whole number: current value is "eighty"',
+      "KUBE_PICO_CD_LOG_LEVEL: must be debug, info, warn or error",
+    ]);
+  });
+
+  test("parseListenerConfig() requires a queue and a namespace outside a pod", () => {
+    expect(problems([])).toEqual([
+      "--queue: no queue given (set KUBE_PICO_CD_QUEUE to the queue's URL or name)",
+      "--namespace: not given and /var/run/secrets/kubernetes.io/serviceaccount/namespace is not readable (set KUBE_PICO_CD_NAMESPACE when running outside a pod)",
+    ]);
+  });
+
+  test("parseListenerConfig() rejects an unknown flag", () => {
+    expect(problems(["--queue", "q", "--namespace", "n", "--frobnicate"])).toEqual(["--frobnicate: unknown option (see --help)"]);
+  });
+
+  test("parseListenerConfig() rejects a retry maximum below the base", () => {
+    expect(problems([], { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n", KUBE_PICO_CD_RETRY_BASE_SECONDS: "60", KUBE_PICO_CD_RETRY_MAX_SECONDS: "10" })).toEqual([
+      "KUBE_PICO_CD_RETRY_MAX_SECONDS: must be at least the retry base (60): current value is 10",
+    ]);
+  });
+
+  test("--help needs no other setting and lists every option with its default", () => {
+    expect(parseListenerConfig(["--help"], {}, noFile).help).toBe(true);
+    const help = listenerHelpText();
+    for (const [name, spec] of Object.entries(LISTENER_OPTIONS)) {
+      expect(help).toContain(`--${name}`);
+      expect(help).toContain(`default: ${spec.defaultText}`);
+    }
+  });
+});
