@@ -11,19 +11,11 @@ import { createNamespace, createQueue, kubectl, sqsClient, startDedicatedControl
 import { bundleBody, configMap, queueDepth, sendBundle, sendRaw } from "../helpers/bundles.ts";
 import { runListenerOnce, startListener } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
+import { until } from "../helpers/until.ts";
 
 const brokenDeployment = (ns: string): KubeObject =>
   ({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } }) as unknown as KubeObject;
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const cmValue = async (ns: string, name: string, key: string) => (await kubectl(["get", "configmap", name, "-n", ns, "-o", `jsonpath={.data.${key}}`])).stdout;
 

@@ -9,16 +9,8 @@ import { createNamespace, createQueue, kubectl, startDedicatedControlPlane } fro
 import { configMap, queueDepth, sendBundle } from "../helpers/bundles.ts";
 import { startListener } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
+import { until } from "../helpers/until.ts";
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** A bundle big enough that its apply takes a noticeable time. */
 function manyConfigMaps(ns: string, count: number, version: string): KubeObject[] {
