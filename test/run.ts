@@ -20,5 +20,6 @@ process.stderr.write(`test: environment prerequisites ready in ${((Date.now() - 
 const tsc = spawnSync(join(root, "node_modules", ".bin", "tsc"), ["--noEmit", "-p", root], { stdio: "inherit", cwd: root });
 process.stderr.write(tsc.status === 0 ? "test: type-check passed\n" : "test: type-check FAILED (see above)\n");
 
-const tests = spawnSync(process.execPath, ["test", ...args], { stdio: "inherit", cwd: root });
+// --timeout as well as the preload's setDefaultTimeout: with many files, bun applies the flag reliably.
+const tests = spawnSync(process.execPath, ["test", "--timeout=90000", ...args], { stdio: "inherit", cwd: root });
 process.exitCode = tsc.status === 0 && tests.status === 0 ? 0 : 1;

@@ -18,9 +18,10 @@ export interface ElasticMQ {
   stop(): Promise<void>;
 }
 
-export async function startElasticMQ(dir: string): Promise<ElasticMQ> {
+/** Starts ElasticMQ in `dir` on `options.port` (default: a free port). */
+export async function startElasticMQ(dir: string, options: { port?: number } = {}): Promise<ElasticMQ> {
   const { classpath } = await ensureElasticMQ();
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const config = join(dir, "elasticmq.conf");
   writeFileSync(
     config,

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { isEnvironmentAlive, startEnvironment, type Environment, type EnvironmentInfo } from "./environment.ts";
+import { startElasticMQ, type ElasticMQ } from "./elasticmq.ts";
 import { startControlPlane, type ControlPlane } from "./kube.ts";
 
 export type TestEnv = EnvironmentInfo;
@@ -130,4 +131,18 @@ export async function startDedicatedControlPlane(options: { controllers?: boolea
     rmSync(dir, { recursive: true, force: true });
   });
   return cp;
+}
+
+/** An ElasticMQ of the test's own (e.g. on a port chosen before it starts, for outage tests). */
+export async function startDedicatedElasticMQ(options: { port?: number } = {}): Promise<ElasticMQ> {
+  await testEnv();
+  const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-env-sqs-"));
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(join(dir, "logs"));
+  const sqs = await startElasticMQ(dir, options);
+  extraCleanups.push(async () => {
+    await sqs.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return sqs;
 }

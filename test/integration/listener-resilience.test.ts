@@ -128,3 +128,81 @@ describe("listener: resilience", () => {
     }
   }, 150_000);
 });
+
+describe("listener: SQS and HTTP", () => {
+  test("SQS unreachable at start: the listener backs off without a crash or a busy loop, and deploys once SQS is there", async () => {
+    const { freePort } = await import("../env/process.ts");
+    const { startDedicatedElasticMQ } = await import("../env/testenv.ts");
+    const { CreateQueueCommand, SQSClient } = await import("@aws-sdk/client-sqs");
+    const ns = await createNamespace("sqsdown");
+    const port = await freePort();
+    const queueUrl = `http://127.0.0.1:${port}/000000000000/later`;
+    const listener = await startListener({ queueUrl, namespace: ns, env: { KUBE_PICO_CD_SQS_ENDPOINT: `http://127.0.0.1:${port}` } });
+    try {
+      await listener.waitForLog((l) => l.msg === "receiving from SQS failed; backing off" && l.attempt === 3, 30_000);
+      const failures = listener.lines.filter((l) => l.msg === "receiving from SQS failed; backing off");
+      // Backing off, not spinning: a handful of attempts over several seconds.
+      expect(failures.length).toBeLessThan(10);
+      expect(listener.child.exitCode).toBeNull();
+      const sqs = await startDedicatedElasticMQ({ port });
+      const client = new SQSClient({ endpoint: sqs.endpoint, region: "us-east-1" });
+      await client.send(new CreateQueueCommand({ QueueName: "later" }));
+      const { encodeMessage } = await import("../../lib/message.ts");
+      const { SendMessageCommand } = await import("@aws-sdk/client-sqs");
+      const { body } = encodeMessage({ build: { id: "after-sqs-outage", timestampMs: 1 }, objects: [configMap(ns, "app", { v: "1" })] });
+      await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+      client.destroy();
+      await until("the build recorded", async () => (await readRecord(ns))?.current?.build.id === "after-sqs-outage", 90_000);
+    } finally {
+      listener.kill("SIGTERM");
+      expect(await listener.exited).toBe(0);
+    }
+  }, 150_000);
+
+  test("a deploy longer than the visibility timeout is kept hidden by the heartbeat: a second replica never receives it", async () => {
+    const { writeFileSync, chmodSync, mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { testEnv } = await import("../env/testenv.ts");
+    const ns = await createNamespace("heartbeat");
+    const queue = await createQueue();
+    // The real kubectl, slowed down on apply: the deploy then outlasts the 3 s visibility timeout.
+    const slow = join(mkdtempSync(join(tmpdir(), "kpcd-slow-")), "kubectl");
+    writeFileSync(slow, `#!/bin/sh\ncase " $* " in *" apply "*) sleep 8;; esac\nexec ${(await testEnv()).kubectl} "$@"\n`);
+    chmodSync(slow, 0o755);
+    const env = { KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS: "3", KUBE_PICO_CD_KUBECTL: slow };
+    const listeners = [await startListener({ queueUrl: queue.url, namespace: ns, env }), await startListener({ queueUrl: queue.url, namespace: ns, env })];
+    try {
+      const sent = await sendBundle(queue.url, [configMap(ns, "app", { v: "slow" })], { timestampMs: 1 });
+      await until("the build recorded", async () => (await readRecord(ns))?.current?.build.id === sent.build.id, 60_000);
+      const applying = listeners.flatMap((l) => l.lines.filter((line) => line.msg === "applying build"));
+      expect(applying).toHaveLength(1);
+      expect(applying[0]?.receiveCount).toBe(1);
+      // The message is deleted right after the record is written.
+      await until("the queue empty", async () => {
+        const d = await queueDepth(queue.url);
+        return d.visible + d.inFlight === 0;
+      });
+      expect(listeners.flatMap((l) => l.lines.filter((line) => line.msg === "applying build"))).toHaveLength(1);
+    } finally {
+      for (const l of listeners) l.kill("SIGTERM");
+      for (const l of listeners) await l.exited;
+    }
+  }, 90_000);
+
+  test("/healthz answers at once and /readyz once SQS and the API server were reached", async () => {
+    const ns = await createNamespace("probes");
+    const queue = await createQueue();
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1" } });
+    try {
+      const listening = await listener.waitForLog((l) => l.msg === "listening");
+      const base = `http://127.0.0.1:${listening.httpPort as number}`;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const ready = await until("/readyz 200", async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined), 30_000);
+      expect(ready).toBe(true);
+    } finally {
+      listener.kill("SIGTERM");
+      expect(await listener.exited).toBe(0);
+    }
+  });
+});

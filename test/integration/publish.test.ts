@@ -139,7 +139,7 @@ describe("publish to ElasticMQ", () => {
     const { code, stdout } = await publish([...basic, "--queue", queue.name, "--build-id", "by-name"]);
     expect(code).toBe(0);
     expect(stdout).toStartWith("Published build by-name (");
-    expect(stdout).toContain(`  queue    ${queue.url} (message id `);
+    expect(stdout).toContain(`  queue      ${queue.url} (message id `);
     const messages = await receiveAll(queue.url);
     expect(messages.map((m) => decodeMessage(m.Body!).build.id)).toEqual(["by-name"]);
   });
@@ -262,7 +262,7 @@ describe("publish to ElasticMQ", () => {
       expect(stderr).toBe("");
       expect(code).toBe(0);
       expect(stdout).toStartWith("Dry run: build deno-dry (");
-      expect(stdout).toContain("  objects  6 from 4 inputs\n");
+      expect(stdout).toContain("  objects    6 from 4 inputs\n");
     }, 120_000);
 
     test("deno run publish.ts sends a message that decodes to the fixture's objects", async () => {
