@@ -20,6 +20,7 @@ import { startHealthServer, type Readiness } from "./lib/health-server.ts";
 import { runKubectl, type KubectlTarget } from "./lib/kubectl.ts";
 import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener-config.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
+import { createOperations } from "./lib/operations.ts";
 import { checkPolicy } from "./lib/policy.ts";
 import { checkSignature } from "./lib/trust.ts";
 
@@ -74,6 +75,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
   if (region) sqsConfig.region = region;
   if (config.sqsEndpoint) sqsConfig.endpoint = config.sqsEndpoint;
   const sqs = new SQSClient(sqsConfig);
+  const operations = createOperations({ config, kubectl, logger });
 
   const health =
     config.httpPort < 0
@@ -151,6 +153,8 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
           checkSignature(decoded, config.trustedKeys);
           checkPolicy(decoded.objects, config.policy);
         },
+        afterApply: operations.afterApply,
+        allowEmptyBundle: config.allowEmptyBundle,
         onApiStatus: (reachable) => {
           readiness.apiReachable = reachable;
           readiness.lastApiCheckMs = Date.now();

@@ -94,6 +94,7 @@ try {
   }
 
   // 2. A 300-object bundle end to end, against a bare kubectl apply of the same objects.
+  let kubectlMaxRssBytes = 0;
   const e2e: number[] = [];
   const bare: number[] = [];
   const bareNs = `${ns}-bare`;
@@ -109,11 +110,21 @@ try {
 
     const bareObjects = objects.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: bareNs } }));
     const t0 = performance.now();
-    await kubectl(["apply", "--server-side", "--field-manager=bench", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: bareObjects }));
+    // Bun.spawn (bench only) reports the child's peak RSS: kubectl shares the pod's memory limit.
+    const child = Bun.spawn([env.kubectl, "--kubeconfig", env.kubeconfig, "apply", "--server-side", "--field-manager=bench", "-f", "-"], {
+      stdin: new TextEncoder().encode(JSON.stringify({ apiVersion: "v1", kind: "List", items: bareObjects })),
+      stdout: "ignore",
+    });
+    await child.exited;
     bare.push(performance.now() - t0);
+    kubectlMaxRssBytes = Math.max(kubectlMaxRssBytes, child.resourceUsage()?.maxRSS ?? 0);
   }
 
+  const status = (await import("node:fs")).readFileSync(`/proc/${listener.child.pid}/status`, "utf8");
+  const listenerPeakRssKiB = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
   const result = {
+    listenerPeakRssMiB: Math.round(listenerPeakRssKiB / 1024),
+    kubectlApply300PeakRssMiB: Math.round(kubectlMaxRssBytes / 1024 / 1024),
     deploys: DEPLOYS,
     floorReceiveMs: { p50: median(floor), p99: percentile(floor, 99) },
     pickupMs: { p50: median(pickup), p99: percentile(pickup, 99) },

@@ -15,6 +15,7 @@
  *    be retried with a growing delay until the queue's dead-letter queue takes it.
  * 5. Only once the record is written are messages deleted.
  */
+import type { AfterApplyResult, AppliedBuild } from "./after-apply.ts";
 import { applyObjects, type ApplyResult } from "./apply.ts";
 import type { BatchHandler, Disposition, ReceivedMessage } from "./consumer.ts";
 import { KubePicoCdError, LockError, MessageRejectedError, StateConflictError } from "./errors.ts";
@@ -55,8 +56,15 @@ export interface DeployerOptions {
   retryMaxSeconds?: number;
   /** Delay before retrying when the API server cannot be reached, in seconds. Default 10. */
   unavailableRetrySeconds?: number;
-  /** Told about every outcome (for metrics and events). */
-  onOutcome?: (outcome: Outcome) => void;
+  /** Told about every outcome once it is recorded (metrics, events, the result queue), with its message when known. */
+  onOutcome?: (outcome: Outcome, message?: ReceivedMessage) => void;
+  /**
+   * Runs after a successful apply, still under the lock (lib/after-apply.ts: health, prune,
+   * the bundle kept for drift). Returns the inventory to record and fields of the outcome.
+   */
+  afterApply?: (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult>;
+  /** Apply a bundle of zero objects (it prunes nothing). Default false: it is rejected as "empty-bundle". */
+  allowEmptyBundle?: boolean;
   /** Told whether the Kubernetes API answered (for readiness). */
   onApiStatus?: (reachable: boolean) => void;
   /** The process lifetime signal: aborting it during an apply kills kubectl. */
@@ -72,6 +80,8 @@ interface Rejected {
   message: ReceivedMessage;
   reason: string;
   error: string;
+  /** When it decoded before being refused: its outcome then names the build. */
+  refused?: DecodedMessage | undefined;
 }
 
 /** Errors that mean "the cluster could not be asked", not "this deploy is bad". */
@@ -102,17 +112,23 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     onApiStatus,
     now = Date.now,
     admit,
+    afterApply,
+    allowEmptyBundle = false,
   } = options;
   const stateOptions = { kubectl, namespace, ...(stateName === undefined ? {} : { name: stateName }) };
   const iso = () => new Date(now()).toISOString();
 
   const decode = (message: ReceivedMessage): Accepted | Rejected => {
+    let decoded: DecodedMessage | undefined;
     try {
-      const decoded = decodeMessage(message.body, maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes });
+      decoded = decodeMessage(message.body, maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes });
       admit?.(decoded);
       if (decoded.target !== undefined && decoded.target !== target) {
         const mine = target === undefined ? "no target" : `target ${JSON.stringify(target)}`;
-        return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}` };
+        return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}`, refused: decoded };
+      }
+      if (decoded.objects.length === 0 && !allowEmptyBundle) {
+        return { message, reason: "empty-bundle", error: "The bundle holds no objects; applying it would leave the cluster as it is and prune nothing, so it is refused (start the listener with --allow-empty-bundle to accept it)", refused: decoded };
       }
       const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE));
       if (protectedObject) {
@@ -124,7 +140,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       }
       return { message, decoded };
     } catch (error) {
-      if (error instanceof MessageRejectedError) return { message, reason: error.reason, error: error.message };
+      if (error instanceof MessageRejectedError) return { message, reason: error.reason, error: error.message, refused: decoded };
       throw error;
     }
   };
@@ -157,7 +173,13 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     for (const r of rejected) {
       logger.warn("message rejected", { messageId: r.message.messageId, reason: r.reason, error: r.error });
     }
-    const rejectedOutcomes: Outcome[] = rejected.map((r) => ({ result: "rejected", time: iso(), messageId: r.message.messageId, error: `${r.reason}: ${r.error}` }));
+    const rejectedOutcomes: Outcome[] = rejected.map((r) => ({
+      result: "rejected",
+      time: iso(),
+      ...(r.refused ? { buildId: r.refused.build.id, timestampMs: r.refused.build.timestampMs, digest: r.refused.digest } : {}),
+      messageId: r.message.messageId,
+      error: `${r.reason}: ${r.error}`,
+    }));
 
     let lock: HeldLock | undefined;
     try {
@@ -199,7 +221,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         decisions.set(a.message.messageId, { action: "delete" });
       }
 
-      let applied: { newest: Accepted; result: ApplyResult } | undefined;
+      let applied: { newest: Accepted; result: ApplyResult; after: AfterApplyResult | undefined; extra: Partial<Outcome> } | undefined;
       if (newest) {
         const order = current === undefined ? 1 : compareBuilds(key(newest), current);
         const log = logger.child({ build: newest.decoded.build.id, buildTimestampMs: newest.decoded.build.timestampMs, digest: newest.decoded.digest, messageId: newest.message.messageId });
@@ -213,8 +235,10 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
           const started = now();
           try {
             const result = await applyObjects(newest.decoded.objects, { kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: lockSignal });
-            applied = { newest, result };
             log.info("build applied", { objects: result.inventory.length, durationMs: result.durationMs, phases: result.phases.map((p) => `${p.phase}:${p.durationMs}`) });
+            const after = await afterApply?.({ decoded: newest.decoded, inventory: result.inventory, previousInventory: stored.inventory, log }, lockSignal);
+            const extra: Partial<Outcome> = { durationMs: result.durationMs, objects: result.inventory.length, ...(pickupMs === undefined ? {} : { pickupMs: Math.max(0, pickupMs) }), ...after?.outcome };
+            applied = { newest, result, after, extra };
             decisions.set(newest.message.messageId, { action: "delete" });
           } catch (error) {
             if (lockSignal.aborted) throw error; // Shutdown or lost lock: not this build's fault.
@@ -223,7 +247,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
             const text = redacted.message;
             const delaySeconds = retryDelaySeconds(newest.message);
             log.error("applying build failed; the message stays for a retry", { error: redacted, retryInSeconds: delaySeconds, receiveCount: newest.message.receiveCount });
-            outcomes.push(outcomeOf(newest, "failed", { durationMs: now() - started, error: text }));
+            outcomes.push(outcomeOf(newest, "failed", { durationMs: now() - started, error: text, ...(pickupMs === undefined ? {} : { pickupMs: Math.max(0, pickupMs) }) }));
             decisions.set(newest.message.messageId, { action: "retry", delaySeconds });
           }
         }
@@ -248,8 +272,8 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
                   messageId: applied.newest.message.messageId,
                   objectCount: applied.newest.decoded.objects.length,
                 },
-                inventory: applied.result.inventory,
-                outcome: outcomeOf(applied.newest, "applied", { durationMs: applied.result.durationMs }),
+                inventory: applied.after?.inventory ?? applied.result.inventory,
+                outcome: outcomeOf(applied.newest, "applied", applied.extra),
               },
               historyLimit,
             );
@@ -261,8 +285,9 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
 
       logger.info("outcomes recorded", { build: applied?.newest.decoded.build.id ?? newest?.decoded.build.id, outcomes: outcomes.length + (applied ? 1 : 0) });
       for (const r of rejected) decisions.set(r.message.messageId, { action: "delete" });
-      if (applied) onOutcome?.(outcomeOf(applied.newest, "applied", { durationMs: applied.result.durationMs }));
-      for (const o of outcomes) onOutcome?.(o);
+      const messageOf = (id: string | undefined) => batch.find((m) => m.messageId === id);
+      if (applied) onOutcome?.(outcomeOf(applied.newest, "applied", applied.extra), applied.newest.message);
+      for (const o of outcomes) onOutcome?.(o, messageOf(o.messageId));
       return decisions;
     } catch (error) {
       // Nothing is deleted whose outcome is not recorded: the whole batch comes back.

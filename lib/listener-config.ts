@@ -30,6 +30,15 @@ export const LISTENER_OPTIONS = {
   "field-manager": { type: "string", env: ["KUBE_PICO_CD_FIELD_MANAGER"], value: "NAME", defaultText: "kube-pico-cd", help: "Server-side apply field manager." },
   "no-force-conflicts": { type: "boolean", env: ["KUBE_PICO_CD_NO_FORCE_CONFLICTS"], defaultText: "false (conflicts are forced, as Flux does)", help: "Fail an apply when another field manager owns a field, instead of taking the field over." },
   "apply-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_APPLY_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "Time budget of one apply (all phases)." },
+  "no-prune": { type: "boolean", env: ["KUBE_PICO_CD_NO_PRUNE"], defaultText: "false (objects that leave the bundle are deleted)", help: "Do not delete the objects of the previous build that the new bundle no longer holds." },
+  "prune-crds": { type: "boolean", env: ["KUBE_PICO_CD_PRUNE_CRDS"], defaultText: "false (they are kept, and leave the inventory)", help: "Also prune CustomResourceDefinitions that left the bundle, with every resource of them." },
+  "allow-empty-bundle": { type: "boolean", env: ["KUBE_PICO_CD_ALLOW_EMPTY_BUNDLE"], defaultText: "false (rejected as empty-bundle)", help: "Accept a bundle of zero objects as a build; it applies and prunes nothing." },
+  "no-wait-health": { type: "boolean", env: ["KUBE_PICO_CD_NO_WAIT_HEALTH"], defaultText: "false (health is waited for and recorded)", help: "Do not wait for Deployments, StatefulSets, DaemonSets, Jobs and CRDs to become healthy after an apply." },
+  "health-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_HEALTH_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "How long to wait for health before recording Timeout." },
+  "drift-interval-minutes": { type: "string", env: ["KUBE_PICO_CD_DRIFT_INTERVAL_MINUTES"], value: "N", defaultText: "none (off)", help: "Re-apply the last applied bundle every N minutes (a decimal, at least 0.05), from a compressed copy kept in the cluster." },
+  "bundle-configmap": { type: "string", env: ["KUBE_PICO_CD_BUNDLE_CONFIGMAP"], value: "NAME", defaultText: "kube-pico-cd-bundle", help: "ConfigMap holding the last applied bundle for drift correction (only with --drift-interval-minutes)." },
+  "result-queue": { type: "string", env: ["KUBE_PICO_CD_RESULT_QUEUE"], value: "URL|NAME", defaultText: "none", help: "Queue to send each build's result to (kube-pico-cd.result messages, for publish --wait)." },
+  "no-events": { type: "boolean", env: ["KUBE_PICO_CD_NO_EVENTS"], defaultText: "false (an Event per outcome, on the version record)", help: "Do not create Kubernetes Events for deploy outcomes." },
   "wait-time-seconds": { type: "string", env: ["KUBE_PICO_CD_WAIT_TIME_SECONDS"], value: "N", defaultText: "20", help: "SQS long-poll wait (0-20)." },
   "visibility-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS"], value: "N", defaultText: "60", help: "How long a received message stays hidden; renewed while its deploy runs." },
   "retry-base-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_BASE_SECONDS"], value: "N", defaultText: "30", help: "Delay before a failed deploy is retried; doubles with each receive." },
@@ -65,6 +74,16 @@ export interface ListenerConfig {
   fieldManager: string;
   forceConflicts: boolean;
   applyTimeoutMs: number;
+  prune: boolean;
+  pruneCrds: boolean;
+  allowEmptyBundle: boolean;
+  waitHealth: boolean;
+  healthTimeoutMs: number;
+  /** Absent: no drift correction. */
+  driftIntervalMs?: number;
+  bundleConfigMap: string;
+  resultQueue?: string;
+  events: boolean;
   waitTimeSeconds: number;
   visibilityTimeoutSeconds: number;
   retryBaseSeconds: number;
@@ -126,6 +145,20 @@ const schema = z.object({
   "field-manager": z.string().min(1).max(128).default("kube-pico-cd"),
   "no-force-conflicts": z.boolean(),
   "apply-timeout-seconds": int(1, 86_400, 300),
+  "no-prune": z.boolean(),
+  "prune-crds": z.boolean(),
+  "allow-empty-bundle": z.boolean(),
+  "no-wait-health": z.boolean(),
+  "health-timeout-seconds": int(1, 86_400, 300),
+  "drift-interval-minutes": z
+    .string()
+    .regex(/^\s*\d+(\.\d+)?\s*$/, "must be a number of minutes such as 10 or 0.5")
+    .transform(Number)
+    .pipe(z.number().min(0.05, "must be at least 0.05 (3 seconds)").max(10_080, "must be at most 10080 (a week)"))
+    .optional(),
+  "bundle-configmap": name("kube-pico-cd-bundle"),
+  "result-queue": z.string().min(1, "must not be empty").optional(),
+  "no-events": z.boolean(),
   "wait-time-seconds": int(0, 20, 20),
   "visibility-timeout-seconds": int(3, 43_200, 60),
   "retry-base-seconds": int(0, 43_200, 30),
@@ -195,6 +228,13 @@ export function parseListenerConfig(
     fieldManager: d["field-manager"],
     forceConflicts: !d["no-force-conflicts"],
     applyTimeoutMs: d["apply-timeout-seconds"] * 1000,
+    prune: !d["no-prune"],
+    pruneCrds: d["prune-crds"],
+    allowEmptyBundle: d["allow-empty-bundle"],
+    waitHealth: !d["no-wait-health"],
+    healthTimeoutMs: d["health-timeout-seconds"] * 1000,
+    bundleConfigMap: d["bundle-configmap"],
+    events: !d["no-events"],
     waitTimeSeconds: d["wait-time-seconds"],
     visibilityTimeoutSeconds: d["visibility-timeout-seconds"],
     retryBaseSeconds: d["retry-base-seconds"],
@@ -214,6 +254,8 @@ export function parseListenerConfig(
   if (d.kubeconfig !== undefined) config.kubeconfig = d.kubeconfig;
   if (d["sqs-endpoint"] !== undefined) config.sqsEndpoint = d["sqs-endpoint"];
   if (d.region !== undefined) config.region = d.region;
+  if (d["drift-interval-minutes"] !== undefined) config.driftIntervalMs = Math.round(d["drift-interval-minutes"] * 60_000);
+  if (d["result-queue"] !== undefined) config.resultQueue = d["result-queue"];
   return config;
 }
 

@@ -86,6 +86,30 @@ const outcomeSchema = z.object({
   durationMs: z.number().nonnegative().optional(),
   /** Why it failed or was rejected; cut to {@link MAX_OUTCOME_ERROR_LENGTH}. */
   error: z.string().optional(),
+  // Added with prune and health (lib/prune.ts, lib/rollout.ts); optional, so records written
+  // before them still decode, and older readers drop them (zod strips unknown keys).
+  /** Objects applied ("applied" only). */
+  objects: z.number().int().nonnegative().optional(),
+  /** Sent (SQS SentTimestamp) to apply start, in ms. */
+  pickupMs: z.number().nonnegative().optional(),
+  /** Objects of the previous inventory deleted because they left the bundle. */
+  pruned: z.array(inventoryItemSchema).optional(),
+  /** Objects that left the bundle but were kept (annotation, CRD), and so left the inventory. */
+  kept: z.array(inventoryItemSchema.extend({ why: z.string() })).optional(),
+  /** How the applied workloads came up (lib/rollout.ts); absent when not checked. */
+  health: z
+    .object({
+      status: z.enum(["Healthy", "Degraded", "Timeout"]),
+      durationMs: z.number().nonnegative(),
+      /** Objects checked. */
+      checked: z.number().int().nonnegative(),
+      /** The object that is not healthy, as group/kind/namespace/name. */
+      object: z.string().optional(),
+      reason: z.string().optional(),
+    })
+    .optional(),
+  /** What went wrong without failing the deploy (a prune that failed, a skipped step). */
+  warnings: z.array(z.string()).optional(),
 });
 
 /** One entry of the history. */
