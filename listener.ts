@@ -154,6 +154,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
           checkPolicy(decoded.objects, config.policy);
         },
         afterApply: operations.afterApply,
+        onOutcome: operations.onOutcome,
         allowEmptyBundle: config.allowEmptyBundle,
         onApiStatus: (reachable) => {
           readiness.apiReachable = reachable;
@@ -163,6 +164,8 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
     });
     stop.signal.addEventListener("abort", () => void consumer.stop(config.shutdownGraceMs), { once: true });
     await consumer.start();
+    // Events and results of the last outcomes go out before the process ends.
+    await operations.settled();
     logger.info("stopped");
     return 0;
   } finally {

@@ -1,12 +1,19 @@
 /**
  * The listener's operations around a deploy, wired from its configuration in one place so
- * listener.ts stays a short list of steps: the after-apply step (health, prune, the bundle
- * kept for drift correction).
+ * listener.ts stays a short list of steps:
+ *
+ * - the after-apply step (health, prune, the bundle kept for drift correction);
+ * - what every recorded outcome is told to: metrics, Kubernetes Events, the result queue.
+ *
+ * Each listener of an outcome runs in turn and must not throw into the deployer: the outcome
+ * is already recorded, so a failure here is logged and the deploy stands.
  */
 import { createAfterApply, type AfterApplyResult, type AppliedBuild } from "./after-apply.ts";
+import type { ReceivedMessage } from "./consumer.ts";
 import type { KubectlTarget } from "./kubectl.ts";
 import type { ListenerConfig } from "./listener-config.ts";
 import type { Logger } from "./log.ts";
+import type { Outcome } from "./state.ts";
 
 /** Options of {@link createOperations}. */
 export interface OperationsOptions {
@@ -15,13 +22,22 @@ export interface OperationsOptions {
   logger: Logger;
 }
 
+/** Told about an outcome once it is recorded; may be async, never throws into the deployer. */
+export type OutcomeListener = (outcome: Outcome, message: ReceivedMessage | undefined) => void | Promise<void>;
+
 /** What the listener hands to the deployer and the servers. */
 export interface Operations {
   afterApply: (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult>;
+  /** The deployer's `onOutcome`: tells every outcome listener. */
+  onOutcome: (outcome: Outcome, message?: ReceivedMessage) => void;
+  /** Adds a listener of outcomes (metrics, events, the result queue). */
+  addOutcomeListener(listener: OutcomeListener): void;
+  /** Resolves when every outcome listener started so far has finished (before exit). */
+  settled(): Promise<void>;
 }
 
 export function createOperations(options: OperationsOptions): Operations {
-  const { config, kubectl } = options;
+  const { config, kubectl, logger } = options;
   const afterApply = createAfterApply({
     kubectl,
     fieldManager: config.fieldManager,
@@ -30,5 +46,29 @@ export function createOperations(options: OperationsOptions): Operations {
     waitHealth: config.waitHealth,
     healthTimeoutMs: config.healthTimeoutMs,
   });
-  return { afterApply };
+
+  const listeners: OutcomeListener[] = [];
+  const pending = new Set<Promise<void>>();
+  const onOutcome = (outcome: Outcome, message?: ReceivedMessage): void => {
+    for (const listener of listeners) {
+      const run = (async () => {
+        try {
+          await listener(outcome, message);
+        } catch (error) {
+          logger.warn("a listener of deploy outcomes failed; the outcome stays recorded", { result: outcome.result, build: outcome.buildId ?? null, error: error as Error });
+        }
+      })();
+      pending.add(run);
+      void run.finally(() => pending.delete(run));
+    }
+  };
+
+  return {
+    afterApply,
+    onOutcome,
+    addOutcomeListener: (listener) => void listeners.push(listener),
+    settled: async () => {
+      while (pending.size > 0) await Promise.all([...pending]);
+    },
+  };
 }
