@@ -85,6 +85,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
           port: config.httpPort,
           readiness: () => readiness,
           sqsStaleMs: (config.waitTimeSeconds + 30) * 1000 * 2,
+          metrics: () => operations.metrics.registry.render(),
         });
   if (health) options.onListening?.(health.port);
 
@@ -95,6 +96,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
         readiness.apiReachable = true;
       } catch (error) {
         if (stop.signal.aborted) break;
+        operations.metrics.apiErrors.inc({ operation: "readyz" });
         if (readiness.apiReachable || readiness.lastApiCheckMs === 0) logger.warn("the Kubernetes API server is not reachable", { error: error as Error });
         readiness.apiReachable = false;
       }
@@ -133,6 +135,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
       visibilityTimeoutSeconds: config.visibilityTimeoutSeconds,
       once: config.once,
       onReceive: () => (readiness.lastSqsOkMs = Date.now()),
+      onSqsError: (operation) => operations.metrics.sqsErrors.inc({ operation }),
       handler: createDeployer({
         kubectl,
         namespace: config.namespace,
@@ -157,6 +160,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
         onOutcome: operations.onOutcome,
         allowEmptyBundle: config.allowEmptyBundle,
         onApiStatus: (reachable) => {
+          if (!reachable) operations.metrics.apiErrors.inc({ operation: "deploy" });
           readiness.apiReachable = reachable;
           readiness.lastApiCheckMs = Date.now();
         },

@@ -63,6 +63,8 @@ export interface ConsumerOptions {
   onReceive?: () => void;
   /** Called when a receive fails (for readiness and metrics). */
   onReceiveError?: (error: unknown) => void;
+  /** Called for every failed SQS call, receive included, by its operation name (metrics). */
+  onSqsError?: (operation: "ReceiveMessage" | "DeleteMessageBatch" | "ChangeMessageVisibilityBatch", error: unknown) => void;
   /** Backoff after failed receives, in milliseconds. Defaults 1000 and 60000. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -71,7 +73,7 @@ export interface ConsumerOptions {
 const MAX_VISIBILITY_SECONDS = 43_200;
 
 export class Consumer {
-  readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onReceiveError">> & Pick<ConsumerOptions, "onReceive" | "onReceiveError">;
+  readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onReceiveError" | "onSqsError">> & Pick<ConsumerOptions, "onReceive" | "onReceiveError" | "onSqsError">;
   /** Aborts receives and sleeps: receiving stops. */
   readonly #stopReceiving = new AbortController();
   /** Aborts the handler (kills kubectl): only when the grace period ran out. */
@@ -148,6 +150,7 @@ export class Consumer {
       } catch (error) {
         if (stop.aborted) break;
         this.#options.onReceiveError?.(error);
+        this.#options.onSqsError?.("ReceiveMessage", error);
         const waitMs = backoff.next();
         logger.warn("receiving from SQS failed; backing off", { queueUrl, error: error as Error, attempt: backoff.attempt, retryInMs: waitMs });
         await delay(waitMs, { signal: stop }).catch(() => {});
@@ -213,10 +216,12 @@ export class Consumer {
         );
         for (const failed of result.Failed ?? []) {
           const message = chunk[Number(failed.Id)];
+          this.#options.onSqsError?.("DeleteMessageBatch", failed);
           // Its outcome is recorded, so a redelivery is recognised as a duplicate.
           logger.warn("deleting a message failed; it will be redelivered and recognised as already handled", { messageId: message?.messageId, code: failed.Code, reason: failed.Message });
         }
       } catch (error) {
+        this.#options.onSqsError?.("DeleteMessageBatch", error);
         logger.warn("deleting messages failed; they will be redelivered and recognised as already handled", { error: error as Error, messageIds: chunk.map((m) => m.messageId) });
       }
     }
@@ -239,6 +244,7 @@ export class Consumer {
         );
       } catch (error) {
         // The message keeps its current timeout and comes back when it runs out.
+        this.#options.onSqsError?.("ChangeMessageVisibilityBatch", error);
         logger.warn("changing message visibility failed", { error: error as Error, messageIds: chunk.map((e) => e.message.messageId) });
       }
     }

@@ -3,9 +3,11 @@
  * - `/healthz`: 200 while the process runs its loop (liveness);
  * - `/readyz`: 200 when SQS answered recently and the API server's last answer was good,
  *   503 with the reason otherwise (readiness: a listener that cannot reach either would
- *   deploy nothing).
+ *   deploy nothing);
+ * - `/metrics`: the Prometheus text exposition (lib/metrics.ts), when metrics are given.
  */
 import { createServer, type Server } from "node:http";
+import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 
 export interface Readiness {
   /** Last successful receive from SQS, ms since the epoch (0: never). */
@@ -22,6 +24,8 @@ export interface HealthServerOptions {
   readiness: () => Readiness;
   /** SQS counts as reachable for this long after its last answer, in ms. */
   sqsStaleMs: number;
+  /** The `/metrics` body; without it `/metrics` is 404. */
+  metrics?: () => string;
   now?: () => number;
 }
 
@@ -41,7 +45,7 @@ export function notReadyReason(r: Readiness, sqsStaleMs: number, nowMs: number):
 }
 
 export function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
-  const { host, port, readiness, sqsStaleMs, now = Date.now } = options;
+  const { host, port, readiness, sqsStaleMs, metrics, now = Date.now } = options;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -55,6 +59,10 @@ export function startHealthServer(options: HealthServerOptions): Promise<HealthS
     if (path === "/readyz") {
       const reason = notReadyReason(readiness(), sqsStaleMs, now());
       res.writeHead(reason ? 503 : 200, { "content-type": "text/plain" }).end(reason ? `not ready: ${reason}\n` : "ok\n");
+      return;
+    }
+    if (path === "/metrics" && metrics) {
+      res.writeHead(200, { "content-type": METRICS_CONTENT_TYPE }).end(metrics());
       return;
     }
     res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");

@@ -231,6 +231,48 @@ export function createListenerMetrics(): ListenerMetrics {
     apiErrors: registry.register(new Counter("kube_pico_cd_api_errors_total", "Failed Kubernetes API calls (through kubectl), by operation.", ["operation"])),
     driftPasses: registry.register(new Counter("kube_pico_cd_drift_passes_total", "Drift correction passes, by result: applied, failed, skipped.", ["result"])),
   };
+  // Every known series exists from the start, so a rate() sees its first increase.
   metrics.pruned.inc({}, 0);
+  for (const status of ["Healthy", "Degraded", "Timeout"]) metrics.health.inc({ status }, 0);
+  for (const operation of ["ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"]) metrics.sqsErrors.inc({ operation }, 0);
+  for (const result of ["applied", "failed", "skipped"]) metrics.driftPasses.inc({ result }, 0);
   return metrics;
+}
+
+/**
+ * The reason of a rejected outcome: its error text starts with it (`policy: …`,
+ * `empty-bundle: …`), as lib/deployer.ts writes it. "unknown" when it does not.
+ */
+export function rejectionReason(error: string | undefined): string {
+  const reason = /^([a-z][a-z0-9-]{0,40}):/.exec(error ?? "")?.[1];
+  return reason ?? "unknown";
+}
+
+/** Outcome fields the metrics read (lib/state.ts `Outcome`). */
+export interface ObservedOutcome {
+  result: (typeof RESULTS)[number];
+  timestampMs?: number | undefined;
+  durationMs?: number | undefined;
+  pickupMs?: number | undefined;
+  error?: string | undefined;
+  pruned?: readonly unknown[] | undefined;
+  health?: { status: "Healthy" | "Degraded" | "Timeout"; durationMs: number } | undefined;
+}
+
+/** Counts one recorded outcome into the listener's metrics. */
+export function observeOutcome(metrics: ListenerMetrics, outcome: ObservedOutcome, nowMs: number = Date.now()): void {
+  metrics.deploys.inc({ result: outcome.result });
+  if (outcome.result === "applied" || outcome.result === "failed") {
+    // The apply plus the health wait: how long the cluster took to take the build.
+    const ms = (outcome.durationMs ?? 0) + (outcome.health?.durationMs ?? 0);
+    metrics.deployDuration.observe(ms / 1000, { result: outcome.result });
+    if (outcome.pickupMs !== undefined) metrics.pickupLatency.observe(outcome.pickupMs / 1000);
+  }
+  if (outcome.result === "applied") {
+    if (outcome.timestampMs !== undefined) metrics.lastAppliedBuildTimestamp.set(outcome.timestampMs / 1000);
+    metrics.lastAppliedTime.set(nowMs / 1000);
+    if (outcome.health) metrics.health.inc({ status: outcome.health.status });
+    if (outcome.pruned) metrics.pruned.inc({}, outcome.pruned.length);
+  }
+  if (outcome.result === "rejected") metrics.rejected.inc({ reason: rejectionReason(outcome.error) });
 }

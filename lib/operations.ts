@@ -10,9 +10,11 @@
  */
 import { createAfterApply, type AfterApplyResult, type AppliedBuild } from "./after-apply.ts";
 import type { ReceivedMessage } from "./consumer.ts";
+import { createEventRecorder } from "./events.ts";
 import type { KubectlTarget } from "./kubectl.ts";
 import type { ListenerConfig } from "./listener-config.ts";
 import type { Logger } from "./log.ts";
+import { createListenerMetrics, observeOutcome, type ListenerMetrics } from "./metrics.ts";
 import type { Outcome } from "./state.ts";
 
 /** Options of {@link createOperations}. */
@@ -34,6 +36,8 @@ export interface Operations {
   addOutcomeListener(listener: OutcomeListener): void;
   /** Resolves when every outcome listener started so far has finished (before exit). */
   settled(): Promise<void>;
+  /** The listener's metrics, served on /metrics. */
+  metrics: ListenerMetrics;
 }
 
 export function createOperations(options: OperationsOptions): Operations {
@@ -63,9 +67,17 @@ export function createOperations(options: OperationsOptions): Operations {
     }
   };
 
+  const metrics = createListenerMetrics();
+  listeners.push((outcome) => observeOutcome(metrics, outcome));
+  if (config.events) {
+    const recordEvent = createEventRecorder({ kubectl, namespace: config.namespace, name: config.stateConfigMap });
+    listeners.push((outcome) => recordEvent(outcome));
+  }
+
   return {
     afterApply,
     onOutcome,
+    metrics,
     addOutcomeListener: (listener) => void listeners.push(listener),
     settled: async () => {
       while (pending.size > 0) await Promise.all([...pending]);

@@ -32,3 +32,19 @@ describe("startHealthServer()", () => {
     }
   });
 });
+
+describe("startHealthServer() /metrics", () => {
+  test("startHealthServer() serves /metrics in the text format when given metrics, and 404 without", async () => {
+    const readiness = { lastSqsOkMs: 0, apiReachable: false, lastApiCheckMs: 0 };
+    const withMetrics = await startHealthServer({ host: "127.0.0.1", port: 0, readiness: () => readiness, sqsStaleMs: 60_000, metrics: () => "# TYPE a gauge\na 1\n" });
+    const without = await startHealthServer({ host: "127.0.0.1", port: 0, readiness: () => readiness, sqsStaleMs: 60_000 });
+    try {
+      const res = await fetch(`http://127.0.0.1:${withMetrics.port}/metrics`);
+      expect([res.status, res.headers.get("content-type"), await res.text()]).toEqual([200, "text/plain; version=0.0.4; charset=utf-8", "# TYPE a gauge\na 1\n"]);
+      expect((await fetch(`http://127.0.0.1:${without.port}/metrics`)).status).toBe(404);
+    } finally {
+      await withMetrics.close();
+      await without.close();
+    }
+  });
+});
