@@ -49,7 +49,8 @@ export function eventMessage(outcome: Outcome): string {
       parts.push(`${build} applied: ${outcome.objects ?? "?"} objects in ${seconds(outcome.durationMs ?? 0)}`);
       if (outcome.pruned && outcome.pruned.length > 0) parts.push(`${outcome.pruned.length} pruned`);
       const health = outcome.health;
-      if (health) {
+      // A bundle without workloads has nothing whose health could be told.
+      if (health && health.checked > 0) {
         parts.push(health.status === "Healthy" ? `healthy after ${seconds(health.durationMs)}` : `${health.status}: ${health.object ?? ""} ${health.reason ?? ""}`.trim());
       }
       if (outcome.warnings && outcome.warnings.length > 0) parts.push(`warnings: ${outcome.warnings.join("; ")}`);

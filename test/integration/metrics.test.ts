@@ -1,0 +1,118 @@
+/**
+ * /metrics and Events against the real environment: a listener does an applied deploy, a
+ * rejected message and a failing build (retried until its dead-letter queue takes it); its
+ * /metrics output is parsed by the reference Prometheus client's parser (scripts/
+ * prometheus-parse.sh) and every deploy counter equals what the version record shows; each
+ * outcome left a Kubernetes Event on the record's ConfigMap.
+ */
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, test } from "bun:test";
+import type { KubeObject } from "../../lib/bundle.ts";
+import { createNamespace, createQueue, kubectl } from "../env/testenv.ts";
+import { configMap, queueDepth, sendBundle, sendRaw } from "../helpers/bundles.ts";
+import { startListener } from "../helpers/listener-process.ts";
+import { readRecord } from "../helpers/record.ts";
+import { until } from "../helpers/until.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+interface Sample {
+  family: string;
+  type: string;
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses exposition text with prometheus_client's parser; fails the test on any format error. */
+function parsePrometheus(text: string): Sample[] {
+  const run = spawnSync("bash", [join(root, "scripts", "prometheus-parse.sh")], { input: text, encoding: "utf8", timeout: 300_000 });
+  if (run.status !== 0) throw new Error(`the Prometheus parser refused /metrics (exit ${run.status}):\n${run.stderr}\n--- /metrics ---\n${text}`);
+  return JSON.parse(run.stdout) as Sample[];
+}
+
+const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+  samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+
+const brokenDeployment = (ns: string): KubeObject =>
+  ({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } }) as unknown as KubeObject;
+
+describe("metrics and events", () => {
+  test("/metrics parses as Prometheus text and its counters match the record; each outcome has an Event on the record", async () => {
+    // The parser's virtualenv is built before the listener starts, so its install time is not in the test.
+    parsePrometheus("# TYPE warm gauge\nwarm 1\n");
+    const ns = await createNamespace("metrics");
+    const queue = await createQueue({ deadLetter: { maxReceiveCount: 2 } });
+    const listener = await startListener({
+      queueUrl: queue.url,
+      namespace: ns,
+      env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1", KUBE_PICO_CD_RETRY_BASE_SECONDS: "0", KUBE_PICO_CD_RETRY_MAX_SECONDS: "0" },
+    });
+    try {
+      const port = Number((await listener.waitForLog((l) => l.msg === "listening")).httpPort);
+      const applied = await sendBundle(queue.url, [configMap(ns, "app", { v: "1" })], { timestampMs: 1_000 });
+      await until("the build applied", async () => (await readRecord(ns))?.current?.build.id === applied.build.id);
+      await sendRaw(queue.url, "this is { not json");
+      await sendBundle(queue.url, [brokenDeployment(ns)], { timestampMs: 2_000 });
+      // Two failed receives, then the dead-letter queue has it: nothing left to change the counts.
+      const record = await until("a rejection and two failures recorded, the queue empty", async () => {
+        const r = await readRecord(ns);
+        const depth = await queueDepth(queue.url);
+        const count = (result: string) => r?.history.filter((h) => h.result === result).length ?? 0;
+        return count("rejected") === 1 && count("failed") === 2 && depth.visible + depth.inFlight + depth.delayed === 0 ? r : undefined;
+      });
+      // Outcome listeners run after the record is written: give them a moment to count.
+      await until("the metrics count four outcomes", async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const s = parsePrometheus(text);
+        const total = ["applied", "failed", "rejected", "superseded", "duplicate"].reduce((n, result) => n + (value(s, "kube_pico_cd_deploys_total", { result }) ?? 0), 0);
+        return total === 4;
+      });
+
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+      const samples = parsePrometheus(await response.text());
+      for (const result of ["applied", "failed", "rejected", "superseded", "duplicate"]) {
+        expect({ result, count: value(samples, "kube_pico_cd_deploys_total", { result }) }).toEqual({ result, count: record.history.filter((h) => h.result === result).length });
+      }
+      expect(value(samples, "kube_pico_cd_rejected_messages_total", { reason: "invalid-json" })).toBe(1);
+      expect(value(samples, "kube_pico_cd_deploy_duration_seconds_count", { result: "applied" })).toBe(1);
+      expect(value(samples, "kube_pico_cd_deploy_duration_seconds_count", { result: "failed" })).toBe(2);
+      expect(value(samples, "kube_pico_cd_deploy_duration_seconds_bucket", { result: "applied", le: "+Inf" })).toBe(1);
+      expect(value(samples, "kube_pico_cd_pickup_latency_seconds_count")).toBe(3);
+      expect(value(samples, "kube_pico_cd_last_applied_build_timestamp_seconds")).toBe(1);
+      expect(samples.find((s) => s.name === "kube_pico_cd_deploy_health_total")?.type).toBe("counter");
+      expect(samples.find((s) => s.name === "kube_pico_cd_sqs_errors_total" && s.labels["operation"] === "ReceiveMessage")?.value).toBe(0);
+
+      const events = await until("four Events on the record", async () => {
+        const got = await kubectl(["get", "events", "-n", ns, "--field-selector", "involvedObject.kind=ConfigMap,involvedObject.name=kube-pico-cd-state", "-o", "json"]);
+        const items = (JSON.parse(got.stdout) as { items: { type: string; reason: string; message: string; involvedObject: { uid?: string } }[] }).items;
+        return items.length >= 4 ? items : undefined;
+      });
+      expect(events.map((e) => `${e.type} ${e.reason}`).sort()).toEqual(["Normal Applied", "Warning ApplyFailed", "Warning ApplyFailed", "Warning Rejected"]);
+      expect(events.find((e) => e.reason === "Applied")?.message).toBe(`build ${applied.build.id} applied: 1 objects in ${(record.history.find((h) => h.result === "applied")!.durationMs! / 1000).toFixed(1)} s`);
+      expect(events.find((e) => e.reason === "ApplyFailed")?.message).toContain(`missing required field "selector"`);
+      const uid = (await kubectl(["get", "configmap", "kube-pico-cd-state", "-n", ns, "-o", "jsonpath={.metadata.uid}"])).stdout;
+      expect(events.every((e) => e.involvedObject.uid === uid)).toBe(true);
+      // kubectl describe finds them through the uid, as an operator would look.
+      const described = await kubectl(["describe", "configmap", "kube-pico-cd-state", "-n", ns]);
+      expect(described.stdout).toContain("ApplyFailed");
+    } finally {
+      listener.kill("SIGTERM");
+      expect(await listener.exited).toBe(0);
+    }
+  });
+
+  test("--no-events creates no Event", async () => {
+    const ns = await createNamespace("no-events");
+    const queue = await createQueue();
+    const { runListenerOnce } = await import("../helpers/listener-process.ts");
+    await sendBundle(queue.url, [configMap(ns, "a", {})], { timestampMs: 1_000 });
+    expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns, args: ["--no-events"] })).code).toBe(0);
+    expect((await readRecord(ns))?.history[0]?.result).toBe("applied");
+    const got = await kubectl(["get", "events", "-n", ns, "--field-selector", "involvedObject.name=kube-pico-cd-state", "-o", "name"]);
+    expect(got.stdout.trim()).toBe("");
+  });
+});
