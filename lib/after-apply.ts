@@ -50,6 +50,8 @@ export interface AfterApplyOptions {
   healthTimeoutMs?: number;
   /** Time between health polls, in ms. Default 2000. */
   healthIntervalMs?: number;
+  /** Aborted when the listener is asked to stop: the health wait ends early (Timeout). */
+  stopSignal?: AbortSignal;
   /** Keeps the applied bundle for drift correction; returns a warning when it could not. */
   keepBundle?: (decoded: DecodedMessage, signal: AbortSignal) => Promise<string | undefined>;
   /** Told about the health verdict and what was pruned (metrics). */
@@ -59,14 +61,14 @@ export interface AfterApplyOptions {
 
 /** The `afterApply` step of the deployer. */
 export function createAfterApply(options: AfterApplyOptions): (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult> {
-  const { kubectl, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, keepBundle, onHealth, onPruned } = options;
+  const { kubectl, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle, onHealth, onPruned } = options;
   return async ({ decoded, inventory, previousInventory, log }, signal) => {
     const outcome: Partial<Outcome> = {};
     const warnings: string[] = [];
     let recorded: RecordedObject[] = [...inventory];
 
     if (waitHealth) {
-      const health = await waitForHealth(inventory, { kubectl, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal });
+      const health = await waitForHealth(inventory, { kubectl, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal });
       outcome.health = health;
       onHealth?.(health);
       const fields = { health: health.status, checked: health.checked, durationMs: health.durationMs, object: health.object, reason: health.reason };

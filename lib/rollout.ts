@@ -47,6 +47,11 @@ export interface WaitForHealthOptions {
   /** Time between polls, in ms. Default 2000. */
   intervalMs?: number;
   signal?: AbortSignal | undefined;
+  /**
+   * Aborted when the listener is asked to stop: the wait then ends at once with Timeout, so
+   * the applied build is still recorded within the shutdown grace period.
+   */
+  stopSignal?: AbortSignal | undefined;
   now?: () => number;
 }
 
@@ -252,7 +257,7 @@ export function byNamespace<T extends { namespace?: string | undefined }>(items:
  * @throws the signal's reason when `signal` aborts (shutdown, lost lock): no verdict then.
  */
 export async function waitForHealth(inventory: readonly RecordedObject[], options: WaitForHealthOptions): Promise<HealthResult> {
-  const { kubectl, timeoutMs = 300_000, intervalMs = 2_000, signal, now = Date.now } = options;
+  const { kubectl, timeoutMs = 300_000, intervalMs = 2_000, signal, stopSignal, now = Date.now } = options;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new RangeError(`Cannot wait for health as 'timeoutMs' must be a positive finite number: current value is ${timeoutMs}`);
   }
@@ -297,6 +302,13 @@ export async function waitForHealth(inventory: readonly RecordedObject[], option
     if (waitingFor === undefined) return done("Healthy");
     const leftMs = started + timeoutMs - now();
     if (leftMs <= 0) return done("Timeout", { object: waitingFor.object, reason: `not healthy after ${Math.round(timeoutMs / 1000)} s: ${waitingFor.reason}` });
-    await delay(Math.min(intervalMs, leftMs), signal ? { signal } : {});
+    if (stopSignal?.aborted) {
+      return done("Timeout", { object: waitingFor.object, reason: `not healthy when the listener stopped after ${Math.round((now() - started) / 1000)} s: ${waitingFor.reason}` });
+    }
+    const sleepSignal = stopSignal && signal ? AbortSignal.any([signal, stopSignal]) : (stopSignal ?? signal);
+    await delay(Math.min(intervalMs, leftMs), sleepSignal ? { signal: sleepSignal } : {}).catch((error: unknown) => {
+      // A stop request only ends the sleep; the loop then returns Timeout after one more look.
+      if (signal?.aborted || !stopSignal?.aborted) throw error;
+    });
   }
 }

@@ -68,3 +68,23 @@ describe("health", () => {
     expect(outcome?.health).toBeUndefined();
   });
 });
+
+describe("health on shutdown", () => {
+  test("SIGTERM during a health wait ends it at once: the build is recorded applied with Timeout, and the process exits 0", async () => {
+    const ns = await createNamespace("health-stop");
+    const queue = await createQueue();
+    const sent = await sendBundle(queue.url, [deployment(ns, "slow", { unschedulable: true })], { timestampMs: 1_000 });
+    const { startListener } = await import("../helpers/listener-process.ts");
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_HEALTH_TIMEOUT_SECONDS: "600" } });
+    await listener.waitForLog((l) => l.msg === "build applied");
+    const stopped = Date.now();
+    listener.kill("SIGTERM");
+    expect(await listener.exited).toBe(0);
+    // Well inside the default 25 s grace: one more look at the objects, then the record.
+    expect(Date.now() - stopped).toBeLessThan(15_000);
+    const record = await readRecord(ns);
+    expect(record?.current?.build.id).toBe(sent.build.id);
+    expect(record?.history[0]?.health).toMatchObject({ status: "Timeout", object: `apps/Deployment/${ns}/slow` });
+    expect(record?.history[0]?.health?.reason).toMatch(/^not healthy when the listener stopped after \d+ s: 0 of 1 updated replicas available$/);
+  });
+});
