@@ -207,3 +207,18 @@ export class QueueSendError extends KubePicoCdError {
     this.queue = queue;
   }
 }
+
+/**
+ * The bundle kept for drift correction (a Secret in the listener's namespace, lib/drift.ts)
+ * cannot be read or does not decode; a drift pass then applies nothing.
+ */
+export class KeptBundleError extends KubePicoCdError {
+  override name = "KeptBundleError";
+  readonly namespace: string;
+  readonly secretName: string;
+  constructor(message: string, where: { namespace: string; secretName: string }, options?: { cause?: unknown }) {
+    super(message, options);
+    this.namespace = where.namespace;
+    this.secretName = where.secretName;
+  }
+}

@@ -6,12 +6,14 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "./cli-options.ts";
+import { DEFAULT_BUNDLE_SECRET, MAX_KEPT_BUNDLE_BYTES } from "./drift.ts";
 import { ConfigError } from "./errors.ts";
 import { DEFAULT_LOCK_LEASE } from "./lock.ts";
 import type { LogLevel } from "./log.ts";
 import { DEFAULT_MAX_DECOMPRESSED_BYTES } from "./message.ts";
 import { kindPatternProblem, namespacePatternProblem, type Policy } from "./policy.ts";
 import { loadTrustedKeys, type TrustedKeys } from "./trust.ts";
+import { parseQueueRef } from "./sqs-send.ts";
 import { DEFAULT_HISTORY_LIMIT, DEFAULT_STATE_CONFIGMAP } from "./state.ts";
 
 /** Where Kubernetes mounts the pod's namespace. */
@@ -36,7 +38,8 @@ export const LISTENER_OPTIONS = {
   "no-wait-health": { type: "boolean", env: ["KUBE_PICO_CD_NO_WAIT_HEALTH"], defaultText: "false (health is waited for and recorded)", help: "Do not wait for Deployments, StatefulSets, DaemonSets, Jobs and CRDs to become healthy after an apply." },
   "health-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_HEALTH_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "How long to wait for health before recording Timeout." },
   "drift-interval-minutes": { type: "string", env: ["KUBE_PICO_CD_DRIFT_INTERVAL_MINUTES"], value: "N", defaultText: "none (off)", help: "Re-apply the last applied bundle every N minutes (a decimal, at least 0.05), from a compressed copy kept in the cluster." },
-  "bundle-configmap": { type: "string", env: ["KUBE_PICO_CD_BUNDLE_CONFIGMAP"], value: "NAME", defaultText: "kube-pico-cd-bundle", help: "ConfigMap holding the last applied bundle for drift correction (only with --drift-interval-minutes)." },
+  "bundle-secret": { type: "string", env: ["KUBE_PICO_CD_BUNDLE_SECRET"], value: "NAME", defaultText: DEFAULT_BUNDLE_SECRET, help: "Secret in the listener's namespace keeping the last applied bundle (gzip'd) for drift correction; written only with --drift-interval-minutes, and a bundle may not overwrite it." },
+  "bundle-secret-max-bytes": { type: "string", env: ["KUBE_PICO_CD_BUNDLE_SECRET_MAX_BYTES"], value: "N", defaultText: String(MAX_KEPT_BUNDLE_BYTES), help: `Largest gzip'd bundle kept for drift correction (at most ${MAX_KEPT_BUNDLE_BYTES}: a Secret holds at most 1 MiB). A larger bundle is applied but not kept, the older kept one is deleted, and the outcome warns.` },
   "result-queue": { type: "string", env: ["KUBE_PICO_CD_RESULT_QUEUE"], value: "URL|NAME", defaultText: "none", help: "Queue to send each build's result to (kube-pico-cd.result messages, for publish --wait)." },
   "no-events": { type: "boolean", env: ["KUBE_PICO_CD_NO_EVENTS"], defaultText: "false (an Event per outcome, on the version record)", help: "Do not create Kubernetes Events for deploy outcomes." },
   "wait-time-seconds": { type: "string", env: ["KUBE_PICO_CD_WAIT_TIME_SECONDS"], value: "N", defaultText: "20", help: "SQS long-poll wait (0-20)." },
@@ -81,7 +84,10 @@ export interface ListenerConfig {
   healthTimeoutMs: number;
   /** Absent: no drift correction. */
   driftIntervalMs?: number;
-  bundleConfigMap: string;
+  /** Secret keeping the last applied bundle for drift correction (lib/drift.ts). */
+  bundleSecret: string;
+  /** Largest gzip'd bundle kept, in bytes. */
+  bundleSecretMaxBytes: number;
   resultQueue?: string;
   events: boolean;
   waitTimeSeconds: number;
@@ -156,8 +162,16 @@ const schema = z.object({
     .transform(Number)
     .pipe(z.number().min(0.05, "must be at least 0.05 (3 seconds)").max(10_080, "must be at most 10080 (a week)"))
     .optional(),
-  "bundle-configmap": name("kube-pico-cd-bundle"),
-  "result-queue": z.string().min(1, "must not be empty").optional(),
+  "bundle-secret": name(DEFAULT_BUNDLE_SECRET),
+  "bundle-secret-max-bytes": int(1024, MAX_KEPT_BUNDLE_BYTES, MAX_KEPT_BUNDLE_BYTES),
+  "result-queue": z
+    .string()
+    .min(1, "must not be empty")
+    .superRefine((value, ctx) => {
+      const parsed = parseQueueRef(value);
+      if ("problem" in parsed) ctx.addIssue({ code: "custom", message: parsed.problem });
+    })
+    .optional(),
   "no-events": z.boolean(),
   "wait-time-seconds": int(0, 20, 20),
   "visibility-timeout-seconds": int(3, 43_200, 60),
@@ -181,6 +195,9 @@ const schema = z.object({
   help: z.boolean(),
 });
 
+/** The listener's option schema, for commands that take some of its options (`listener status`). */
+export const listenerOptionsSchema = schema;
+
 /**
  * Parses the listener's settings from `argv` (without the program) and `env`.
  * `readNamespaceFile` is injectable so tests need no pod.
@@ -199,8 +216,8 @@ export function parseListenerConfig(
   const d = result.data;
   if (d.help) return { ...defaultsOnly(), help: true };
   if (d.queue === undefined) problems.push("--queue: no queue given (set KUBE_PICO_CD_QUEUE to the queue's URL or name)");
-  const namespace = d.namespace ?? readNamespaceFile()?.trim();
-  if (!namespace) problems.push(`--namespace: not given and ${SERVICE_ACCOUNT_NAMESPACE_FILE} is not readable (set KUBE_PICO_CD_NAMESPACE when running outside a pod)`);
+  const namespace = resolveNamespace(d.namespace, readNamespaceFile);
+  if (!namespace) problems.push(NAMESPACE_MISSING_PROBLEM);
   if (d["retry-max-seconds"] < d["retry-base-seconds"]) {
     problems.push(`${origin["retry-max-seconds"]}: must be at least the retry base (${d["retry-base-seconds"]}): current value is ${d["retry-max-seconds"]}`);
   }
@@ -233,7 +250,8 @@ export function parseListenerConfig(
     allowEmptyBundle: d["allow-empty-bundle"],
     waitHealth: !d["no-wait-health"],
     healthTimeoutMs: d["health-timeout-seconds"] * 1000,
-    bundleConfigMap: d["bundle-configmap"],
+    bundleSecret: d["bundle-secret"],
+    bundleSecretMaxBytes: d["bundle-secret-max-bytes"],
     events: !d["no-events"],
     waitTimeSeconds: d["wait-time-seconds"],
     visibilityTimeoutSeconds: d["visibility-timeout-seconds"],
@@ -263,6 +281,18 @@ function defaultsOnly(): ListenerConfig {
   return parseListenerConfig([], { KUBE_PICO_CD_QUEUE: "help", KUBE_PICO_CD_NAMESPACE: "help" });
 }
 
+/**
+ * The namespace of the record and the lock: the flag or variable when given, else the pod's
+ * own ({@link SERVICE_ACCOUNT_NAMESPACE_FILE}); undefined when there is neither. Shared with
+ * `listener status`, which must look where the listener writes.
+ */
+export function resolveNamespace(given: string | undefined, readNamespaceFile: () => string | undefined = defaultNamespaceFile): string | undefined {
+  return given ?? (readNamespaceFile()?.trim() || undefined);
+}
+
+/** The problem line when {@link resolveNamespace} finds no namespace. */
+export const NAMESPACE_MISSING_PROBLEM = `--namespace: not given and ${SERVICE_ACCOUNT_NAMESPACE_FILE} is not readable (set KUBE_PICO_CD_NAMESPACE when running outside a pod)`;
+
 function defaultNamespaceFile(): string | undefined {
   try {
     return readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, "utf8");
@@ -274,6 +304,7 @@ function defaultNamespaceFile(): string | undefined {
 export function listenerHelpText(): string {
   return [
     "Usage: listener [options]",
+    "       listener status [options]   (the current build and the deploy history; see listener status --help)",
     "",
     "Long-polls an SQS queue for kube-pico-cd bundles and applies the newest build to this",
     "cluster with kubectl server-side apply, recording each outcome in a ConfigMap.",

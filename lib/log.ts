@@ -109,7 +109,8 @@ export function formatLogLine(level: LogLevel, time: Date, msg: string, fields: 
 }
 
 function sanitize(key: string, value: LogValue, maxStringLength: number, depth: number): unknown {
-  if (redactedKeys.has(key.toLowerCase())) return "[redacted]";
+  // A count or a flag cannot carry manifest contents or Secret data: `objects: 12` stays.
+  if (redactedKeys.has(key.toLowerCase()) && typeof value !== "number" && typeof value !== "boolean") return "[redacted]";
   if (depth > 8) return "[too deep]";
   if (typeof value === "string") return cut(value, maxStringLength);
   if (value === null || typeof value === "number" || typeof value === "boolean" || value === undefined) return value;

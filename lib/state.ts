@@ -81,6 +81,8 @@ const outcomeSchema = z.object({
   /** Absent when the message could not be decoded far enough to know its build. */
   buildId: z.string().optional(),
   timestampMs: z.number().int().nonnegative().optional(),
+  /** The build's commit, so the history shows what each build was (a rollback reuses one). */
+  commit: z.string().optional(),
   digest: z.string().optional(),
   messageId: z.string().optional(),
   durationMs: z.number().nonnegative().optional(),

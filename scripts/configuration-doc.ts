@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { listenerHelpText } from "../lib/listener-config.ts";
+import { statusHelpText } from "../lib/status.ts";
 import { helpText as publishHelpText } from "../publish.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -27,6 +28,12 @@ by hand. Every option is a flag and a \`KUBE_PICO_CD_*\` environment variable (t
 
 \`\`\`text
 ${listenerHelpText().trimEnd()}
+\`\`\`
+
+## listener status
+
+\`\`\`text
+${statusHelpText().trimEnd()}
 \`\`\`
 
 ## publish

@@ -50,6 +50,31 @@ describe("parseListenerConfig()", () => {
     expect([config.queue, config.namespace, config.forceConflicts, config.once]).toEqual(["from-flag", "ns-flag", false, true]);
   });
 
+  test("parseListenerConfig() leaves drift correction off and names the bundle Secret kube-pico-cd-bundle by default", () => {
+    const config = parseListenerConfig([], { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n" }, noFile);
+    expect(config.driftIntervalMs).toBeUndefined();
+    expect(config.bundleSecret).toBe("kube-pico-cd-bundle");
+    expect(config.bundleSecretMaxBytes).toBe(921_600);
+  });
+
+  test("parseListenerConfig() reads the drift interval in minutes and the bundle Secret from KUBE_PICO_CD_BUNDLE_SECRET or --bundle-secret", () => {
+    const env = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n", KUBE_PICO_CD_DRIFT_INTERVAL_MINUTES: "0.05", KUBE_PICO_CD_BUNDLE_SECRET: "from-env" };
+    expect(parseListenerConfig([], env, noFile)).toMatchObject({ driftIntervalMs: 3_000, bundleSecret: "from-env" });
+    expect(parseListenerConfig(["--bundle-secret", "from-flag"], env, noFile).bundleSecret).toBe("from-flag");
+  });
+
+  test("parseListenerConfig() rejects a bundle Secret name that is not a Kubernetes name and a drift interval below 0.05", () => {
+    expect(problems([], { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n", KUBE_PICO_CD_BUNDLE_SECRET: "Bundle_1", KUBE_PICO_CD_DRIFT_INTERVAL_MINUTES: "0.01" })).toEqual([
+      "KUBE_PICO_CD_DRIFT_INTERVAL_MINUTES: must be at least 0.05 (3 seconds)",
+      "KUBE_PICO_CD_BUNDLE_SECRET: must be a Kubernetes object name (lowercase letters, digits, '-', '.')",
+    ]);
+  });
+
+  test("parseListenerConfig() caps the kept bundle at 921600 bytes, since a Secret holds at most 1 MiB", () => {
+    expect(problems(["--bundle-secret-max-bytes", "1048576"], { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n" })).toEqual(["--bundle-secret-max-bytes: must be at most 921600"]);
+    expect(parseListenerConfig(["--bundle-secret-max-bytes", "2048"], { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n" }, noFile).bundleSecretMaxBytes).toBe(2048);
+  });
+
   test("parseListenerConfig() reports every problem, one line each, naming the flag or variable", () => {
     expect(problems(["--wait-time-seconds", "21"], { KUBE_PICO_CD_HTTP_PORT: "eighty", KUBE_PICO_CD_LOG_LEVEL: "loud" })).toEqual([
       "--wait-time-seconds: must be at most 20",

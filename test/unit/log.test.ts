@@ -98,3 +98,11 @@ describe("formatLogLine()", () => {
     expect(line.err.cause.message).toBe("root");
   });
 });
+
+describe("redaction of counts", () => {
+  test("createLogger() keeps numbers and booleans under redacted keys, since they cannot hold manifest contents", () => {
+    const lines: string[] = [];
+    createLogger({ write: (l) => lines.push(l) }).info("build applied", { objects: 12, data: true, manifests: "kind: Secret" });
+    expect(JSON.parse(lines[0]!)).toMatchObject({ objects: 12, data: true, manifests: "[redacted]" });
+  });
+});

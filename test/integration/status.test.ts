@@ -1,0 +1,164 @@
+/**
+ * `listener status` against the real API server: the history of a deploy sequence with a
+ * failed build and a rollback, in order, the current build, the JSON form, a namespace
+ * without a record, and an API server that cannot be reached.
+ */
+import { describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { KubeObject } from "../../lib/bundle.ts";
+import { createNamespace, createQueue, testEnv } from "../env/testenv.ts";
+import { configMap, sendBundle } from "../helpers/bundles.ts";
+import { runListenerOnce } from "../helpers/listener-process.ts";
+import { readRecord } from "../helpers/record.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Passes the bundle's checks and kubectl's schema, and is rejected by the API server: no port 70000. */
+const invalidService = (ns: string): KubeObject =>
+  ({ apiVersion: "v1", kind: "Service", metadata: { name: "web", namespace: ns }, spec: { selector: { app: "web" }, ports: [{ port: 70_000 }] } }) as unknown as KubeObject;
+
+const commitA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+const commitB = "b2c3d4e5f60718293a4b5c6d7e8f9012345678a1";
+const commitC = "c3d4e5f60718293a4b5c6d7e8f9012345678a1b2";
+
+/** Runs `listener.ts status ARGS` with a clean environment, as an operator would. */
+async function status(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [join(root, "listener.ts"), "status", ...args], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
+/** The cells of each history row: columns are two or more spaces apart, cells never are. */
+function historyRows(text: string): string[][] {
+  const lines = text.split("\n");
+  const header = lines.findIndex((l) => l.startsWith("TIME  "));
+  expect(header).toBeGreaterThan(0);
+  return lines.slice(header + 1).filter((l) => l !== "").map((l) => l.split(/ {2,}/));
+}
+
+/** A 127.0.0.1 port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe("listener status", () => {
+  test("after A, B, a failed C and a rollback to A's commit, status shows the rollback as current and every outcome newest first", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("status");
+    const queue = await createQueue();
+    const build = (id: string, commit: string) => ({ id, timestampMs: Date.now(), commit, ref: "refs/heads/main", repository: "example/shop", url: `https://github.com/example/shop/actions/runs/${id}` });
+    const deploy = async (objects: KubeObject[], info: ReturnType<typeof build>, extraEnv: Record<string, string> = {}) => {
+      const sent = await sendBundle(queue.url, objects, info);
+      expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns, env: extraEnv })).code).toBe(0);
+      return sent;
+    };
+    const appA = [configMap(ns, "app", { version: "A" })];
+    await deploy(appA, build("build-a", commitA));
+    await deploy([configMap(ns, "app", { version: "B" }), configMap(ns, "flags", { beta: "on" })], build("build-b", commitB));
+    // The failed message waits in the queue long enough not to come back during this test.
+    await deploy([configMap(ns, "app", { version: "C" }), invalidService(ns)], build("build-c", commitC), { KUBE_PICO_CD_RETRY_BASE_SECONDS: "600", KUBE_PICO_CD_RETRY_MAX_SECONDS: "600" });
+    // The rollback: A's commit and objects again, as a new build with a newer timestamp.
+    const rollback = await deploy(appA, build(`rollback-${commitA.slice(0, 7)}`, commitA));
+
+    const record = await readRecord(ns);
+    expect(record?.history.map((h) => [h.result, h.buildId])).toEqual([
+      ["applied", rollback.build.id],
+      ["failed", "build-c"],
+      ["applied", "build-b"],
+      ["applied", "build-a"],
+    ]);
+
+    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl]);
+    expect(shown.stderr).toBe("");
+    expect(shown.code).toBe(0);
+    const lines = shown.stdout.split("\n");
+    expect(lines.slice(0, 7)).toEqual([
+      `Version record ${ns}/kube-pico-cd-state`,
+      "",
+      `Current build: rollback-${commitA.slice(0, 7)}`,
+      `  commit:     ${commitA}`,
+      "  ref:        refs/heads/main",
+      "  repository: example/shop",
+      `  run:        https://github.com/example/shop/actions/runs/rollback-${commitA.slice(0, 7)}`,
+    ]);
+    expect(lines).toContain("  objects:    1");
+    expect(lines).toContain(`  digest:     ${rollback.digest.slice(0, 12)}…`);
+    expect(lines).toContain("History, newest first (4 of 4):");
+    expect(lines.find((l) => l.startsWith("TIME"))).toBe("TIME                  BUILD             COMMIT   RESULT   HEALTH   DURATION  APPLIED  PRUNED  MESSAGE");
+
+    const rows = historyRows(shown.stdout);
+    const duration = /^(\d+ms|\d+\.\ds|\dm\d\ds)$/;
+    for (const row of rows) {
+      expect(row[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      expect(row[5]).toMatch(duration);
+    }
+    // BUILD, COMMIT, RESULT, APPLIED, PRUNED: the rollback prunes what B added.
+    expect(rows.map((r) => [r[1], r[2], r[3], r[6], r[7]])).toEqual([
+      [`rollback-${commitA.slice(0, 7)}`, commitA.slice(0, 7), "applied", "1", "1"],
+      ["build-c", commitC.slice(0, 7), "failed", "-", "-"],
+      ["build-b", commitB.slice(0, 7), "applied", "2", "0"],
+      ["build-a", commitA.slice(0, 7), "applied", "1", "0"],
+    ]);
+    expect(rows[1]?.[8]).toStartWith('kubectl: The Service "web" is invalid: spec.ports[0].port: Invalid value: 70000');
+    expect(rows[1]?.[8]?.length).toBeLessThanOrEqual(80);
+
+    const limited = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl, "--limit", "2"]);
+    expect(historyRows(limited.stdout).map((r) => r[1])).toEqual([`rollback-${commitA.slice(0, 7)}`, "build-c"]);
+
+    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl, "--json"]);
+    expect(json.code).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { namespace: string; configMap: string; resourceVersion: string | null; current: unknown; inventory: unknown; history: unknown };
+    expect(parsed).toEqual({ namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: expect.any(String), current: record!.current, inventory: record!.inventory, history: record!.history });
+    expect(record?.history.map((h) => h.commit)).toEqual([commitA, commitC, commitB, commitA]);
+  }, 120_000);
+
+  test("status of a namespace without a record says so and exits 0", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("status-none");
+    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl]);
+    expect(shown).toEqual({ code: 0, stdout: `No version record ${ns}/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n`, stderr: "" });
+    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl, "--json"]);
+    expect(JSON.parse(json.stdout)).toEqual({ namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: null, current: null, inventory: [], history: [] });
+  });
+
+  test("status against an API server that cannot be reached exits 2 naming the record and the server", async () => {
+    const env = await testEnv();
+    const port = await closedPort();
+    const kubeconfig = join(mkdtempSync(join(tmpdir(), "kpcd-status-")), "kubeconfig");
+    writeFileSync(
+      kubeconfig,
+      [
+        "apiVersion: v1",
+        "kind: Config",
+        `clusters: [{ name: closed, cluster: { server: "https://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]`,
+        "users: [{ name: nobody, user: { token: nothing } }]",
+        "contexts: [{ name: closed, context: { cluster: closed, user: nobody } }]",
+        "current-context: closed",
+        "",
+      ].join("\n"),
+    );
+    const shown = await status(["--namespace", "kube-pico-cd", "--kubeconfig", kubeconfig, "--kubectl", env.kubectl]);
+    expect(shown.code).toBe(2);
+    expect(shown.stdout).toBe("");
+    expect(shown.stderr).toStartWith(`listener status: Cannot read the version record ConfigMap kube-pico-cd/kube-pico-cd-state: Cannot run \`kubectl --kubeconfig=${kubeconfig} get configmap kube-pico-cd-state --namespace=kube-pico-cd -o json\`: `);
+    expect(shown.stderr).toContain(`127.0.0.1:${port}`);
+    expect(shown.stderr).toContain("refused");
+    expect(shown.stderr.trimEnd().split("\n")).toHaveLength(1);
+  });
+});

@@ -1,0 +1,301 @@
+/** `listener status`: its options, and the text and JSON it prints for a record. */
+import { describe, expect, test } from "bun:test";
+import { ConfigError } from "../../lib/errors.ts";
+import type { StoredRecord } from "../../lib/state.ts";
+import { formatDuration, formatHistory, formatStatus, oneLine, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/status.ts";
+
+const where = { namespace: "kube-pico-cd", configMap: "kube-pico-cd-state" };
+const noFile = () => undefined;
+const commitA = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
+
+const record: StoredRecord = {
+  resourceVersion: "812",
+  current: {
+    build: { id: "rollback-0a1b2c3", timestampMs: 1_764_102_000_000, commit: commitA, ref: "refs/heads/main", repository: "example/shop", url: "https://github.com/example/shop/actions/runs/42/attempts/1" },
+    digest: "ab".repeat(32),
+    appliedAt: "2025-11-25T20:26:41.250Z",
+    messageId: "m-4",
+    objectCount: 3,
+  },
+  inventory: [{ group: "", kind: "ConfigMap", namespace: "shop", name: "app" }],
+  history: [
+    {
+      result: "applied",
+      time: "2025-11-25T20:26:41.250Z",
+      buildId: "rollback-0a1b2c3",
+      commit: commitA,
+      durationMs: 1234,
+      objects: 3,
+      pruned: [{ group: "", kind: "ConfigMap", namespace: "shop", name: "flags" }],
+      health: { status: "Healthy", durationMs: 2000, checked: 1 },
+    },
+    {
+      result: "failed",
+      time: "2025-11-25T20:20:05.900Z",
+      buildId: "build-103",
+      commit: "f00dbabe99999999",
+      durationMs: 184_000,
+      error: 'Cannot run `kubectl apply --server-side -f -`: exit code 1: The Deployment "web" is invalid:\n  spec.selector: Required value, and a very long tail that goes on and on',
+    },
+    {
+      result: "applied",
+      time: "2025-11-25T20:10:00.000Z",
+      buildId: "build-102",
+      commit: "c0ffee0000",
+      durationMs: 850,
+      objects: 4,
+      pruned: [],
+      health: { status: "Degraded", durationMs: 9000, checked: 2, object: "apps/Deployment/shop/web", reason: "ProgressDeadlineExceeded" },
+      warnings: ["prune of ConfigMap shop/old failed"],
+    },
+    { result: "rejected", time: "2025-11-25T20:00:00.000Z", error: "invalid-json: The body is not JSON" },
+  ],
+};
+
+function problems(argv: string[], env: Record<string, string> = {}, ns: () => string | undefined = noFile): readonly string[] {
+  try {
+    parseStatusOptions(argv, env, ns);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("formatStatus()", () => {
+  test("formatStatus() prints the current build and an aligned history, newest first, with durations, counts and one-line messages", () => {
+    expect(formatStatus(record, where)).toBe(
+      [
+        "Version record kube-pico-cd/kube-pico-cd-state",
+        "",
+        "Current build: rollback-0a1b2c3",
+        `  commit:     ${commitA}`,
+        "  ref:        refs/heads/main",
+        "  repository: example/shop",
+        "  run:        https://github.com/example/shop/actions/runs/42/attempts/1",
+        "  built at:   2025-11-25T20:20:00.000Z",
+        "  applied at: 2025-11-25T20:26:41.250Z",
+        "  objects:    3",
+        "  digest:     abababababab…",
+        "",
+        "History, newest first (4 of 4):",
+        "TIME                  BUILD             COMMIT   RESULT    HEALTH    DURATION  APPLIED  PRUNED  MESSAGE",
+        "2025-11-25T20:26:41Z  rollback-0a1b2c3  0a1b2c3  applied   Healthy       1.2s        3       1",
+        '2025-11-25T20:20:05Z  build-103         f00dbab  failed    -            3m04s        -       -  kubectl: The Deployment "web" is invalid: spec.selector: Required value, and a …',
+        "2025-11-25T20:10:00Z  build-102         c0ffee0  applied   Degraded     850ms        4       0  health Degraded apps/Deployment/shop/web: ProgressDeadlineExceeded; prune of Co…",
+        "2025-11-25T20:00:00Z  -                 -        rejected  -                -        -       -  invalid-json: The body is not JSON",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("formatStatus() with a limit shows the newest rows and says how many there are", () => {
+    const lines = formatStatus(record, where, { limit: 2 }).split("\n");
+    expect(lines[12]).toBe("History, newest first (2 of 4):");
+    expect(lines.slice(14, 17).map((l) => l.slice(22, 40).trimEnd())).toEqual(["rollback-0a1b2c3", "build-103", ""]);
+  });
+
+  test("formatStatus() says so when the ConfigMap does not exist yet", () => {
+    expect(formatStatus({ current: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
+      "No version record kube-pico-cd/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n",
+    );
+  });
+
+  test("formatStatus() shows 'none' and the failures when no build was ever applied", () => {
+    const failedOnly: StoredRecord = { current: null, inventory: [], history: [{ result: "failed", time: "2025-01-02T03:04:05.000Z", buildId: "b1", durationMs: 59_960, error: "boom" }], resourceVersion: "5" };
+    expect(formatStatus(failedOnly, where)).toBe(
+      [
+        "Version record kube-pico-cd/kube-pico-cd-state",
+        "",
+        "Current build: none (no build applied yet)",
+        "",
+        "History, newest first (1 of 1):",
+        "TIME                  BUILD  COMMIT  RESULT  HEALTH  DURATION  APPLIED  PRUNED  MESSAGE",
+        "2025-01-02T03:04:05Z  b1     -       failed  -          1m00s        -       -  boom",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("formatStatus() marks the current build's missing fields with '-' and says when the history is empty", () => {
+    const bare: StoredRecord = {
+      current: { build: { id: "b7", timestampMs: 0 }, digest: "md5:0123456789abcdef0123456789", appliedAt: "2025-01-01T00:00:00.000Z", messageId: "m", objectCount: 0 },
+      inventory: [],
+      history: [],
+      resourceVersion: "9",
+    };
+    expect(formatStatus(bare, where).split("\n").slice(2)).toEqual([
+      "Current build: b7",
+      "  commit:     -",
+      "  ref:        -",
+      "  repository: -",
+      "  run:        -",
+      "  built at:   1970-01-01T00:00:00.000Z",
+      "  applied at: 2025-01-01T00:00:00.000Z",
+      "  objects:    0",
+      "  digest:     md5:0123456789abcd…",
+      "",
+      "History: empty",
+      "",
+    ]);
+  });
+});
+
+describe("formatHistory()", () => {
+  test("formatHistory() takes the current build's commit for an outcome recorded without one, and cuts long build ids", () => {
+    const current = record.current!;
+    const longId = `build-${"x".repeat(40)}`;
+    const lines = formatHistory(
+      [
+        { result: "applied", time: "2025-11-25T20:26:41.250Z", buildId: current.build.id, objects: 1 },
+        { result: "superseded", time: "not a time", buildId: longId },
+      ],
+      current,
+    );
+    expect(lines).toEqual([
+      "TIME                  BUILD                             COMMIT   RESULT      HEALTH  DURATION  APPLIED  PRUNED  MESSAGE",
+      "2025-11-25T20:26:41Z  rollback-0a1b2c3                  0a1b2c3  applied     -              -        1       -",
+      `not a time            build-${"x".repeat(25)}…  -        superseded  -              -        -       -`,
+    ]);
+  });
+
+  test("formatHistory() shows what kubectl said instead of its command line", () => {
+    const error = 'Cannot run `kubectl --kubeconfig=/k apply --server-side -f -`: exit code 1: The Service "web" is invalid:  | * spec.ports[0].port: Invalid value | * spec.type: bad';
+    const [, row] = formatHistory([{ result: "failed", time: "2025-01-01T00:00:00Z", error }], null, { messageWidth: 120 });
+    expect(row).toEndWith('  kubectl: The Service "web" is invalid: spec.ports[0].port: Invalid value; spec.type: bad');
+  });
+
+  test("formatHistory() cuts the message to the given width", () => {
+    const [, row] = formatHistory([{ result: "failed", time: "2025-01-01T00:00:00Z", error: "a\nb  c d e f" }], null, { messageWidth: 6 });
+    expect(row).toEndWith("  a b c…");
+  });
+});
+
+describe("formatDuration(), oneLine() and shortDigest()", () => {
+  test("formatDuration() uses ms below a second, tenths below a minute, then m/s and h/m", () => {
+    const cases: [number | undefined, string][] = [
+      [undefined, "-"],
+      [-1, "-"],
+      [0, "0ms"],
+      [999.4, "999ms"],
+      [999.6, "1.0s"],
+      [1234, "1.2s"],
+      [59_949, "59.9s"],
+      [59_950, "1m00s"],
+      [184_000, "3m04s"],
+      [3_599_499, "59m59s"],
+      [3_599_500, "1h00m"],
+      [3_720_000, "1h02m"],
+    ];
+    expect(cases.map(([ms]) => formatDuration(ms))).toEqual(cases.map(([, text]) => text));
+  });
+
+  test("oneLine() joins lines and cuts with an ellipsis", () => {
+    expect(oneLine("  one\n\ttwo  three ", 20)).toBe("one two three");
+    expect(oneLine("abcdefgh", 5)).toBe("abcd…");
+  });
+
+  test("shortDigest() keeps 12 hex digits of a digest, with its sha256: prefix if any", () => {
+    expect(shortDigest("0123456789abcdef".repeat(4))).toBe("0123456789ab…");
+    expect(shortDigest(`sha256:${"0".repeat(64)}`)).toBe("sha256:000000000000…");
+    expect(shortDigest("sha256:abc")).toBe("sha256:abc");
+  });
+});
+
+describe("statusJson()", () => {
+  test("statusJson() prints where the record is and the record, the history cut to the limit", () => {
+    expect(JSON.parse(statusJson(record, where, { limit: 1 }))).toEqual({
+      namespace: "kube-pico-cd",
+      configMap: "kube-pico-cd-state",
+      resourceVersion: "812",
+      current: record.current,
+      inventory: record.inventory,
+      history: [record.history[0]],
+    });
+  });
+
+  test("statusJson() gives resourceVersion null and an empty record when there is none", () => {
+    expect(statusJson({ current: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
+      '{\n  "namespace": "kube-pico-cd",\n  "configMap": "kube-pico-cd-state",\n  "resourceVersion": null,\n  "current": null,\n  "inventory": [],\n  "history": []\n}\n',
+    );
+  });
+});
+
+describe("parseStatusOptions()", () => {
+  test("parseStatusOptions() uses the pod's namespace and the listener's defaults", () => {
+    expect(parseStatusOptions([], {}, () => "kube-pico-cd\n")).toEqual({ namespace: "kube-pico-cd", stateConfigMap: "kube-pico-cd-state", kubectl: "kubectl", json: false, help: false });
+  });
+
+  test("parseStatusOptions() reads the listener's variables, and flags win over them", () => {
+    const env = { KUBE_PICO_CD_NAMESPACE: "from-env", KUBE_PICO_CD_STATE_CONFIGMAP: "rec", KUBE_PICO_CD_KUBECTL: "/bin/kubectl", KUBE_PICO_CD_KUBECONFIG: "/k.yaml", KUBE_PICO_CD_QUEUE: "ignored" };
+    expect(parseStatusOptions(["--namespace", "from-flag", "--json", "--limit", "5"], env, noFile)).toEqual({
+      namespace: "from-flag",
+      stateConfigMap: "rec",
+      kubectl: "/bin/kubectl",
+      kubeconfig: "/k.yaml",
+      json: true,
+      limit: 5,
+      help: false,
+    });
+  });
+
+  test("parseStatusOptions() names the flag when no namespace is given outside a pod", () => {
+    expect(problems([])).toEqual([
+      "--namespace: not given and /var/run/secrets/kubernetes.io/serviceaccount/namespace is not readable (set KUBE_PICO_CD_NAMESPACE when running outside a pod)",
+    ]);
+  });
+
+  test("parseStatusOptions() reports bad values one line each, naming the flag or variable", () => {
+    expect(problems(["--limit", "0"], { KUBE_PICO_CD_NAMESPACE: "Bad_Name" })).toEqual(["KUBE_PICO_CD_NAMESPACE: must be a namespace name", "--limit: must be at least 1"]);
+    expect(problems(["--namespace", "ns", "--limit", "ten"])).toEqual(['--limit: must be a whole number: current value is "ten"']);
+    expect(problems(["--namespace", "ns", "--limit", "1001"])).toEqual(["--limit: must be at most 1000"]);
+  });
+
+  test("parseStatusOptions() rejects unknown flags and arguments", () => {
+    expect(problems(["--queue", "q"])).toEqual(["--queue: unknown option (see --help)"]);
+    expect(problems(["history"], { KUBE_PICO_CD_NAMESPACE: "ns" })).toEqual(["history: unexpected argument (listener status takes only options; see listener status --help)"]);
+  });
+
+  test("parseStatusOptions() needs no namespace for --help", () => {
+    expect(parseStatusOptions(["--help"], {}, noFile).help).toBe(true);
+  });
+});
+
+describe("runStatus()", () => {
+  const run = async (argv: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runStatus(argv, {}, { stdout: (t) => out.push(t), stderr: (t) => err.push(t), readNamespaceFile: noFile });
+    return { code, out: out.join(""), err: err.join("") };
+  };
+
+  test("runStatus() exits 1 with one line per problem on bad options", async () => {
+    expect(await run(["--namespace", "ns", "--limit=-3", "--state-configmap", "A"])).toEqual({
+      code: 1,
+      out: "",
+      err: "listener status: --state-configmap: must be a Kubernetes object name (lowercase letters, digits, '-', '.')\nlistener status: --limit: must be at least 1\n",
+    });
+  });
+
+  test("runStatus() puts a problem that spans lines on one line", async () => {
+    expect(await run(["--namespace", "ns", "--limit", "-3"])).toEqual({
+      code: 1,
+      out: "",
+      err: "listener status: --limit: argument is ambiguous. Did you forget to specify the option argument for '--limit'? To specify an option argument starting with a dash use '--limit=-XYZ'.\n",
+    });
+  });
+
+  test("runStatus() exits 2 naming the record and the reason when kubectl cannot run", async () => {
+    const result = await run(["--namespace", "ns", "--kubectl", "/nonexistent/kubectl"]);
+    expect(result.code).toBe(2);
+    expect(result.err).toStartWith("listener status: Cannot read the version record ConfigMap ns/kube-pico-cd-state: Cannot run `kubectl get configmap kube-pico-cd-state --namespace=ns -o json`: cannot start /nonexistent/kubectl");
+    expect(result.err.trimEnd().split("\n")).toHaveLength(1);
+  });
+
+  test("runStatus() prints the help with every option", async () => {
+    const result = await run(["--help"]);
+    expect(result.code).toBe(0);
+    expect(result.out).toBe(`${statusHelpText()}\n`);
+    for (const flag of ["--namespace", "--state-configmap", "--kubectl", "--kubeconfig", "--json", "--limit", "--help"]) expect(result.out).toContain(flag);
+  });
+});
