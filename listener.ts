@@ -5,6 +5,7 @@
  *
  *   KUBE_PICO_CD_QUEUE=https://sqs.eu-west-1.amazonaws.com/123456789012/deploy listener
  *   bun listener.ts --queue deploy --namespace kube-pico-cd --once
+ *   listener status --namespace kube-pico-cd     (the current build and the history; lib/status.ts)
  *
  * Runs under Bun and Deno (`deno run -A listener.ts`). `--help` lists every option.
  * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration or a queue
@@ -15,6 +16,7 @@ import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/cl
 import { createBackoff, delay } from "./lib/backoff.ts";
 import { Consumer } from "./lib/consumer.ts";
 import { createDeployer } from "./lib/deployer.ts";
+import { startDriftCorrection } from "./lib/drift.ts";
 import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
 import { startHealthServer, type Readiness } from "./lib/health-server.ts";
 import { runKubectl, type KubectlTarget } from "./lib/kubectl.ts";
@@ -22,6 +24,8 @@ import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./li
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createOperations } from "./lib/operations.ts";
 import { checkPolicy } from "./lib/policy.ts";
+import { runStatus } from "./lib/status.ts";
+import { createResultSender } from "./lib/result-sender.ts";
 import { checkSignature } from "./lib/trust.ts";
 
 /** How often the API server is probed while no deploy touches it, in ms. */
@@ -40,6 +44,7 @@ export interface MainOptions {
 
 /** Runs the listener until stopped; resolves with the exit code. */
 export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, options: MainOptions = {}): Promise<number> {
+  if (argv[0] === "status") return await runStatus(argv.slice(1), env);
   let config: ListenerConfig;
   try {
     config = parseListenerConfig(argv, env);
@@ -75,7 +80,9 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
   if (region) sqsConfig.region = region;
   if (config.sqsEndpoint) sqsConfig.endpoint = config.sqsEndpoint;
   const sqs = new SQSClient(sqsConfig);
-  const operations = createOperations({ config, kubectl, logger });
+  const operations = createOperations({ config, kubectl, logger, stopping: stop.signal });
+  // Results go to CI (publish --wait) after each outcome is recorded; never part of the deploy.
+  if (config.resultQueue) operations.addOutcomeListener(createResultSender({ sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, logger }));
 
   const health =
     config.httpPort < 0
@@ -105,6 +112,9 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
     }
   })();
 
+  // Drift correction, when on, runs beside the consumer; awaited on the way out so that its
+  // pass in hand finishes (or is aborted at grace) before the process ends.
+  let drift: Promise<void> | undefined;
   try {
     const queueUrl = await resolveQueue(sqs, config.queue, logger, stop.signal);
     if (queueUrl === undefined) return stop.signal.aborted ? 0 : 1;
@@ -143,6 +153,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
         target: config.target,
         stateName: config.stateConfigMap,
         lockName: config.lockLease,
+        bundleSecretName: config.bundleSecret,
         leaseDurationSeconds: config.leaseDurationSeconds,
         historyLimit: config.historyLimit,
         fieldManager: config.fieldManager,
@@ -166,6 +177,25 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
         },
       }),
     });
+    if (config.driftIntervalMs !== undefined && !config.once) {
+      drift = startDriftCorrection({
+        kubectl,
+        namespace: config.namespace,
+        logger,
+        intervalMs: config.driftIntervalMs,
+        signal: stop.signal,
+        graceMs: config.shutdownGraceMs,
+        onPass: (result) => operations.metrics.driftPasses.inc({ result }),
+        stateName: config.stateConfigMap,
+        lockName: config.lockLease,
+        bundleSecret: config.bundleSecret,
+        leaseDurationSeconds: config.leaseDurationSeconds,
+        fieldManager: config.fieldManager,
+        forceConflicts: config.forceConflicts,
+        applyTimeoutMs: config.applyTimeoutMs,
+        maxDecompressedBytes: config.maxDecompressedBytes,
+      });
+    }
     stop.signal.addEventListener("abort", () => void consumer.stop(config.shutdownGraceMs), { once: true });
     await consumer.start();
     // Events and results of the last outcomes go out before the process ends.
@@ -176,6 +206,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
     stop.abort(new Error("listener finished"));
     for (const [s, h] of handlers) process.off(s, h);
     await probe;
+    await drift;
     await health?.close();
     sqs.destroy();
   }

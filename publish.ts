@@ -17,6 +17,8 @@ import { resolveBuildInfo } from "./lib/build-info.ts";
 import { collectBundle, type Bundle } from "./lib/bundle.ts";
 import { ConfigError, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
 import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/message.ts";
+import { resultSucceeded, type ResultMessage } from "./lib/result.ts";
+import { waitForResults } from "./lib/result-waiter.ts";
 import { generateSigningKeyPair, keygenText, loadSigningKey, signFields, SIGNING_KEY_ENV } from "./lib/signature.ts";
 import {
   DEFAULT_MESSAGE_GROUP_ID,
@@ -34,6 +36,15 @@ import {
 export const EXIT_SENT = 0;
 export const EXIT_INVALID = 1;
 export const EXIT_SEND_FAILED = 2;
+/** With --wait: a result said the deploy failed, was rejected, or is not healthy. */
+export const EXIT_DEPLOY_FAILED = 3;
+/** With --wait: some queue gave no result before the timeout. */
+export const EXIT_TIMED_OUT = 4;
+
+/** How long a bare --wait waits, in seconds. */
+export const DEFAULT_WAIT_SECONDS = 900;
+/** The longest --wait, in seconds (6 hours: GitHub's limit for a job). */
+const MAX_WAIT_SECONDS = 21_600;
 
 /** SQS's largest message size (1 MiB); queues default to 256 KiB. */
 const SQS_MAX_MESSAGE_BYTES = 1_048_576;
@@ -45,6 +56,8 @@ interface OptionSpec {
   /** Environment variables read when the flag is absent, in order. */
   env?: readonly string[];
   value?: string;
+  /** The value may be left out (`--wait` or `--wait=TIMEOUT`); see {@link normalizeArgv}. */
+  optionalValue?: boolean;
   /** As shown in --help. */
   defaultText: string;
   help: string;
@@ -175,7 +188,25 @@ const OPTIONS = {
     defaultText: "none",
     help: "Also write the message body to FILE.",
   },
-  json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object." },
+  "result-queue": {
+    type: "string",
+    env: ["KUBE_PICO_CD_RESULT_QUEUE"],
+    value: "URL|NAME",
+    defaultText: "none",
+    help: "Queue the listeners send their results to (their KUBE_PICO_CD_RESULT_QUEUE), by URL or by name; read by --wait.",
+  },
+  wait: {
+    type: "string",
+    env: ["KUBE_PICO_CD_WAIT"],
+    value: "TIMEOUT",
+    optionalValue: true,
+    defaultText: `off; a bare --wait waits ${DEFAULT_WAIT_SECONDS} s`,
+    help:
+      "After sending, wait for each queue's result on --result-queue and exit with it (codes 3 and 4 below). " +
+      "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m); attach it with '=' (--wait=10m), as a " +
+      "bare --wait takes no value and the next argument stays a path. The variable takes a TIMEOUT, true or false. Ignored with --dry-run.",
+  },
+  json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object (with --wait, including the deploy results)." },
   "signing-key-file": {
     type: "string",
     env: ["KUBE_PICO_CD_SIGNING_KEY_FILE"],
@@ -217,7 +248,8 @@ export function helpText(): string {
     "Options (flags win over environment variables):",
   ];
   for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
-    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${name}${spec.value ? ` ${spec.value}` : ""}`;
+    const value = spec.value === undefined ? "" : spec.optionalValue ? `[=${spec.value}]` : ` ${spec.value}`;
+    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${name}${value}`;
     lines.push(`  ${flag}`);
     lines.push(`        ${spec.help}`);
     const env = spec.env && spec.env.length > 0 ? `env ${spec.env.join(", ")}; ` : "";
@@ -232,6 +264,10 @@ export function helpText(): string {
     "  0  sent (or, with --dry-run, valid)",
     "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed",
     "  2  sending failed: a queue could not be resolved or did not accept the message",
+    "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or",
+    "     timed out; the reason is printed",
+    "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with",
+    "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)",
   );
   return lines.join("\n");
 }
@@ -271,6 +307,54 @@ export interface PublishConfig {
   signingKeyPem?: string;
   keygen: boolean;
   help: boolean;
+  /** Where the listeners send results (--result-queue). */
+  resultQueue?: QueueRef;
+  /** Wait this long for the results after sending (--wait); absent: do not wait. */
+  waitTimeoutMs?: number;
+}
+
+/**
+ * node:util parseArgs has no options with an optional value, so before parsing a bare
+ * `--wait` becomes `--wait=<default>`; `--wait=TIMEOUT` is left as it is. The value of an
+ * option that takes one, and everything after `--`, is never touched.
+ */
+export function normalizeArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    out.push(arg === "--wait" ? `--wait=${DEFAULT_WAIT_SECONDS}` : arg);
+    if (arg === "--") {
+      out.push(...argv.slice(index + 1));
+      break;
+    }
+    if (takesSeparateValue(arg) && index + 1 < argv.length) out.push(argv[++index]!);
+  }
+  return out;
+}
+
+/** True for `--name` or `-x` of an option whose value is the next argument. */
+function takesSeparateValue(arg: string): boolean {
+  const spec = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).find(([name, candidate]) => arg === `--${name}` || (candidate.short !== undefined && arg === `-${candidate.short}`))?.[1];
+  return spec !== undefined && spec.type === "string" && spec.optionalValue !== true;
+}
+
+/**
+ * The --wait timeout in seconds, from `300`, `90s`, `10m` or `1h`; from the variable also
+ * `true` (the default) and `false` (undefined: no wait). Returns a problem phrase when it is
+ * none of these.
+ */
+export function parseWaitTimeout(text: string, fromVariable: boolean): { seconds: number | undefined } | { problem: string } {
+  const trimmed = text.trim().toLowerCase();
+  if (fromVariable && ["true", "yes", "on"].includes(trimmed)) return { seconds: DEFAULT_WAIT_SECONDS };
+  if (fromVariable && ["false", "no", "off"].includes(trimmed)) return { seconds: undefined };
+  const match = /^(\d{1,9})([smh]?)$/.exec(trimmed);
+  if (match === null) {
+    return { problem: `must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is ${JSON.stringify(text)}` };
+  }
+  const seconds = Number(match[1]) * (match[2] === "h" ? 3600 : match[2] === "m" ? 60 : 1);
+  if (seconds < 1) return { problem: `must be at least 1 second: current value is ${JSON.stringify(text)}` };
+  if (seconds > MAX_WAIT_SECONDS) return { problem: `must be at most 6h (${MAX_WAIT_SECONDS} seconds): current value is ${JSON.stringify(text)}` };
+  return { seconds };
 }
 
 const optionalText = z.string().min(1, "must not be empty").optional();
@@ -320,6 +404,18 @@ const configSchema = z
     region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
     "dry-run": flagBoolean,
     "output-body": optionalText,
+    "result-queue": z
+      .string()
+      .transform((value, context) => {
+        const parsed = parseQueueRef(value);
+        if ("problem" in parsed) {
+          context.addIssue({ code: "custom", message: parsed.problem });
+          return z.NEVER;
+        }
+        return parsed;
+      })
+      .optional(),
+    wait: z.string().optional(),
     json: flagBoolean,
     "signing-key-file": optionalText,
     keygen: flagBoolean,
@@ -339,7 +435,7 @@ type RawConfig = Record<string, string | boolean | string[]>;
 export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): PublishConfig {
   let parsed: { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: normalizeArgv(argv), options: PARSE_ARGS_OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     throw new ConfigError([argumentProblem(error)]);
   }
@@ -404,10 +500,25 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (data.queue.length === 0 && !data["dry-run"]) {
     problems.push("--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending");
   }
+  let waitTimeoutMs: number | undefined;
+  if (data.wait !== undefined && !data["dry-run"]) {
+    const waitOrigin = origin["wait"] ?? "--wait";
+    const timeout = parseWaitTimeout(data.wait, waitOrigin !== "--wait");
+    if ("problem" in timeout) problems.push(`${waitOrigin}: ${timeout.problem}`);
+    else if (timeout.seconds !== undefined) {
+      waitTimeoutMs = timeout.seconds * 1000;
+      if (data["result-queue"] === undefined) {
+        problems.push(
+          `${waitOrigin}: no result queue to wait on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to`,
+        );
+      }
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
+  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] ?? "--signing-key-file" } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
-  return { ...toConfig(data), ...signingKeyFile, ...signingKeyPem };
+  return { ...toConfig(data), ...wait, ...signingKeyFile, ...signingKeyPem };
 }
 
 function splitList(text: string): string[] {
@@ -460,6 +571,7 @@ function toConfig(data: z.infer<typeof configSchema>): PublishConfig {
     dryRun: data["dry-run"],
     ...(data["output-body"] === undefined ? {} : { outputBody: data["output-body"] }),
     json: data.json,
+    ...(data["result-queue"] === undefined ? {} : { resultQueue: data["result-queue"] }),
     keygen: data.keygen,
     help: data.help,
   };
@@ -520,6 +632,8 @@ export interface PublishResult {
   queues: string[];
   /** Key id of the signing key, when the bundle is signed. */
   signedBy?: string;
+  /** With --wait: the results. */
+  wait?: WaitReport;
 }
 
 function table(rows: string[][]): string[] {
@@ -685,30 +799,174 @@ async function publish(
     ...(signingKey === undefined ? {} : { signedBy: signingKey.keyId }),
   };
 
-  if (!config.dryRun) {
-    const client = io.createSqsClient({
-      ...(config.endpointUrl === undefined ? {} : { endpoint: config.endpointUrl }),
-      ...(config.region === undefined ? {} : { region: config.region }),
-    });
+  const appendStepSummary = (markdown: string) => {
+    const stepSummary = env["GITHUB_STEP_SUMMARY"];
+    if (!stepSummary) return;
     try {
-      await send(client, config, build, encoded, result, io.signal);
-    } finally {
-      client.destroy();
-    }
-  }
-
-  io.stdout(config.json ? `${JSON.stringify(result)}\n` : formatSummary(result));
-  const stepSummary = env["GITHUB_STEP_SUMMARY"];
-  if (stepSummary) {
-    try {
-      appendFileSync(stepSummary, formatStepSummary(result));
+      appendFileSync(stepSummary, markdown);
     } catch (error) {
       io.stderr(
         `publish: warning: cannot append to GITHUB_STEP_SUMMARY (${stepSummary}): ${error instanceof Error ? error.message : String(error)}\n`,
       );
     }
+  };
+
+  if (config.dryRun) {
+    io.stdout(config.json ? `${JSON.stringify(result)}\n` : formatSummary(result));
+    appendStepSummary(formatStepSummary(result));
+    return EXIT_SENT;
   }
-  return EXIT_SENT;
+  const client = io.createSqsClient({
+    ...(config.endpointUrl === undefined ? {} : { endpoint: config.endpointUrl }),
+    ...(config.region === undefined ? {} : { region: config.region }),
+  });
+  try {
+    const signalOption = io.signal ? { signal: io.signal } : {};
+    // Resolved before anything is sent, like the deploy queues: a typo sends nothing.
+    const resultQueueUrl =
+      config.waitTimeoutMs === undefined || config.resultQueue === undefined ? undefined : await resolveQueueUrl(client, config.resultQueue, signalOption);
+    await send(client, config, build, encoded, result, io.signal);
+    if (!config.json) io.stdout(formatSummary(result));
+    appendStepSummary(formatStepSummary(result));
+    if (resultQueueUrl === undefined || config.waitTimeoutMs === undefined) {
+      if (config.json) io.stdout(`${JSON.stringify(result)}\n`);
+      return EXIT_SENT;
+    }
+    const report = await waitForDeploy(client, resultQueueUrl, config.waitTimeoutMs, result, io, config.json);
+    result.wait = report;
+    if (config.json) io.stdout(`${JSON.stringify(result)}\n`);
+    appendStepSummary(formatResultsStepSummary(report));
+    return report.exitCode;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** What --wait found: printed, in the JSON output and in the job summary. */
+export interface WaitReport {
+  resultQueueUrl: string;
+  timeoutSeconds: number;
+  /** In the order they arrived. */
+  results: { queue: string; queueUrl: string; messageId: string; receivedAfterMs: number; result: ResultMessage }[];
+  /** Queues without a result when the time ran out. */
+  missing: { queue: string; queueUrl: string; messageId: string }[];
+  exitCode: number;
+}
+
+/**
+ * The exit code of a --wait: {@link EXIT_DEPLOY_FAILED} when any result is not a success
+ * (lib/result.ts `resultSucceeded`), else {@link EXIT_TIMED_OUT} when a queue gave no result,
+ * else {@link EXIT_SENT}.
+ */
+export function waitExitCode(results: readonly Pick<ResultMessage, "result" | "health">[], missing: number): number {
+  if (results.some((result) => !resultSucceeded(result))) return EXIT_DEPLOY_FAILED;
+  return missing > 0 ? EXIT_TIMED_OUT : EXIT_SENT;
+}
+
+/** Waits for the result of every sent message, printing each as it arrives and the verdict. */
+async function waitForDeploy(
+  client: SQSClient,
+  resultQueueUrl: string,
+  timeoutMs: number,
+  published: PublishResult,
+  io: PublishIo,
+  json: boolean,
+): Promise<WaitReport> {
+  const timeoutSeconds = Math.round(timeoutMs / 1000);
+  const sentAt = Date.now();
+  if (!json) io.stdout(`Waiting up to ${formatDuration(timeoutMs)} for the result${published.sent.length === 1 ? "" : "s"} on ${resultQueueUrl}\n`);
+  const report: WaitReport = { resultQueueUrl, timeoutSeconds, results: [], missing: [], exitCode: EXIT_SENT };
+  const outcome = await waitForResults({
+    client,
+    resultQueueUrl,
+    awaited: published.sent.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId })),
+    timeoutMs,
+    ...(io.signal ? { signal: io.signal } : {}),
+    onWarning: (text) => io.stderr(`publish: warning: ${text}\n`),
+    onResult: ({ sent, result }) => {
+      const entry = { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
+      report.results.push(entry);
+      if (!json) io.stdout(formatResult(entry));
+    },
+  });
+  report.missing = outcome.missing.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId }));
+  report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length);
+  for (const entry of report.results) {
+    if (!resultSucceeded(entry.result)) io.stderr(`publish: deploy failed on ${entry.queueUrl}: ${verdictText(entry.result)}\n`);
+  }
+  if (report.missing.length > 0) {
+    io.stderr(
+      `publish: timed out waiting ${formatDuration(timeoutMs)} for the result from ${report.missing.map((m) => m.queueUrl).join(", ")}; ` +
+        `check that the listener of ${report.missing.length === 1 ? "that queue" : "each"} runs and has KUBE_PICO_CD_RESULT_QUEUE set to ${resultQueueUrl}\n`,
+    );
+  }
+  if (report.exitCode === EXIT_SENT && !json) {
+    const superseded = report.results.filter((entry) => entry.result.result === "superseded").length;
+    io.stdout(
+      `Deploy succeeded on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` +
+        (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") +
+        "\n",
+    );
+  }
+  return report;
+}
+
+/** "applied, Healthy: applied 3 objects, pruned 0" and the like (the message names an unhealthy object). */
+function verdictText(result: ResultMessage): string {
+  return `${result.result}${result.health === undefined ? "" : `, ${result.health.status}`}: ${result.message}`;
+}
+
+/** 850 ms, 1.2 s, 4 min 10 s. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${Number((ms / 1000).toFixed(1))} s`;
+  const seconds = Math.round(ms / 1000);
+  return seconds % 60 === 0 ? `${seconds / 60} min` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
+function durationsText(result: ResultMessage): string {
+  const { pickupMs, applyMs, healthMs } = result.durations;
+  const parts: string[] = [];
+  if (pickupMs !== undefined) parts.push(`pickup ${formatDuration(pickupMs)}`);
+  if (applyMs !== undefined) parts.push(`apply ${formatDuration(applyMs)}`);
+  if (healthMs !== undefined) parts.push(`health ${formatDuration(healthMs)}`);
+  return parts.join(", ");
+}
+
+/** One result, as printed when it arrives. */
+export function formatResult(entry: WaitReport["results"][number]): string {
+  const { result } = entry;
+  const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
+  const facts: string[][] = [["listener", `namespace ${result.namespace}, queue ${result.queue}${result.target === undefined ? "" : `, target ${result.target}`}`]];
+  const durations = durationsText(result);
+  if (durations !== "") facts.push(["took", durations]);
+  if (result.result === "failed") facts.push(["retry", `attempt ${result.receiveCount ?? 1} failed; the listener retries it until the queue's dead-letter queue takes it`]);
+  if (result.result === "superseded") facts.push(["note", "a newer build replaced this one; nothing left to do"]);
+  lines.push(...table(facts).map((line) => `  ${line}`));
+  return `${lines.join("\n")}\n`;
+}
+
+/** The Markdown of the results appended to `GITHUB_STEP_SUMMARY`. */
+export function formatResultsStepSummary(report: WaitReport): string {
+  const verdict =
+    report.exitCode === EXIT_SENT ? "deploy succeeded" : report.exitCode === EXIT_DEPLOY_FAILED ? "deploy failed" : "timed out waiting";
+  const lines = [
+    `#### kube-pico-cd: ${verdict}`,
+    "",
+    "| Queue | Namespace | Result | Health | Message | Pickup | Apply | Health wait |",
+    "|---|---|---|---|---|---:|---:|---:|",
+  ];
+  const ms = (value: number | undefined) => (value === undefined ? "-" : formatDuration(value));
+  for (const { queueUrl, result } of report.results) {
+    const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
+    lines.push(
+      `| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`,
+    );
+  }
+  for (const missing of report.missing) {
+    lines.push(`| ${markdownCell(missing.queueUrl)} | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
+  }
+  return `${lines.join("\n")}\n\n`;
 }
 
 /** Resolves every queue first (so a typo sends nothing), then sends to each in order. */

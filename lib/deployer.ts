@@ -17,6 +17,7 @@
  */
 import type { AfterApplyResult, AppliedBuild } from "./after-apply.ts";
 import { applyObjects, type ApplyResult } from "./apply.ts";
+import { DEFAULT_BUNDLE_SECRET } from "./drift.ts";
 import type { BatchHandler, Disposition, ReceivedMessage } from "./consumer.ts";
 import { KubePicoCdError, LockError, MessageRejectedError, StateConflictError } from "./errors.ts";
 import type { KubectlTarget } from "./kubectl.ts";
@@ -36,6 +37,8 @@ export interface DeployerOptions {
   target?: string | undefined;
   stateName?: string;
   lockName?: string;
+  /** The Secret keeping the bundle for drift correction (lib/drift.ts); a bundle may not overwrite it. Default "kube-pico-cd-bundle". */
+  bundleSecretName?: string;
   leaseDurationSeconds?: number;
   /** How long to wait for another replica's deploy to finish, in ms. Default 120000. */
   lockWaitMs?: number;
@@ -98,6 +101,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     target,
     stateName,
     lockName,
+    bundleSecretName = DEFAULT_BUNDLE_SECRET,
     leaseDurationSeconds = 30,
     lockWaitMs = 120_000,
     historyLimit = 20,
@@ -130,12 +134,13 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (decoded.objects.length === 0 && !allowEmptyBundle) {
         return { message, reason: "empty-bundle", error: "The bundle holds no objects; applying it would leave the cluster as it is and prune nothing, so it is refused (start the listener with --allow-empty-bundle to accept it)", refused: decoded };
       }
-      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE));
+      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE, bundleSecretName));
       if (protectedObject) {
         return {
           message,
           reason: "protected-object",
-          error: `The bundle holds ${protectedObject.kind} ${protectedObject.metadata.namespace ?? namespace}/${protectedObject.metadata.name}, which is the listener's own ${protectedObject.kind === "Lease" ? "deploy lock" : "version record"}; a bundle may not overwrite it`,
+          error: `The bundle holds ${protectedObject.kind} ${protectedObject.metadata.namespace ?? namespace}/${protectedObject.metadata.name}, which is the listener's own ${protectedObject.kind === "Lease" ? "deploy lock" : protectedObject.kind === "Secret" ? "kept bundle for drift correction" : "version record"}; a bundle may not overwrite it`,
+          refused: decoded,
         };
       }
       return { message, decoded };
@@ -176,7 +181,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     const rejectedOutcomes: Outcome[] = rejected.map((r) => ({
       result: "rejected",
       time: iso(),
-      ...(r.refused ? { buildId: r.refused.build.id, timestampMs: r.refused.build.timestampMs, digest: r.refused.digest } : {}),
+      ...(r.refused ? { buildId: r.refused.build.id, timestampMs: r.refused.build.timestampMs, ...(r.refused.build.commit === undefined ? {} : { commit: r.refused.build.commit }), digest: r.refused.digest } : {}),
       messageId: r.message.messageId,
       error: `${r.reason}: ${r.error}`,
     }));
@@ -209,6 +214,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         time: iso(),
         buildId: a.decoded.build.id,
         timestampMs: a.decoded.build.timestampMs,
+        ...(a.decoded.build.commit === undefined ? {} : { commit: a.decoded.build.commit }),
         digest: a.decoded.digest,
         messageId: a.message.messageId,
         ...extra,
@@ -253,6 +259,8 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         }
       }
 
+      // What the record finally says of the applied build: listeners are told the same.
+      let appliedOutcome: Outcome | undefined;
       await commit((record) => {
         let next: VersionRecord = record;
         if (applied) {
@@ -260,8 +268,10 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
           // moved past it meanwhile (lock lost) must not be moved back.
           const recorded = record.current ? { timestampMs: record.current.build.timestampMs, digest: record.current.digest } : undefined;
           if (recorded !== undefined && compareBuilds(key(applied.newest), recorded) <= 0) {
-            next = recordOutcome(next, outcomeOf(applied.newest, "superseded"), historyLimit);
+            appliedOutcome = outcomeOf(applied.newest, "superseded");
+            next = recordOutcome(next, appliedOutcome, historyLimit);
           } else {
+            appliedOutcome = outcomeOf(applied.newest, "applied", applied.extra);
             next = recordApplied(
               next,
               {
@@ -273,7 +283,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
                   objectCount: applied.newest.decoded.objects.length,
                 },
                 inventory: applied.after?.inventory ?? applied.result.inventory,
-                outcome: outcomeOf(applied.newest, "applied", applied.extra),
+                outcome: appliedOutcome,
               },
               historyLimit,
             );
@@ -286,7 +296,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       logger.info("outcomes recorded", { build: applied?.newest.decoded.build.id ?? newest?.decoded.build.id, outcomes: outcomes.length + (applied ? 1 : 0) });
       for (const r of rejected) decisions.set(r.message.messageId, { action: "delete" });
       const messageOf = (id: string | undefined) => batch.find((m) => m.messageId === id);
-      if (applied) onOutcome?.(outcomeOf(applied.newest, "applied", applied.extra), applied.newest.message);
+      if (applied && appliedOutcome) onOutcome?.(appliedOutcome, applied.newest.message);
       for (const o of outcomes) onOutcome?.(o, messageOf(o.messageId));
       return decisions;
     } catch (error) {
@@ -312,14 +322,16 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
 }
 
 /**
- * True for the listener's own record and lock: a bundle that overwrote them could fake the
- * recorded version (the original's defect 6). An object without a namespace counts, since
- * in the listener's pod kubectl puts it into the listener's namespace.
+ * True for the listener's own record, lock and kept bundle: a bundle that overwrote them
+ * could fake the recorded version (the original's defect 6), or plant what drift correction
+ * re-applies. An object without a namespace counts, since in the listener's pod kubectl puts
+ * it into the listener's namespace.
  */
-function isProtected(object: KubeObject, namespace: string, stateName: string, lockName: string): boolean {
+function isProtected(object: KubeObject, namespace: string, stateName: string, lockName: string, bundleSecretName: string): boolean {
   const ns = object.metadata.namespace;
   if (ns !== undefined && ns !== namespace) return false;
   if (object.kind === "ConfigMap" && object.apiVersion === "v1") return object.metadata.name === stateName;
+  if (object.kind === "Secret" && object.apiVersion === "v1") return object.metadata.name === bundleSecretName;
   if (object.kind === "Lease" && object.apiVersion.startsWith("coordination.k8s.io/")) return object.metadata.name === lockName;
   return false;
 }

@@ -10,6 +10,7 @@
  */
 import { createAfterApply, type AfterApplyResult, type AppliedBuild } from "./after-apply.ts";
 import type { ReceivedMessage } from "./consumer.ts";
+import { createBundleKeeper } from "./drift.ts";
 import { createEventRecorder } from "./events.ts";
 import type { KubectlTarget } from "./kubectl.ts";
 import type { ListenerConfig } from "./listener-config.ts";
@@ -22,6 +23,8 @@ export interface OperationsOptions {
   config: ListenerConfig;
   kubectl: KubectlTarget;
   logger: Logger;
+  /** Aborted when the listener is asked to stop (SIGTERM): ends a health wait early. */
+  stopping?: AbortSignal;
 }
 
 /** Told about an outcome once it is recorded; may be async, never throws into the deployer. */
@@ -41,7 +44,7 @@ export interface Operations {
 }
 
 export function createOperations(options: OperationsOptions): Operations {
-  const { config, kubectl, logger } = options;
+  const { config, kubectl, logger, stopping } = options;
   const afterApply = createAfterApply({
     kubectl,
     fieldManager: config.fieldManager,
@@ -49,6 +52,11 @@ export function createOperations(options: OperationsOptions): Operations {
     pruneCrds: config.pruneCrds,
     waitHealth: config.waitHealth,
     healthTimeoutMs: config.healthTimeoutMs,
+    ...(stopping ? { stopSignal: stopping } : {}),
+    // Kept only for drift correction: with it off, no Secret is written.
+    ...(config.driftIntervalMs === undefined
+      ? {}
+      : { keepBundle: createBundleKeeper({ kubectl, namespace: config.namespace, name: config.bundleSecret, fieldManager: config.fieldManager, limitBytes: config.bundleSecretMaxBytes }) }),
   });
 
   const listeners: OutcomeListener[] = [];

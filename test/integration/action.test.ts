@@ -121,9 +121,13 @@ describe("action.yml", () => {
       "endpoint-url",
       "build-timestamp-ms",
       "max-message-bytes",
+      "result-queue",
+      "wait",
       "signing-key",
     ]);
     expect(action.runs.steps[0]!.env["KUBE_PICO_CD_SIGNING_KEY"]).toBe("${{ inputs.signing-key }}");
+    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_RESULT_QUEUE"]).toBe("${{ inputs.result-queue }}");
+    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_WAIT"]).toBe("${{ inputs.wait }}");
   });
 
   test("a dry run writes the build's summary tables to GITHUB_STEP_SUMMARY and exits 0", async () => {
@@ -169,6 +173,16 @@ describe("action.yml", () => {
     const decoded = decodeMessage(received.Messages![0]!.Body!);
     expect(decoded.signature?.algorithm).toBe("ed25519");
     expect(decoded.signature?.keyId).toBe(keyIdOf(publicKey));
+  });
+
+  test("with result-queue and wait, fails with exit code 4 when no listener answers, and says so in the summary", async () => {
+    const { sqsEndpoint } = await testEnv();
+    const [queue, resultQueue] = [await createQueue(), await createQueue()];
+    const run = await runAction({ paths: "app.yaml", "queue-urls": queue.url, "endpoint-url": sqsEndpoint, "result-queue": resultQueue.url, wait: "2s" });
+    expect(run.code).toBe(4);
+    expect(run.stderr).toContain(`publish: timed out waiting 2 s for the result from ${queue.url}`);
+    expect(run.summary).toContain("#### kube-pico-cd: timed out waiting\n");
+    expect(run.summary).toContain(`| ${queue.url} | - | no result within 2 s | - | - | - | - | - |`);
   });
 
   test("exits 1 without sending when neither dry-run nor queue-urls is given", async () => {

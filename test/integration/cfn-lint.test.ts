@@ -91,19 +91,25 @@ function roleStatements(template: Record<string, any>, role: string): Statement[
 describe("deploy/aws/kube-pico-cd.yaml", () => {
   const template = parse(readFileSync(templatePath, "utf8"), { customTags: cloudFormationTags }) as Record<string, any>;
 
-  test("the publisher role may only send to the deploy queue and look up its URL", () => {
+  test("the publisher role may only send to the deploy queue, and read, delete and hand back results", () => {
     expect(roleStatements(template, "PublisherRole")).toEqual([
       { Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueUrl"], Resource: { "Fn::GetAtt": ["Queue", "Arn"] } },
+      {
+        Effect: "Allow",
+        Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl"],
+        Resource: { "Fn::GetAtt": ["ResultQueue", "Arn"] },
+      },
     ]);
   });
 
-  test("the listener role may only receive, delete, change visibility and read attributes of the deploy queue", () => {
+  test("the listener role may only receive, delete, change visibility and read attributes of the deploy queue, and send results", () => {
     expect(roleStatements(template, "ListenerRole")).toEqual([
       {
         Effect: "Allow",
         Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
         Resource: { "Fn::GetAtt": ["Queue", "Arn"] },
       },
+      { Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueUrl"], Resource: { "Fn::GetAtt": ["ResultQueue", "Arn"] } },
     ]);
   });
 
@@ -143,5 +149,12 @@ describe("deploy/aws/kube-pico-cd.yaml", () => {
       expect(queue.Properties.SqsManagedSseEnabled).toBe(true);
     }
     expect(Queue.Properties.RedrivePolicy).toEqual({ deadLetterTargetArn: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] }, maxReceiveCount: { Ref: "MaxReceiveCount" } });
+  });
+
+  test("the result queue is encrypted and keeps results for an hour", () => {
+    const { ResultQueue } = template.Resources;
+    expect(ResultQueue.Properties.SqsManagedSseEnabled).toBe(true);
+    expect(ResultQueue.Properties.MessageRetentionPeriod).toBe(3600);
+    expect(template.Outputs.ResultQueueUrl.Value).toEqual({ Ref: "ResultQueue" });
   });
 });

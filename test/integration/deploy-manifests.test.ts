@@ -113,6 +113,11 @@ const ownNamespaceAllowed: ReadonlyArray<readonly string[]> = [
   ["update", "leases.coordination.k8s.io/kube-pico-cd-deploy"],
   ["patch", "leases.coordination.k8s.io/kube-pico-cd-deploy"],
   ["create", "leases.coordination.k8s.io"],
+  ["get", "secrets/kube-pico-cd-bundle"],
+  ["update", "secrets/kube-pico-cd-bundle"],
+  ["patch", "secrets/kube-pico-cd-bundle"],
+  ["delete", "secrets/kube-pico-cd-bundle"],
+  ["create", "secrets"],
   ["create", "events"],
   ["create", "events.events.k8s.io"],
 ];
@@ -271,5 +276,9 @@ describe("deploy/rbac/namespaced", () => {
     expect(await canI(listener, ["list", "configmaps", own])).toBe(false);
     expect(await canI(listener, ["update", "leases.coordination.k8s.io/another-lock", own])).toBe(false);
     expect(await canI(listener, ["get", "secrets", own])).toBe(false);
+    expect(await canI(listener, ["list", "secrets", own])).toBe(false);
+    expect(await canI(listener, ["get", "secrets/another-secret", own])).toBe(false);
+    expect(await canI(listener, ["update", "secrets/another-secret", own])).toBe(false);
+    expect(await canI(listener, ["delete", "secrets/another-secret", own])).toBe(false);
   });
 });

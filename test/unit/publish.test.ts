@@ -138,7 +138,7 @@ describe("helpText()", () => {
     ]) {
       expect(help).toContain(flag);
     }
-    expect(help.match(/default: /g)?.length).toBe(25);
+    expect(help.match(/default: /g)?.length).toBe(27);
     expect(help).toContain("(env KUBE_PICO_CD_MAX_MESSAGE_BYTES; default: 262144)");
     expect(help).toContain("  2  sending failed");
   });

@@ -1,0 +1,244 @@
+/**
+ * The result queue end to end, against ElasticMQ and the real API server: the listener
+ * (listener.ts, long-running, with KUBE_PICO_CD_RESULT_QUEUE) sends a result for each build,
+ * and `publish.ts --wait`, run as CI runs it (a child process), waits for the results of its
+ * own messages and exits with them.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { stringify } from "yaml";
+import type { KubeObject } from "../../lib/bundle.ts";
+import { decodeResult, encodeResult, type ResultMessage } from "../../lib/result.ts";
+import { createNamespace, createQueue, sqsClient, testEnv } from "../env/testenv.ts";
+import { configMap } from "../helpers/bundles.ts";
+import { startListener, type ListenerProcess } from "../helpers/listener-process.ts";
+import { deployment } from "../helpers/workloads.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+const dirs: string[] = [];
+const listeners: ListenerProcess[] = [];
+afterAll(async () => {
+  for (const listener of listeners.splice(0)) {
+    listener.kill("SIGTERM");
+    await listener.exited;
+  }
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A directory holding `objects` as one YAML file, for publish to bundle. */
+function manifestsDir(objects: readonly KubeObject[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-result-"));
+  dirs.push(dir);
+  writeFileSync(join(dir, "app.yaml"), objects.map((object) => stringify(object)).join("---\n"));
+  return dir;
+}
+
+interface PublishRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+}
+
+/** Runs `bun publish.ts <args>` as CI would, against the test ElasticMQ. */
+async function runPublish(args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<PublishRun> {
+  const env = await testEnv();
+  const started = performance.now();
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(root, "publish.ts"), ...args], {
+      cwd: options.cwd,
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: process.env.HOME ?? "/tmp",
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+        AWS_REGION: env.region,
+        AWS_EC2_METADATA_DISABLED: "true",
+        KUBE_PICO_CD_SQS_ENDPOINT: env.sqsEndpoint,
+        ...options.env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr, elapsedMs: Math.round(performance.now() - started) }));
+  });
+}
+
+/** A listener on `queueUrl` that sends its results to `resultQueue`. */
+async function listenerWithResults(queueUrl: string, namespace: string, resultQueue: string): Promise<ListenerProcess> {
+  const listener = await startListener({ queueUrl, namespace, env: { KUBE_PICO_CD_RESULT_QUEUE: resultQueue, KUBE_PICO_CD_HEALTH_TIMEOUT_SECONDS: "60" } });
+  listeners.push(listener);
+  await listener.waitForLog((line) => line.msg === "listening");
+  return listener;
+}
+
+async function stop(listener: ListenerProcess): Promise<void> {
+  listener.kill("SIGTERM");
+  expect(await listener.exited).toBe(0);
+  listeners.splice(listeners.indexOf(listener), 1);
+}
+
+async function depth(queueUrl: string): Promise<number> {
+  const { Attributes = {} } = await (await sqsClient()).send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"] }),
+  );
+  return Number(Attributes.ApproximateNumberOfMessages ?? 0) + Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0);
+}
+
+describe("publish --wait with a listener that sends results", () => {
+  test("a healthy deploy: publish prints the applied, Healthy result with its durations and exits 0; the result is deleted", async () => {
+    const ns = await createNamespace("res-ok");
+    const queue = await createQueue();
+    const resultQueue = await createQueue();
+    const listener = await listenerWithResults(queue.url, ns, resultQueue.name);
+    const summary = join(manifestsDir([]), "summary.md");
+    writeFileSync(summary, "");
+    const dir = manifestsDir([configMap(ns, "app", { v: "1" }), deployment(ns, "web")]);
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60", "--commit", "abc123"], {
+      cwd: dir,
+      env: { GITHUB_STEP_SUMMARY: summary },
+    });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`Waiting up to 1 min for the result on ${resultQueue.url}`);
+    expect(run.stdout).toMatch(new RegExp(`Result from ${queue.url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} after [0-9.]+ m?s: applied, Healthy: applied 2 objects, pruned 0\\n`));
+    expect(run.stdout).toContain(`listener  namespace ${ns}, queue ${queue.name}`);
+    expect(run.stdout).toMatch(/took {6}pickup \d+(\.\d+)? m?s, apply \d+(\.\d+)? m?s, health \d+(\.\d+)? m?s/);
+    expect(run.stdout).toContain("Deploy succeeded on 1 queue\n");
+    const markdown = readFileSync(summary, "utf8");
+    expect(markdown).toContain("#### kube-pico-cd: deploy succeeded");
+    expect(markdown).toContain(`| ${queue.url} | ${ns} | applied | Healthy | applied 2 objects, pruned 0 |`);
+    expect(await depth(resultQueue.url)).toBe(0);
+    const applied = await listener.waitForLog((line) => line.msg === "result sent");
+    expect(applied.result).toBe("applied");
+    process.stdout.write(`measured: publish --wait of a ConfigMap and a Deployment took ${run.elapsedMs} ms end to end\n`);
+    await stop(listener);
+  }, 120_000);
+
+  test("--json carries the result: the deploy message's id, build, digest, commit, queue name, namespace and durations", async () => {
+    const ns = await createNamespace("res-json");
+    const queue = await createQueue();
+    const resultQueue = await createQueue();
+    const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
+    const dir = manifestsDir([configMap(ns, "app", { v: "1" })]);
+    const run = await runPublish([".", "--queue", queue.name, "--json", "--build-id", "b-json", "--commit", "c0ffee"], {
+      cwd: dir,
+      env: { KUBE_PICO_CD_RESULT_QUEUE: resultQueue.name, KUBE_PICO_CD_WAIT: "30s" },
+    });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const output = JSON.parse(run.stdout) as { digest: string; build: { timestampMs: number }; sent: { messageId: string }[]; wait: { exitCode: number; missing: unknown[]; timeoutSeconds: number; results: { messageId: string; receivedAfterMs: number; result: ResultMessage }[] } };
+    expect(output.wait.exitCode).toBe(0);
+    expect(output.wait.timeoutSeconds).toBe(30);
+    expect(output.wait.missing).toEqual([]);
+    expect(output.wait.results).toHaveLength(1);
+    const entry = output.wait.results[0]!;
+    expect(entry.messageId).toBe(output.sent[0]!.messageId);
+    expect(entry.result).toMatchObject({
+      kind: "kube-pico-cd.result",
+      version: 1,
+      messageId: output.sent[0]!.messageId,
+      build: { id: "b-json", timestampMs: output.build.timestampMs, commit: "c0ffee" },
+      digest: output.digest,
+      queue: queue.name,
+      namespace: ns,
+      result: "applied",
+      health: { status: "Healthy" },
+      message: "applied 1 object, pruned 0",
+    });
+    expect(entry.result.durations.applyMs).toBeGreaterThan(0);
+    expect(entry.result.durations.pickupMs).toBeGreaterThanOrEqual(0);
+    process.stdout.write(`measured: SendMessage returned → result received: ${entry.receivedAfterMs} ms (pickup ${entry.result.durations.pickupMs} ms, apply ${entry.result.durations.applyMs} ms, health ${entry.result.durations.healthMs} ms)\n`);
+    await stop(listener);
+  }, 120_000);
+
+  test("a FIFO result queue (group per build, deduplication id) carries the result as well", async () => {
+    const ns = await createNamespace("res-fifo");
+    const queue = await createQueue();
+    const resultQueue = await createQueue({ fifo: true });
+    const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.name, "--wait=60", "--build-id", "fifo build 1"], { cwd: manifestsDir([configMap(ns, "app", { v: "1" })]) });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(": applied, Healthy: applied 1 object, pruned 0\n");
+    await stop(listener);
+  }, 120_000);
+
+  test("a deploy the API server rejects: publish exits 3 and prints kubectl's reason and that the listener retries", async () => {
+    const ns = await createNamespace("res-bad");
+    const queue = await createQueue();
+    const resultQueue = await createQueue();
+    const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
+    const broken = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } } as unknown as KubeObject;
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: manifestsDir([broken]) });
+    expect(run.code).toBe(3);
+    expect(run.stdout).toContain(": failed: ");
+    expect(run.stdout).toContain("retry     attempt 1 failed; the listener retries it until the queue's dead-letter queue takes it");
+    expect(run.stderr).toContain(`publish: deploy failed on ${queue.url}: failed: `);
+    expect(run.stderr).toContain(`missing required field "selector"`);
+    await stop(listener);
+  }, 120_000);
+
+  test("no listener: publish --wait=3 exits 4 after about 3 s, naming the queue and the listener setting", async () => {
+    const queue = await createQueue();
+    const resultQueue = await createQueue();
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=3"], { cwd: manifestsDir([configMap("default", "x", { v: "1" })]) });
+    expect(run.code).toBe(4);
+    expect(run.stderr).toBe(
+      `publish: timed out waiting 3 s for the result from ${queue.url}; check that the listener of that queue runs and has KUBE_PICO_CD_RESULT_QUEUE set to ${resultQueue.url}\n`,
+    );
+    expect(run.elapsedMs).toBeGreaterThan(3_000);
+    expect(run.elapsedMs).toBeLessThan(8_000);
+    process.stdout.write(`measured: --wait=3 without a listener ended after ${run.elapsedMs} ms\n`);
+  }, 30_000);
+
+  test("two publishers waiting on one result queue each get their own result, and leave a third party's result in the queue", async () => {
+    const [nsA, nsB] = [await createNamespace("res-a"), await createNamespace("res-b")];
+    const [queueA, queueB] = [await createQueue(), await createQueue()];
+    const resultQueue = await createQueue();
+    // Someone else's result, waiting for a publisher that is not here: both must hand it back.
+    const foreign: ResultMessage = {
+      kind: "kube-pico-cd.result",
+      version: 1,
+      messageId: "not-a-message-of-this-test",
+      build: { id: "other", timestampMs: 1 },
+      digest: "0".repeat(64),
+      queue: "elsewhere",
+      namespace: "elsewhere",
+      result: "applied",
+      message: "applied 1 object",
+      durations: {},
+      time: new Date().toISOString(),
+    };
+    const sqs = await sqsClient();
+    await sqs.send(new SendMessageCommand({ QueueUrl: resultQueue.url, MessageBody: encodeResult(foreign) }));
+    const listenerA = await listenerWithResults(queueA.url, nsA, resultQueue.url);
+    const listenerB = await listenerWithResults(queueB.url, nsB, resultQueue.url);
+    const [runA, runB] = await Promise.all([
+      runPublish([".", "--queue", queueA.url, "--result-queue", resultQueue.url, "--wait=60", "--json"], { cwd: manifestsDir([configMap(nsA, "app", { v: "a" })]) }),
+      runPublish([".", "--queue", queueB.url, "--result-queue", resultQueue.url, "--wait=60", "--json"], { cwd: manifestsDir([configMap(nsB, "app", { v: "b" })]) }),
+    ]);
+    expect(runA.stderr).toBe("");
+    expect(runB.stderr).toBe("");
+    expect([runA.code, runB.code]).toEqual([0, 0]);
+    const a = JSON.parse(runA.stdout) as { sent: { messageId: string }[]; wait: { results: { result: ResultMessage }[] } };
+    const b = JSON.parse(runB.stdout) as { sent: { messageId: string }[]; wait: { results: { result: ResultMessage }[] } };
+    expect(a.wait.results.map((r) => [r.result.messageId, r.result.namespace])).toEqual([[a.sent[0]!.messageId, nsA]]);
+    expect(b.wait.results.map((r) => [r.result.messageId, r.result.namespace])).toEqual([[b.sent[0]!.messageId, nsB]]);
+    // Only the foreign result is left, visible at once for its own publisher.
+    const left = await sqs.send(new ReceiveMessageCommand({ QueueUrl: resultQueue.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+    expect((left.Messages ?? []).map((m) => decodeResult(m.Body!).messageId)).toEqual(["not-a-message-of-this-test"]);
+    await stop(listenerA);
+    await stop(listenerB);
+  }, 120_000);
+});

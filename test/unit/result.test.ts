@@ -1,0 +1,287 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError } from "../../lib/errors.ts";
+import { parseListenerConfig } from "../../lib/listener-config.ts";
+import { decodeResult, encodeResult, resultFromOutcome, ResultRejectedError, resultSucceeded, type ResultMessage } from "../../lib/result.ts";
+import { bodyFacts } from "../../lib/result-sender.ts";
+import type { Outcome } from "../../lib/state.ts";
+import { normalizeArgv, parseConfig, parseWaitTimeout, waitExitCode } from "../../publish.ts";
+
+const applied: ResultMessage = {
+  kind: "kube-pico-cd.result",
+  version: 1,
+  messageId: "5fea7756-0ea4-451a-a703-a558b933e274",
+  build: { id: "0123abcd-987-1", timestampMs: 1_700_000_000_123, commit: "0123abcd" },
+  digest: "25c553da43e1d7c12d4544f82c4ca4a25ff3f90000798cdb16567d17607411b0",
+  target: "prod",
+  queue: "kube-pico-cd",
+  namespace: "kube-pico-cd",
+  result: "applied",
+  health: { status: "Healthy" },
+  message: "applied 6 objects, pruned 1",
+  durations: { pickupMs: 370, applyMs: 1_680, healthMs: 2_100 },
+  time: "2026-11-25T21:00:00.000Z",
+};
+
+function rejection(body: string): ResultRejectedError {
+  try {
+    decodeResult(body);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ResultRejectedError);
+    return error as ResultRejectedError;
+  }
+  throw new Error("decodeResult() accepted the body");
+}
+
+describe("encodeResult() and decodeResult()", () => {
+  test("decodeResult() returns what encodeResult() wrote", () => {
+    expect(decodeResult(encodeResult(applied))).toEqual(applied);
+  });
+
+  test("encodeResult() writes the documented keys in order", () => {
+    expect(Object.keys(JSON.parse(encodeResult(applied)))).toEqual([
+      "kind", "version", "messageId", "build", "digest", "target", "queue", "namespace", "result", "health", "message", "durations", "time",
+    ]);
+  });
+
+  test("decodeResult() accepts a failed result with receiveCount and willRetry", () => {
+    const failed: ResultMessage = { ...applied, result: "failed", message: "kubectl apply failed", receiveCount: 2, willRetry: true };
+    delete failed.health;
+    expect(decodeResult(JSON.stringify(failed))).toEqual(failed);
+  });
+
+  test("decodeResult() rejects a body that is not JSON", () => {
+    const error = rejection("nope");
+    expect(error.reason).toBe("invalid-json");
+    expect(error.message).toStartWith("Cannot read the result: the body is not JSON (");
+  });
+
+  test("decodeResult() rejects a body that is not an object", () => {
+    expect(rejection("[]").message).toBe("Cannot read the result: the body is an array, not a JSON object");
+    expect(rejection("null").message).toBe("Cannot read the result: the body is null, not a JSON object");
+  });
+
+  test("decodeResult() rejects another kind, naming it", () => {
+    const error = rejection(JSON.stringify({ ...applied, kind: "kube-pico-cd.bundle" }));
+    expect(error.reason).toBe("unsupported-kind");
+    expect(error.message).toBe('Cannot read the result: kind must be "kube-pico-cd.result": current value is "kube-pico-cd.bundle"');
+    const { kind: _, ...withoutKind } = applied;
+    expect(rejection(JSON.stringify(withoutKind)).message).toBe('Cannot read the result: kind must be "kube-pico-cd.result": current value is absent');
+  });
+
+  test("decodeResult() rejects another version, naming it", () => {
+    const error = rejection(JSON.stringify({ ...applied, version: 2 }));
+    expect(error.reason).toBe("unsupported-version");
+    expect(error.message).toBe("Cannot read the result: version must be 1: current value is 2");
+  });
+
+  test("decodeResult() rejects unknown keys, at the top and inside objects", () => {
+    const top = rejection(JSON.stringify({ ...applied, rollback: true }));
+    expect(top.reason).toBe("schema");
+    expect(top.message).toBe('Cannot read the result: body: unknown keys "rollback"');
+    expect(rejection(JSON.stringify({ ...applied, build: { ...applied.build, pipeline: "x" } })).message).toBe('Cannot read the result: build: unknown keys "pipeline"');
+    expect(rejection(JSON.stringify({ ...applied, durations: { totalMs: 1 } })).message).toBe('Cannot read the result: durations: unknown keys "totalMs"');
+  });
+
+  test("decodeResult() rejects malformed fields: an unknown result, a missing message id, a bad time, a negative duration", () => {
+    expect(rejection(JSON.stringify({ ...applied, result: "rolled-back" })).message).toStartWith("Cannot read the result: result: ");
+    const { messageId: _, ...withoutId } = applied;
+    expect(rejection(JSON.stringify(withoutId)).message).toStartWith("Cannot read the result: messageId: ");
+    expect(rejection(JSON.stringify({ ...applied, time: "yesterday" })).message).toStartWith("Cannot read the result: time: ");
+    expect(rejection(JSON.stringify({ ...applied, durations: { applyMs: -1 } })).message).toStartWith("Cannot read the result: durations.applyMs: ");
+    expect(rejection(JSON.stringify({ ...applied, health: { status: "Fine" } })).message).toStartWith("Cannot read the result: health.status: ");
+  });
+});
+
+describe("resultFromOutcome()", () => {
+  const context = { queue: "kube-pico-cd", namespace: "kube-pico-cd", commit: "0123abcd", target: "prod", receiveCount: 3 };
+  const base: Outcome = {
+    result: "applied",
+    time: "2026-11-25T21:00:00.000Z",
+    buildId: "0123abcd-987-1",
+    timestampMs: 1_700_000_000_123,
+    digest: applied.digest,
+    messageId: applied.messageId,
+  };
+
+  test("resultFromOutcome() of an applied outcome sums up objects, prune and health, and carries the durations", () => {
+    const outcome: Outcome = {
+      ...base,
+      durationMs: 1_680.4,
+      objects: 6,
+      pickupMs: 370,
+      pruned: [{ group: "", kind: "ConfigMap", namespace: "web", name: "old" }],
+      health: { status: "Healthy", durationMs: 2_100, checked: 2 },
+    };
+    expect(resultFromOutcome(outcome, context)).toEqual(applied);
+  });
+
+  test("resultFromOutcome() names the unhealthy object in the message", () => {
+    const outcome: Outcome = { ...base, objects: 1, health: { status: "Degraded", durationMs: 5, checked: 1, object: "apps/Deployment/web/api", reason: "ProgressDeadlineExceeded" } };
+    const result = resultFromOutcome(outcome, context)!;
+    expect(result.health).toEqual({ status: "Degraded", object: "apps/Deployment/web/api", reason: "ProgressDeadlineExceeded" });
+    expect(result.message).toBe("applied 1 object, health Degraded at apps/Deployment/web/api: ProgressDeadlineExceeded");
+  });
+
+  test("resultFromOutcome() of a failed outcome says the receive count and that the listener retries, on one line", () => {
+    const result = resultFromOutcome({ ...base, result: "failed", error: "kubectl apply failed:\n  missing field", durationMs: 90 }, context)!;
+    expect(result).toMatchObject({ result: "failed", message: "kubectl apply failed: missing field", receiveCount: 3, willRetry: true, durations: { applyMs: 90 } });
+  });
+
+  test("resultFromOutcome() cuts a long error to 1000 characters", () => {
+    const result = resultFromOutcome({ ...base, result: "rejected", error: "x".repeat(5_000) }, context)!;
+    expect(result.message).toHaveLength(1_000);
+    expect(result.message.endsWith("…")).toBe(true);
+    expect(result.receiveCount).toBeUndefined();
+  });
+
+  test("resultFromOutcome() says what superseded and duplicate mean", () => {
+    expect(resultFromOutcome({ ...base, result: "superseded" }, context)!.message).toBe("not applied: a newer build was already recorded or arrived in the same batch");
+    expect(resultFromOutcome({ ...base, result: "duplicate" }, context)!.message).toBe("not applied again: this build is already the recorded one");
+  });
+
+  test("resultFromOutcome() returns undefined for an outcome without a build (a message that did not decode)", () => {
+    expect(resultFromOutcome({ result: "rejected", time: base.time, messageId: "m", error: "invalid-json: …" }, context)).toBeUndefined();
+  });
+});
+
+describe("bodyFacts()", () => {
+  test("bodyFacts() reads commit and target of a v1 body, a legacy body and an SNS envelope", () => {
+    const v1 = JSON.stringify({ kind: "kube-pico-cd.bundle", version: 1, build: { id: "b", timestampMs: 1, commit: "abc" }, target: "prod" });
+    expect(bodyFacts(v1)).toEqual({ commit: "abc", target: "prod" });
+    expect(bodyFacts(JSON.stringify({ data: { COMMIT_HASH: "def" }, manifests: "" }))).toEqual({ commit: "def" });
+    expect(bodyFacts(JSON.stringify({ data: { COMMIT_HASH: "undefined" }, manifests: "" }))).toEqual({});
+    expect(bodyFacts(JSON.stringify({ Type: "Notification", Message: v1 }))).toEqual({ commit: "abc", target: "prod" });
+    expect(bodyFacts("not json")).toEqual({});
+  });
+});
+
+describe("resultSucceeded() and waitExitCode()", () => {
+  test("resultSucceeded() is true for applied and Healthy or unchecked, duplicate and superseded", () => {
+    expect(resultSucceeded({ result: "applied", health: { status: "Healthy" } })).toBe(true);
+    expect(resultSucceeded({ result: "applied" })).toBe(true);
+    expect(resultSucceeded({ result: "duplicate" })).toBe(true);
+    expect(resultSucceeded({ result: "superseded" })).toBe(true);
+  });
+
+  test("resultSucceeded() is false for failed, rejected, and applied but Degraded or Timeout", () => {
+    expect(resultSucceeded({ result: "failed" })).toBe(false);
+    expect(resultSucceeded({ result: "rejected" })).toBe(false);
+    expect(resultSucceeded({ result: "applied", health: { status: "Degraded" } })).toBe(false);
+    expect(resultSucceeded({ result: "applied", health: { status: "Timeout" } })).toBe(false);
+  });
+
+  test("waitExitCode() is 0 when every queue answered with a success", () => {
+    expect(waitExitCode([{ result: "applied", health: { status: "Healthy" } }, { result: "superseded" }, { result: "duplicate" }], 0)).toBe(0);
+  });
+
+  test("waitExitCode() is 3 for any failure, even when another queue gave no result", () => {
+    for (const result of [{ result: "failed" }, { result: "rejected" }, { result: "applied", health: { status: "Degraded" } }, { result: "applied", health: { status: "Timeout" } }] as const) {
+      expect(waitExitCode([{ result: "applied" }, result], 0)).toBe(3);
+      expect(waitExitCode([result], 1)).toBe(3);
+    }
+  });
+
+  test("waitExitCode() is 4 when a queue gave no result and none failed", () => {
+    expect(waitExitCode([{ result: "applied" }], 1)).toBe(4);
+    expect(waitExitCode([], 2)).toBe(4);
+  });
+});
+
+describe("normalizeArgv()", () => {
+  test("normalizeArgv() turns a bare --wait into --wait=900 and leaves --wait=TIMEOUT alone", () => {
+    expect(normalizeArgv(["k8s", "--wait"])).toEqual(["k8s", "--wait=900"]);
+    expect(normalizeArgv(["--wait", "k8s"])).toEqual(["--wait=900", "k8s"]);
+    expect(normalizeArgv(["--wait=10m", "k8s"])).toEqual(["--wait=10m", "k8s"]);
+  });
+
+  test("normalizeArgv() leaves a --wait that is another option's value, or after --, as it is", () => {
+    expect(normalizeArgv(["--target", "--wait", "k8s"])).toEqual(["--target", "--wait", "k8s"]);
+    expect(normalizeArgv(["-q", "--wait"])).toEqual(["-q", "--wait"]);
+    expect(normalizeArgv(["k8s", "--", "--wait"])).toEqual(["k8s", "--", "--wait"]);
+  });
+});
+
+describe("parseWaitTimeout()", () => {
+  test("parseWaitTimeout() reads seconds, and numbers ending in s, m or h", () => {
+    expect(parseWaitTimeout("300", false)).toEqual({ seconds: 300 });
+    expect(parseWaitTimeout("90s", false)).toEqual({ seconds: 90 });
+    expect(parseWaitTimeout("10m", false)).toEqual({ seconds: 600 });
+    expect(parseWaitTimeout("1h", false)).toEqual({ seconds: 3_600 });
+  });
+
+  test("parseWaitTimeout() takes true and false only from the variable", () => {
+    expect(parseWaitTimeout("true", true)).toEqual({ seconds: 900 });
+    expect(parseWaitTimeout("false", true)).toEqual({ seconds: undefined });
+    expect(parseWaitTimeout("true", false)).toEqual({ problem: 'must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is "true"' });
+  });
+
+  test("parseWaitTimeout() names the value it cannot read", () => {
+    for (const text of ["", "abc", "10 m", "1.5m", "-5", "10d"]) {
+      expect(parseWaitTimeout(text, false)).toEqual({ problem: `must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is ${JSON.stringify(text)}` });
+    }
+  });
+
+  test("parseWaitTimeout() refuses less than 1 second and more than 6 hours", () => {
+    expect(parseWaitTimeout("0", false)).toEqual({ problem: 'must be at least 1 second: current value is "0"' });
+    expect(parseWaitTimeout("7h", false)).toEqual({ problem: 'must be at most 6h (21600 seconds): current value is "7h"' });
+  });
+});
+
+describe("parseConfig() with --wait", () => {
+  function problems(argv: string[], env: Record<string, string> = {}): readonly string[] {
+    try {
+      parseConfig(argv, env);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).problems;
+    }
+    throw new Error("parseConfig() accepted the input");
+  }
+
+  test("parseConfig() reads --wait, --wait=TIMEOUT and the variables", () => {
+    expect(parseConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait"], {}).waitTimeoutMs).toBe(900_000);
+    expect(parseConfig(["--wait", "k8s", "--queue", "q", "--result-queue", "r"], {}).paths).toEqual(["k8s"]);
+    expect(parseConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait=90s"], {})).toMatchObject({ waitTimeoutMs: 90_000, resultQueue: { name: "r" } });
+    expect(parseConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_RESULT_QUEUE: "r", KUBE_PICO_CD_WAIT: "10m" }).waitTimeoutMs).toBe(600_000);
+    expect(parseConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "false" }).waitTimeoutMs).toBeUndefined();
+    expect(parseConfig(["k8s", "--queue", "q"], {}).waitTimeoutMs).toBeUndefined();
+  });
+
+  test("parseConfig() refuses --wait without a result queue", () => {
+    expect(problems(["k8s", "--queue", "q", "--wait"])).toEqual([
+      "--wait: no result queue to wait on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to",
+    ]);
+    expect(problems(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "true" })[0]).toStartWith("KUBE_PICO_CD_WAIT: no result queue to wait on");
+  });
+
+  test("parseConfig() names the flag or variable of a bad TIMEOUT", () => {
+    expect(problems(["k8s", "--queue", "q", "--result-queue", "r", "--wait=soon"])).toEqual([
+      '--wait: must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is "soon"',
+    ]);
+    expect(problems(["k8s", "--queue", "q", "--result-queue", "r"], { KUBE_PICO_CD_WAIT: "0" })).toEqual(['KUBE_PICO_CD_WAIT: must be at least 1 second: current value is "0"']);
+  });
+
+  test("parseConfig() ignores --wait with --dry-run, as nothing is sent", () => {
+    expect(parseConfig(["k8s", "--dry-run", "--wait"], {}).waitTimeoutMs).toBeUndefined();
+  });
+
+  test("parseConfig() refuses a result queue that is neither a URL nor a name", () => {
+    expect(problems(["k8s", "--queue", "q", "--result-queue", "no such queue"])[0]).toStartWith('--result-queue: "no such queue" is neither a queue URL nor a queue name');
+  });
+});
+
+describe("parseListenerConfig() with a result queue", () => {
+  const env = { KUBE_PICO_CD_QUEUE: "deploy", KUBE_PICO_CD_NAMESPACE: "kube-pico-cd" };
+
+  test("parseListenerConfig() takes KUBE_PICO_CD_RESULT_QUEUE as a URL or a name", () => {
+    expect(parseListenerConfig([], { ...env, KUBE_PICO_CD_RESULT_QUEUE: "deploy-results" }).resultQueue).toBe("deploy-results");
+    const url = "https://sqs.eu-west-1.amazonaws.com/123456789012/deploy-results.fifo";
+    expect(parseListenerConfig([], { ...env, KUBE_PICO_CD_RESULT_QUEUE: url }).resultQueue).toBe(url);
+  });
+
+  test("parseListenerConfig() refuses a result queue that is neither a URL nor a name, before any work", () => {
+    expect(() => parseListenerConfig([], { ...env, KUBE_PICO_CD_RESULT_QUEUE: "results please" })).toThrow(
+      'KUBE_PICO_CD_RESULT_QUEUE: "results please" is neither a queue URL nor a queue name',
+    );
+  });
+});
