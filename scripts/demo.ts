@@ -9,8 +9,11 @@
  * 3. Publishes examples/app (Namespace, ConfigMap, Deployment, Service) with publish.ts.
  * 4. Waits until the deploy is recorded and the Deployment is Available; prints the record
  *    and what was applied.
- * 5. Publishes a change (new ConfigMap value, 3 replicas) and shows the update.
- * 6. Tears everything down.
+ * 5. Publishes a change (new ConfigMap value, 3 replicas, one ConfigMap removed) with
+ *    `publish --wait`, which waits for the listener's result on the result queue: the
+ *    removed ConfigMap is pruned and the rollout is reported Healthy.
+ * 6. Prints `listener status`: the current build and the history.
+ * 7. Tears everything down.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -74,9 +77,11 @@ async function main(): Promise<void> {
     }),
   );
   const queueUrl = queue.QueueUrl!;
+  const resultQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "kube-pico-cd-deploy-results", Attributes: { MessageRetentionPeriod: "3600" } }))).QueueUrl!;
   sqs.destroy();
   kubectl(["create", "namespace", "kube-pico-cd"]);
   info(`queue ${queueUrl}`);
+  info(`result queue ${resultQueueUrl} (publish --wait reads the deploy's result from it)`);
 
   step("Compiling the listener into a standalone executable (bun build --compile)");
   const build = run(process.execPath, [join(root, "scripts", "build.ts"), `--out-dir=${work}`, "kube-pico-cd-listener-linux-x64"]);
@@ -99,6 +104,7 @@ async function main(): Promise<void> {
       KUBE_PICO_CD_KUBECONFIG: env.kubeconfig,
       KUBE_PICO_CD_HTTP_HOST: "127.0.0.1",
       KUBE_PICO_CD_HTTP_PORT: "0",
+      KUBE_PICO_CD_RESULT_QUEUE: resultQueueUrl,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -117,8 +123,8 @@ async function main(): Promise<void> {
   listener.stderr!.setEncoding("utf8").on("data", (chunk: string) => info(`listener stderr: ${chunk.trim()}`));
   await waitFor("the listener to start listening", () => (logLines.some((l) => l.includes('"msg":"listening"')) ? true : undefined), 60_000);
 
-  const publish = (dir: string, buildId: string) => {
-    const result = run(process.execPath, [join(root, "publish.ts"), dir, "--queue", queueUrl, "--endpoint-url", env!.sqsEndpoint, "--build-id", buildId], {
+  const publish = (dir: string, buildId: string, extra: string[] = []) => {
+    const result = run(process.execPath, [join(root, "publish.ts"), dir, "--queue", queueUrl, "--endpoint-url", env!.sqsEndpoint, "--build-id", buildId, ...extra], {
       env: { ...process.env, ...awsEnv },
     });
     if (result.code !== 0) throw new Error(`publish failed (exit ${result.code}):\n${result.stderr}`);
@@ -142,12 +148,13 @@ async function main(): Promise<void> {
   showRecord();
   for (const line of kubectl(["get", "deployment,replicaset,pod,service,configmap", "-n", "demo-app"]).stdout.trimEnd().split("\n")) info(line);
 
-  step("Publishing a change: a new greeting and 3 replicas");
+  step("Publishing a change with --wait: a new greeting, 3 replicas, and the web-extra ConfigMap removed (so it is pruned)");
   const changed = join(work, "app-v2");
   cpSync(join(root, "examples", "app"), changed, { recursive: true });
+  writeFileSync(join(changed, "config.yaml"), readFileSync(join(changed, "config.yaml"), "utf8").split(/^---\n/m)[0]!);
   writeFileSync(join(changed, "config.yaml"), readFileSync(join(changed, "config.yaml"), "utf8").replace("Hello from kube-pico-cd", "Hello again, version 2").replace("COLOR: blue", "COLOR: green"));
   writeFileSync(join(changed, "web.yaml"), readFileSync(join(changed, "web.yaml"), "utf8").replace("replicas: 2", "replicas: 3"));
-  publish(changed, "demo-2");
+  publish(changed, "demo-2", ["--result-queue", resultQueueUrl, "--wait=180"]);
   await waitFor("the change to be recorded", () => (record()?.current?.build.id === "demo-2" ? true : undefined));
   await waitFor("the Deployment to be Available with 3 replicas", () =>
     kubectl(["get", "deployment", "web", "-n", "demo-app", "-o", "jsonpath={.status.availableReplicas}"]).stdout === "3" ? true : undefined,
@@ -156,6 +163,12 @@ async function main(): Promise<void> {
   showRecord();
   info(`web-config GREETING = ${kubectl(["get", "configmap", "web-config", "-n", "demo-app", "-o", "jsonpath={.data.GREETING}"]).stdout}`);
   info(kubectl(["get", "deployment", "web", "-n", "demo-app"]).stdout.trimEnd().split("\n").join("\n    "));
+  info(`web-extra ConfigMap: ${kubectl(["get", "configmap", "web-extra", "-n", "demo-app"]).code === 0 ? "still there" : "pruned"}`);
+
+  step("listener status: the current build and the history, read from the cluster");
+  const status = run(executable, ["status", "--namespace", "kube-pico-cd", "--kubectl", env.kubectl, "--kubeconfig", env.kubeconfig]);
+  if (status.code !== 0) throw new Error(`listener status failed (exit ${status.code}):\n${status.stderr}`);
+  for (const line of status.stdout.trimEnd().split("\n")) info(line);
 }
 
 async function teardown(): Promise<void> {
