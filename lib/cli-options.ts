@@ -130,6 +130,10 @@ export function argumentProblem(error: unknown): string {
   const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
   const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) return `${option}: unknown option (see --help)`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) return `${option}: ${message.replace(/^Option '[^']+' /, "")}`;
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) {
+    // node explains an ambiguous value over three lines; one line per problem is our rule.
+    if (/argument is ambiguous/.test(message)) return `${option}: its value starts with a dash; write ${option}=VALUE`;
+    return `${option}: ${message.split("\n")[0]!.replace(/^Option '[^']+' /, "")}`;
+  }
   return message.split("\n")[0] ?? message;
 }

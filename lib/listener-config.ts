@@ -141,7 +141,13 @@ const patterns = (problem: (pattern: string) => string | undefined) =>
 const schema = z.object({
   queue: z.string().min(1, "must not be empty").optional(),
   target: z.string().min(1, "must not be empty").optional(),
-  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a namespace name").max(63).optional(),
+  namespace: z
+    .string()
+    .max(63, "must be a namespace name of at most 63 characters")
+    .superRefine((v, ctx) => {
+      if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v)) ctx.addIssue({ code: "custom", message: `must be a namespace name (lower-case letters, digits and '-'): current value is ${JSON.stringify(v)}` });
+    })
+    .optional(),
   "state-configmap": name(DEFAULT_STATE_CONFIGMAP),
   "lock-lease": name(DEFAULT_LOCK_LEASE),
   "lease-duration-seconds": int(3, 3600, 30),

@@ -246,7 +246,7 @@ describe("parseStatusOptions()", () => {
   });
 
   test("parseStatusOptions() reports bad values one line each, naming the flag or variable", () => {
-    expect(problems(["--limit", "0"], { KUBE_PICO_CD_NAMESPACE: "Bad_Name" })).toEqual(["KUBE_PICO_CD_NAMESPACE: must be a namespace name", "--limit: must be at least 1"]);
+    expect(problems(["--limit", "0"], { KUBE_PICO_CD_NAMESPACE: "Bad_Name" })).toEqual(["KUBE_PICO_CD_NAMESPACE: must be a namespace name (lower-case letters, digits and '-'): current value is \"Bad_Name\"", "--limit: must be at least 1"]);
     expect(problems(["--namespace", "ns", "--limit", "ten"])).toEqual(['--limit: must be a whole number: current value is "ten"']);
     expect(problems(["--namespace", "ns", "--limit", "1001"])).toEqual(["--limit: must be at most 1000"]);
   });
@@ -281,7 +281,7 @@ describe("runStatus()", () => {
     expect(await run(["--namespace", "ns", "--limit", "-3"])).toEqual({
       code: 1,
       out: "",
-      err: "listener status: --limit: argument is ambiguous. Did you forget to specify the option argument for '--limit'? To specify an option argument starting with a dash use '--limit=-XYZ'.\n",
+      err: "listener status: --limit: its value starts with a dash; write --limit=VALUE\n",
     });
   });
 
