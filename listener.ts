@@ -14,7 +14,7 @@
 import { fileURLToPath } from "node:url";
 import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { createBackoff, delay } from "./lib/backoff.ts";
-import { Consumer } from "./lib/consumer.ts";
+import { Consumer, readMaxReceiveCount } from "./lib/consumer.ts";
 import { createDeployer } from "./lib/deployer.ts";
 import { startDriftCorrection } from "./lib/drift.ts";
 import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
@@ -81,8 +81,9 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
   if (config.sqsEndpoint) sqsConfig.endpoint = config.sqsEndpoint;
   const sqs = new SQSClient(sqsConfig);
   const operations = createOperations({ config, kubectl, logger, stopping: stop.signal });
+  let maxReceiveCount: number | undefined;
   // Results go to CI (publish --wait) after each outcome is recorded; never part of the deploy.
-  if (config.resultQueue) operations.addOutcomeListener(createResultSender({ sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, logger }));
+  if (config.resultQueue) operations.addOutcomeListener(createResultSender({ sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger }));
 
   const health =
     config.httpPort < 0
@@ -118,6 +119,15 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
   try {
     const queueUrl = await resolveQueue(sqs, config.queue, logger, stop.signal);
     if (queueUrl === undefined) return stop.signal.aborted ? 0 : 1;
+    try {
+      maxReceiveCount = await readMaxReceiveCount(sqs, queueUrl, stop.signal);
+      if (maxReceiveCount === undefined) {
+        logger.warn("the queue has no redrive policy: a deploy that keeps failing is retried until the queue's retention period ends; give it a dead-letter queue (deploy/aws does)", { queueUrl });
+      }
+    } catch (error) {
+      // Only the retry count in results depends on it; deploying does not.
+      logger.warn("cannot read the queue's redrive policy (sqs:GetQueueAttributes); results will not say which attempt is the last", { queueUrl, error: error as Error });
+    }
     logger.info("listening", {
       queueUrl,
       namespace: config.namespace,

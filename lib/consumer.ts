@@ -14,6 +14,7 @@
 import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
   ReceiveMessageCommand,
   type Message,
   type SQSClient,
@@ -263,4 +264,27 @@ function toReceived(message: Message): ReceivedMessage {
   };
   if (Number.isFinite(sent)) received.sentTimestampMs = sent;
   return received;
+}
+
+/**
+ * The queue's redrive `maxReceiveCount`: after that many receives SQS moves a message to the
+ * dead-letter queue. Undefined when the queue has no redrive policy (a failing message then
+ * comes back until the queue's retention period ends).
+ *
+ * @throws the SDK's error when the attributes cannot be read (e.g. no sqs:GetQueueAttributes).
+ */
+export async function readMaxReceiveCount(sqs: SQSClient, queueUrl: string, signal?: AbortSignal): Promise<number | undefined> {
+  const { Attributes = {} } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["RedrivePolicy"] }), signal ? { abortSignal: signal } : {});
+  return maxReceiveCountOf(Attributes.RedrivePolicy);
+}
+
+/** `maxReceiveCount` of a RedrivePolicy attribute (JSON; the count may be a string). */
+export function maxReceiveCountOf(redrivePolicy: string | undefined): number | undefined {
+  if (redrivePolicy === undefined || redrivePolicy === "") return undefined;
+  try {
+    const count = Number((JSON.parse(redrivePolicy) as { maxReceiveCount?: unknown }).maxReceiveCount);
+    return Number.isInteger(count) && count > 0 ? count : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -110,7 +110,8 @@ export interface ListenerConfig {
   help: boolean;
 }
 
-const int = (min: number, max: number, fallback: number) =>
+/** A whole number from `min` to `max` given as text (flag or variable), `fallback` when absent. */
+export const int = (min: number, max: number, fallback: number) =>
   z
     .string()
     .default(String(fallback))

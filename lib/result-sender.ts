@@ -28,6 +28,8 @@ export interface ResultSenderOptions {
   deployQueue: string;
   /** The listener's namespace. */
   namespace: string;
+  /** The deploy queue's redrive maxReceiveCount, once known (read at start-up). */
+  maxReceiveCount?: () => number | undefined;
   logger: Logger;
   /** Sends per result, the first included. Default 4. */
   attempts?: number;
@@ -43,7 +45,7 @@ export interface ResultSenderOptions {
  * @throws {Error} when `resultQueue` is neither a queue URL nor a queue name (checked now).
  */
 export function createResultSender(options: ResultSenderOptions): OutcomeListener {
-  const { sqs, resultQueue, deployQueue, namespace, logger, attempts = 4, attemptTimeoutMs = 2_500, backoffBaseMs = 500 } = options;
+  const { sqs, resultQueue, deployQueue, namespace, maxReceiveCount, logger, attempts = 4, attemptTimeoutMs = 2_500, backoffBaseMs = 500 } = options;
   const ref = parseQueueRef(resultQueue);
   if ("problem" in ref) throw new Error(`Cannot send results to the result queue: ${ref.problem}`);
   const queue: QueueRef = ref;
@@ -58,6 +60,7 @@ export function createResultSender(options: ResultSenderOptions): OutcomeListene
       commit: facts.commit,
       target: facts.target,
       receiveCount: message?.receiveCount,
+      maxReceiveCount: maxReceiveCount?.(),
     });
     if (result === undefined) return;
     const body = encodeResult(result);

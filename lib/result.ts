@@ -140,6 +140,8 @@ export interface ResultContext {
   target?: string | undefined;
   /** ApproximateReceiveCount of the deploy message; 1 when unknown. */
   receiveCount?: number | undefined;
+  /** The deploy queue's redrive maxReceiveCount, when known: no retry after that many receives. */
+  maxReceiveCount?: number | undefined;
 }
 
 /**
@@ -173,7 +175,8 @@ export function resultFromOutcome(outcome: Outcome, context: ResultContext): Res
   }
   if (outcome.result === "failed") {
     result.receiveCount = Math.max(1, context.receiveCount ?? 1);
-    result.willRetry = true;
+    // The last receive before the dead-letter queue: the listener will not see it again.
+    result.willRetry = context.maxReceiveCount === undefined || result.receiveCount < context.maxReceiveCount;
   }
   return result;
 }

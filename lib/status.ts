@@ -12,7 +12,7 @@
 import { z } from "zod";
 import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "./cli-options.ts";
 import { ConfigError, StateReadError } from "./errors.ts";
-import { LISTENER_OPTIONS, listenerOptionsSchema, NAMESPACE_MISSING_PROBLEM, resolveNamespace } from "./listener-config.ts";
+import { int, LISTENER_OPTIONS, listenerOptionsSchema, NAMESPACE_MISSING_PROBLEM, resolveNamespace } from "./listener-config.ts";
 import { readState, type CurrentBuild, type Outcome, type StoredRecord } from "./state.ts";
 
 /** Largest `--limit`; the listener keeps at most this many outcomes (--history-limit). */
@@ -30,7 +30,7 @@ export const STATUS_OPTIONS = {
   kubectl: LISTENER_OPTIONS.kubectl,
   kubeconfig: LISTENER_OPTIONS.kubeconfig,
   json: { type: "boolean", defaultText: "false (a table)", help: "Print the record as JSON: namespace, configMap, resourceVersion (null: no record yet), current, inventory, history." },
-  limit: { type: "string", value: "N", defaultText: "all (the listener keeps 20 by default)", help: `History rows shown, newest first (1-${MAX_STATUS_LIMIT}); also cuts the JSON history.` },
+  limit: { type: "string", value: "N", defaultText: "1000: all (the listener keeps 20 by default)", help: `History rows shown, newest first (1-${MAX_STATUS_LIMIT}); also cuts the JSON history.` },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
 } as const satisfies OptionTable;
 
@@ -50,18 +50,8 @@ export interface StatusOptions {
 
 const schema = listenerOptionsSchema.pick({ namespace: true, "state-configmap": true, kubectl: true, kubeconfig: true }).extend({
   json: z.boolean(),
-  limit: z
-    .string()
-    .transform((text, ctx) => {
-      const n = Number(text.trim());
-      if (text.trim() === "" || !Number.isInteger(n)) {
-        ctx.addIssue({ code: "custom", message: `must be a whole number: current value is ${JSON.stringify(text)}` });
-        return z.NEVER;
-      }
-      return n;
-    })
-    .pipe(z.number().min(1, "must be at least 1").max(MAX_STATUS_LIMIT, `must be at most ${MAX_STATUS_LIMIT}`))
-    .optional(),
+  // The listener keeps at most MAX_STATUS_LIMIT outcomes, so the default shows them all.
+  limit: int(1, MAX_STATUS_LIMIT, MAX_STATUS_LIMIT),
   help: z.boolean(),
 });
 

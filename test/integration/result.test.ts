@@ -189,6 +189,18 @@ describe("publish --wait with a listener that sends results", () => {
     await stop(listener);
   }, 120_000);
 
+  test("a deploy that fails on the last receive its queue's redrive policy allows: publish says it goes to the dead-letter queue", async () => {
+    const ns = await createNamespace("res-last");
+    const queue = await createQueue({ deadLetter: { maxReceiveCount: 1 } });
+    const resultQueue = await createQueue();
+    const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
+    const broken = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } } as unknown as KubeObject;
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: manifestsDir([broken]) });
+    expect(run.code).toBe(3);
+    expect(run.stdout).toContain("retry     attempt 1 failed and was the last: the message goes to the queue's dead-letter queue");
+    await stop(listener);
+  }, 120_000);
+
   test("no listener: publish --wait=3 exits 4 after about 3 s, naming the queue and the listener setting", async () => {
     const queue = await createQueue();
     const resultQueue = await createQueue();

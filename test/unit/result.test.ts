@@ -127,6 +127,12 @@ describe("resultFromOutcome()", () => {
     expect(result).toMatchObject({ result: "failed", message: "kubectl apply failed: missing field", receiveCount: 3, willRetry: true, durations: { applyMs: 90 } });
   });
 
+  test("resultFromOutcome() of a failed outcome on the last receive the redrive policy allows says it will not be retried", () => {
+    const failed = { ...base, result: "failed" as const, error: "boom" };
+    expect(resultFromOutcome(failed, { ...context, receiveCount: 3, maxReceiveCount: 3 })?.willRetry).toBe(false);
+    expect(resultFromOutcome(failed, { ...context, receiveCount: 2, maxReceiveCount: 3 })?.willRetry).toBe(true);
+  });
+
   test("resultFromOutcome() cuts a long error to 1000 characters", () => {
     const result = resultFromOutcome({ ...base, result: "rejected", error: "x".repeat(5_000) }, context)!;
     expect(result.message).toHaveLength(1_000);

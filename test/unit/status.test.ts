@@ -223,7 +223,7 @@ describe("statusJson()", () => {
 
 describe("parseStatusOptions()", () => {
   test("parseStatusOptions() uses the pod's namespace and the listener's defaults", () => {
-    expect(parseStatusOptions([], {}, () => "kube-pico-cd\n")).toEqual({ namespace: "kube-pico-cd", stateConfigMap: "kube-pico-cd-state", kubectl: "kubectl", json: false, help: false });
+    expect(parseStatusOptions([], {}, () => "kube-pico-cd\n")).toEqual({ namespace: "kube-pico-cd", stateConfigMap: "kube-pico-cd-state", kubectl: "kubectl", json: false, help: false, limit: 1000 });
   });
 
   test("parseStatusOptions() reads the listener's variables, and flags win over them", () => {
