@@ -40292,8 +40292,12 @@ function formatResult(entry) {
   const durations = durationsText(result);
   if (durations !== "")
     facts.push(["took", durations]);
-  if (result.result === "failed")
-    facts.push(["retry", `attempt ${result.receiveCount ?? 1} failed; the listener retries it until the queue's dead-letter queue takes it`]);
+  if (result.result === "failed") {
+    facts.push([
+      "retry",
+      result.willRetry === false ? `attempt ${result.receiveCount ?? 1} failed and was the last: the message goes to the queue's dead-letter queue` : `attempt ${result.receiveCount ?? 1} failed; the listener retries it until the queue's dead-letter queue takes it`
+    ]);
+  }
   if (result.result === "superseded")
     facts.push(["note", "a newer build replaced this one; nothing left to do"]);
   lines.push(...table(facts).map((line) => `  ${line}`));
