@@ -40,7 +40,7 @@ function alive(pid: number): boolean {
 }
 
 /** Processes whose command line names `dir`: every server of an environment does. */
-function processesUsing(dir: string): number[] {
+export function processesUsing(dir: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
