@@ -22,8 +22,10 @@ import { startHealthServer, type Readiness } from "./lib/health-server.ts";
 import { runKubectl, type KubectlTarget } from "./lib/kubectl.ts";
 import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener-config.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
+import { observeCurrentBuild } from "./lib/metrics.ts";
 import { createOperations } from "./lib/operations.ts";
 import { checkPolicy } from "./lib/policy.ts";
+import { readState } from "./lib/state.ts";
 import { runStatus } from "./lib/status.ts";
 import { createResultSender } from "./lib/result-sender.ts";
 import { checkSignature } from "./lib/trust.ts";
@@ -128,6 +130,10 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
       // Only the retry count in results depends on it; deploying does not.
       logger.warn("cannot read the queue's redrive policy (sqs:GetQueueAttributes); results will not say which attempt is the last", { queueUrl, error: error as Error });
     }
+    // The gauges of the current build start from the record; an unreadable record only waits for the first deploy.
+    void readState({ kubectl, namespace: config.namespace, name: config.stateConfigMap, signal: stop.signal })
+      .then((record) => observeCurrentBuild(operations.metrics, record.current))
+      .catch(() => {});
     logger.info("listening", {
       queueUrl,
       namespace: config.namespace,

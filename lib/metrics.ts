@@ -222,9 +222,9 @@ export function createListenerMetrics(): ListenerMetrics {
     ),
     health: registry.register(new Counter("kube_pico_cd_deploy_health_total", "Health verdicts after applies: Healthy, Degraded, Timeout.", ["status"])),
     lastAppliedBuildTimestamp: registry.register(
-      new Gauge("kube_pico_cd_last_applied_build_timestamp_seconds", "Build timestamp (build.timestampMs / 1000) of the last build this listener applied."),
+      new Gauge("kube_pico_cd_last_applied_build_timestamp_seconds", "Build timestamp (build.timestampMs / 1000) of the cluster's current build: read from the version record at start-up, then each build applied."),
     ),
-    lastAppliedTime: registry.register(new Gauge("kube_pico_cd_last_applied_time_seconds", "When this listener last applied a build, in seconds since the epoch.")),
+    lastAppliedTime: registry.register(new Gauge("kube_pico_cd_last_applied_time_seconds", "When the cluster's current build was applied, in seconds since the epoch (from the version record at start-up).")),
     rejected: registry.register(new Counter("kube_pico_cd_rejected_messages_total", "Messages rejected, by reason (invalid-json, schema, empty-bundle, policy, …).", ["reason"])),
     pruned: registry.register(new Counter("kube_pico_cd_pruned_objects_total", "Objects deleted because they left the bundle.")),
     sqsErrors: registry.register(new Counter("kube_pico_cd_sqs_errors_total", "Failed SQS calls, by operation.", ["operation"])),
@@ -275,4 +275,15 @@ export function observeOutcome(metrics: ListenerMetrics, outcome: ObservedOutcom
     if (outcome.pruned) metrics.pruned.inc({}, outcome.pruned.length);
   }
   if (outcome.result === "rejected") metrics.rejected.inc({ reason: rejectionReason(outcome.error) });
+}
+
+/**
+ * Sets the "last applied" gauges from the version record's current build, so that they
+ * describe the cluster after a restart too, not only what this process applied.
+ */
+export function observeCurrentBuild(metrics: ListenerMetrics, current: { build: { timestampMs: number }; appliedAt: string } | null): void {
+  if (current === null) return;
+  metrics.lastAppliedBuildTimestamp.set(current.build.timestampMs / 1000);
+  const appliedMs = Date.parse(current.appliedAt);
+  if (Number.isFinite(appliedMs)) metrics.lastAppliedTime.set(appliedMs / 1000);
 }

@@ -105,6 +105,29 @@ describe("metrics and events", () => {
     }
   });
 
+  test("after a restart the last-applied gauges come from the version record", async () => {
+    const ns = await createNamespace("metrics-restart");
+    const queue = await createQueue();
+    const { runListenerOnce } = await import("../helpers/listener-process.ts");
+    await sendBundle(queue.url, [configMap(ns, "a", {})], { timestampMs: 5_000 });
+    expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns })).code).toBe(0);
+    const appliedAt = Date.parse((await readRecord(ns))!.current!.appliedAt) / 1000;
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1" } });
+    try {
+      const port = Number((await listener.waitForLog((l) => l.msg === "listening")).httpPort);
+      const samples = await until("the gauges set from the record", async () => {
+        const s = parsePrometheus(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+        return value(s, "kube_pico_cd_last_applied_build_timestamp_seconds") === undefined ? undefined : s;
+      });
+      expect(value(samples, "kube_pico_cd_last_applied_build_timestamp_seconds")).toBe(5);
+      expect(value(samples, "kube_pico_cd_last_applied_time_seconds")).toBe(appliedAt);
+      expect(value(samples, "kube_pico_cd_deploys_total", { result: "applied" })).toBe(0);
+    } finally {
+      listener.kill("SIGTERM");
+      expect(await listener.exited).toBe(0);
+    }
+  });
+
   test("--no-events creates no Event", async () => {
     const ns = await createNamespace("no-events");
     const queue = await createQueue();

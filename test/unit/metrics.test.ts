@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Counter, createListenerMetrics, formatValue, Gauge, Histogram, observeOutcome, Registry, rejectionReason } from "../../lib/metrics.ts";
+import { Counter, createListenerMetrics, formatValue, Gauge, Histogram, observeCurrentBuild, observeOutcome, Registry, rejectionReason } from "../../lib/metrics.ts";
 
 describe("Registry", () => {
   test("render() writes HELP, TYPE and samples, escaping label values and help text", () => {
@@ -96,5 +96,17 @@ describe("observeOutcome()", () => {
     ]) {
       expect(text).toContain(`${line}\n`);
     }
+  });
+});
+
+describe("observeCurrentBuild()", () => {
+  test("observeCurrentBuild() sets the last-applied gauges from the record's current build, and nothing without one", () => {
+    const m = createListenerMetrics();
+    observeCurrentBuild(m, null);
+    expect(m.registry.render()).not.toMatch(/^kube_pico_cd_last_applied_build_timestamp_seconds /m);
+    observeCurrentBuild(m, { build: { timestampMs: 1_700_000_000_500 }, appliedAt: "2023-11-14T22:13:30.000Z" });
+    const text = m.registry.render();
+    expect(text).toContain("kube_pico_cd_last_applied_build_timestamp_seconds 1700000000.5\n");
+    expect(text).toContain("kube_pico_cd_last_applied_time_seconds 1700000010\n");
   });
 });
