@@ -174,7 +174,7 @@ describe("listener image (root filesystem of the Dockerfile's final stage)", () 
     expect(sizeBytes).toBeLessThan(250e6);
   });
 
-  test("deploys a bundle as 65532 on a read-only root, writes nothing outside /tmp, and exits 0 on SIGTERM", async () => {
+  test("deploys a bundle as 65532 on a read-only root, answers `status` as kubectl exec would run it, writes nothing outside /tmp, and exits 0 on SIGTERM", async () => {
     const ns = await createNamespace("image");
     const queue = await createQueue();
     const sent = await sendBundle(queue.url, [configMap(ns, "from-the-image", { runtime: "distroless" })], { timestampMs: 1_700_000_000_000, commit: "image" });
@@ -212,6 +212,13 @@ describe("listener image (root filesystem of the Dockerfile's final stage)", () 
       expect((await kubectl(["get", "configmap", "from-the-image", "-n", ns, "-o", "jsonpath={.data.runtime}"])).stdout).toBe("distroless");
       await waitFor("the message being deleted", async () => ((await queueDepth(queue.url)).inFlight === 0 ? true : undefined), 10_000, output);
       expect(await queueDepth(queue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
+
+      // `kubectl exec deploy/kube-pico-cd -- /usr/local/bin/kube-pico-cd-listener status`: the
+      // same executable, environment and user, with no shell in the image.
+      const statusCommand = runInRootfs({ rootfs, argv: [...stage.entrypoint, "status"], env, user: stage.user });
+      expect(await statusCommand.exited).toBe(0);
+      expect(statusCommand.stdout).toContain(`Current build: ${sent.build.id}`);
+      expect(statusCommand.stderr.join("")).toBe("");
 
       process.kill(pid, "SIGTERM");
       expect(await container.exited).toBe(0);
