@@ -170,7 +170,12 @@ describe("listener: ordering inside a bundle", () => {
     const run = await runListenerOnce({ queueUrl: queue.url, namespace: ns });
     expect(run.code).toBe(0);
     expect((await kubectl(["get", "crd", `bigs.${group}`, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"])).stdout).toBe("True");
-    expect((await readRecord(ns))?.current?.objectCount).toBe(1);
+    const record = await readRecord(ns);
+    if (!record?.current) {
+      // Seen once under heavy load: the CRD applied, yet no current build. Show why.
+      throw new Error(`no current build recorded; history ${JSON.stringify(record?.history)}; listener log:\n${run.lines.filter((l) => l.level !== "debug").map((l) => JSON.stringify(l)).join("\n")}\n${run.other.join("")}`);
+    }
+    expect(record.current.objectCount).toBe(1);
     await kubectl(["delete", "crd", `bigs.${group}`, "--wait=false"]);
   });
 });
