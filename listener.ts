@@ -153,6 +153,19 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
     if (config.trustedKeys.size === 0) {
       logger.warn("no trusted keys: signatures are not checked, so anyone who can send to the queue can change this cluster; set KUBE_PICO_CD_TRUSTED_KEYS (see docs/security.md)");
     }
+    // What the deployer and a drift pass share: where the record, lock and kept bundle live, and how to apply.
+    const applying = {
+      kubectl,
+      namespace: config.namespace,
+      stateName: config.stateConfigMap,
+      lockName: config.lockLease,
+      bundleSecret: config.bundleSecret,
+      leaseDurationSeconds: config.leaseDurationSeconds,
+      fieldManager: config.fieldManager,
+      forceConflicts: config.forceConflicts,
+      applyTimeoutMs: config.applyTimeoutMs,
+      maxDecompressedBytes: config.maxDecompressedBytes,
+    };
     const consumer = new Consumer({
       sqs,
       queueUrl,
@@ -163,19 +176,10 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
       onReceive: () => (readiness.lastSqsOkMs = Date.now()),
       onSqsError: (operation) => operations.metrics.sqsErrors.inc({ operation }),
       handler: createDeployer({
-        kubectl,
-        namespace: config.namespace,
+        ...applying,
         logger,
         target: config.target,
-        stateName: config.stateConfigMap,
-        lockName: config.lockLease,
-        bundleSecretName: config.bundleSecret,
-        leaseDurationSeconds: config.leaseDurationSeconds,
         historyLimit: config.historyLimit,
-        fieldManager: config.fieldManager,
-        forceConflicts: config.forceConflicts,
-        applyTimeoutMs: config.applyTimeoutMs,
-        maxDecompressedBytes: config.maxDecompressedBytes,
         retryBaseSeconds: config.retryBaseSeconds,
         retryMaxSeconds: config.retryMaxSeconds,
         // Who signed it first, then what it holds: both before anything is applied.
@@ -195,21 +199,12 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
     });
     if (config.driftIntervalMs !== undefined && !config.once) {
       drift = startDriftCorrection({
-        kubectl,
-        namespace: config.namespace,
+        ...applying,
         logger,
         intervalMs: config.driftIntervalMs,
         signal: stop.signal,
         graceMs: config.shutdownGraceMs,
         onPass: (result) => operations.metrics.driftPasses.inc({ result }),
-        stateName: config.stateConfigMap,
-        lockName: config.lockLease,
-        bundleSecret: config.bundleSecret,
-        leaseDurationSeconds: config.leaseDurationSeconds,
-        fieldManager: config.fieldManager,
-        forceConflicts: config.forceConflicts,
-        applyTimeoutMs: config.applyTimeoutMs,
-        maxDecompressedBytes: config.maxDecompressedBytes,
       });
     }
     stop.signal.addEventListener("abort", () => void consumer.stop(config.shutdownGraceMs), { once: true });

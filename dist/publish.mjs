@@ -38586,6 +38586,14 @@ class QueueSendError extends KubePicoCdError {
     this.queue = queue;
   }
 }
+class ResultRejectedError extends KubePicoCdError {
+  name = "ResultRejectedError";
+  reason;
+  constructor(reason, message, options) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
 
 // lib/kubectl.ts
 import { Buffer as Buffer2 } from "node:buffer";
@@ -39163,6 +39171,7 @@ var outcomeSchema = object({
   buildId: string2().optional(),
   timestampMs: number2().int().nonnegative().optional(),
   commit: string2().optional(),
+  target: string2().optional(),
   digest: string2().optional(),
   messageId: string2().optional(),
   durationMs: number2().nonnegative().optional(),
@@ -39214,15 +39223,6 @@ var resultSchema = strictObject({
   receiveCount: int().min(1).optional(),
   willRetry: boolean2().optional()
 });
-
-class ResultRejectedError extends KubePicoCdError {
-  name = "ResultRejectedError";
-  reason;
-  constructor(reason, message, options) {
-    super(message, options);
-    this.reason = reason;
-  }
-}
 function decodeResult(body) {
   let parsed;
   try {

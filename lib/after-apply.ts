@@ -15,7 +15,7 @@ import type { KubectlTarget } from "./kubectl.ts";
 import type { Logger } from "./log.ts";
 import type { DecodedMessage } from "./message.ts";
 import { pruneObjects } from "./prune.ts";
-import { objectRef, waitForHealth, type HealthResult } from "./rollout.ts";
+import { objectRef, waitForHealth } from "./rollout.ts";
 import type { Outcome, RecordedObject } from "./state.ts";
 
 /** What the deployer hands over after an apply. */
@@ -54,23 +54,19 @@ export interface AfterApplyOptions {
   stopSignal?: AbortSignal;
   /** Keeps the applied bundle for drift correction; returns a warning when it could not. */
   keepBundle?: (decoded: DecodedMessage, signal: AbortSignal) => Promise<string | undefined>;
-  /** Told about the health verdict and what was pruned (metrics). */
-  onHealth?: (health: HealthResult) => void;
-  onPruned?: (count: number) => void;
 }
 
 /** The `afterApply` step of the deployer. */
 export function createAfterApply(options: AfterApplyOptions): (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult> {
-  const { kubectl, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle, onHealth, onPruned } = options;
+  const { kubectl, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle } = options;
   return async ({ decoded, inventory, previousInventory, log }, signal) => {
     const outcome: Partial<Outcome> = {};
     const warnings: string[] = [];
-    let recorded: RecordedObject[] = [...inventory];
+    let recorded: RecordedObject[];
 
     if (waitHealth) {
       const health = await waitForHealth(inventory, { kubectl, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal });
       outcome.health = health;
-      onHealth?.(health);
       const fields = { health: health.status, checked: health.checked, durationMs: health.durationMs, object: health.object, reason: health.reason };
       if (health.status === "Healthy") log.info("workloads healthy", fields);
       else log.warn(`workloads not healthy: ${health.status}`, fields);
@@ -89,7 +85,6 @@ export function createAfterApply(options: AfterApplyOptions): (applied: AppliedB
       if (result.kept.length > 0) outcome.kept = result.kept;
       for (const f of result.failed) warnings.push(`prune of ${objectRef(f.object)} failed (kept in the inventory for the next deploy): ${f.error}`);
       recorded = [...inventory, ...result.failed.map((f) => f.object)];
-      onPruned?.(result.pruned.length);
       if (result.pruned.length + result.kept.length + result.failed.length > 0) {
         log.info("pruned objects that left the bundle", {
           pruned: result.pruned.map(objectRef),

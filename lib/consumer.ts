@@ -62,8 +62,6 @@ export interface ConsumerOptions {
   once?: boolean;
   /** Called after every successful receive (for readiness). */
   onReceive?: () => void;
-  /** Called when a receive fails (for readiness and metrics). */
-  onReceiveError?: (error: unknown) => void;
   /** Called for every failed SQS call, receive included, by its operation name (metrics). */
   onSqsError?: (operation: "ReceiveMessage" | "DeleteMessageBatch" | "ChangeMessageVisibilityBatch", error: unknown) => void;
   /** Backoff after failed receives, in milliseconds. Defaults 1000 and 60000. */
@@ -74,7 +72,7 @@ export interface ConsumerOptions {
 const MAX_VISIBILITY_SECONDS = 43_200;
 
 export class Consumer {
-  readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onReceiveError" | "onSqsError">> & Pick<ConsumerOptions, "onReceive" | "onReceiveError" | "onSqsError">;
+  readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onSqsError">> & Pick<ConsumerOptions, "onReceive" | "onSqsError">;
   /** Aborts receives and sleeps: receiving stops. */
   readonly #stopReceiving = new AbortController();
   /** Aborts the handler (kills kubectl): only when the grace period ran out. */
@@ -150,7 +148,6 @@ export class Consumer {
         this.#options.onReceive?.();
       } catch (error) {
         if (stop.aborted) break;
-        this.#options.onReceiveError?.(error);
         this.#options.onSqsError?.("ReceiveMessage", error);
         const waitMs = backoff.next();
         logger.warn("receiving from SQS failed; backing off", { queueUrl, error: error as Error, attempt: backoff.attempt, retryInMs: waitMs });

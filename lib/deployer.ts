@@ -38,7 +38,7 @@ export interface DeployerOptions {
   stateName?: string;
   lockName?: string;
   /** The Secret keeping the bundle for drift correction (lib/drift.ts); a bundle may not overwrite it. Default "kube-pico-cd-bundle". */
-  bundleSecretName?: string;
+  bundleSecret?: string;
   leaseDurationSeconds?: number;
   /** How long to wait for another replica's deploy to finish, in ms. Default 120000. */
   lockWaitMs?: number;
@@ -101,7 +101,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     target,
     stateName,
     lockName,
-    bundleSecretName = DEFAULT_BUNDLE_SECRET,
+    bundleSecret = DEFAULT_BUNDLE_SECRET,
     leaseDurationSeconds = 30,
     lockWaitMs = 120_000,
     historyLimit = 20,
@@ -134,7 +134,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (decoded.objects.length === 0 && !allowEmptyBundle) {
         return { message, reason: "empty-bundle", error: "The bundle holds no objects; applying it would leave the cluster as it is and prune nothing, so it is refused (start the listener with --allow-empty-bundle to accept it)", refused: decoded };
       }
-      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE, bundleSecretName));
+      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE, bundleSecret));
       if (protectedObject) {
         return {
           message,
@@ -181,7 +181,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     const rejectedOutcomes: Outcome[] = rejected.map((r) => ({
       result: "rejected",
       time: iso(),
-      ...(r.refused ? { buildId: r.refused.build.id, timestampMs: r.refused.build.timestampMs, ...(r.refused.build.commit === undefined ? {} : { commit: r.refused.build.commit }), digest: r.refused.digest } : {}),
+      ...(r.refused ? buildFields(r.refused) : {}),
       messageId: r.message.messageId,
       error: `${r.reason}: ${r.error}`,
     }));
@@ -212,10 +212,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       const outcomeOf = (a: Accepted, result: Outcome["result"], extra: Partial<Outcome> = {}): Outcome => ({
         result,
         time: iso(),
-        buildId: a.decoded.build.id,
-        timestampMs: a.decoded.build.timestampMs,
-        ...(a.decoded.build.commit === undefined ? {} : { commit: a.decoded.build.commit }),
-        digest: a.decoded.digest,
+        ...buildFields(a.decoded),
         messageId: a.message.messageId,
         ...extra,
       });
@@ -236,14 +233,15 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
           outcomes.push(outcomeOf(newest, order === 0 ? "duplicate" : "superseded"));
           decisions.set(newest.message.messageId, { action: "delete" });
         } else {
-          const pickupMs = newest.message.sentTimestampMs === undefined ? undefined : now() - newest.message.sentTimestampMs;
+          const pickupMs = newest.message.sentTimestampMs === undefined ? undefined : Math.max(0, now() - newest.message.sentTimestampMs);
+          const pickup = pickupMs === undefined ? {} : { pickupMs };
           log.info("applying build", { objects: newest.decoded.objects.length, recordedBuild: stored.current?.build.id ?? null, pickupMs, receiveCount: newest.message.receiveCount });
           const started = now();
           try {
             const result = await applyObjects(newest.decoded.objects, { kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: lockSignal });
             log.info("build applied", { objects: result.inventory.length, durationMs: result.durationMs, phases: result.phases.map((p) => `${p.phase}:${p.durationMs}`) });
             const after = await afterApply?.({ decoded: newest.decoded, inventory: result.inventory, previousInventory: stored.inventory, log }, lockSignal);
-            const extra: Partial<Outcome> = { durationMs: result.durationMs, objects: result.inventory.length, ...(pickupMs === undefined ? {} : { pickupMs: Math.max(0, pickupMs) }), ...after?.outcome };
+            const extra: Partial<Outcome> = { durationMs: result.durationMs, objects: result.inventory.length, ...pickup, ...after?.outcome };
             applied = { newest, result, after, extra };
             decisions.set(newest.message.messageId, { action: "delete" });
           } catch (error) {
@@ -253,7 +251,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
             const text = redacted.message;
             const delaySeconds = retryDelaySeconds(newest.message);
             log.error("applying build failed; the message stays for a retry", { error: redacted, retryInSeconds: delaySeconds, receiveCount: newest.message.receiveCount });
-            outcomes.push(outcomeOf(newest, "failed", { durationMs: now() - started, error: text, ...(pickupMs === undefined ? {} : { pickupMs: Math.max(0, pickupMs) }) }));
+            outcomes.push(outcomeOf(newest, "failed", { durationMs: now() - started, error: text, ...pickup }));
             decisions.set(newest.message.messageId, { action: "retry", delaySeconds });
           }
         }
@@ -318,6 +316,18 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     } finally {
       await lock?.release().catch((error: unknown) => logger.warn("releasing the deploy lock failed; it expires by itself", { error: error as Error }));
     }
+  };
+}
+
+/** What an outcome says of a decoded message's build, so the history and results name it. */
+function buildFields(decoded: DecodedMessage): Pick<Outcome, "buildId" | "timestampMs" | "commit" | "target" | "digest"> {
+  const { build, digest, target } = decoded;
+  return {
+    buildId: build.id,
+    timestampMs: build.timestampMs,
+    ...(build.commit === undefined ? {} : { commit: build.commit }),
+    ...(target === undefined ? {} : { target }),
+    digest,
   };
 }
 

@@ -22,7 +22,6 @@
  * would push deploys out.
  */
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { applyObjects } from "./apply.ts";
@@ -33,7 +32,7 @@ import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 import { tryAcquireLock, type HeldLock } from "./lock.ts";
 import type { Logger } from "./log.ts";
 import type { DecodedMessage } from "./message.ts";
-import { DEFAULT_MAX_DECOMPRESSED_BYTES } from "./message.ts";
+import { DEFAULT_MAX_DECOMPRESSED_BYTES, sha256Hex } from "./message.ts";
 import { redactError } from "./policy.ts";
 import { readState, type CurrentBuild } from "./state.ts";
 
@@ -422,10 +421,6 @@ export function startDriftCorrection(options: DriftCorrectionOptions): Promise<v
     }
     log.info("drift correction stopped");
   })();
-}
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 function decodeBase64(text: string | undefined): string | undefined {

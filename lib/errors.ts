@@ -222,3 +222,16 @@ export class KeptBundleError extends KubePicoCdError {
     this.secretName = where.secretName;
   }
 }
+
+/** Why lib/result.ts refused a result body. */
+export type ResultRejectedReason = "invalid-json" | "schema" | "unsupported-kind" | "unsupported-version";
+
+/** A body is not a result message (lib/result.ts) this reader understands; `reason` says why. */
+export class ResultRejectedError extends KubePicoCdError {
+  override name = "ResultRejectedError";
+  readonly reason: ResultRejectedReason;
+  constructor(reason: ResultRejectedReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}

@@ -126,8 +126,8 @@ const v1Schema = z.strictObject({
   signature: signatureSchema.optional(),
 });
 
-/** Lowercase hex SHA-256. */
-function sha256Hex(bytes: Uint8Array | string): string {
+/** Lowercase hex SHA-256 (of UTF-8 text, for a string). */
+export function sha256Hex(bytes: Uint8Array | string): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 

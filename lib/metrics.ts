@@ -80,43 +80,42 @@ abstract class Metric {
   }
 }
 
+/** One number per label set: what counters and gauges have in common. */
+abstract class ValueMetric extends Metric {
+  protected readonly values = new Map<string, { labels: Labels; value: number }>();
+
+  render(): string[] {
+    return [...this.header(), ...[...this.values.values()].map((e) => `${this.name}${labelText(e.labels)} ${formatValue(e.value)}`)];
+  }
+}
+
 /** A value that only goes up. */
-export class Counter extends Metric {
+export class Counter extends ValueMetric {
   readonly type = "counter" as const;
-  readonly #values = new Map<string, { labels: Labels; value: number }>();
 
   /** Adds `by` (default 1, never negative) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
     if (!(Number.isFinite(by) && by >= 0)) throw new RangeError(`Cannot increase ${this.name} as 'by' must be a non-negative finite number: current value is ${by}`);
     const l = this.checked(labels);
     const key = seriesKey(this.labelNames, l);
-    const entry = this.#values.get(key) ?? { labels: l, value: 0 };
+    const entry = this.values.get(key) ?? { labels: l, value: 0 };
     entry.value += by;
-    this.#values.set(key, entry);
+    this.values.set(key, entry);
   }
 
   /** The current value of a series (0 when never increased). */
   get(labels: Labels = {}): number {
-    return this.#values.get(seriesKey(this.labelNames, this.checked(labels)))?.value ?? 0;
-  }
-
-  render(): string[] {
-    return [...this.header(), ...[...this.#values.values()].map((e) => `${this.name}${labelText(e.labels)} ${formatValue(e.value)}`)];
+    return this.values.get(seriesKey(this.labelNames, this.checked(labels)))?.value ?? 0;
   }
 }
 
 /** A value that goes up and down; a series appears once it is set. */
-export class Gauge extends Metric {
+export class Gauge extends ValueMetric {
   readonly type = "gauge" as const;
-  readonly #values = new Map<string, { labels: Labels; value: number }>();
 
   set(value: number, labels: Labels = {}): void {
     const l = this.checked(labels);
-    this.#values.set(seriesKey(this.labelNames, l), { labels: l, value });
-  }
-
-  render(): string[] {
-    return [...this.header(), ...[...this.#values.values()].map((e) => `${this.name}${labelText(e.labels)} ${formatValue(e.value)}`)];
+    this.values.set(seriesKey(this.labelNames, l), { labels: l, value });
   }
 }
 

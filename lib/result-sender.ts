@@ -9,11 +9,11 @@
  * dropped; the whole effort is bounded (under 15 s with the defaults) so that a shutdown, which waits
  * for pending results, is not held up for long.
  */
-import { createHash } from "node:crypto";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { backoffDelayMs, delay } from "./backoff.ts";
 import type { ReceivedMessage } from "./consumer.ts";
 import type { Logger } from "./log.ts";
+import { sha256Hex } from "./message.ts";
 import type { OutcomeListener } from "./operations.ts";
 import { encodeResult, resultFromOutcome } from "./result.ts";
 import { isFifoQueue, messageGroupIdProblem, parseQueueRef, resolveQueueUrl, sendBody, type QueueRef } from "./sqs-send.ts";
@@ -53,12 +53,9 @@ export function createResultSender(options: ResultSenderOptions): OutcomeListene
   let resolvedUrl: string | undefined;
 
   return async (outcome: Outcome, message: ReceivedMessage | undefined) => {
-    const facts = message === undefined ? {} : bodyFacts(message.body);
     const result = resultFromOutcome(outcome, {
       queue: deployQueueName,
       namespace,
-      commit: facts.commit,
-      target: facts.target,
       receiveCount: message?.receiveCount,
       maxReceiveCount: maxReceiveCount?.(),
     });
@@ -98,41 +95,4 @@ export function createResultSender(options: ResultSenderOptions): OutcomeListene
 function queueName(queue: string): string {
   const ref = parseQueueRef(queue);
   return "problem" in ref ? queue : ref.name;
-}
-
-function sha256Hex(text: string): string {
-  return createHash("sha256").update(text, "utf8").digest("hex");
-}
-
-/**
- * The commit and target of a deploy message, read from its JSON without inflating the
- * manifests (the deployer decoded it already; this only picks two informational fields).
- * Version 1 bodies, legacy bodies and one SNS envelope, as lib/message.ts accepts them.
- */
-export function bodyFacts(body: string): { commit?: string; target?: string } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return {};
-  }
-  if (isRecord(parsed) && parsed["Type"] === "Notification" && typeof parsed["Message"] === "string") {
-    try {
-      parsed = JSON.parse(parsed["Message"]);
-    } catch {
-      return {};
-    }
-  }
-  if (!isRecord(parsed)) return {};
-  const facts: { commit?: string; target?: string } = {};
-  const build = parsed["build"];
-  const data = parsed["data"];
-  if (isRecord(build) && typeof build["commit"] === "string" && build["commit"] !== "") facts.commit = build["commit"];
-  else if (isRecord(data) && typeof data["COMMIT_HASH"] === "string" && data["COMMIT_HASH"] !== "" && data["COMMIT_HASH"] !== "undefined") facts.commit = data["COMMIT_HASH"];
-  if (typeof parsed["target"] === "string" && parsed["target"] !== "") facts.target = parsed["target"];
-  return facts;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -8,8 +8,10 @@
  * keys), and decides with {@link resultSucceeded} whether the deploy went well.
  */
 import { z } from "zod";
-import { KubePicoCdError } from "./errors.ts";
+import { ResultRejectedError } from "./errors.ts";
 import { outcomeResults, type Outcome } from "./state.ts";
+
+export { ResultRejectedError, type ResultRejectedReason } from "./errors.ts";
 
 /** The `kind` of every result message. */
 export const RESULT_KIND = "kube-pico-cd.result";
@@ -64,19 +66,6 @@ const resultSchema = z.strictObject({
 
 /** A result message, as encoded and decoded. */
 export type ResultMessage = z.infer<typeof resultSchema>;
-
-/** Why {@link decodeResult} refused a body. */
-export type ResultRejectedReason = "invalid-json" | "schema" | "unsupported-kind" | "unsupported-version";
-
-/** A body is not a result message this reader understands; `reason` says why. */
-export class ResultRejectedError extends KubePicoCdError {
-  override name = "ResultRejectedError";
-  readonly reason: ResultRejectedReason;
-  constructor(reason: ResultRejectedReason, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.reason = reason;
-  }
-}
 
 /**
  * The JSON body of a result, keys in the documented order.
@@ -135,9 +124,6 @@ export interface ResultContext {
   queue: string;
   /** The listener's namespace. */
   namespace: string;
-  /** From the deploy message's body, when it had them. */
-  commit?: string | undefined;
-  target?: string | undefined;
   /** ApproximateReceiveCount of the deploy message; 1 when unknown. */
   receiveCount?: number | undefined;
   /** The deploy queue's redrive maxReceiveCount, when known: no retry after that many receives. */
@@ -159,9 +145,9 @@ export function resultFromOutcome(outcome: Outcome, context: ResultContext): Res
     kind: RESULT_KIND,
     version: RESULT_VERSION,
     messageId,
-    build: { id: buildId, timestampMs, ...(context.commit ? { commit: context.commit } : {}) },
+    build: { id: buildId, timestampMs, ...(outcome.commit ? { commit: outcome.commit } : {}) },
     digest,
-    ...(context.target ? { target: context.target } : {}),
+    ...(outcome.target ? { target: outcome.target } : {}),
     queue: context.queue,
     namespace: context.namespace,
     result: outcome.result,

@@ -17,6 +17,7 @@
  * that object and the reason. Other kinds are not checked. A failed `kubectl get` is retried
  * until the budget runs out; it never fails the deploy.
  */
+import { groupOf } from "./apply.ts";
 import { delay } from "./backoff.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 import type { RecordedObject } from "./state.ts";
@@ -121,9 +122,7 @@ function notObserved(object: unknown): ObjectHealth | undefined {
  * Kinds that are not checked are ready.
  */
 export function objectHealth(object: unknown): ObjectHealth {
-  const kind = field(object, "kind");
-  const group = String(field(object, "apiVersion") ?? "").split("/").slice(0, -1).join("/");
-  switch (`${group}/${String(kind)}`) {
+  switch (`${groupOf(String(field(object, "apiVersion") ?? ""))}/${String(field(object, "kind"))}`) {
     case "apps/Deployment":
       return deploymentHealth(object);
     case "apps/StatefulSet":
@@ -218,8 +217,7 @@ export function itemsOfGetOutput(stdout: string): unknown[] {
 
 /** The key of a live object, as {@link objectRef} makes it. */
 export function liveRef(object: unknown): string {
-  const apiVersion = String(field(object, "apiVersion") ?? "");
-  const group = apiVersion.includes("/") ? apiVersion.slice(0, apiVersion.lastIndexOf("/")) : "";
+  const group = groupOf(String(field(object, "apiVersion") ?? ""));
   const namespace = field(object, "metadata", "namespace");
   return `${group}/${String(field(object, "kind"))}/${typeof namespace === "string" ? namespace : ""}/${String(field(object, "metadata", "name"))}`;
 }

@@ -83,6 +83,8 @@ const outcomeSchema = z.object({
   timestampMs: z.number().int().nonnegative().optional(),
   /** The build's commit, so the history shows what each build was (a rollback reuses one). */
   commit: z.string().optional(),
+  /** The message's target, when it named one (a rejection for another target shows which). */
+  target: z.string().optional(),
   digest: z.string().optional(),
   messageId: z.string().optional(),
   durationMs: z.number().nonnegative().optional(),

@@ -43,8 +43,8 @@ export interface StatusOptions {
   kubectl: string;
   kubeconfig?: string;
   json: boolean;
-  /** History rows shown; absent: all. */
-  limit?: number;
+  /** History rows shown, newest first. */
+  limit: number;
   help: boolean;
 }
 
@@ -74,9 +74,8 @@ export function parseStatusOptions(
   const d = result.data;
   const namespace = d.help ? (d.namespace ?? "") : resolveNamespace(d.namespace, readNamespaceFile);
   if (namespace === undefined) throw new ConfigError([NAMESPACE_MISSING_PROBLEM]);
-  const options: StatusOptions = { namespace, stateConfigMap: d["state-configmap"], kubectl: d.kubectl, json: d.json, help: d.help };
+  const options: StatusOptions = { namespace, stateConfigMap: d["state-configmap"], kubectl: d.kubectl, json: d.json, limit: d.limit, help: d.help };
   if (d.kubeconfig !== undefined) options.kubeconfig = d.kubeconfig;
-  if (d.limit !== undefined) options.limit = d.limit;
   return options;
 }
 
@@ -268,8 +267,7 @@ export async function runStatus(argv: readonly string[], env: Readonly<Record<st
     options = parseStatusOptions(argv, env, io.readNamespaceFile);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    // node:util's parseArgs explains some mistakes over several lines.
-    for (const problem of error.problems) io.stderr(`listener status: ${oneLine(problem, Number.MAX_SAFE_INTEGER)}\n`);
+    for (const problem of error.problems) io.stderr(`listener status: ${problem}\n`);
     return 1;
   }
   if (options.help) {
@@ -290,7 +288,7 @@ export async function runStatus(argv: readonly string[], env: Readonly<Record<st
     io.stderr(`listener status: ${oneLine(error.message, Number.MAX_SAFE_INTEGER)}\n`);
     return 2;
   }
-  const limit = options.limit === undefined ? {} : { limit: options.limit };
+  const limit = { limit: options.limit };
   io.stdout(options.json ? statusJson(record, where, limit) : formatStatus(record, where, limit));
   return 0;
 }

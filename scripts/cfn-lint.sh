@@ -12,23 +12,9 @@ version=1.58.0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${KUBE_PICO_CD_CFN_LINT_VENV:-$root/.venv-cfn-lint}"
 
-installed() {
-  [ "$("$venv/bin/cfn-lint" --version 2>/dev/null)" = "cfn-lint $version" ]
-}
-
-if ! installed; then
-  mkdir -p "$(dirname "$venv")"
-  # Two runs at once (a test and a person) must not build the same venv concurrently.
-  exec 9>"$venv.lock"
-  flock 9
-  if ! installed; then
-    echo "cfn-lint: installing cfn-lint==$version into $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "cfn-lint==$version" >&2
-  fi
-  flock -u 9
-fi
+# shellcheck source=python-venv.sh
+source "$root/scripts/python-venv.sh"
+ensure_venv "$venv" cfn-lint "$version"
 
 if [ $# -eq 0 ]; then
   set -- "$root"/deploy/aws/*.yaml

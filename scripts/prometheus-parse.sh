@@ -11,23 +11,9 @@ version=0.26.0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${KUBE_PICO_CD_PROMETHEUS_VENV:-$root/.venv-prometheus}"
 
-installed() {
-  [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("prometheus_client"))' 2>/dev/null)" = "$version" ]
-}
-
-if ! installed; then
-  mkdir -p "$(dirname "$venv")"
-  # Two runs at once must not build the same venv concurrently.
-  exec 9>"$venv.lock"
-  flock 9
-  if ! installed; then
-    echo "prometheus-parse: installing prometheus_client==$version into $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "prometheus_client==$version" >&2
-  fi
-  flock -u 9
-fi
+# shellcheck source=python-venv.sh
+source "$root/scripts/python-venv.sh"
+ensure_venv "$venv" prometheus_client "$version"
 
 exec "$venv/bin/python" -c '
 import json, sys

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { testEnv } from "../env/testenv.ts";
+import { awsTestEnv } from "./run.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -42,14 +43,8 @@ export interface StartListenerOptions {
 export async function listenerEnv(options: StartListenerOptions): Promise<Record<string, string>> {
   const env = await testEnv();
   return {
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? "/tmp",
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
-    AWS_REGION: env.region,
-    AWS_EC2_METADATA_DISABLED: "true",
+    ...(await awsTestEnv()),
     KUBE_PICO_CD_QUEUE: options.queueUrl,
-    KUBE_PICO_CD_SQS_ENDPOINT: env.sqsEndpoint,
     KUBE_PICO_CD_NAMESPACE: options.namespace,
     KUBE_PICO_CD_KUBECTL: env.kubectl,
     KUBE_PICO_CD_KUBECONFIG: options.kubeconfig ?? env.kubeconfig,

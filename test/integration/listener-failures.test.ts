@@ -167,11 +167,13 @@ describe("listener: other message formats", () => {
   test("a message for another target is rejected and nothing of it is applied", async () => {
     const ns = await createNamespace("target");
     const queue = await createQueue();
-    await sendBundle(queue.url, [configMap(ns, "app", { v: "x" })], { timestampMs: 3_000 }, "staging");
+    const sent = await sendBundle(queue.url, [configMap(ns, "app", { v: "x" })], { timestampMs: 3_000, commit: "c0ffee" }, "staging");
     await runListenerOnce({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_TARGET: "production" } });
     expect((await kubectl(["get", "configmap", "app", "-n", ns])).code).not.toBe(0);
     const record = await readRecord(ns);
     expect(record?.history[0]?.result).toBe("rejected");
+    // The history names the build and the target it was meant for.
+    expect(record?.history[0]).toMatchObject({ buildId: sent.build.id, commit: "c0ffee", target: "staging", digest: sent.digest });
     expect(record?.history[0]?.error).toBe('target: The message is for target "staging" but this listener has target "production"');
   });
 

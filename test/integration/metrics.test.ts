@@ -12,8 +12,9 @@ import { describe, expect, test } from "bun:test";
 import type { KubeObject } from "../../lib/bundle.ts";
 import { createNamespace, createQueue, kubectl } from "../env/testenv.ts";
 import { configMap, queueDepth, sendBundle, sendRaw } from "../helpers/bundles.ts";
-import { startListener } from "../helpers/listener-process.ts";
+import { runListenerOnce, startListener, type StartListenerOptions } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
+import { closedPort, kubeconfigFor } from "../helpers/unreachable.ts";
 import { until } from "../helpers/until.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -36,6 +37,25 @@ function parsePrometheus(text: string): Sample[] {
 const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 
+/**
+ * Runs `check` against a listener serving /metrics on 127.0.0.1, then stops it with SIGTERM
+ * and expects exit 0. `scrape()` fetches and parses /metrics; `response()` is the raw answer.
+ */
+async function withMetricsListener(
+  options: StartListenerOptions,
+  check: (metrics: { scrape: () => Promise<Sample[]>; response: () => Promise<Response> }) => Promise<void>,
+): Promise<void> {
+  const listener = await startListener({ ...options, env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1", ...options.env } });
+  try {
+    const port = Number((await listener.waitForLog((l) => l.msg === "listening")).httpPort);
+    const response = () => fetch(`http://127.0.0.1:${port}/metrics`);
+    await check({ response, scrape: async () => parsePrometheus(await (await response()).text()) });
+  } finally {
+    listener.kill("SIGTERM");
+    expect(await listener.exited).toBe(0);
+  }
+}
+
 const brokenDeployment = (ns: string): KubeObject =>
   ({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } }) as unknown as KubeObject;
 
@@ -45,13 +65,8 @@ describe("metrics and events", () => {
     parsePrometheus("# TYPE warm gauge\nwarm 1\n");
     const ns = await createNamespace("metrics");
     const queue = await createQueue({ deadLetter: { maxReceiveCount: 2 } });
-    const listener = await startListener({
-      queueUrl: queue.url,
-      namespace: ns,
-      env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1", KUBE_PICO_CD_RETRY_BASE_SECONDS: "0", KUBE_PICO_CD_RETRY_MAX_SECONDS: "0" },
-    });
-    try {
-      const port = Number((await listener.waitForLog((l) => l.msg === "listening")).httpPort);
+    const env = { KUBE_PICO_CD_RETRY_BASE_SECONDS: "0", KUBE_PICO_CD_RETRY_MAX_SECONDS: "0" };
+    await withMetricsListener({ queueUrl: queue.url, namespace: ns, env }, async ({ scrape, response: metricsResponse }) => {
       const applied = await sendBundle(queue.url, [configMap(ns, "app", { v: "1" })], { timestampMs: 1_000 });
       await until("the build applied", async () => (await readRecord(ns))?.current?.build.id === applied.build.id);
       await sendRaw(queue.url, "this is { not json");
@@ -65,13 +80,12 @@ describe("metrics and events", () => {
       });
       // Outcome listeners run after the record is written: give them a moment to count.
       await until("the metrics count four outcomes", async () => {
-        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-        const s = parsePrometheus(text);
+        const s = await scrape();
         const total = ["applied", "failed", "rejected", "superseded", "duplicate"].reduce((n, result) => n + (value(s, "kube_pico_cd_deploys_total", { result }) ?? 0), 0);
         return total === 4;
       });
 
-      const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+      const response = await metricsResponse();
       expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
       const samples = parsePrometheus(await response.text());
       for (const result of ["applied", "failed", "rejected", "superseded", "duplicate"]) {
@@ -99,39 +113,45 @@ describe("metrics and events", () => {
       // kubectl describe finds them through the uid, as an operator would look.
       const described = await kubectl(["describe", "configmap", "kube-pico-cd-state", "-n", ns]);
       expect(described.stdout).toContain("ApplyFailed");
-    } finally {
-      listener.kill("SIGTERM");
-      expect(await listener.exited).toBe(0);
-    }
+    });
   });
 
   test("after a restart the last-applied gauges come from the version record", async () => {
     const ns = await createNamespace("metrics-restart");
     const queue = await createQueue();
-    const { runListenerOnce } = await import("../helpers/listener-process.ts");
     await sendBundle(queue.url, [configMap(ns, "a", {})], { timestampMs: 5_000 });
     expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns })).code).toBe(0);
     const appliedAt = Date.parse((await readRecord(ns))!.current!.appliedAt) / 1000;
-    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1" } });
-    try {
-      const port = Number((await listener.waitForLog((l) => l.msg === "listening")).httpPort);
+    await withMetricsListener({ queueUrl: queue.url, namespace: ns }, async ({ scrape }) => {
       const samples = await until("the gauges set from the record", async () => {
-        const s = parsePrometheus(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+        const s = await scrape();
         return value(s, "kube_pico_cd_last_applied_build_timestamp_seconds") === undefined ? undefined : s;
       });
       expect(value(samples, "kube_pico_cd_last_applied_build_timestamp_seconds")).toBe(5);
       expect(value(samples, "kube_pico_cd_last_applied_time_seconds")).toBe(appliedAt);
       expect(value(samples, "kube_pico_cd_deploys_total", { result: "applied" })).toBe(0);
-    } finally {
-      listener.kill("SIGTERM");
-      expect(await listener.exited).toBe(0);
-    }
+    });
+  });
+
+  test("failed SQS calls and an unreachable API server are counted by operation", async () => {
+    const ns = await createNamespace("metrics-errors");
+    const queue = await createQueue();
+    // Nothing listens on either port: every receive and every API probe fails.
+    const env = { KUBE_PICO_CD_SQS_ENDPOINT: `http://127.0.0.1:${await closedPort()}` };
+    await withMetricsListener({ queueUrl: queue.url, namespace: ns, kubeconfig: kubeconfigFor(await closedPort()), env }, async ({ scrape }) => {
+      const samples = await until("a failed receive and a failed API probe counted", async () => {
+        const s = await scrape();
+        const receive = value(s, "kube_pico_cd_sqs_errors_total", { operation: "ReceiveMessage" }) ?? 0;
+        const readyz = value(s, "kube_pico_cd_api_errors_total", { operation: "readyz" }) ?? 0;
+        return receive >= 1 && readyz >= 1 ? s : undefined;
+      });
+      expect(value(samples, "kube_pico_cd_deploys_total", { result: "applied" })).toBe(0);
+    });
   });
 
   test("--no-events creates no Event", async () => {
     const ns = await createNamespace("no-events");
     const queue = await createQueue();
-    const { runListenerOnce } = await import("../helpers/listener-process.ts");
     await sendBundle(queue.url, [configMap(ns, "a", {})], { timestampMs: 1_000 });
     expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns, args: ["--no-events"] })).code).toBe(0);
     expect((await readRecord(ns))?.history[0]?.result).toBe("applied");

@@ -5,7 +5,6 @@
  * own messages and exits with them.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -14,9 +13,10 @@ import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } 
 import { stringify } from "yaml";
 import type { KubeObject } from "../../lib/bundle.ts";
 import { decodeResult, encodeResult, type ResultMessage } from "../../lib/result.ts";
-import { createNamespace, createQueue, sqsClient, testEnv } from "../env/testenv.ts";
+import { createNamespace, createQueue, sqsClient } from "../env/testenv.ts";
 import { configMap } from "../helpers/bundles.ts";
 import { startListener, type ListenerProcess } from "../helpers/listener-process.ts";
+import { awsTestEnv, runProcess, type ProcessRun } from "../helpers/run.ts";
 import { deployment } from "../helpers/workloads.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -39,39 +39,9 @@ function manifestsDir(objects: readonly KubeObject[]): string {
   return dir;
 }
 
-interface PublishRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  elapsedMs: number;
-}
-
 /** Runs `bun publish.ts <args>` as CI would, against the test ElasticMQ. */
-async function runPublish(args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<PublishRun> {
-  const env = await testEnv();
-  const started = performance.now();
-  return await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, "publish.ts"), ...args], {
-      cwd: options.cwd,
-      env: {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: process.env.HOME ?? "/tmp",
-        AWS_ACCESS_KEY_ID: "test",
-        AWS_SECRET_ACCESS_KEY: "test",
-        AWS_REGION: env.region,
-        AWS_EC2_METADATA_DISABLED: "true",
-        KUBE_PICO_CD_SQS_ENDPOINT: env.sqsEndpoint,
-        ...options.env,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr, elapsedMs: Math.round(performance.now() - started) }));
-  });
+async function runPublish(args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<ProcessRun> {
+  return await runProcess([process.execPath, join(root, "publish.ts"), ...args], { cwd: options.cwd, env: { ...(await awsTestEnv()), ...options.env } });
 }
 
 /** A listener on `queueUrl` that sends its results to `resultQueue`. */

@@ -4,10 +4,6 @@
  * without a record, and an API server that cannot be reached.
  */
 import { describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { KubeObject } from "../../lib/bundle.ts";
@@ -15,6 +11,8 @@ import { createNamespace, createQueue, testEnv } from "../env/testenv.ts";
 import { configMap, sendBundle } from "../helpers/bundles.ts";
 import { runListenerOnce } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
+import { runProcess, type ProcessRun } from "../helpers/run.ts";
+import { closedPort, kubeconfigFor } from "../helpers/unreachable.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -27,17 +25,8 @@ const commitB = "b2c3d4e5f60718293a4b5c6d7e8f9012345678a1";
 const commitC = "c3d4e5f60718293a4b5c6d7e8f9012345678a1b2";
 
 /** Runs `listener.ts status ARGS` with a clean environment, as an operator would. */
-async function status(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(root, "listener.ts"), "status", ...args], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-  return { code, stdout, stderr };
+function status(args: readonly string[]): Promise<ProcessRun> {
+  return runProcess([process.execPath, join(root, "listener.ts"), "status", ...args], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" } });
 }
 
 /** The cells of each history row: columns are two or more spaces apart, cells never are. */
@@ -49,14 +38,6 @@ function historyRows(text: string): string[][] {
 }
 
 /** A 127.0.0.1 port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe("listener status", () => {
   test("after A, B, a failed C and a rollback to A's commit, status shows the rollback as current and every outcome newest first", async () => {
     const env = await testEnv();
@@ -131,8 +112,8 @@ describe("listener status", () => {
   test("status of a namespace without a record says so and exits 0", async () => {
     const env = await testEnv();
     const ns = await createNamespace("status-none");
-    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl]);
-    expect(shown).toEqual({ code: 0, stdout: `No version record ${ns}/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n`, stderr: "" });
+    const { code, stdout, stderr } = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl]);
+    expect({ code, stdout, stderr }).toEqual({ code: 0, stdout: `No version record ${ns}/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n`, stderr: "" });
     const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--kubectl", env.kubectl, "--json"]);
     expect(JSON.parse(json.stdout)).toEqual({ namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: null, current: null, inventory: [], history: [] });
   });
@@ -140,19 +121,7 @@ describe("listener status", () => {
   test("status against an API server that cannot be reached exits 2 naming the record and the server", async () => {
     const env = await testEnv();
     const port = await closedPort();
-    const kubeconfig = join(mkdtempSync(join(tmpdir(), "kpcd-status-")), "kubeconfig");
-    writeFileSync(
-      kubeconfig,
-      [
-        "apiVersion: v1",
-        "kind: Config",
-        `clusters: [{ name: closed, cluster: { server: "https://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]`,
-        "users: [{ name: nobody, user: { token: nothing } }]",
-        "contexts: [{ name: closed, context: { cluster: closed, user: nobody } }]",
-        "current-context: closed",
-        "",
-      ].join("\n"),
-    );
+    const kubeconfig = kubeconfigFor(port);
     const shown = await status(["--namespace", "kube-pico-cd", "--kubeconfig", kubeconfig, "--kubectl", env.kubectl]);
     expect(shown.code).toBe(2);
     expect(shown.stdout).toBe("");

@@ -2,7 +2,6 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError } from "../../lib/errors.ts";
 import { parseListenerConfig } from "../../lib/listener-config.ts";
 import { decodeResult, encodeResult, resultFromOutcome, ResultRejectedError, resultSucceeded, type ResultMessage } from "../../lib/result.ts";
-import { bodyFacts } from "../../lib/result-sender.ts";
 import type { Outcome } from "../../lib/state.ts";
 import { normalizeArgv, parseConfig, parseWaitTimeout, waitExitCode } from "../../publish.ts";
 
@@ -93,12 +92,14 @@ describe("encodeResult() and decodeResult()", () => {
 });
 
 describe("resultFromOutcome()", () => {
-  const context = { queue: "kube-pico-cd", namespace: "kube-pico-cd", commit: "0123abcd", target: "prod", receiveCount: 3 };
+  const context = { queue: "kube-pico-cd", namespace: "kube-pico-cd", receiveCount: 3 };
   const base: Outcome = {
     result: "applied",
     time: "2026-11-25T21:00:00.000Z",
     buildId: "0123abcd-987-1",
     timestampMs: 1_700_000_000_123,
+    commit: "0123abcd",
+    target: "prod",
     digest: applied.digest,
     messageId: applied.messageId,
   };
@@ -147,17 +148,6 @@ describe("resultFromOutcome()", () => {
 
   test("resultFromOutcome() returns undefined for an outcome without a build (a message that did not decode)", () => {
     expect(resultFromOutcome({ result: "rejected", time: base.time, messageId: "m", error: "invalid-json: …" }, context)).toBeUndefined();
-  });
-});
-
-describe("bodyFacts()", () => {
-  test("bodyFacts() reads commit and target of a v1 body, a legacy body and an SNS envelope", () => {
-    const v1 = JSON.stringify({ kind: "kube-pico-cd.bundle", version: 1, build: { id: "b", timestampMs: 1, commit: "abc" }, target: "prod" });
-    expect(bodyFacts(v1)).toEqual({ commit: "abc", target: "prod" });
-    expect(bodyFacts(JSON.stringify({ data: { COMMIT_HASH: "def" }, manifests: "" }))).toEqual({ commit: "def" });
-    expect(bodyFacts(JSON.stringify({ data: { COMMIT_HASH: "undefined" }, manifests: "" }))).toEqual({});
-    expect(bodyFacts(JSON.stringify({ Type: "Notification", Message: v1 }))).toEqual({ commit: "abc", target: "prod" });
-    expect(bodyFacts("not json")).toEqual({});
   });
 });
 
