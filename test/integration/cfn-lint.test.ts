@@ -3,7 +3,7 @@
  * scripts/cfn-lint.sh on first use), and its IAM roles grant exactly the SQS actions the
  * publisher and the listener need, on the deploy queue only.
  */
-import { describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,6 +38,13 @@ function withBrokenCopy(edit: (template: string) => string, run: (path: string) 
 }
 
 describe("scripts/cfn-lint.sh", () => {
+  // Install first, so that the tests below see only cfn-lint's own output: on a fresh clone
+  // the script's first run also reports the install on stderr.
+  beforeAll(() => {
+    const { code, output } = cfnLint(["--version"]);
+    if (code !== 0) throw new Error(`scripts/cfn-lint.sh --version exited ${code}:\n${output}`);
+  }, installTimeoutMs);
+
   test("passes on deploy/aws/ with no findings", () => {
     const { code, output } = cfnLint([]);
     expect(output).toBe("");
