@@ -15,7 +15,7 @@ import { SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { z } from "zod";
 import { resolveBuildInfo } from "./lib/build-info.ts";
 import { collectBundle, type Bundle } from "./lib/bundle.ts";
-import { ConfigError, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
+import { ConfigError, errorMessage, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
 import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/message.ts";
 import { resultSucceeded, type ResultMessage } from "./lib/result.ts";
 import { waitForResults } from "./lib/result-waiter.ts";
@@ -530,7 +530,7 @@ function splitList(text: string): string[] {
 
 /** One line for a node:util parseArgs failure (unknown option, missing value, …). */
 function argumentProblem(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
   const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
   const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
@@ -778,7 +778,7 @@ async function publish(
     try {
       writeFileSync(file, encoded.body);
     } catch (error) {
-      throw new ConfigError([`--output-body: cannot write ${config.outputBody}: ${error instanceof Error ? error.message : String(error)}`]);
+      throw new ConfigError([`--output-body: cannot write ${config.outputBody}: ${errorMessage(error)}`]);
     }
   }
 
@@ -806,7 +806,7 @@ async function publish(
       appendFileSync(stepSummary, markdown);
     } catch (error) {
       io.stderr(
-        `publish: warning: cannot append to GITHUB_STEP_SUMMARY (${stepSummary}): ${error instanceof Error ? error.message : String(error)}\n`,
+        `publish: warning: cannot append to GITHUB_STEP_SUMMARY (${stepSummary}): ${errorMessage(error)}\n`,
       );
     }
   };

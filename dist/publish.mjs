@@ -38517,6 +38517,13 @@ var $visit = visit.visit;
 var $visitAsync = visit.visitAsync;
 
 // lib/errors.ts
+function errorMessage(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+function namedErrorMessage(error) {
+  return error instanceof Error && error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : errorMessage(error);
+}
+
 class KubePicoCdError extends Error {
   name = "KubePicoCdError";
   constructor(message, options) {
@@ -38839,7 +38846,7 @@ function parseManifests(text, source) {
   try {
     documents = $parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter });
   } catch (error) {
-    return { items, problems: [`${source}: cannot parse: ${error instanceof Error ? error.message : String(error)}`] };
+    return { items, problems: [`${source}: cannot parse: ${errorMessage(error)}`] };
   }
   if ("empty" in documents) {
     for (const error of documents.errors) {
@@ -38864,7 +38871,7 @@ function parseManifests(text, source) {
     try {
       value = document.toJS({ maxAliasCount: 1000 });
     } catch (error) {
-      problems.push(`${at(document.contents.range[0])}: ${error instanceof Error ? error.message : String(error)}`);
+      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
       continue;
     }
     if (value === null || value === undefined)
@@ -39228,7 +39235,7 @@ function decodeResult(body) {
   try {
     parsed = JSON.parse(body);
   } catch (error) {
-    throw new ResultRejectedError("invalid-json", `Cannot read the result: the body is not JSON (${error instanceof Error ? error.message : String(error)})`);
+    throw new ResultRejectedError("invalid-json", `Cannot read the result: the body is not JSON (${errorMessage(error)})`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new ResultRejectedError("schema", `Cannot read the result: the body is ${parsed === null ? "null" : Array.isArray(parsed) ? "an array" : typeof parsed}, not a JSON object`);
@@ -39332,7 +39339,7 @@ async function waitForResults(options) {
         throw signal.reason;
       const waitMs = Math.min(backoffDelayMs(Math.min(failures, 20), { baseMs: 1000, maxMs: 1e4 }), Math.max(0, deadline - now()));
       failures++;
-      onWarning?.(`cannot receive from the result queue ${resultQueueUrl} (${describe2(error)}); retrying in ${waitMs} ms`);
+      onWarning?.(`cannot receive from the result queue ${resultQueueUrl} (${namedErrorMessage(error)}); retrying in ${waitMs} ms`);
       await delay(waitMs, { signal });
       continue;
     }
@@ -39369,14 +39376,14 @@ async function waitForResults(options) {
       await deleteResult(client, resultQueueUrl, message, signal).catch((error) => {
         if (signal?.aborted)
           throw signal.reason;
-        onWarning?.(`cannot delete result ${message.MessageId} from ${resultQueueUrl} (${describe2(error)}); it expires with the queue's retention`);
+        onWarning?.(`cannot delete result ${message.MessageId} from ${resultQueueUrl} (${namedErrorMessage(error)}); it expires with the queue's retention`);
       });
     }
     if (others.length > 0) {
       await handBack(client, resultQueueUrl, others, signal).catch((error) => {
         if (signal?.aborted)
           throw signal.reason;
-        onWarning?.(`cannot hand ${others.length} result(s) of other publishers back to ${resultQueueUrl} (${describe2(error)}); they reappear after ${visibilityTimeoutSeconds} s`);
+        onWarning?.(`cannot hand ${others.length} result(s) of other publishers back to ${resultQueueUrl} (${namedErrorMessage(error)}); they reappear after ${visibilityTimeoutSeconds} s`);
       });
       if (mine === 0 && pending.size > 0) {
         const pauseMs = Math.min(othersPauseMs + Math.round(Math.random() * othersPauseMs), Math.max(0, deadline - now()));
@@ -39405,11 +39412,6 @@ function messageIdIn(body) {
       return parsed.messageId;
   } catch {}
   return "";
-}
-function describe2(error) {
-  if (error instanceof Error)
-    return error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : error.message;
-  return String(error);
 }
 
 // lib/signature.ts
@@ -39479,7 +39481,7 @@ function loadSigningKey(options) {
     try {
       text = readFileSync(resolve2(cwd, file), "utf8");
     } catch (error) {
-      return { problem: `${fileOrigin}: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` };
+      return { problem: `${fileOrigin}: cannot read ${file}: ${errorMessage(error)}` };
     }
     const key = parseSigningKey(text);
     return "problem" in key ? { problem: `${fileOrigin}: ${file} ${key.problem}` } : key;
@@ -39548,11 +39550,6 @@ function fifoDeduplicationId(buildId, digest) {
   return createHash3("sha256").update(`${buildId}
 ${digest}`, "utf8").digest("hex");
 }
-function describe3(error) {
-  if (error instanceof Error)
-    return error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : error.message;
-  return String(error);
-}
 async function resolveQueueUrl(client, queue, options = {}) {
   if (queue.url !== undefined)
     return queue.url;
@@ -39562,7 +39559,7 @@ async function resolveQueueUrl(client, queue, options = {}) {
       throw new Error("GetQueueUrl returned no QueueUrl");
     return output.QueueUrl;
   } catch (error) {
-    throw new QueueSendError(`Cannot resolve queue "${queue.name}": ${describe3(error)}`, queue.name, { cause: error });
+    throw new QueueSendError(`Cannot resolve queue "${queue.name}": ${namedErrorMessage(error)}`, queue.name, { cause: error });
   }
 }
 async function sendBody(client, queueUrl, body, options = {}) {
@@ -39581,7 +39578,7 @@ async function sendBody(client, queueUrl, body, options = {}) {
       ...output.SequenceNumber === undefined ? {} : { sequenceNumber: output.SequenceNumber }
     };
   } catch (error) {
-    throw new QueueSendError(`Cannot send to queue ${queueUrl}: ${describe3(error)}`, queueUrl, { cause: error });
+    throw new QueueSendError(`Cannot send to queue ${queueUrl}: ${namedErrorMessage(error)}`, queueUrl, { cause: error });
   }
 }
 
@@ -39960,7 +39957,7 @@ function splitList(text) {
   return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
 }
 function argumentProblem(error) {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
   const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
   const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
@@ -40154,7 +40151,7 @@ async function publish(argv, env, io) {
     try {
       writeFileSync(file, encoded.body);
     } catch (error) {
-      throw new ConfigError([`--output-body: cannot write ${config.outputBody}: ${error instanceof Error ? error.message : String(error)}`]);
+      throw new ConfigError([`--output-body: cannot write ${config.outputBody}: ${errorMessage(error)}`]);
     }
   }
   const result = {
@@ -40180,7 +40177,7 @@ async function publish(argv, env, io) {
     try {
       appendFileSync(stepSummary, markdown);
     } catch (error) {
-      io.stderr(`publish: warning: cannot append to GITHUB_STEP_SUMMARY (${stepSummary}): ${error instanceof Error ? error.message : String(error)}
+      io.stderr(`publish: warning: cannot append to GITHUB_STEP_SUMMARY (${stepSummary}): ${errorMessage(error)}
 `);
     }
   };

@@ -17,6 +17,7 @@
  * namespace each object actually landed in, read from the API server's answer (`-o json`),
  * so pruning later never has to guess.
  */
+import { isRecord } from "./bundle.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 
 /** The least an object to apply must have; `KubeObject` of lib/message.ts fits. */
@@ -154,8 +155,4 @@ export async function applyObjects(objects: readonly ApplyObject[], options: App
   }
   if (rest.length > 0) await applyPhase("objects", rest);
   return { inventory, phases, durationMs: Math.round(performance.now() - started) };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -18,7 +18,7 @@ import {
   type SchemaOptions,
   type Tags,
 } from "yaml";
-import { BundleError } from "./errors.ts";
+import { BundleError, errorMessage } from "./errors.ts";
 import { KUSTOMIZATION_FILE_NAMES, renderKustomization } from "./kustomize.ts";
 
 /**
@@ -80,7 +80,8 @@ export function objectKey(object: KubeObject): string {
   return `${group}/${object.kind}/${object.metadata.namespace ?? ""}/${object.metadata.name}`;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** True for a JSON object (not null, not an array). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
@@ -177,7 +178,7 @@ export function parseManifests(text: string, source: string): ParsedManifests {
   try {
     documents = parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter });
   } catch (error) {
-    return { items, problems: [`${source}: cannot parse: ${error instanceof Error ? error.message : String(error)}`] };
+    return { items, problems: [`${source}: cannot parse: ${errorMessage(error)}`] };
   }
   if ("empty" in documents) {
     for (const error of documents.errors) {
@@ -199,7 +200,7 @@ export function parseManifests(text: string, source: string): ParsedManifests {
     try {
       value = document.toJS({ maxAliasCount: 1000 });
     } catch (error) {
-      problems.push(`${at(document.contents.range[0])}: ${error instanceof Error ? error.message : String(error)}`);
+      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
       continue;
     }
     if (value === null || value === undefined) continue;

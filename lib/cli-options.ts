@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import type { z } from "zod";
+import { errorMessage } from "./errors.ts";
 
 export interface OptionSpec {
   type: "string" | "boolean";
@@ -125,7 +126,7 @@ export function splitList(text: string): string[] {
 
 /** One line for a node:util parseArgs failure (unknown option, missing value, …). */
 export function argumentProblem(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
   const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
   const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];

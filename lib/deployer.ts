@@ -19,7 +19,7 @@ import type { AfterApplyResult, AppliedBuild } from "./after-apply.ts";
 import { applyObjects, type ApplyResult } from "./apply.ts";
 import { DEFAULT_BUNDLE_SECRET } from "./drift.ts";
 import type { BatchHandler, Disposition, ReceivedMessage } from "./consumer.ts";
-import { KubePicoCdError, LockError, MessageRejectedError, StateConflictError } from "./errors.ts";
+import { errorMessage, KubePicoCdError, LockError, MessageRejectedError, StateConflictError } from "./errors.ts";
 import type { KubectlTarget } from "./kubectl.ts";
 import type { KubeObject } from "./bundle.ts";
 import { acquireLock, DEFAULT_LOCK_LEASE, type HeldLock } from "./lock.ts";
@@ -193,7 +193,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         lock = await acquireLock({ kubectl, namespace, leaseDurationSeconds, signal: waitLimit, ...(lockName === undefined ? {} : { name: lockName }) });
       } catch (error) {
         if (signal.aborted) throw error;
-        throw new UnavailableError(`Cannot take the deploy lock: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new UnavailableError(`Cannot take the deploy lock: ${errorMessage(error)}`, { cause: error });
       }
       const lockSignal = AbortSignal.any([signal, lock.lost]);
 
@@ -201,7 +201,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       try {
         stored = await readState({ ...stateOptions, signal: lockSignal });
       } catch (error) {
-        throw new UnavailableError(`Cannot read the version record, so nothing is applied: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new UnavailableError(`Cannot read the version record, so nothing is applied: ${errorMessage(error)}`, { cause: error });
       }
       onApiStatus?.(true);
 

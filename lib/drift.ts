@@ -27,7 +27,7 @@ import { z } from "zod";
 import { applyObjects } from "./apply.ts";
 import { delay } from "./backoff.ts";
 import { kubeObjectProblem, type KubeObject } from "./bundle.ts";
-import { KeptBundleError, KubectlError } from "./errors.ts";
+import { errorMessage, KeptBundleError, KubectlError } from "./errors.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 import { tryAcquireLock, type HeldLock } from "./lock.ts";
 import type { Logger } from "./log.ts";
@@ -167,7 +167,7 @@ export function keptBundleObjects(secret: unknown, where: KeptBundleWhere & { ma
     // maxOutputLength stops inflating past the limit: a planted gzip bomb is never inflated in full.
     json = gunzipSync(Buffer.from(data, "base64"), { maxOutputLength: Math.max(1, maxDecompressedBytes) });
   } catch (error) {
-    throw fail(`'${KEPT_OBJECTS_KEY}' does not inflate within ${maxDecompressedBytes} bytes: ${error instanceof Error ? error.message : String(error)}`, error);
+    throw fail(`'${KEPT_OBJECTS_KEY}' does not inflate within ${maxDecompressedBytes} bytes: ${errorMessage(error)}`, error);
   }
   const actual = sha256Hex(json);
   if (actual !== header.objectsSha256) throw fail(`its objects' SHA-256 is ${actual}, not ${header.objectsSha256} as annotated`);
@@ -241,14 +241,14 @@ export function createBundleKeeper(options: BundleKeeperOptions): (decoded: Deco
       try {
         await runKubectl(deleteKeptBundleArgs(where), { ...kubectl, timeoutMs, signal });
       } catch (error) {
-        return `${warning}; deleting the older kept bundle Secret ${namespace}/${name} failed, but its build is not the current one, so no pass applies it: ${messageOf(error)}`;
+        return `${warning}; deleting the older kept bundle Secret ${namespace}/${name} failed, but its build is not the current one, so no pass applies it: ${errorMessage(error)}`;
       }
       return warning;
     }
     try {
       await runKubectl(keepBundleArgs(fieldManager), { ...kubectl, stdin: JSON.stringify(encoded.secret), timeoutMs, signal });
     } catch (error) {
-      return `keeping the bundle for drift correction in Secret ${namespace}/${name} failed; passes skip until the next deploy keeps one: ${messageOf(redactError(error, decoded.objects))}`;
+      return `keeping the bundle for drift correction in Secret ${namespace}/${name} failed; passes skip until the next deploy keeps one: ${errorMessage(redactError(error, decoded.objects))}`;
     }
     return undefined;
   };
@@ -266,12 +266,12 @@ export async function readKeptBundle(options: KeptBundleWhere & { kubectl: Kubec
     ({ stdout } = await runKubectl(["get", "secret", name, `--namespace=${namespace}`, "-o", "json"], { ...kubectl, timeoutMs, signal }));
   } catch (error) {
     if (error instanceof KubectlError && error.serverReason === "NotFound" && error.stderr.includes(`secrets "${name}" not found`)) return null;
-    throw new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name}: ${messageOf(error)}`, { namespace, secretName: name }, { cause: error });
+    throw new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name}: ${errorMessage(error)}`, { namespace, secretName: name }, { cause: error });
   }
   try {
     return JSON.parse(stdout) as unknown;
   } catch (error) {
-    throw new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name} as kubectl's output is not JSON: ${messageOf(error)}`, { namespace, secretName: name }, { cause: error });
+    throw new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name} as kubectl's output is not JSON: ${errorMessage(error)}`, { namespace, secretName: name }, { cause: error });
   }
 }
 
@@ -404,7 +404,6 @@ export function startDriftCorrection(options: DriftCorrectionOptions): Promise<v
           break;
         }
         const report = await driftPass(passOptions, passAbort.signal);
-        // "objectCount", not "objects": the logger redacts fields named "objects".
         const fields = { result: report.result, build: report.buildId ?? null, objectCount: report.objects ?? null, durationMs: report.durationMs };
         if (report.result === "applied") log.info("drift pass applied the current build again", fields);
         else if (report.result === "skipped") log.info("drift pass skipped", { ...fields, reason: report.reason ?? null });
@@ -425,8 +424,4 @@ export function startDriftCorrection(options: DriftCorrectionOptions): Promise<v
 
 function decodeBase64(text: string | undefined): string | undefined {
   return text === undefined ? undefined : Buffer.from(text, "base64").toString("utf8");
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -6,6 +6,19 @@
  * Messages say what could not be done, to what, and why.
  */
 
+/** The message of a caught value: an Error's message, or the text of anything else thrown. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * {@link errorMessage} with the error's name in front when it says more than "Error": the AWS
+ * SDK's errors are named by their code ("QueueDoesNotExist: …").
+ */
+export function namedErrorMessage(error: unknown): string {
+  return error instanceof Error && error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : errorMessage(error);
+}
+
 /** Base class of every known error; `name` is constant per subclass so it survives minifying. */
 export class KubePicoCdError extends Error {
   override name = "KubePicoCdError";

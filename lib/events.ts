@@ -12,6 +12,7 @@
 import { hostname } from "node:os";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 import type { Outcome } from "./state.ts";
+import { oneLine } from "./text.ts";
 
 /** Longest Event message the API server keeps (core/v1 Event `message`: 1 KiB). */
 export const MAX_EVENT_MESSAGE_LENGTH = 1024;
@@ -69,8 +70,7 @@ export function eventMessage(outcome: Outcome): string {
       parts.push(`${build} already applied; not applied again`);
       break;
   }
-  const text = parts.join("; ").replace(/\s*\n\s*/g, " ");
-  return text.length > MAX_EVENT_MESSAGE_LENGTH ? `${text.slice(0, MAX_EVENT_MESSAGE_LENGTH - 1)}…` : text;
+  return oneLine(parts.join("; "), MAX_EVENT_MESSAGE_LENGTH);
 }
 
 /** Where Events go: the record's ConfigMap. */

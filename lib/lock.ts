@@ -18,7 +18,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { createBackoff, delay } from "./backoff.ts";
-import { KubectlError, LockError, LockLostError } from "./errors.ts";
+import { errorMessage, KubectlError, LockError, LockLostError } from "./errors.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 
 /** Default name of the Lease. */
@@ -336,6 +336,6 @@ async function writeLease(r: Resolved, verb: "create" | "replace", lease: LeaseO
 }
 
 function lockError(r: Resolved, what: string, error: unknown): LockError {
-  const why = error instanceof Error ? error.message : String(error);
+  const why = errorMessage(error);
   return new LockError(`Cannot ${what} the deploy lock Lease ${r.namespace}/${r.name}: ${why}`, { namespace: r.namespace, leaseName: r.name }, { cause: error });
 }

@@ -7,8 +7,8 @@
 import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
-import { duplicateProblems, kubeObjectProblem, parseManifests, type KubeObject } from "./bundle.ts";
-import { MessageRejectedError } from "./errors.ts";
+import { duplicateProblems, isRecord, kubeObjectProblem, parseManifests, type KubeObject } from "./bundle.ts";
+import { errorMessage, MessageRejectedError } from "./errors.ts";
 
 export type { KubeObject } from "./bundle.ts";
 export { MessageRejectedError } from "./errors.ts";
@@ -226,10 +226,6 @@ function describeIssues(error: z.ZodError): string {
   return shown.join("; ") + (more > 0 ? `; and ${more} more` : "");
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 function typeName(value: unknown): string {
   return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }
@@ -250,7 +246,7 @@ export function decodeMessage(body: string, options: DecodeMessageOptions = {}):
     // Anything else (a stack overflow on absurd nesting, say) still means "not accepted".
     throw new MessageRejectedError(
       "decode",
-      `Rejected message: cannot decode it: ${error instanceof Error ? error.message : String(error)}`,
+      `Rejected message: cannot decode it: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -266,7 +262,7 @@ function decodeBody(body: unknown, maxBytes: number, allowEnvelope: boolean): De
   } catch (error) {
     throw new MessageRejectedError(
       "invalid-json",
-      `Rejected message: the body is not JSON (${error instanceof Error ? error.message : String(error)})`,
+      `Rejected message: the body is not JSON (${errorMessage(error)})`,
     );
   }
   if (!isRecord(parsed)) {
@@ -342,7 +338,7 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
     }
     throw new MessageRejectedError(
       "decode",
-      `Rejected message: manifests.data is not valid gzip (${error instanceof Error ? error.message : String(error)})`,
+      `Rejected message: manifests.data is not valid gzip (${errorMessage(error)})`,
       { cause: error },
     );
   }
@@ -371,7 +367,7 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
   } catch (error) {
     throw new MessageRejectedError(
       "invalid-manifests",
-      `Rejected message: the manifests payload is not JSON (${error instanceof Error ? error.message : String(error)})`,
+      `Rejected message: the manifests payload is not JSON (${errorMessage(error)})`,
     );
   }
   if (!Array.isArray(objects)) {

@@ -5,8 +5,8 @@
  * - the after-apply step (health, prune, the bundle kept for drift correction);
  * - what every recorded outcome is told to: metrics, Kubernetes Events, the result queue.
  *
- * Each listener of an outcome runs in turn and must not throw into the deployer: the outcome
- * is already recorded, so a failure here is logged and the deploy stands.
+ * The listeners of an outcome run side by side, and none of them throws into the deployer: the
+ * outcome is already recorded, so a failure here is logged and the deploy stands.
  */
 import { createAfterApply, type AfterApplyResult, type AppliedBuild } from "./after-apply.ts";
 import type { ReceivedMessage } from "./consumer.ts";

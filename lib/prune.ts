@@ -15,7 +15,7 @@
  * deploy. An object that could not be read or deleted stays in the inventory, so the next
  * deploy tries again; that is a warning, never a failed deploy (its objects are applied).
  */
-import { KubectlError } from "./errors.ts";
+import { errorMessage, KubectlError } from "./errors.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 import { byNamespace, itemsOfGetOutput, liveRef, objectRef, resourceType } from "./rollout.ts";
 import type { RecordedObject } from "./state.ts";
@@ -121,10 +121,6 @@ function isUnknownType(error: unknown): boolean {
   return error instanceof KubectlError && /the server doesn't have a resource type|no matches for kind/.test(error.stderr);
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Deletes the objects of `previous` missing from `next` (see the module comment for what is
  * kept and in which order). Never throws for a single object: failures are in `failed`.
@@ -154,7 +150,7 @@ export async function pruneObjects(previous: readonly RecordedObject[], next: re
         result.gone.push(...group.items);
         continue;
       }
-      for (const item of group.items) result.failed.push({ object: item, error: `cannot read it: ${describe(error)}` });
+      for (const item of group.items) result.failed.push({ object: item, error: `cannot read it: ${errorMessage(error)}` });
       continue;
     }
     for (const item of group.items) {
@@ -176,7 +172,7 @@ export async function pruneObjects(previous: readonly RecordedObject[], next: re
         result.pruned.push(...group.items);
       } catch (error) {
         signal?.throwIfAborted();
-        for (const item of group.items) result.failed.push({ object: item, error: `cannot delete it: ${describe(error)}` });
+        for (const item of group.items) result.failed.push({ object: item, error: `cannot delete it: ${errorMessage(error)}` });
       }
     }
   }

@@ -16,6 +16,7 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import { backoffDelayMs, delay } from "./backoff.ts";
+import { namedErrorMessage } from "./errors.ts";
 import { decodeResult, ResultRejectedError, type ResultMessage } from "./result.ts";
 
 /** A deploy message whose result is awaited. */
@@ -97,7 +98,7 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
       if (signal?.aborted) throw signal.reason;
       const waitMs = Math.min(backoffDelayMs(Math.min(failures, 20), { baseMs: 1_000, maxMs: 10_000 }), Math.max(0, deadline - now()));
       failures++;
-      onWarning?.(`cannot receive from the result queue ${resultQueueUrl} (${describe(error)}); retrying in ${waitMs} ms`);
+      onWarning?.(`cannot receive from the result queue ${resultQueueUrl} (${namedErrorMessage(error)}); retrying in ${waitMs} ms`);
       await delay(waitMs, { signal });
       continue;
     }
@@ -138,13 +139,13 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
       }
       await deleteResult(client, resultQueueUrl, message, signal).catch((error: unknown) => {
         if (signal?.aborted) throw signal.reason;
-        onWarning?.(`cannot delete result ${message.MessageId} from ${resultQueueUrl} (${describe(error)}); it expires with the queue's retention`);
+        onWarning?.(`cannot delete result ${message.MessageId} from ${resultQueueUrl} (${namedErrorMessage(error)}); it expires with the queue's retention`);
       });
     }
     if (others.length > 0) {
       await handBack(client, resultQueueUrl, others, signal).catch((error: unknown) => {
         if (signal?.aborted) throw signal.reason;
-        onWarning?.(`cannot hand ${others.length} result(s) of other publishers back to ${resultQueueUrl} (${describe(error)}); they reappear after ${visibilityTimeoutSeconds} s`);
+        onWarning?.(`cannot hand ${others.length} result(s) of other publishers back to ${resultQueueUrl} (${namedErrorMessage(error)}); they reappear after ${visibilityTimeoutSeconds} s`);
       });
       if (mine === 0 && pending.size > 0) {
         const pauseMs = Math.min(othersPauseMs + Math.round(Math.random() * othersPauseMs), Math.max(0, deadline - now()));
@@ -181,9 +182,4 @@ function messageIdIn(body: string | undefined): string {
     // Not JSON: not ours as far as can be told.
   }
   return "";
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : error.message;
-  return String(error);
 }

@@ -8,8 +8,9 @@
  * keys), and decides with {@link resultSucceeded} whether the deploy went well.
  */
 import { z } from "zod";
-import { ResultRejectedError } from "./errors.ts";
+import { errorMessage, ResultRejectedError } from "./errors.ts";
 import { outcomeResults, type Outcome } from "./state.ts";
+import { oneLine } from "./text.ts";
 
 export { ResultRejectedError, type ResultRejectedReason } from "./errors.ts";
 
@@ -91,7 +92,7 @@ export function decodeResult(body: string): ResultMessage {
   try {
     parsed = JSON.parse(body);
   } catch (error) {
-    throw new ResultRejectedError("invalid-json", `Cannot read the result: the body is not JSON (${error instanceof Error ? error.message : String(error)})`);
+    throw new ResultRejectedError("invalid-json", `Cannot read the result: the body is not JSON (${errorMessage(error)})`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new ResultRejectedError("schema", `Cannot read the result: the body is ${parsed === null ? "null" : Array.isArray(parsed) ? "an array" : typeof parsed}, not a JSON object`);
@@ -151,13 +152,13 @@ export function resultFromOutcome(outcome: Outcome, context: ResultContext): Res
     queue: context.queue,
     namespace: context.namespace,
     result: outcome.result,
-    message: oneLine(summaryOf(outcome)),
+    message: oneLine(summaryOf(outcome), MAX_RESULT_TEXT_LENGTH),
     durations,
     time: outcome.time,
   };
   if (outcome.health !== undefined) {
     const { status, object, reason } = outcome.health;
-    result.health = { status, ...(object ? { object } : {}), ...(reason ? { reason: oneLine(reason) } : {}) };
+    result.health = { status, ...(object ? { object } : {}), ...(reason ? { reason: oneLine(reason, MAX_RESULT_TEXT_LENGTH) } : {}) };
   }
   if (outcome.result === "failed") {
     result.receiveCount = Math.max(1, context.receiveCount ?? 1);
@@ -187,12 +188,6 @@ function summaryOf(outcome: Outcome): string {
     case "duplicate":
       return "not applied again: this build is already the recorded one";
   }
-}
-
-/** `text` on one line, at most {@link MAX_RESULT_TEXT_LENGTH} characters. */
-function oneLine(text: string): string {
-  const flat = text.replace(/\s*[\r\n]+\s*/g, " ").trim();
-  return flat.length <= MAX_RESULT_TEXT_LENGTH ? flat : `${flat.slice(0, MAX_RESULT_TEXT_LENGTH - 1)}…`;
 }
 
 /**

@@ -19,6 +19,8 @@
  */
 import { groupOf } from "./apply.ts";
 import { delay } from "./backoff.ts";
+import { isRecord } from "./bundle.ts";
+import { errorMessage } from "./errors.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 import type { RecordedObject } from "./state.ts";
 
@@ -71,12 +73,6 @@ export function objectRef(item: RecordedObject): string {
 /** The kubectl resource type of an item: `Deployment.apps`, or `ConfigMap` for the core group. */
 export function resourceType(item: Pick<RecordedObject, "group" | "kind">): string {
   return item.group === "" ? item.kind : `${item.kind}.${item.group}`;
-}
-
-type Json = Record<string, unknown>;
-
-function isRecord(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function field(object: unknown, ...path: string[]): unknown {
@@ -280,7 +276,7 @@ export async function waitForHealth(inventory: readonly RecordedObject[], option
         live = new Map(itemsOfGetOutput(stdout).map((object) => [liveRef(object), object]));
       } catch (error) {
         signal?.throwIfAborted();
-        waitingFor ??= { object: objectRef(items[0]!), reason: `cannot read it: ${error instanceof Error ? error.message : String(error)}` };
+        waitingFor ??= { object: objectRef(items[0]!), reason: `cannot read it: ${errorMessage(error)}` };
         continue;
       }
       for (const item of items) {

@@ -12,6 +12,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { errorMessage } from "./errors.ts";
 import { MANIFESTS_ENCODING, MESSAGE_KIND, MESSAGE_VERSION, type MessageSignature, type SignedFields } from "./message.ts";
 
 /** The only signature algorithm of version 1. */
@@ -197,7 +198,7 @@ export function loadSigningKey(options: { file?: string; fileOrigin?: string; pe
     try {
       text = readFileSync(resolve(cwd, file), "utf8");
     } catch (error) {
-      return { problem: `${fileOrigin}: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` };
+      return { problem: `${fileOrigin}: cannot read ${file}: ${errorMessage(error)}` };
     }
     const key = parseSigningKey(text);
     return "problem" in key ? { problem: `${fileOrigin}: ${file} ${key.problem}` } : key;

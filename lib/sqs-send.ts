@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { GetQueueUrlCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { QueueSendError } from "./errors.ts";
+import { namedErrorMessage, QueueSendError } from "./errors.ts";
 
 /** A queue as given: by URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`) or by name. */
 export type QueueRef = { url: string; name: string } | { url?: undefined; name: string };
@@ -72,10 +72,6 @@ export function fifoDeduplicationId(buildId: string, digest: string): string {
   return createHash("sha256").update(`${buildId}\n${digest}`, "utf8").digest("hex");
 }
 
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : error.message;
-  return String(error);
-}
 
 /**
  * Returns the queue's URL: as given, or from GetQueueUrl for a name.
@@ -96,7 +92,7 @@ export async function resolveQueueUrl(
     if (output.QueueUrl === undefined) throw new Error("GetQueueUrl returned no QueueUrl");
     return output.QueueUrl;
   } catch (error) {
-    throw new QueueSendError(`Cannot resolve queue "${queue.name}": ${describe(error)}`, queue.name, { cause: error });
+    throw new QueueSendError(`Cannot resolve queue "${queue.name}": ${namedErrorMessage(error)}`, queue.name, { cause: error });
   }
 }
 
@@ -143,6 +139,6 @@ export async function sendBody(
       ...(output.SequenceNumber === undefined ? {} : { sequenceNumber: output.SequenceNumber }),
     };
   } catch (error) {
-    throw new QueueSendError(`Cannot send to queue ${queueUrl}: ${describe(error)}`, queueUrl, { cause: error });
+    throw new QueueSendError(`Cannot send to queue ${queueUrl}: ${namedErrorMessage(error)}`, queueUrl, { cause: error });
   }
 }

@@ -22,7 +22,7 @@
  * a first write is a create; either losing a race throws {@link StateConflictError}.
  */
 import { z } from "zod";
-import { KubectlError, StateConflictError, StateReadError, StateWriteError } from "./errors.ts";
+import { errorMessage, KubectlError, StateConflictError, StateReadError, StateWriteError } from "./errors.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 
 /** Default name of the record's ConfigMap. */
@@ -271,7 +271,7 @@ export async function readState(options: StateOptions): Promise<StoredRecord> {
     if (error instanceof KubectlError && isConfigMapNotFound(error, name)) {
       return { ...emptyRecord(), resourceVersion: null };
     }
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorMessage(error);
     throw new StateReadError(`Cannot read the version record ConfigMap ${namespace}/${name}: ${why}`, where, { cause: error });
   }
   try {
@@ -280,7 +280,7 @@ export async function readState(options: StateOptions): Promise<StoredRecord> {
       .parse(JSON.parse(stdout));
     return { ...decodeRecord(parsed.data), resourceVersion: parsed.metadata.resourceVersion };
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorMessage(error);
     throw new StateReadError(`Cannot read the version record ConfigMap ${namespace}/${name}: ${why}`, where, { cause: error });
   }
 }
@@ -305,13 +305,13 @@ export async function writeState(record: VersionRecord, resourceVersion: string 
       const what = resourceVersion === null ? "it was created by someone else" : `it changed since resourceVersion ${resourceVersion} was read`;
       throw new StateConflictError(`Cannot write the version record ConfigMap ${namespace}/${name} as ${what}`, where, { cause: error });
     }
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorMessage(error);
     throw new StateWriteError(`Cannot write the version record ConfigMap ${namespace}/${name}: ${why}`, where, { cause: error });
   }
   try {
     return z.object({ metadata: z.object({ resourceVersion: z.string() }) }).parse(JSON.parse(stdout)).metadata.resourceVersion;
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorMessage(error);
     throw new StateWriteError(`Cannot read the new resourceVersion of ConfigMap ${namespace}/${name} after writing it: ${why}`, where, { cause: error });
   }
 }

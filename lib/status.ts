@@ -14,6 +14,7 @@ import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "./
 import { ConfigError, StateReadError } from "./errors.ts";
 import { int, LISTENER_OPTIONS, listenerOptionsSchema, NAMESPACE_MISSING_PROBLEM, resolveNamespace } from "./listener-config.ts";
 import { readState, type CurrentBuild, type Outcome, type StoredRecord } from "./state.ts";
+import { oneLine } from "./text.ts";
 
 /** Largest `--limit`; the listener keeps at most this many outcomes (--history-limit). */
 export const MAX_STATUS_LIMIT = 1000;
@@ -89,12 +90,6 @@ export function formatDuration(ms: number | undefined): string {
   if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, "0")}s`;
   const minutes = Math.round(ms / 60_000);
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
-}
-
-/** `text` on one line (runs of white space become one space), cut to `width` with "…". */
-export function oneLine(text: string, width: number): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length <= width ? flat : `${flat.slice(0, Math.max(0, width - 1))}…`;
 }
 
 /** The first 12 hex digits of a digest (with its "sha256:" prefix, if any); other text cut to 19 characters. */

@@ -8,7 +8,7 @@
 import type { KeyObject } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { MessageRejectedError } from "./errors.ts";
+import { errorMessage, MessageRejectedError } from "./errors.ts";
 import type { DecodedMessage } from "./message.ts";
 import { keyIdOf, parsePublicKeys, signatureFormProblem, signatureMatches, signedFieldsOf } from "./signature.ts";
 
@@ -43,7 +43,7 @@ export function loadTrustedKeys(items: readonly string[], where: (index: number)
     try {
       isDirectory = statSync(item).isDirectory();
     } catch (error) {
-      problems.push(`${name}: cannot read ${item}: ${error instanceof Error ? error.message : String(error)} (give PEM text, a file or a directory)`);
+      problems.push(`${name}: cannot read ${item}: ${errorMessage(error)} (give PEM text, a file or a directory)`);
       return;
     }
     try {
@@ -57,7 +57,7 @@ export function loadTrustedKeys(items: readonly string[], where: (index: number)
       if (files.length === 0) problems.push(`${name}: the directory ${item} holds no ${TRUSTED_KEY_FILE_ENDINGS.map((e) => `*${e}`).join(" or ")} file`);
       for (const file of files) add(readFileSync(join(item, file), "utf8"), `${name}: ${join(item, file)}`);
     } catch (error) {
-      problems.push(`${name}: cannot read ${item}: ${error instanceof Error ? error.message : String(error)}`);
+      problems.push(`${name}: cannot read ${item}: ${errorMessage(error)}`);
     }
   });
   return { keys, problems };

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError } from "../../lib/errors.ts";
 import type { StoredRecord } from "../../lib/state.ts";
-import { formatDuration, formatHistory, formatStatus, oneLine, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/status.ts";
+import { formatDuration, formatHistory, formatStatus, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/status.ts";
 
 const where = { namespace: "kube-pico-cd", configMap: "kube-pico-cd-state" };
 const noFile = () => undefined;
@@ -171,7 +171,7 @@ describe("formatHistory()", () => {
   });
 });
 
-describe("formatDuration(), oneLine() and shortDigest()", () => {
+describe("formatDuration() and shortDigest()", () => {
   test("formatDuration() uses ms below a second, tenths below a minute, then m/s and h/m", () => {
     const cases: [number | undefined, string][] = [
       [undefined, "-"],
@@ -188,11 +188,6 @@ describe("formatDuration(), oneLine() and shortDigest()", () => {
       [3_720_000, "1h02m"],
     ];
     expect(cases.map(([ms]) => formatDuration(ms))).toEqual(cases.map(([, text]) => text));
-  });
-
-  test("oneLine() joins lines and cuts with an ellipsis", () => {
-    expect(oneLine("  one\n\ttwo  three ", 20)).toBe("one two three");
-    expect(oneLine("abcdefgh", 5)).toBe("abcd…");
   });
 
   test("shortDigest() keeps 12 hex digits of a digest, with its sha256: prefix if any", () => {
