@@ -30,3 +30,8 @@ export function deployment(namespace: string, name: string, options: DeploymentO
     },
   } as KubeObject;
 }
+
+/** A Deployment the API server refuses (no selector, no containers): its apply fails every time. */
+export function brokenDeployment(namespace: string): KubeObject {
+  return { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace }, spec: { template: { spec: { containers: [] } } } } as unknown as KubeObject;
+}

@@ -6,16 +6,12 @@
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import type { KubeObject } from "../../lib/bundle.ts";
 import { createNamespace, createQueue, kubectl, sqsClient, startDedicatedControlPlane, testEnv } from "../env/testenv.ts";
 import { bundleBody, configMap, queueDepth, sendBundle, sendRaw } from "../helpers/bundles.ts";
 import { runListenerOnce, startListener } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
 import { until } from "../helpers/until.ts";
-
-const brokenDeployment = (ns: string): KubeObject =>
-  ({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } }) as unknown as KubeObject;
-
+import { brokenDeployment } from "../helpers/workloads.ts";
 
 const cmValue = async (ns: string, name: string, key: string) => (await kubectl(["get", "configmap", name, "-n", ns, "-o", `jsonpath={.data.${key}}`])).stdout;
 

@@ -9,13 +9,13 @@ import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "bun:test";
-import type { KubeObject } from "../../lib/bundle.ts";
 import { createNamespace, createQueue, kubectl } from "../env/testenv.ts";
 import { configMap, queueDepth, sendBundle, sendRaw } from "../helpers/bundles.ts";
 import { runListenerOnce, startListener, type StartListenerOptions } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
 import { closedPort, kubeconfigFor } from "../helpers/unreachable.ts";
 import { until } from "../helpers/until.ts";
+import { brokenDeployment } from "../helpers/workloads.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -55,9 +55,6 @@ async function withMetricsListener(
     expect(await listener.exited).toBe(0);
   }
 }
-
-const brokenDeployment = (ns: string): KubeObject =>
-  ({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } }) as unknown as KubeObject;
 
 describe("metrics and events", () => {
   test("/metrics parses as Prometheus text and its counters match the record; each outcome has an Event on the record", async () => {

@@ -9,15 +9,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { stringify } from "yaml";
 import type { KubeObject } from "../../lib/bundle.ts";
 import { decodeResult, encodeResult, type ResultMessage } from "../../lib/result.ts";
 import { createNamespace, createQueue, sqsClient } from "../env/testenv.ts";
-import { configMap } from "../helpers/bundles.ts";
+import { configMap, queueDepth } from "../helpers/bundles.ts";
 import { startListener, type ListenerProcess } from "../helpers/listener-process.ts";
 import { awsTestEnv, runProcess, type ProcessRun } from "../helpers/run.ts";
-import { deployment } from "../helpers/workloads.ts";
+import { brokenDeployment, deployment } from "../helpers/workloads.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -58,13 +58,6 @@ async function stop(listener: ListenerProcess): Promise<void> {
   listeners.splice(listeners.indexOf(listener), 1);
 }
 
-async function depth(queueUrl: string): Promise<number> {
-  const { Attributes = {} } = await (await sqsClient()).send(
-    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"] }),
-  );
-  return Number(Attributes.ApproximateNumberOfMessages ?? 0) + Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0);
-}
-
 describe("publish --wait with a listener that sends results", () => {
   test("a healthy deploy: publish prints the applied, Healthy result with its durations and exits 0; the result is deleted", async () => {
     const ns = await createNamespace("res-ok");
@@ -88,7 +81,7 @@ describe("publish --wait with a listener that sends results", () => {
     const markdown = readFileSync(summary, "utf8");
     expect(markdown).toContain("#### kube-pico-cd: deploy succeeded");
     expect(markdown).toContain(`| ${queue.url} | ${ns} | applied | Healthy | applied 2 objects, pruned 0 |`);
-    expect(await depth(resultQueue.url)).toBe(0);
+    expect(await queueDepth(resultQueue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
     const applied = await listener.waitForLog((line) => line.msg === "result sent");
     expect(applied.result).toBe("applied");
     process.stdout.write(`measured: publish --wait of a ConfigMap and a Deployment took ${run.elapsedMs} ms end to end\n`);
@@ -149,8 +142,7 @@ describe("publish --wait with a listener that sends results", () => {
     const queue = await createQueue();
     const resultQueue = await createQueue();
     const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
-    const broken = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } } as unknown as KubeObject;
-    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: manifestsDir([broken]) });
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: manifestsDir([brokenDeployment(ns)]) });
     expect(run.code).toBe(3);
     expect(run.stdout).toContain(": failed: ");
     expect(run.stdout).toContain("retry     attempt 1 failed; the listener retries it until the queue's dead-letter queue takes it");
@@ -164,8 +156,7 @@ describe("publish --wait with a listener that sends results", () => {
     const queue = await createQueue({ deadLetter: { maxReceiveCount: 1 } });
     const resultQueue = await createQueue();
     const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
-    const broken = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace: ns }, spec: { template: { spec: { containers: [] } } } } as unknown as KubeObject;
-    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: manifestsDir([broken]) });
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: manifestsDir([brokenDeployment(ns)]) });
     expect(run.code).toBe(3);
     expect(run.stdout).toContain("retry     attempt 1 failed and was the last: the message goes to the queue's dead-letter queue");
     await stop(listener);

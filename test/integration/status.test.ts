@@ -37,7 +37,6 @@ function historyRows(text: string): string[][] {
   return lines.slice(header + 1).filter((l) => l !== "").map((l) => l.split(/ {2,}/));
 }
 
-/** A 127.0.0.1 port nothing listens on. */
 describe("listener status", () => {
   test("after A, B, a failed C and a rollback to A's commit, status shows the rollback as current and every outcome newest first", async () => {
     const env = await testEnv();

@@ -18,6 +18,7 @@ import {
 } from "../../lib/drift.ts";
 import { KeptBundleError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const objects: KubeObject[] = [
   { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "app", namespace: "apps" }, data: { v: "1" } },
@@ -37,15 +38,6 @@ function edited(change: (secret: { metadata: { annotations: Record<string, strin
   const copy = structuredClone(keptSecret()) as { metadata: { annotations: Record<string, string> }; data: Record<string, string> };
   change(copy);
   return copy;
-}
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error("expected an error");
 }
 
 describe("encodeKeptBundle()", () => {
@@ -106,39 +98,35 @@ describe("keptBundleHeader() and keptBundleObjects()", () => {
   });
 
   test("keptBundleHeader() throws a KeptBundleError when the format is not 1", () => {
-    const error = thrown(() => keptBundleHeader(edited((s) => (s.data["format"] = Buffer.from("2").toString("base64"))), where));
-    expect(error).toBeInstanceOf(KeptBundleError);
+    const error = thrown(() => keptBundleHeader(edited((s) => (s.data["format"] = Buffer.from("2").toString("base64"))), where), KeptBundleError);
     expect(error.message).toBe('Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as its \'format\' is not 1: current value is "2"');
   });
 
   test("keptBundleHeader() throws a KeptBundleError when the format key is missing", () => {
-    const error = thrown(() => keptBundleHeader(edited((s) => delete s.data["format"]), where));
+    const error = thrown(() => keptBundleHeader(edited((s) => delete s.data["format"]), where), KeptBundleError);
     expect(error.message).toBe("Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as its 'format' is not 1: current value is null");
   });
 
   test("keptBundleHeader() throws a KeptBundleError when the digest annotation is missing", () => {
-    const error = thrown(() => keptBundleHeader(edited((s) => delete s.metadata.annotations["kube-pico-cd.io/digest"]), where));
-    expect(error).toBeInstanceOf(KeptBundleError);
+    const error = thrown(() => keptBundleHeader(edited((s) => delete s.metadata.annotations["kube-pico-cd.io/digest"]), where), KeptBundleError);
     expect(error.message).toBe("Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as annotation kube-pico-cd.io/digest is missing");
   });
 
   test("keptBundleHeader() throws a KeptBundleError for something that is not a Secret object", () => {
-    expect(thrown(() => keptBundleHeader({ kind: "Secret" }, where)).message).toBe("Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as it is not a Secret object");
+    expect(thrown(() => keptBundleHeader({ kind: "Secret" }, where), KeptBundleError).message).toBe("Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as it is not a Secret object");
   });
 
   test("keptBundleObjects() refuses objects that do not match the SHA-256 annotation (edited by hand)", () => {
     const other = gzipSync(JSON.stringify([objects[0]])).toString("base64");
     const actual = createHash("sha256").update(JSON.stringify([objects[0]])).digest("hex");
-    const error = thrown(() => keptBundleObjects(edited((s) => (s.data[KEPT_OBJECTS_KEY] = other)), where));
-    expect(error).toBeInstanceOf(KeptBundleError);
+    const error = thrown(() => keptBundleObjects(edited((s) => (s.data[KEPT_OBJECTS_KEY] = other)), where), KeptBundleError);
     expect(error.message).toBe(
       `Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as its objects' SHA-256 is ${actual}, not ${createHash("sha256").update(JSON.stringify(objects)).digest("hex")} as annotated`,
     );
   });
 
   test("keptBundleObjects() stops inflating past maxDecompressedBytes", () => {
-    const error = thrown(() => keptBundleObjects(keptSecret(), { ...where, maxDecompressedBytes: 16 }));
-    expect(error).toBeInstanceOf(KeptBundleError);
+    const error = thrown(() => keptBundleObjects(keptSecret(), { ...where, maxDecompressedBytes: 16 }), KeptBundleError);
     expect(error.message).toStartWith("Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as 'objects.json.gz' does not inflate within 16 bytes: ");
   });
 
@@ -152,6 +140,7 @@ describe("keptBundleHeader() and keptBundleObjects()", () => {
         }),
         where,
       ),
+      KeptBundleError,
     );
     expect(error.message).toBe('Cannot read the kept bundle Secret kube-pico-cd/kube-pico-cd-bundle as item 0 of \'objects.json.gz\' is invalid: object "x" has no kind');
   });
@@ -195,8 +184,7 @@ describe("kubectl arguments", () => {
 
 describe("startDriftCorrection()", () => {
   test("startDriftCorrection() throws a RangeError when intervalMs is not positive", () => {
-    const error = thrown(() => startDriftCorrection({ kubectl: { kubectlPath: "kubectl" }, namespace: "n", logger: createLogger({ write: () => {} }), intervalMs: 0, signal: new AbortController().signal }));
-    expect(error).toBeInstanceOf(RangeError);
+    const error = thrown(() => startDriftCorrection({ kubectl: { kubectlPath: "kubectl" }, namespace: "n", logger: createLogger({ write: () => {} }), intervalMs: 0, signal: new AbortController().signal }), RangeError);
     expect(error.message).toBe("Cannot start drift correction as 'intervalMs' must be a positive finite number: current value is 0");
   });
 

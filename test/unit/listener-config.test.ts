@@ -1,18 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError } from "../../lib/errors.ts";
 import { listenerHelpText, parseListenerConfig, LISTENER_OPTIONS } from "../../lib/listener-config.ts";
+import { configProblems } from "../helpers/thrown.ts";
 
 const noFile = () => undefined;
 
-function problems(argv: string[], env: Record<string, string> = {}, ns: () => string | undefined = noFile): readonly string[] {
-  try {
-    parseListenerConfig(argv, env, ns);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error("expected a ConfigError");
-}
+const problems = (argv: string[], env: Record<string, string> = {}, ns: () => string | undefined = noFile) => configProblems(() => parseListenerConfig(argv, env, ns));
 
 describe("parseListenerConfig()", () => {
   test("parseListenerConfig() applies the documented defaults", () => {
@@ -107,5 +99,21 @@ describe("parseListenerConfig()", () => {
       expect(help).toContain(`--${name}`);
       expect(help).toContain(`default: ${spec.defaultText}`);
     }
+  });
+});
+
+describe("parseListenerConfig() with a result queue", () => {
+  const env = { KUBE_PICO_CD_QUEUE: "deploy", KUBE_PICO_CD_NAMESPACE: "kube-pico-cd" };
+
+  test("parseListenerConfig() takes KUBE_PICO_CD_RESULT_QUEUE as a URL or a name", () => {
+    expect(parseListenerConfig([], { ...env, KUBE_PICO_CD_RESULT_QUEUE: "deploy-results" }).resultQueue).toBe("deploy-results");
+    const url = "https://sqs.eu-west-1.amazonaws.com/123456789012/deploy-results.fifo";
+    expect(parseListenerConfig([], { ...env, KUBE_PICO_CD_RESULT_QUEUE: url }).resultQueue).toBe(url);
+  });
+
+  test("parseListenerConfig() refuses a result queue that is neither a URL nor a name, before any work", () => {
+    expect(() => parseListenerConfig([], { ...env, KUBE_PICO_CD_RESULT_QUEUE: "results please" })).toThrow(
+      'KUBE_PICO_CD_RESULT_QUEUE: "results please" is neither a queue URL nor a queue name',
+    );
   });
 });

@@ -10,6 +10,7 @@ import {
   type BuildInfo,
   type KubeObject,
 } from "../../lib/message.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const build: BuildInfo = { id: "abc123-42-1", timestampMs: 1_700_000_000_123, commit: "abc123", runId: "42" };
 const objects: KubeObject[] = [
@@ -38,15 +39,7 @@ function v1Body(overrides: { payload?: string; manifests?: Record<string, unknow
   });
 }
 
-function rejection(body: string, options?: { maxDecompressedBytes?: number }): MessageRejectedError {
-  try {
-    decodeMessage(body, options);
-  } catch (error) {
-    expect(error).toBeInstanceOf(MessageRejectedError);
-    return error as MessageRejectedError;
-  }
-  throw new Error("decodeMessage() accepted the body");
-}
+const rejection = (body: string, options?: { maxDecompressedBytes?: number }) => thrown(() => decodeMessage(body, options), MessageRejectedError);
 
 describe("encodeMessage()", () => {
   test("encodeMessage() writes a v1 body whose data inflates to the canonical JSON the digest covers", () => {

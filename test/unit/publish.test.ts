@@ -2,9 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ConfigError } from "../../lib/errors.ts";
 import { decodeMessage } from "../../lib/message.ts";
-import { helpText, main, parseConfig } from "../../publish.ts";
+import { helpText, main, normalizeArgv, parseConfig, parseWaitTimeout, waitExitCode } from "../../publish.ts";
+import { configProblems } from "../helpers/thrown.ts";
 
 const fixtures = resolve(import.meta.dir, "../fixtures");
 
@@ -24,15 +24,7 @@ async function run(argv: string[], env: Record<string, string> = {}) {
   return { code, stdout, stderr };
 }
 
-function configProblems(argv: string[], env: Record<string, string> = {}): readonly string[] {
-  try {
-    parseConfig(argv, env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error("parseConfig() accepted the input");
-}
+const problems = (argv: string[], env: Record<string, string> = {}) => configProblems(() => parseConfig(argv, env));
 
 describe("parseConfig()", () => {
   test("parseConfig() applies the defaults", () => {
@@ -83,7 +75,7 @@ describe("parseConfig()", () => {
 
   test("parseConfig() names the flag or variable of every problem", () => {
     expect(
-      configProblems(["k8s", "-q", "htp:/x", "--max-message-bytes", "2000000", "--build-timestamp-ms", "1.5"], {
+      problems(["k8s", "-q", "htp:/x", "--max-message-bytes", "2000000", "--build-timestamp-ms", "1.5"], {
         KUBE_PICO_CD_DRY_RUN: "maybe",
         KUBE_PICO_CD_MESSAGE_GROUP_ID: "a b",
       }),
@@ -97,15 +89,15 @@ describe("parseConfig()", () => {
   });
 
   test("parseConfig() rejects an unknown flag", () => {
-    expect(configProblems(["k8s", "--queue", "q", "--bogus"])).toEqual(["--bogus: unknown option (see --help)"]);
+    expect(problems(["k8s", "--queue", "q", "--bogus"])).toEqual(["--bogus: unknown option (see --help)"]);
   });
 
   test("parseConfig() rejects a flag without its value", () => {
-    expect(configProblems(["k8s", "--queue"])).toEqual(["--queue: argument missing"]);
+    expect(problems(["k8s", "--queue"])).toEqual(["--queue: argument missing"]);
   });
 
   test("parseConfig() requires paths, and a queue unless --dry-run", () => {
-    expect(configProblems([])).toEqual([
+    expect(problems([])).toEqual([
       "no manifest paths given: pass files or directories as arguments, or set KUBE_PICO_CD_PATHS",
       "--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending",
     ]);
@@ -232,5 +224,94 @@ describe("main()", () => {
     const { code, stderr } = await run(["--nope"]);
     expect(code).toBe(1);
     expect(stderr).toBe("publish: Invalid configuration:\n  - --nope: unknown option (see --help)\n");
+  });
+});
+
+describe("waitExitCode()", () => {
+  test("waitExitCode() is 0 when every queue answered with a success", () => {
+    expect(waitExitCode([{ result: "applied", health: { status: "Healthy" } }, { result: "superseded" }, { result: "duplicate" }], 0)).toBe(0);
+  });
+
+  test("waitExitCode() is 3 for any failure, even when another queue gave no result", () => {
+    for (const result of [{ result: "failed" }, { result: "rejected" }, { result: "applied", health: { status: "Degraded" } }, { result: "applied", health: { status: "Timeout" } }] as const) {
+      expect(waitExitCode([{ result: "applied" }, result], 0)).toBe(3);
+      expect(waitExitCode([result], 1)).toBe(3);
+    }
+  });
+
+  test("waitExitCode() is 4 when a queue gave no result and none failed", () => {
+    expect(waitExitCode([{ result: "applied" }], 1)).toBe(4);
+    expect(waitExitCode([], 2)).toBe(4);
+  });
+});
+
+describe("normalizeArgv()", () => {
+  test("normalizeArgv() turns a bare --wait into --wait=900 and leaves --wait=TIMEOUT alone", () => {
+    expect(normalizeArgv(["k8s", "--wait"])).toEqual(["k8s", "--wait=900"]);
+    expect(normalizeArgv(["--wait", "k8s"])).toEqual(["--wait=900", "k8s"]);
+    expect(normalizeArgv(["--wait=10m", "k8s"])).toEqual(["--wait=10m", "k8s"]);
+  });
+
+  test("normalizeArgv() leaves a --wait that is another option's value, or after --, as it is", () => {
+    expect(normalizeArgv(["--target", "--wait", "k8s"])).toEqual(["--target", "--wait", "k8s"]);
+    expect(normalizeArgv(["-q", "--wait"])).toEqual(["-q", "--wait"]);
+    expect(normalizeArgv(["k8s", "--", "--wait"])).toEqual(["k8s", "--", "--wait"]);
+  });
+});
+describe("parseWaitTimeout()", () => {
+  test("parseWaitTimeout() reads seconds, and numbers ending in s, m or h", () => {
+    expect(parseWaitTimeout("300", false)).toEqual({ seconds: 300 });
+    expect(parseWaitTimeout("90s", false)).toEqual({ seconds: 90 });
+    expect(parseWaitTimeout("10m", false)).toEqual({ seconds: 600 });
+    expect(parseWaitTimeout("1h", false)).toEqual({ seconds: 3_600 });
+  });
+
+  test("parseWaitTimeout() takes true and false only from the variable", () => {
+    expect(parseWaitTimeout("true", true)).toEqual({ seconds: 900 });
+    expect(parseWaitTimeout("false", true)).toEqual({ seconds: undefined });
+    expect(parseWaitTimeout("true", false)).toEqual({ problem: 'must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is "true"' });
+  });
+
+  test("parseWaitTimeout() names the value it cannot read", () => {
+    for (const text of ["", "abc", "10 m", "1.5m", "-5", "10d"]) {
+      expect(parseWaitTimeout(text, false)).toEqual({ problem: `must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is ${JSON.stringify(text)}` });
+    }
+  });
+
+  test("parseWaitTimeout() refuses less than 1 second and more than 6 hours", () => {
+    expect(parseWaitTimeout("0", false)).toEqual({ problem: 'must be at least 1 second: current value is "0"' });
+    expect(parseWaitTimeout("7h", false)).toEqual({ problem: 'must be at most 6h (21600 seconds): current value is "7h"' });
+  });
+});
+describe("parseConfig() with --wait", () => {
+  test("parseConfig() reads --wait, --wait=TIMEOUT and the variables", () => {
+    expect(parseConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait"], {}).waitTimeoutMs).toBe(900_000);
+    expect(parseConfig(["--wait", "k8s", "--queue", "q", "--result-queue", "r"], {}).paths).toEqual(["k8s"]);
+    expect(parseConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait=90s"], {})).toMatchObject({ waitTimeoutMs: 90_000, resultQueue: { name: "r" } });
+    expect(parseConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_RESULT_QUEUE: "r", KUBE_PICO_CD_WAIT: "10m" }).waitTimeoutMs).toBe(600_000);
+    expect(parseConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "false" }).waitTimeoutMs).toBeUndefined();
+    expect(parseConfig(["k8s", "--queue", "q"], {}).waitTimeoutMs).toBeUndefined();
+  });
+
+  test("parseConfig() refuses --wait without a result queue", () => {
+    expect(problems(["k8s", "--queue", "q", "--wait"])).toEqual([
+      "--wait: no result queue to wait on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to",
+    ]);
+    expect(problems(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "true" })[0]).toStartWith("KUBE_PICO_CD_WAIT: no result queue to wait on");
+  });
+
+  test("parseConfig() names the flag or variable of a bad TIMEOUT", () => {
+    expect(problems(["k8s", "--queue", "q", "--result-queue", "r", "--wait=soon"])).toEqual([
+      '--wait: must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is "soon"',
+    ]);
+    expect(problems(["k8s", "--queue", "q", "--result-queue", "r"], { KUBE_PICO_CD_WAIT: "0" })).toEqual(['KUBE_PICO_CD_WAIT: must be at least 1 second: current value is "0"']);
+  });
+
+  test("parseConfig() ignores --wait with --dry-run, as nothing is sent", () => {
+    expect(parseConfig(["k8s", "--dry-run", "--wait"], {}).waitTimeoutMs).toBeUndefined();
+  });
+
+  test("parseConfig() refuses a result queue that is neither a URL nor a name", () => {
+    expect(problems(["k8s", "--queue", "q", "--result-queue", "no such queue"])[0]).toStartWith('--result-queue: "no such queue" is neither a queue URL nor a queue name');
   });
 });

@@ -1,8 +1,8 @@
 /** `listener status`: its options, and the text and JSON it prints for a record. */
 import { describe, expect, test } from "bun:test";
-import { ConfigError } from "../../lib/errors.ts";
 import type { StoredRecord } from "../../lib/state.ts";
 import { formatDuration, formatHistory, formatStatus, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/status.ts";
+import { configProblems } from "../helpers/thrown.ts";
 
 const where = { namespace: "kube-pico-cd", configMap: "kube-pico-cd-state" };
 const noFile = () => undefined;
@@ -52,15 +52,7 @@ const record: StoredRecord = {
   ],
 };
 
-function problems(argv: string[], env: Record<string, string> = {}, ns: () => string | undefined = noFile): readonly string[] {
-  try {
-    parseStatusOptions(argv, env, ns);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error("expected a ConfigError");
-}
+const problems = (argv: string[], env: Record<string, string> = {}, ns: () => string | undefined = noFile) => configProblems(() => parseStatusOptions(argv, env, ns));
 
 describe("formatStatus()", () => {
   test("formatStatus() prints the current build and an aligned history, newest first, with durations, counts and one-line messages", () => {
