@@ -1,7 +1,7 @@
 /**
  * Prune with the real control plane: what leaves the bundle is deleted, what is annotated
- * `kube-pico-cd.io/prune: disabled` is kept, nothing outside the inventory is touched, and
- * an empty bundle prunes nothing.
+ * `kube-pico-cd.io/prune: disabled` is kept, a CRD only goes with --prune-crds, nothing
+ * outside the inventory is touched, and an empty bundle prunes nothing.
  */
 import { describe, expect, test } from "bun:test";
 import type { KubeObject } from "../../lib/bundle.ts";
@@ -60,6 +60,43 @@ describe("prune", () => {
     ]);
     expect(outcome?.kept).toEqual([{ group: "", kind: "ConfigMap", namespace: ns, name: "kept", why: "annotation kube-pico-cd.io/prune: disabled" }]);
     expect(outcome?.warnings).toBeUndefined();
+  });
+
+  test("a CRD that left the bundle is kept and leaves the inventory; with --prune-crds one is deleted", async () => {
+    const ns = await createNamespace("prune-crd");
+    const queue = await createQueue();
+    const group = `${ns}.example.com`;
+    const crd = (plural: string, kind: string) =>
+      ({
+        apiVersion: "apiextensions.k8s.io/v1",
+        kind: "CustomResourceDefinition",
+        metadata: { name: `${plural}.${group}` },
+        spec: { group, names: { kind, plural }, scope: "Namespaced", versions: [{ name: "v1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object" } } }] },
+      }) as KubeObject;
+    const ref = (plural: string) => ({ group: "apiextensions.k8s.io", kind: "CustomResourceDefinition", name: `${plural}.${group}` });
+    const app = configMap(ns, "app", {});
+    await sendBundle(queue.url, [crd("keeps", "Keep"), crd("goes", "Go"), app], { timestampMs: 1_000 });
+    expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns })).code).toBe(0);
+
+    // Without --prune-crds: kept, and no longer ours to delete later.
+    await sendBundle(queue.url, [crd("goes", "Go"), app], { timestampMs: 2_000 });
+    expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns })).code).toBe(0);
+    expect(await exists(["crd", `keeps.${group}`])).toBe(true);
+    let record = await readRecord(ns);
+    expect(record?.history[0]?.kept).toEqual([{ ...ref("keeps"), why: "CustomResourceDefinitions are pruned only with --prune-crds" }]);
+    expect(record?.history[0]?.pruned).toEqual([]);
+    expect(record?.inventory).toEqual([ref("goes"), { group: "", kind: "ConfigMap", namespace: ns, name: "app" }]);
+
+    // With --prune-crds: deleted.
+    await sendBundle(queue.url, [app], { timestampMs: 3_000 });
+    expect((await runListenerOnce({ queueUrl: queue.url, namespace: ns, args: ["--prune-crds"] })).code).toBe(0);
+    const goes = await kubectl(["get", "crd", `goes.${group}`, "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    expect(goes.code !== 0 || goes.stdout !== "").toBe(true);
+    record = await readRecord(ns);
+    expect(record?.history[0]?.pruned).toEqual([ref("goes")]);
+    expect(record?.history[0]?.kept).toBeUndefined();
+    expect(record?.inventory).toEqual([{ group: "", kind: "ConfigMap", namespace: ns, name: "app" }]);
+    await kubectl(["delete", "crd", `keeps.${group}`, "--wait=false"]);
   });
 
   test("an object re-created by hand under the same name (no longer ours) is kept", async () => {
