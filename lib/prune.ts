@@ -51,16 +51,12 @@ export interface PruneOptions {
   signal?: AbortSignal | undefined;
 }
 
-function key(item: RecordedObject): string {
-  return objectRef(item);
-}
-
 /** The objects of `previous` that are not in `next`, in `previous` order. */
 export function pruneCandidates(previous: readonly RecordedObject[], next: readonly RecordedObject[]): RecordedObject[] {
-  const keep = new Set(next.map(key));
+  const keep = new Set(next.map(objectRef));
   const seen = new Set<string>();
   return previous.filter((item) => {
-    const k = key(item);
+    const k = objectRef(item);
     if (keep.has(k) || seen.has(k)) return false;
     seen.add(k);
     return true;
@@ -97,7 +93,11 @@ function groups(items: readonly RecordedObject[]): { namespace: string | undefin
   const out: { namespace: string | undefined; type: string; items: RecordedObject[] }[] = [];
   for (const [namespace, inNamespace] of byNamespace(items)) {
     const byType = new Map<string, RecordedObject[]>();
-    for (const item of inNamespace) byType.set(resourceType(item), [...(byType.get(resourceType(item)) ?? []), item]);
+    for (const item of inNamespace) {
+      const list = byType.get(resourceType(item)) ?? [];
+      list.push(item);
+      byType.set(resourceType(item), list);
+    }
     for (const [type, list] of byType) out.push({ namespace, type, items: list });
   }
   return out;
@@ -154,7 +154,7 @@ export async function pruneObjects(previous: readonly RecordedObject[], next: re
       continue;
     }
     for (const item of group.items) {
-      const object = live.get(key(item));
+      const object = live.get(objectRef(item));
       if (object === undefined) {
         result.gone.push(item);
         continue;
