@@ -5,7 +5,7 @@
  *
  *   KUBE_PICO_CD_QUEUE=https://sqs.eu-west-1.amazonaws.com/123456789012/deploy listener
  *   bun listener.ts --queue deploy --namespace kube-pico-cd --once
- *   listener status --namespace kube-pico-cd     (the current build and the history; lib/status.ts)
+ *   listener status --namespace kube-pico-cd     (the current build and the history; lib/listener/status.ts)
  *
  * Runs under Bun and Deno (`deno run -A listener.ts`). `--help` lists every option.
  * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration or a queue
@@ -14,21 +14,21 @@
 import { fileURLToPath } from "node:url";
 import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { createBackoff, delay } from "./lib/backoff.ts";
-import { Consumer, readMaxReceiveCount } from "./lib/consumer.ts";
-import { createDeployer } from "./lib/deployer.ts";
-import { startDriftCorrection } from "./lib/drift.ts";
+import { Consumer, readMaxReceiveCount } from "./lib/sqs/consumer.ts";
+import { createDeployer } from "./lib/listener/deployer.ts";
+import { startDriftCorrection } from "./lib/listener/drift.ts";
 import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
-import { startHealthServer, type Readiness } from "./lib/health-server.ts";
-import { runKubectl, type KubectlTarget } from "./lib/kubectl.ts";
-import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener-config.ts";
+import { startHealthServer, type Readiness } from "./lib/listener/health-server.ts";
+import { runKubectl, type KubectlTarget } from "./lib/kube/kubectl.ts";
+import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener/config.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
-import { observeCurrentBuild } from "./lib/metrics.ts";
-import { createOperations } from "./lib/operations.ts";
-import { checkPolicy } from "./lib/policy.ts";
-import { readState } from "./lib/state.ts";
-import { runStatus } from "./lib/status.ts";
-import { createResultSender } from "./lib/result-sender.ts";
-import { checkSignature } from "./lib/trust.ts";
+import { observeCurrentBuild } from "./lib/listener/metrics.ts";
+import { createOperations } from "./lib/listener/operations.ts";
+import { checkPolicy } from "./lib/listener/policy.ts";
+import { readState } from "./lib/kube/record.ts";
+import { runStatus } from "./lib/listener/status.ts";
+import { createResultSender } from "./lib/sqs/result-sender.ts";
+import { checkSignature } from "./lib/listener/trust.ts";
 
 /** How often the API server is probed while no deploy touches it, in ms. */
 const API_PROBE_INTERVAL_MS = 30_000;

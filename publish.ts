@@ -13,13 +13,13 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { z } from "zod";
-import { resolveBuildInfo } from "./lib/build-info.ts";
-import { collectBundle, type Bundle } from "./lib/bundle.ts";
+import { resolveBuildInfo } from "./lib/publish/build-info.ts";
+import { collectBundle, type Bundle } from "./lib/manifests/bundle.ts";
 import { ConfigError, errorMessage, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
-import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/message.ts";
-import { resultSucceeded, type ResultMessage } from "./lib/result.ts";
-import { waitForResults } from "./lib/result-waiter.ts";
-import { generateSigningKeyPair, keygenText, loadSigningKey, signFields, SIGNING_KEY_ENV } from "./lib/signature.ts";
+import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/wire/message.ts";
+import { resultSucceeded, type ResultMessage } from "./lib/wire/result.ts";
+import { waitForResults } from "./lib/sqs/result-waiter.ts";
+import { generateSigningKeyPair, keygenText, loadSigningKey, signFields, SIGNING_KEY_ENV } from "./lib/wire/signature.ts";
 import {
   DEFAULT_MESSAGE_GROUP_ID,
   fifoDeduplicationId,
@@ -30,7 +30,7 @@ import {
   sendBody,
   type QueueRef,
   type SentMessage,
-} from "./lib/sqs-send.ts";
+} from "./lib/sqs/send.ts";
 
 /** Exit codes, as documented in `--help`. */
 export const EXIT_SENT = 0;
@@ -855,7 +855,7 @@ export interface WaitReport {
 
 /**
  * The exit code of a --wait: {@link EXIT_DEPLOY_FAILED} when any result is not a success
- * (lib/result.ts `resultSucceeded`), else {@link EXIT_TIMED_OUT} when a queue gave no result,
+ * (lib/wire/result.ts `resultSucceeded`), else {@link EXIT_TIMED_OUT} when a queue gave no result,
  * else {@link EXIT_SENT}.
  */
 export function waitExitCode(results: readonly Pick<ResultMessage, "result" | "health">[], missing: number): number {

@@ -13,8 +13,8 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
-import type { KubeObject } from "../lib/bundle.ts";
-import { encodeMessage } from "../lib/message.ts";
+import type { KubeObject } from "../lib/manifests/bundle.ts";
+import { encodeMessage } from "../lib/wire/message.ts";
 import { startEnvironment } from "../test/env/environment.ts";
 import { startListener, type ListenerProcess } from "../test/helpers/listener-process.ts";
 

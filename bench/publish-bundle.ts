@@ -13,8 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { collectBundle } from "../lib/bundle.ts";
-import { encodeMessage } from "../lib/message.ts";
+import { collectBundle } from "../lib/manifests/bundle.ts";
+import { encodeMessage } from "../lib/wire/message.ts";
 
 /** A small deterministic PRNG (mulberry32) so every run bundles the same bytes. */
 function random(seed: number): () => number {

@@ -156,7 +156,7 @@ export type MessageRejectedReason =
   | "too-large"
   | "digest-mismatch"
   | "invalid-manifests"
-  // Trust (lib/trust.ts) and policy (lib/policy.ts), checked after decoding:
+  // Trust (lib/listener/trust.ts) and policy (lib/listener/policy.ts), checked after decoding:
   | "unsigned"
   | "malformed-signature"
   | "unknown-key"
@@ -222,7 +222,7 @@ export class QueueSendError extends KubePicoCdError {
 }
 
 /**
- * The bundle kept for drift correction (a Secret in the listener's namespace, lib/drift.ts)
+ * The bundle kept for drift correction (a Secret in the listener's namespace, lib/listener/drift.ts)
  * cannot be read or does not decode; a drift pass then applies nothing.
  */
 export class KeptBundleError extends KubePicoCdError {
@@ -236,10 +236,10 @@ export class KeptBundleError extends KubePicoCdError {
   }
 }
 
-/** Why lib/result.ts refused a result body. */
+/** Why lib/wire/result.ts refused a result body. */
 export type ResultRejectedReason = "invalid-json" | "schema" | "unsupported-kind" | "unsupported-version";
 
-/** A body is not a result message (lib/result.ts) this reader understands; `reason` says why. */
+/** A body is not a result message (lib/wire/result.ts) this reader understands; `reason` says why. */
 export class ResultRejectedError extends KubePicoCdError {
   override name = "ResultRejectedError";
   readonly reason: ResultRejectedReason;

@@ -9,8 +9,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { listenerHelpText } from "../lib/listener-config.ts";
-import { statusHelpText } from "../lib/status.ts";
+import { listenerHelpText } from "../lib/listener/config.ts";
+import { statusHelpText } from "../lib/listener/status.ts";
 import { helpText as publishHelpText } from "../publish.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");

@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { decodeRecord } from "../lib/state.ts";
+import { decodeRecord } from "../lib/kube/record.ts";
 import { startEnvironment, type Environment } from "../test/env/environment.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");

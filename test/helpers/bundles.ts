@@ -1,11 +1,11 @@
 /**
- * Builds and sends real version 1 messages (with lib/message.ts, as publish does) so listener
+ * Builds and sends real version 1 messages (with lib/wire/message.ts, as publish does) so listener
  * tests control build timestamps and contents exactly.
  */
 import { randomBytes } from "node:crypto";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
-import type { KubeObject } from "../../lib/bundle.ts";
-import { encodeMessage, type BuildInfo } from "../../lib/message.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
+import { encodeMessage, type BuildInfo } from "../../lib/wire/message.ts";
 import { sqsClient } from "../env/testenv.ts";
 
 export function configMap(namespace: string, name: string, data: Record<string, string>): KubeObject {

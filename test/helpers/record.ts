@@ -1,5 +1,5 @@
 /** Reads the listener's version record from the test cluster, as an operator would. */
-import { decodeRecord, DEFAULT_STATE_CONFIGMAP, type VersionRecord } from "../../lib/state.ts";
+import { decodeRecord, DEFAULT_STATE_CONFIGMAP, type VersionRecord } from "../../lib/kube/record.ts";
 import { kubectl } from "../env/testenv.ts";
 
 export async function readRecord(namespace: string, options: { name?: string; kubeconfig?: string } = {}): Promise<VersionRecord | undefined> {

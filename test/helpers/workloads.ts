@@ -1,5 +1,5 @@
 /** Workload objects for the health tests: they really roll out on the test environment's kwok Node. */
-import type { KubeObject } from "../../lib/bundle.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
 
 export interface DeploymentOptions {
   replicas?: number;

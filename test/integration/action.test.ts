@@ -13,8 +13,8 @@ import { fileURLToPath } from "node:url";
 import { generateKeyPairSync } from "node:crypto";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { parse } from "yaml";
-import { decodeMessage } from "../../lib/message.ts";
-import { keyIdOf } from "../../lib/signature.ts";
+import { decodeMessage } from "../../lib/wire/message.ts";
+import { keyIdOf } from "../../lib/wire/signature.ts";
 import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -1,8 +1,8 @@
 /** The phased server-side apply against the real kube-apiserver. */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { applyObjects, type ApplyObject } from "../../lib/apply.ts";
+import { applyObjects, type ApplyObject } from "../../lib/kube/apply.ts";
 import { KubectlError } from "../../lib/errors.ts";
-import type { KubectlTarget } from "../../lib/kubectl.ts";
+import type { KubectlTarget } from "../../lib/kube/kubectl.ts";
 import { createNamespace, kubectl, testEnv } from "../env/testenv.ts";
 
 let admin: KubectlTarget;

@@ -12,8 +12,8 @@ import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ReceiveMessageCommand, type Message } from "@aws-sdk/client-sqs";
-import { collectBundle } from "../../lib/bundle.ts";
-import { decodeMessage } from "../../lib/message.ts";
+import { collectBundle } from "../../lib/manifests/bundle.ts";
+import { decodeMessage } from "../../lib/wire/message.ts";
 import { artifacts, executableName, root, singleFileBanner, type Entry, type Platform } from "../../scripts/build.ts";
 import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
 

@@ -1,7 +1,7 @@
 /** runKubectl against the real kube-apiserver of the test environment. */
 import { beforeAll, describe, expect, test } from "bun:test";
 import { KubectlError } from "../../lib/errors.ts";
-import { runKubectl, type KubectlTarget } from "../../lib/kubectl.ts";
+import { runKubectl, type KubectlTarget } from "../../lib/kube/kubectl.ts";
 import { createNamespace, testEnv } from "../env/testenv.ts";
 
 let admin: KubectlTarget;

@@ -4,7 +4,7 @@
  * move the cluster or the record backwards, and an outage heals without a restart.
  */
 import { describe, expect, test } from "bun:test";
-import type { KubeObject } from "../../lib/bundle.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
 import { createNamespace, createQueue, kubectl, startDedicatedControlPlane } from "../env/testenv.ts";
 import { configMap, queueDepth, sendBundle } from "../helpers/bundles.ts";
 import { startListener } from "../helpers/listener-process.ts";
@@ -147,7 +147,7 @@ describe("listener: SQS and HTTP", () => {
       const sqs = await startDedicatedElasticMQ({ port });
       const client = new SQSClient({ endpoint: sqs.endpoint, region: "us-east-1" });
       await client.send(new CreateQueueCommand({ QueueName: "later" }));
-      const { encodeMessage } = await import("../../lib/message.ts");
+      const { encodeMessage } = await import("../../lib/wire/message.ts");
       const { SendMessageCommand } = await import("@aws-sdk/client-sqs");
       const { body } = encodeMessage({ build: { id: "after-sqs-outage", timestampMs: 1 }, objects: [configMap(ns, "app", { v: "1" })] });
       await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import type { KubeObject } from "../../lib/bundle.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
 import { createNamespace, createQueue, kubectl } from "../env/testenv.ts";
 import { configMap, queueDepth, sendBundle } from "../helpers/bundles.ts";
 import { runListenerOnce } from "../helpers/listener-process.ts";

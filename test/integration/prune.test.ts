@@ -4,7 +4,7 @@
  * outside the inventory is touched, and an empty bundle prunes nothing.
  */
 import { describe, expect, test } from "bun:test";
-import type { KubeObject } from "../../lib/bundle.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
 import { createNamespace, createQueue, kubectl } from "../env/testenv.ts";
 import { configMap, namespaceObject, sendBundle } from "../helpers/bundles.ts";
 import { runListenerOnce } from "../helpers/listener-process.ts";

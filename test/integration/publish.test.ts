@@ -11,9 +11,9 @@ import { join, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { createHash } from "node:crypto";
 import { GetQueueAttributesCommand, ReceiveMessageCommand, type Message } from "@aws-sdk/client-sqs";
-import { collectBundle } from "../../lib/bundle.ts";
-import { decodeMessage } from "../../lib/message.ts";
-import { fifoDeduplicationId } from "../../lib/sqs-send.ts";
+import { collectBundle } from "../../lib/manifests/bundle.ts";
+import { decodeMessage } from "../../lib/wire/message.ts";
+import { fifoDeduplicationId } from "../../lib/sqs/send.ts";
 import { main } from "../../publish.ts";
 import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
 

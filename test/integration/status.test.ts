@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { KubeObject } from "../../lib/bundle.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
 import { createNamespace, createQueue, testEnv } from "../env/testenv.ts";
 import { configMap, sendBundle } from "../helpers/bundles.ts";
 import { runListenerOnce } from "../helpers/listener-process.ts";

@@ -1,6 +1,6 @@
 /** The pure parts of the phased apply: argv, phase split and inventory parsing. */
 import { describe, expect, test } from "bun:test";
-import { applyArgs, groupOf, inventoryFromApplyOutput, isFirstPhaseObject, toListJson, waitEstablishedArgs } from "../../lib/apply.ts";
+import { applyArgs, groupOf, inventoryFromApplyOutput, isFirstPhaseObject, toListJson, waitEstablishedArgs } from "../../lib/kube/apply.ts";
 
 describe("applyArgs()", () => {
   test("applyArgs() is a server-side apply from stdin with the kube-pico-cd field manager", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { resolveBuildInfo } from "../../lib/build-info.ts";
+import { resolveBuildInfo } from "../../lib/publish/build-info.ts";
 
 const github = {
   GITHUB_SHA: "0123abcd",

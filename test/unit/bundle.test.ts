@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { collectBundle, matchesGlob, objectKey, parseManifests, type CollectBundleOptions } from "../../lib/bundle.ts";
+import { collectBundle, matchesGlob, objectKey, parseManifests, type CollectBundleOptions } from "../../lib/manifests/bundle.ts";
 import { BundleError, KubectlError } from "../../lib/errors.ts";
 
 const fixtures = resolve(import.meta.dir, "../fixtures");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { maxReceiveCountOf } from "../../lib/consumer.ts";
+import { maxReceiveCountOf } from "../../lib/sqs/consumer.ts";
 
 describe("maxReceiveCountOf()", () => {
   test("maxReceiveCountOf() reads the count of a RedrivePolicy, as a number or a string", () => {

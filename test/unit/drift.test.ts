@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
-import type { KubeObject } from "../../lib/bundle.ts";
+import type { KubeObject } from "../../lib/manifests/bundle.ts";
 import {
   deleteKeptBundleArgs,
   driftDecision,
@@ -15,7 +15,7 @@ import {
   startDriftCorrection,
   tooLargeWarning,
   type DriftPassResult,
-} from "../../lib/drift.ts";
+} from "../../lib/listener/drift.ts";
 import { KeptBundleError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
 import { thrown } from "../helpers/thrown.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { eventMessage, eventReason, MAX_EVENT_MESSAGE_LENGTH, outcomeEvent } from "../../lib/events.ts";
-import type { Outcome } from "../../lib/state.ts";
+import { eventMessage, eventReason, MAX_EVENT_MESSAGE_LENGTH, outcomeEvent } from "../../lib/kube/events.ts";
+import type { Outcome } from "../../lib/kube/record.ts";
 
 const applied: Outcome = {
   result: "applied",

@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { stringify } from "yaml";
-import { parseManifests } from "../../lib/bundle.ts";
+import { parseManifests } from "../../lib/manifests/bundle.ts";
 
 const RUNS = Number(process.env.KPCD_FUZZ_RUNS ?? 2000);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`KPCD_FUZZ_RUNS must be a positive integer: current value is ${process.env.KPCD_FUZZ_RUNS}`);

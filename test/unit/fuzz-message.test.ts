@@ -7,10 +7,10 @@ import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { MessageRejectedError } from "../../lib/errors.ts";
-import { decodeMessage, encodeMessage, MANIFESTS_ENCODING, MESSAGE_KIND, type KubeObject } from "../../lib/message.ts";
-import { checkPolicy, OPEN_POLICY } from "../../lib/policy.ts";
-import { generateSigningKeyPair, parseSigningKey, signFields, type SigningKey } from "../../lib/signature.ts";
-import { checkSignature, loadTrustedKeys } from "../../lib/trust.ts";
+import { decodeMessage, encodeMessage, MANIFESTS_ENCODING, MESSAGE_KIND, type KubeObject } from "../../lib/wire/message.ts";
+import { checkPolicy, OPEN_POLICY } from "../../lib/listener/policy.ts";
+import { generateSigningKeyPair, parseSigningKey, signFields, type SigningKey } from "../../lib/wire/signature.ts";
+import { checkSignature, loadTrustedKeys } from "../../lib/listener/trust.ts";
 
 const RUNS = Number(process.env.KPCD_FUZZ_RUNS ?? 2000);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`KPCD_FUZZ_RUNS must be a positive integer: current value is ${process.env.KPCD_FUZZ_RUNS}`);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { notReadyReason, startHealthServer } from "../../lib/health-server.ts";
+import { notReadyReason, startHealthServer } from "../../lib/listener/health-server.ts";
 
 describe("notReadyReason()", () => {
   const now = 1_000_000;

@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubectlError } from "../../lib/errors.ts";
-import { kubectlArgv, runKubectl, serverReasonOf } from "../../lib/kubectl.ts";
+import { kubectlArgv, runKubectl, serverReasonOf } from "../../lib/kube/kubectl.ts";
 
 let dir: string;
 const script = (name: string, body: string): string => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { listenerHelpText, parseListenerConfig, LISTENER_OPTIONS } from "../../lib/listener-config.ts";
+import { listenerHelpText, parseListenerConfig, LISTENER_OPTIONS } from "../../lib/listener/config.ts";
 import { configProblems } from "../helpers/thrown.ts";
 
 const noFile = () => undefined;

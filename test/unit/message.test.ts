@@ -9,7 +9,7 @@ import {
   encodeMessage,
   type BuildInfo,
   type KubeObject,
-} from "../../lib/message.ts";
+} from "../../lib/wire/message.ts";
 import { thrown } from "../helpers/thrown.ts";
 
 const build: BuildInfo = { id: "abc123-42-1", timestampMs: 1_700_000_000_123, commit: "abc123", runId: "42" };

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Counter, createListenerMetrics, formatValue, Gauge, Histogram, observeCurrentBuild, observeOutcome, Registry, rejectionReason } from "../../lib/metrics.ts";
+import { Counter, createListenerMetrics, formatValue, Gauge, Histogram, observeCurrentBuild, observeOutcome, Registry, rejectionReason } from "../../lib/listener/metrics.ts";
 
 describe("Registry", () => {
   test("render() writes HELP, TYPE and samples, escaping label values and help text", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { KubectlError, MessageRejectedError } from "../../lib/errors.ts";
-import type { KubeObject } from "../../lib/message.ts";
+import type { KubeObject } from "../../lib/wire/message.ts";
 import {
   checkPolicy,
   kindMatches,
@@ -11,7 +11,7 @@ import {
   redactError,
   redactSecretValues,
   type Policy,
-} from "../../lib/policy.ts";
+} from "../../lib/listener/policy.ts";
 
 function object(apiVersion: string, kind: string, name: string, namespace?: string, extra: Record<string, unknown> = {}): KubeObject {
   return { apiVersion, kind, metadata: { name, ...(namespace === undefined ? {} : { namespace }) }, ...extra } as KubeObject;
@@ -155,7 +155,7 @@ describe("listener configuration of the policy", () => {
   const base = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "ns" };
 
   test("parseListenerConfig() builds the policy from flags and variables", async () => {
-    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
     expect(parseListenerConfig([], base).policy).toEqual(OPEN_POLICY);
     const config = parseListenerConfig(["--deny-cluster-scoped", "--deny-kinds", "Secret", "--deny-kinds", "rbac.authorization.k8s.io/*"], {
       ...base,
@@ -173,7 +173,7 @@ describe("listener configuration of the policy", () => {
   });
 
   test("parseListenerConfig() names the flag of a bad pattern", async () => {
-    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
     const { ConfigError } = await import("../../lib/errors.ts");
     let error: unknown;
     try {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { keepReason, pruneArgs, pruneCandidates, pruneObjects, prunePhase } from "../../lib/prune.ts";
+import { keepReason, pruneArgs, pruneCandidates, pruneObjects, prunePhase } from "../../lib/kube/prune.ts";
 
 const cm = (name: string, namespace = "app") => ({ group: "", kind: "ConfigMap", namespace, name });
 

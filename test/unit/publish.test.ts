@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { decodeMessage } from "../../lib/message.ts";
+import { decodeMessage } from "../../lib/wire/message.ts";
 import { helpText, main, normalizeArgv, parseConfig, parseWaitTimeout, waitExitCode } from "../../publish.ts";
 import { configProblems } from "../helpers/thrown.ts";
 

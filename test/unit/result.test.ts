@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { decodeResult, encodeResult, resultFromOutcome, ResultRejectedError, resultSucceeded, type ResultMessage } from "../../lib/result.ts";
-import type { Outcome } from "../../lib/state.ts";
+import { decodeResult, encodeResult, resultFromOutcome, ResultRejectedError, resultSucceeded, type ResultMessage } from "../../lib/wire/result.ts";
+import type { Outcome } from "../../lib/kube/record.ts";
 import { thrown } from "../helpers/thrown.ts";
 
 const applied: ResultMessage = {

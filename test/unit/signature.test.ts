@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageRejectedError } from "../../lib/errors.ts";
-import { decodeMessage, encodeMessage, type BuildInfo, type DecodedMessage, type KubeObject, type SignedFields } from "../../lib/message.ts";
+import { decodeMessage, encodeMessage, type BuildInfo, type DecodedMessage, type KubeObject, type SignedFields } from "../../lib/wire/message.ts";
 import {
   generateSigningKeyPair,
   keyIdOf,
@@ -14,8 +14,8 @@ import {
   signedBytes,
   signFields,
   type SigningKey,
-} from "../../lib/signature.ts";
-import { checkSignature, loadTrustedKeys } from "../../lib/trust.ts";
+} from "../../lib/wire/signature.ts";
+import { checkSignature, loadTrustedKeys } from "../../lib/listener/trust.ts";
 
 const build: BuildInfo = { id: "abc-1-1", timestampMs: 1_700_000_000_000, commit: "abc", ref: "refs/heads/main" };
 const objects = [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "app", namespace: "web" }, data: { color: "blue" } }] as KubeObject[];
@@ -288,7 +288,7 @@ describe("listener configuration of trust", () => {
   const base = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "ns" };
 
   test("parseListenerConfig() reads trusted keys from the variable, several at once", async () => {
-    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
     const [a, b] = [generateSigningKeyPair(), generateSigningKeyPair()];
     const config = parseListenerConfig([], { ...base, KUBE_PICO_CD_TRUSTED_KEYS: `${a.publicKeyPem},${b.publicKeyPem}` });
     expect([...config.trustedKeys.keys()]).toEqual([a.keyId, b.keyId]);
@@ -296,7 +296,7 @@ describe("listener configuration of trust", () => {
   });
 
   test("parseListenerConfig() refuses --require-signatures without keys, and keys it cannot read", async () => {
-    const { parseListenerConfig } = await import("../../lib/listener-config.ts");
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
     const { ConfigError } = await import("../../lib/errors.ts");
     const problems = (fn: () => unknown) => {
       try {

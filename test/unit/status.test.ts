@@ -1,7 +1,7 @@
 /** `listener status`: its options, and the text and JSON it prints for a record. */
 import { describe, expect, test } from "bun:test";
-import type { StoredRecord } from "../../lib/state.ts";
-import { formatDuration, formatHistory, formatStatus, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/status.ts";
+import type { StoredRecord } from "../../lib/kube/record.ts";
+import { formatDuration, formatHistory, formatStatus, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/listener/status.ts";
 import { configProblems } from "../helpers/thrown.ts";
 
 const where = { namespace: "kube-pico-cd", configMap: "kube-pico-cd-state" };

@@ -1,0 +1,106 @@
+/**
+ * What the deployer does after a successful apply, still under the deploy lock:
+ *
+ * 1. wait for the applied workloads to become healthy (lib/kube/health.ts), unless disabled;
+ * 2. prune the objects that left the bundle (lib/kube/prune.ts), unless disabled; never for an
+ *    empty bundle;
+ * 3. keep the bundle in the cluster for drift correction (lib/listener/drift.ts), when enabled.
+ *
+ * None of these fails the deploy: the objects are applied, so the record's current build
+ * moves. A Degraded or Timeout health, a prune that failed, a bundle too large to keep: each
+ * is recorded in the "applied" outcome (`health`, `warnings`), and pruning still happens
+ * after a Degraded health, since the new inventory replaces the old one either way.
+ */
+import type { KubectlTarget } from "../kube/kubectl.ts";
+import type { Logger } from "../log.ts";
+import type { DecodedMessage } from "../wire/message.ts";
+import { pruneObjects } from "../kube/prune.ts";
+import { objectRef, waitForHealth } from "../kube/health.ts";
+import type { Outcome, RecordedObject } from "../kube/record.ts";
+
+/** What the deployer hands over after an apply. */
+export interface AppliedBuild {
+  decoded: DecodedMessage;
+  /** What the apply reported, names only. */
+  inventory: readonly RecordedObject[];
+  /** The recorded inventory before this build. */
+  previousInventory: readonly RecordedObject[];
+  log: Logger;
+}
+
+/** What goes into the record. */
+export interface AfterApplyResult {
+  /** The inventory to record. */
+  inventory: RecordedObject[];
+  /** Fields added to the "applied" outcome. */
+  outcome: Partial<Outcome>;
+}
+
+/** Options of {@link createAfterApply}. */
+export interface AfterApplyOptions {
+  kubectl: KubectlTarget;
+  fieldManager: string;
+  /** Delete objects that left the bundle. Default true. */
+  prune?: boolean;
+  /** Also prune CustomResourceDefinitions. Default false. */
+  pruneCrds?: boolean;
+  /** Wait for workloads to become healthy. Default true. */
+  waitHealth?: boolean;
+  /** Health budget, in ms. Default 300000. */
+  healthTimeoutMs?: number;
+  /** Time between health polls, in ms. Default 2000. */
+  healthIntervalMs?: number;
+  /** Aborted when the listener is asked to stop: the health wait ends early (Timeout). */
+  stopSignal?: AbortSignal;
+  /** Keeps the applied bundle for drift correction; returns a warning when it could not. */
+  keepBundle?: (decoded: DecodedMessage, signal: AbortSignal) => Promise<string | undefined>;
+}
+
+/** The `afterApply` step of the deployer. */
+export function createAfterApply(options: AfterApplyOptions): (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult> {
+  const { kubectl, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle } = options;
+  return async ({ decoded, inventory, previousInventory, log }, signal) => {
+    const outcome: Partial<Outcome> = {};
+    const warnings: string[] = [];
+    let recorded: RecordedObject[];
+
+    if (waitHealth) {
+      const health = await waitForHealth(inventory, { kubectl, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal });
+      outcome.health = health;
+      const fields = { health: health.status, checked: health.checked, durationMs: health.durationMs, object: health.object, reason: health.reason };
+      if (health.status === "Healthy") log.info("workloads healthy", fields);
+      else log.warn(`workloads not healthy: ${health.status}`, fields);
+    }
+
+    // With prune off, objects that left the bundle are orphaned: turning prune on later
+    // does not delete what was removed long before.
+    if (!prune) {
+      recorded = [...inventory];
+    } else if (decoded.objects.length === 0) {
+      recorded = [...previousInventory];
+      if (previousInventory.length > 0) warnings.push(`prune skipped: the bundle is empty, so the ${previousInventory.length} objects of the previous build were kept`);
+    } else {
+      const result = await pruneObjects(previousInventory, inventory, { kubectl, fieldManager, pruneCrds, signal });
+      outcome.pruned = result.pruned;
+      if (result.kept.length > 0) outcome.kept = result.kept;
+      for (const f of result.failed) warnings.push(`prune of ${objectRef(f.object)} failed (kept in the inventory for the next deploy): ${f.error}`);
+      recorded = [...inventory, ...result.failed.map((f) => f.object)];
+      if (result.pruned.length + result.kept.length + result.failed.length > 0) {
+        log.info("pruned objects that left the bundle", {
+          pruned: result.pruned.map(objectRef),
+          kept: result.kept.map((k) => `${objectRef(k)} (${k.why})`),
+          failed: result.failed.map((f) => objectRef(f.object)),
+          durationMs: result.durationMs,
+        });
+      }
+    }
+
+    if (keepBundle) {
+      const warning = await keepBundle(decoded, signal);
+      if (warning !== undefined) warnings.push(warning);
+    }
+    for (const w of warnings) log.warn(w);
+    if (warnings.length > 0) outcome.warnings = warnings;
+    return { inventory: recorded, outcome };
+  };
+}

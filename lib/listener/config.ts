@@ -1,0 +1,326 @@
+/**
+ * The listener's configuration: flags and KUBE_PICO_CD_* variables, validated once at start-up
+ * by one zod schema. A bad setting stops the listener before it does any work, with one line
+ * per problem naming the flag or variable.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "../cli-options.ts";
+import { DEFAULT_BUNDLE_SECRET, MAX_KEPT_BUNDLE_BYTES } from "./drift.ts";
+import { ConfigError } from "../errors.ts";
+import { DEFAULT_LOCK_LEASE } from "../kube/lease.ts";
+import type { LogLevel } from "../log.ts";
+import { DEFAULT_MAX_DECOMPRESSED_BYTES } from "../wire/message.ts";
+import { kindPatternProblem, namespacePatternProblem, type Policy } from "./policy.ts";
+import { loadTrustedKeys, type TrustedKeys } from "./trust.ts";
+import { parseQueueRef } from "../sqs/send.ts";
+import { DEFAULT_HISTORY_LIMIT, DEFAULT_STATE_CONFIGMAP } from "../kube/record.ts";
+
+/** Where Kubernetes mounts the pod's namespace. */
+export const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+export const LISTENER_OPTIONS = {
+  queue: { type: "string", env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"], value: "URL|NAME", defaultText: "none; required", help: "Queue to receive from, by URL or by name (resolved with GetQueueUrl)." },
+  target: { type: "string", env: ["KUBE_PICO_CD_TARGET"], value: "NAME", defaultText: "none", help: "This cluster's name: messages for another target are rejected (messages without a target are accepted)." },
+  namespace: { type: "string", env: ["KUBE_PICO_CD_NAMESPACE"], value: "NAME", defaultText: `the pod's namespace (${SERVICE_ACCOUNT_NAMESPACE_FILE})`, help: "Namespace of the version record and the deploy lock." },
+  "state-configmap": { type: "string", env: ["KUBE_PICO_CD_STATE_CONFIGMAP"], value: "NAME", defaultText: DEFAULT_STATE_CONFIGMAP, help: "Name of the version record ConfigMap." },
+  "lock-lease": { type: "string", env: ["KUBE_PICO_CD_LOCK_LEASE"], value: "NAME", defaultText: DEFAULT_LOCK_LEASE, help: "Name of the Lease that lets one replica deploy at a time." },
+  "lease-duration-seconds": { type: "string", env: ["KUBE_PICO_CD_LEASE_DURATION_SECONDS"], value: "N", defaultText: "30", help: "How long the deploy lock outlives a replica that died holding it." },
+  "history-limit": { type: "string", env: ["KUBE_PICO_CD_HISTORY_LIMIT"], value: "N", defaultText: String(DEFAULT_HISTORY_LIMIT), help: "Outcomes kept in the record's history." },
+  kubectl: { type: "string", env: ["KUBE_PICO_CD_KUBECTL"], value: "PATH", defaultText: "kubectl (on PATH)", help: "kubectl binary." },
+  kubeconfig: { type: "string", env: ["KUBE_PICO_CD_KUBECONFIG"], value: "PATH", defaultText: "kubectl's own choice: KUBECONFIG, ~/.kube/config, then the pod's service account", help: "Kubeconfig file passed to kubectl." },
+  "field-manager": { type: "string", env: ["KUBE_PICO_CD_FIELD_MANAGER"], value: "NAME", defaultText: "kube-pico-cd", help: "Server-side apply field manager." },
+  "no-force-conflicts": { type: "boolean", env: ["KUBE_PICO_CD_NO_FORCE_CONFLICTS"], defaultText: "false (conflicts are forced, as Flux does)", help: "Fail an apply when another field manager owns a field, instead of taking the field over." },
+  "apply-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_APPLY_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "Time budget of one apply (all phases)." },
+  "no-prune": { type: "boolean", env: ["KUBE_PICO_CD_NO_PRUNE"], defaultText: "false (objects that leave the bundle are deleted)", help: "Do not delete the objects of the previous build that the new bundle no longer holds." },
+  "prune-crds": { type: "boolean", env: ["KUBE_PICO_CD_PRUNE_CRDS"], defaultText: "false (they are kept, and leave the inventory)", help: "Also prune CustomResourceDefinitions that left the bundle, with every resource of them." },
+  "allow-empty-bundle": { type: "boolean", env: ["KUBE_PICO_CD_ALLOW_EMPTY_BUNDLE"], defaultText: "false (rejected as empty-bundle)", help: "Accept a bundle of zero objects as a build; it applies and prunes nothing." },
+  "no-wait-health": { type: "boolean", env: ["KUBE_PICO_CD_NO_WAIT_HEALTH"], defaultText: "false (health is waited for and recorded)", help: "Do not wait for Deployments, StatefulSets, DaemonSets, Jobs and CRDs to become healthy after an apply." },
+  "health-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_HEALTH_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "How long to wait for health before recording Timeout." },
+  "drift-interval-minutes": { type: "string", env: ["KUBE_PICO_CD_DRIFT_INTERVAL_MINUTES"], value: "N", defaultText: "none (off)", help: "Re-apply the last applied bundle every N minutes (a decimal, at least 0.05), from a compressed copy kept in the cluster." },
+  "bundle-secret": { type: "string", env: ["KUBE_PICO_CD_BUNDLE_SECRET"], value: "NAME", defaultText: DEFAULT_BUNDLE_SECRET, help: "Secret in the listener's namespace keeping the last applied bundle (gzip'd) for drift correction; written only with --drift-interval-minutes, and a bundle may not overwrite it." },
+  "bundle-secret-max-bytes": { type: "string", env: ["KUBE_PICO_CD_BUNDLE_SECRET_MAX_BYTES"], value: "N", defaultText: String(MAX_KEPT_BUNDLE_BYTES), help: `Largest gzip'd bundle kept for drift correction (at most ${MAX_KEPT_BUNDLE_BYTES}: a Secret holds at most 1 MiB). A larger bundle is applied but not kept, the older kept one is deleted, and the outcome warns.` },
+  "result-queue": { type: "string", env: ["KUBE_PICO_CD_RESULT_QUEUE"], value: "URL|NAME", defaultText: "none", help: "Queue to send each build's result to (kube-pico-cd.result messages, for publish --wait)." },
+  "no-events": { type: "boolean", env: ["KUBE_PICO_CD_NO_EVENTS"], defaultText: "false (an Event per outcome, on the version record)", help: "Do not create Kubernetes Events for deploy outcomes." },
+  "wait-time-seconds": { type: "string", env: ["KUBE_PICO_CD_WAIT_TIME_SECONDS"], value: "N", defaultText: "20", help: "SQS long-poll wait (0-20)." },
+  "visibility-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS"], value: "N", defaultText: "60", help: "How long a received message stays hidden; renewed while its deploy runs." },
+  "retry-base-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_BASE_SECONDS"], value: "N", defaultText: "30", help: "Delay before a failed deploy is retried; doubles with each receive." },
+  "retry-max-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_MAX_SECONDS"], value: "N", defaultText: "900", help: "Largest retry delay." },
+  "max-decompressed-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_DECOMPRESSED_BYTES"], value: "N", defaultText: String(DEFAULT_MAX_DECOMPRESSED_BYTES), help: "Largest uncompressed bundle accepted." },
+  "trusted-keys": { type: "string", multiple: true, env: ["KUBE_PICO_CD_TRUSTED_KEYS"], value: "PEM|PATH", defaultText: "none: signatures are not checked (a warning at start-up)", help: "Ed25519 public keys whose signatures are trusted: PEM text, a file of PEM blocks, or a directory of *.pem files. Repeatable; the variable takes a comma-separated list. With keys, only bundles signed by one of them are applied." },
+  "require-signatures": { type: "boolean", env: ["KUBE_PICO_CD_REQUIRE_SIGNATURES"], defaultText: "false", help: "Refuse to start without trusted keys." },
+  "allow-namespaces": { type: "string", multiple: true, env: ["KUBE_PICO_CD_ALLOW_NAMESPACES"], value: "GLOB", defaultText: "any", help: "Namespaces bundles may touch (globs: * and ?). Objects must then name their namespace, and Namespace objects must be named so." },
+  "allow-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_ALLOW_KINDS"], value: "[GROUP/]KIND", defaultText: "any", help: "Kinds bundles may hold: Kind (any group) or group/Kind, core for the core group; globs allowed (apps/*)." },
+  "deny-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_DENY_KINDS"], value: "[GROUP/]KIND", defaultText: "none", help: "Kinds bundles may not hold (e.g. Secret, rbac.authorization.k8s.io/ClusterRoleBinding); wins over --allow-kinds." },
+  "deny-cluster-scoped": { type: "boolean", env: ["KUBE_PICO_CD_DENY_CLUSTER_SCOPED"], defaultText: "false", help: "Reject bundles with cluster-scoped objects (built-in cluster-scoped kinds, --cluster-scoped-kinds, and objects without a namespace)." },
+  "cluster-scoped-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_CLUSTER_SCOPED_KINDS"], value: "[GROUP/]KIND", defaultText: "none (built-in kinds only)", help: "Kinds of your CustomResourceDefinitions that are cluster-scoped, for the policy." },
+  "sqs-endpoint": { type: "string", env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"], value: "URL", defaultText: "AWS's endpoint for the region", help: "SQS endpoint override (local SQS servers)." },
+  region: { type: "string", env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"], value: "REGION", defaultText: "from the queue URL, else the SDK's chain", help: "AWS region." },
+  "http-host": { type: "string", env: ["KUBE_PICO_CD_HTTP_HOST"], value: "HOST", defaultText: "0.0.0.0", help: "Address of the /healthz and /readyz server." },
+  "http-port": { type: "string", env: ["KUBE_PICO_CD_HTTP_PORT"], value: "PORT", defaultText: "8080", help: "Port of the /healthz and /readyz server (0: any free port; -1: no server)." },
+  "shutdown-grace-seconds": { type: "string", env: ["KUBE_PICO_CD_SHUTDOWN_GRACE_SECONDS"], value: "N", defaultText: "25", help: "On SIGTERM, how long an in-flight deploy may take to finish." },
+  "log-level": { type: "string", env: ["KUBE_PICO_CD_LOG_LEVEL"], value: "LEVEL", defaultText: "info", help: "debug, info, warn or error." },
+  once: { type: "boolean", env: ["KUBE_PICO_CD_ONCE"], defaultText: "false", help: "Handle what is in the queue, then exit (for scripts and tests)." },
+  help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
+} as const satisfies OptionTable;
+
+export interface ListenerConfig {
+  queue: string;
+  target?: string;
+  namespace: string;
+  stateConfigMap: string;
+  lockLease: string;
+  leaseDurationSeconds: number;
+  historyLimit: number;
+  kubectl: string;
+  kubeconfig?: string;
+  fieldManager: string;
+  forceConflicts: boolean;
+  applyTimeoutMs: number;
+  prune: boolean;
+  pruneCrds: boolean;
+  allowEmptyBundle: boolean;
+  waitHealth: boolean;
+  healthTimeoutMs: number;
+  /** Absent: no drift correction. */
+  driftIntervalMs?: number;
+  /** Secret keeping the last applied bundle for drift correction (lib/listener/drift.ts). */
+  bundleSecret: string;
+  /** Largest gzip'd bundle kept, in bytes. */
+  bundleSecretMaxBytes: number;
+  resultQueue?: string;
+  events: boolean;
+  waitTimeSeconds: number;
+  visibilityTimeoutSeconds: number;
+  retryBaseSeconds: number;
+  retryMaxSeconds: number;
+  maxDecompressedBytes: number;
+  /** Public keys by key id; empty: signatures are not checked. */
+  trustedKeys: TrustedKeys;
+  requireSignatures: boolean;
+  policy: Policy;
+  sqsEndpoint?: string;
+  region?: string;
+  httpHost: string;
+  /** -1: no HTTP server. */
+  httpPort: number;
+  shutdownGraceMs: number;
+  logLevel: LogLevel;
+  once: boolean;
+  help: boolean;
+}
+
+/** A whole number from `min` to `max` given as text (flag or variable), `fallback` when absent. */
+export const int = (min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((text, ctx) => {
+      const n = Number(text.trim());
+      if (text.trim() === "" || !Number.isInteger(n)) {
+        ctx.addIssue({ code: "custom", message: `must be a whole number: current value is ${JSON.stringify(text)}` });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const name = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .pipe(z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a Kubernetes object name (lowercase letters, digits, '-', '.')").max(253));
+
+const patterns = (problem: (pattern: string) => string | undefined) =>
+  z.array(z.string()).superRefine((items, ctx) => {
+    for (const item of items) {
+      const text = problem(item);
+      if (text !== undefined) ctx.addIssue({ code: "custom", message: text });
+    }
+  });
+
+const schema = z.object({
+  queue: z.string().min(1, "must not be empty").optional(),
+  target: z.string().min(1, "must not be empty").optional(),
+  namespace: z
+    .string()
+    .max(63, "must be a namespace name of at most 63 characters")
+    .superRefine((v, ctx) => {
+      if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v)) ctx.addIssue({ code: "custom", message: `must be a namespace name (lower-case letters, digits and '-'): current value is ${JSON.stringify(v)}` });
+    })
+    .optional(),
+  "state-configmap": name(DEFAULT_STATE_CONFIGMAP),
+  "lock-lease": name(DEFAULT_LOCK_LEASE),
+  "lease-duration-seconds": int(3, 3600, 30),
+  "history-limit": int(1, 1000, DEFAULT_HISTORY_LIMIT),
+  kubectl: z.string().min(1).default("kubectl"),
+  kubeconfig: z.string().min(1).optional(),
+  "field-manager": z.string().min(1).max(128).default("kube-pico-cd"),
+  "no-force-conflicts": z.boolean(),
+  "apply-timeout-seconds": int(1, 86_400, 300),
+  "no-prune": z.boolean(),
+  "prune-crds": z.boolean(),
+  "allow-empty-bundle": z.boolean(),
+  "no-wait-health": z.boolean(),
+  "health-timeout-seconds": int(1, 86_400, 300),
+  "drift-interval-minutes": z
+    .string()
+    .regex(/^\s*\d+(\.\d+)?\s*$/, "must be a number of minutes such as 10 or 0.5")
+    .transform(Number)
+    .pipe(z.number().min(0.05, "must be at least 0.05 (3 seconds)").max(10_080, "must be at most 10080 (a week)"))
+    .optional(),
+  "bundle-secret": name(DEFAULT_BUNDLE_SECRET),
+  "bundle-secret-max-bytes": int(1024, MAX_KEPT_BUNDLE_BYTES, MAX_KEPT_BUNDLE_BYTES),
+  "result-queue": z
+    .string()
+    .min(1, "must not be empty")
+    .superRefine((value, ctx) => {
+      const parsed = parseQueueRef(value);
+      if ("problem" in parsed) ctx.addIssue({ code: "custom", message: parsed.problem });
+    })
+    .optional(),
+  "no-events": z.boolean(),
+  "wait-time-seconds": int(0, 20, 20),
+  "visibility-timeout-seconds": int(3, 43_200, 60),
+  "retry-base-seconds": int(0, 43_200, 30),
+  "retry-max-seconds": int(0, 43_200, 900),
+  "max-decompressed-bytes": int(1024, 1024 * 1024 * 1024, DEFAULT_MAX_DECOMPRESSED_BYTES),
+  "trusted-keys": z.array(z.string().min(1, "must not be empty")),
+  "require-signatures": z.boolean(),
+  "allow-namespaces": patterns(namespacePatternProblem),
+  "allow-kinds": patterns(kindPatternProblem),
+  "deny-kinds": patterns(kindPatternProblem),
+  "deny-cluster-scoped": z.boolean(),
+  "cluster-scoped-kinds": patterns(kindPatternProblem),
+  "sqs-endpoint": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+  region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
+  "http-host": z.string().min(1).default("0.0.0.0"),
+  "http-port": int(-1, 65_535, 8080),
+  "shutdown-grace-seconds": int(0, 3600, 25),
+  "log-level": z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }).default("info"),
+  once: z.boolean(),
+  help: z.boolean(),
+});
+
+/** The listener's option schema, for commands that take some of its options (`listener status`). */
+export const listenerOptionsSchema = schema;
+
+/**
+ * Parses the listener's settings from `argv` (without the program) and `env`.
+ * `readNamespaceFile` is injectable so tests need no pod.
+ *
+ * @throws {ConfigError} one line per problem.
+ */
+export function parseListenerConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readNamespaceFile: () => string | undefined = defaultNamespaceFile,
+): ListenerConfig {
+  const { raw, origin, problems } = gatherOptions(LISTENER_OPTIONS, argv, env);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const result = schema.safeParse(raw);
+  if (!result.success) throw new ConfigError(schemaProblems(result.error, origin));
+  const d = result.data;
+  if (d.help) return { ...defaultsOnly(), help: true };
+  if (d.queue === undefined) problems.push("--queue: no queue given (set KUBE_PICO_CD_QUEUE to the queue's URL or name)");
+  const namespace = resolveNamespace(d.namespace, readNamespaceFile);
+  if (!namespace) problems.push(NAMESPACE_MISSING_PROBLEM);
+  if (d["retry-max-seconds"] < d["retry-base-seconds"]) {
+    problems.push(`${origin["retry-max-seconds"]}: must be at least the retry base (${d["retry-base-seconds"]}): current value is ${d["retry-max-seconds"]}`);
+  }
+  const trusted = loadTrustedKeys(d["trusted-keys"], (i) => `${origin["trusted-keys"]} (item ${i + 1})`);
+  problems.push(...trusted.problems);
+  if (d["require-signatures"] && d["trusted-keys"].length === 0) {
+    problems.push(`${origin["require-signatures"]}: signatures are required but no trusted key is given (set KUBE_PICO_CD_TRUSTED_KEYS to the public key printed by 'publish keygen')`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const policy: Policy = {
+    deniedKinds: d["deny-kinds"],
+    allowClusterScoped: !d["deny-cluster-scoped"],
+    clusterScopedKinds: d["cluster-scoped-kinds"],
+    ...(d["allow-namespaces"].length > 0 ? { allowedNamespaces: d["allow-namespaces"] } : {}),
+    ...(d["allow-kinds"].length > 0 ? { allowedKinds: d["allow-kinds"] } : {}),
+  };
+  const config: ListenerConfig = {
+    queue: d.queue!,
+    namespace: namespace!,
+    stateConfigMap: d["state-configmap"],
+    lockLease: d["lock-lease"],
+    leaseDurationSeconds: d["lease-duration-seconds"],
+    historyLimit: d["history-limit"],
+    kubectl: d.kubectl,
+    fieldManager: d["field-manager"],
+    forceConflicts: !d["no-force-conflicts"],
+    applyTimeoutMs: d["apply-timeout-seconds"] * 1000,
+    prune: !d["no-prune"],
+    pruneCrds: d["prune-crds"],
+    allowEmptyBundle: d["allow-empty-bundle"],
+    waitHealth: !d["no-wait-health"],
+    healthTimeoutMs: d["health-timeout-seconds"] * 1000,
+    bundleSecret: d["bundle-secret"],
+    bundleSecretMaxBytes: d["bundle-secret-max-bytes"],
+    events: !d["no-events"],
+    waitTimeSeconds: d["wait-time-seconds"],
+    visibilityTimeoutSeconds: d["visibility-timeout-seconds"],
+    retryBaseSeconds: d["retry-base-seconds"],
+    retryMaxSeconds: d["retry-max-seconds"],
+    maxDecompressedBytes: d["max-decompressed-bytes"],
+    trustedKeys: trusted.keys,
+    requireSignatures: d["require-signatures"],
+    policy,
+    httpHost: d["http-host"],
+    httpPort: d["http-port"],
+    shutdownGraceMs: d["shutdown-grace-seconds"] * 1000,
+    logLevel: d["log-level"],
+    once: d.once,
+    help: false,
+  };
+  if (d.target !== undefined) config.target = d.target;
+  if (d.kubeconfig !== undefined) config.kubeconfig = d.kubeconfig;
+  if (d["sqs-endpoint"] !== undefined) config.sqsEndpoint = d["sqs-endpoint"];
+  if (d.region !== undefined) config.region = d.region;
+  if (d["drift-interval-minutes"] !== undefined) config.driftIntervalMs = Math.round(d["drift-interval-minutes"] * 60_000);
+  if (d["result-queue"] !== undefined) config.resultQueue = d["result-queue"];
+  return config;
+}
+
+function defaultsOnly(): ListenerConfig {
+  return parseListenerConfig([], { KUBE_PICO_CD_QUEUE: "help", KUBE_PICO_CD_NAMESPACE: "help" });
+}
+
+/**
+ * The namespace of the record and the lock: the flag or variable when given, else the pod's
+ * own ({@link SERVICE_ACCOUNT_NAMESPACE_FILE}); undefined when there is neither. Shared with
+ * `listener status`, which must look where the listener writes.
+ */
+export function resolveNamespace(given: string | undefined, readNamespaceFile: () => string | undefined = defaultNamespaceFile): string | undefined {
+  return given ?? (readNamespaceFile()?.trim() || undefined);
+}
+
+/** The problem line when {@link resolveNamespace} finds no namespace. */
+export const NAMESPACE_MISSING_PROBLEM = `--namespace: not given and ${SERVICE_ACCOUNT_NAMESPACE_FILE} is not readable (set KUBE_PICO_CD_NAMESPACE when running outside a pod)`;
+
+function defaultNamespaceFile(): string | undefined {
+  try {
+    return readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+export function listenerHelpText(): string {
+  return [
+    "Usage: listener [options]",
+    "       listener status [options]   (the current build and the deploy history; see listener status --help)",
+    "",
+    "Long-polls an SQS queue for kube-pico-cd bundles and applies the newest build to this",
+    "cluster with kubectl server-side apply, recording each outcome in a ConfigMap.",
+    "",
+    "Options (flags win over environment variables):",
+    ...optionsHelp(LISTENER_OPTIONS),
+    "",
+    "AWS credentials come from the AWS SDK's default chain (IRSA / EKS Pod Identity in a pod).",
+    "HTTP: /healthz (alive), /readyz (SQS and the API server reached recently).",
+    "Exit codes: 0 stopped (SIGTERM/SIGINT, or --once done); 1 invalid configuration.",
+  ].join("\n");
+}

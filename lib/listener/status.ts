@@ -1,0 +1,289 @@
+/**
+ * `listener status`: what the version record says, for an operator. Reads the record with
+ * kubectl (lib/kube/record.ts) and prints the current build and the history as a table, or the
+ * record as JSON with `--json`. Changes nothing in the cluster.
+ *
+ * Option parsing and formatting are pure and exported for tests; {@link runStatus} is the
+ * command itself. Exit codes: 0 shown (also when there is no record yet), 1 invalid options,
+ * 2 the record could not be read.
+ *
+ * Runs under Bun, Node and Deno: only `node:` built-ins.
+ */
+import { z } from "zod";
+import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "../cli-options.ts";
+import { ConfigError, StateReadError } from "../errors.ts";
+import { int, LISTENER_OPTIONS, listenerOptionsSchema, NAMESPACE_MISSING_PROBLEM, resolveNamespace } from "./config.ts";
+import { readState, type CurrentBuild, type Outcome, type StoredRecord } from "../kube/record.ts";
+import { oneLine } from "../text.ts";
+
+/** Largest `--limit`; the listener keeps at most this many outcomes (--history-limit). */
+export const MAX_STATUS_LIMIT = 1000;
+/** Width of the MESSAGE column, in characters; longer text is cut with "…". */
+export const STATUS_MESSAGE_WIDTH = 80;
+/** Width of the BUILD column, in characters; longer build ids are cut with "…". */
+export const STATUS_BUILD_WIDTH = 32;
+
+// The options shared with the listener keep its flags, variables and defaults, so that in
+// the listener's pod `listener status` reads the record the listener writes.
+export const STATUS_OPTIONS = {
+  namespace: LISTENER_OPTIONS.namespace,
+  "state-configmap": LISTENER_OPTIONS["state-configmap"],
+  kubectl: LISTENER_OPTIONS.kubectl,
+  kubeconfig: LISTENER_OPTIONS.kubeconfig,
+  json: { type: "boolean", defaultText: "false (a table)", help: "Print the record as JSON: namespace, configMap, resourceVersion (null: no record yet), current, inventory, history." },
+  limit: { type: "string", value: "N", defaultText: "1000: all (the listener keeps 20 by default)", help: `History rows shown, newest first (1-${MAX_STATUS_LIMIT}); also cuts the JSON history.` },
+  help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
+} as const satisfies OptionTable;
+
+/** The settings of `listener status`. */
+export interface StatusOptions {
+  /** Namespace of the record. */
+  namespace: string;
+  /** ConfigMap name of the record. */
+  stateConfigMap: string;
+  kubectl: string;
+  kubeconfig?: string;
+  json: boolean;
+  /** History rows shown, newest first. */
+  limit: number;
+  help: boolean;
+}
+
+const schema = listenerOptionsSchema.pick({ namespace: true, "state-configmap": true, kubectl: true, kubeconfig: true }).extend({
+  json: z.boolean(),
+  // The listener keeps at most MAX_STATUS_LIMIT outcomes, so the default shows them all.
+  limit: int(1, MAX_STATUS_LIMIT, MAX_STATUS_LIMIT),
+  help: z.boolean(),
+});
+
+/**
+ * Parses the options of `listener status` from `argv` (after "status") and `env`.
+ * `readNamespaceFile` is injectable so tests need no pod.
+ *
+ * @throws {ConfigError} one line per problem, naming the flag or variable.
+ */
+export function parseStatusOptions(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readNamespaceFile?: () => string | undefined,
+): StatusOptions {
+  const { raw, origin, positionals, problems } = gatherOptions(STATUS_OPTIONS, argv, env, { allowPositionals: true });
+  for (const extra of positionals) problems.push(`${extra}: unexpected argument (listener status takes only options; see listener status --help)`);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const result = schema.safeParse(raw);
+  if (!result.success) throw new ConfigError(schemaProblems(result.error, origin));
+  const d = result.data;
+  const namespace = d.help ? (d.namespace ?? "") : resolveNamespace(d.namespace, readNamespaceFile);
+  if (namespace === undefined) throw new ConfigError([NAMESPACE_MISSING_PROBLEM]);
+  const options: StatusOptions = { namespace, stateConfigMap: d["state-configmap"], kubectl: d.kubectl, json: d.json, limit: d.limit, help: d.help };
+  if (d.kubeconfig !== undefined) options.kubeconfig = d.kubeconfig;
+  return options;
+}
+
+/** A duration for people: "850ms", "1.2s", "3m04s", "1h02m"; "-" when unknown. */
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms) || ms < 0) return "-";
+  if (Math.round(ms) < 1000) return `${Math.round(ms)}ms`;
+  const tenths = Math.round(ms / 100);
+  if (tenths < 600) return `${(tenths / 10).toFixed(1)}s`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, "0")}s`;
+  const minutes = Math.round(ms / 60_000);
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
+}
+
+/** The first 12 hex digits of a digest (with its "sha256:" prefix, if any); other text cut to 19 characters. */
+export function shortDigest(digest: string): string {
+  const match = /^((?:sha256:)?)([0-9a-f]+)$/.exec(digest);
+  if (match !== null) return match[2]!.length > 12 ? `${match[1]}${match[2]!.slice(0, 12)}…` : digest;
+  return oneLine(digest, 19);
+}
+
+/** An ISO time to the second ("2026-11-25T21:40:01Z"); text that is not a time is kept. */
+function shortTime(iso: string): string {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? iso : `${new Date(ms).toISOString().slice(0, 19)}Z`;
+}
+
+/** What went wrong or deserves a look: the error, an unhealthy verdict, then the warnings. */
+function outcomeMessage(outcome: Outcome): string {
+  const parts: string[] = [];
+  // The kubectl command line fills the column; what kubectl said is the part that helps.
+  // kubectl's stderr lines arrive joined by " | ", and the API server lists causes as "* …".
+  if (outcome.error !== undefined) {
+    parts.push(
+      outcome.error
+        .replace(/^Cannot run `[^`]*`: (?:exit code \d+: )?/, "kubectl: ")
+        .replace(/:\s+\|\s+\*\s+/g, ": ")
+        .replace(/\s+\|\s+\*\s+/g, "; "),
+    );
+  }
+  const health = outcome.health;
+  if (health !== undefined && health.status !== "Healthy") {
+    parts.push(`health ${health.status}${health.object === undefined ? "" : ` ${health.object}`}${health.reason === undefined ? "" : `: ${health.reason}`}`);
+  }
+  parts.push(...(outcome.warnings ?? []));
+  return parts.join("; ");
+}
+
+interface Column {
+  title: string;
+  right?: boolean;
+}
+
+/** Rows under a header, columns two spaces apart, the last one unpadded, no trailing spaces. */
+function table(columns: readonly Column[], rows: readonly (readonly string[])[]): string[] {
+  const widths = columns.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    columns
+      .map((c, i) => {
+        const cell = cells[i] ?? "";
+        if (i === columns.length - 1) return cell;
+        return c.right ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!);
+      })
+      .join("  ")
+      .trimEnd();
+  return [line(columns.map((c) => c.title)), ...rows.map(line)];
+}
+
+const HISTORY_COLUMNS: readonly Column[] = [
+  { title: "TIME" },
+  { title: "BUILD" },
+  { title: "COMMIT" },
+  { title: "RESULT" },
+  { title: "HEALTH" },
+  { title: "DURATION", right: true },
+  { title: "APPLIED", right: true },
+  { title: "PRUNED", right: true },
+  { title: "MESSAGE" },
+];
+
+/**
+ * The history as a table, newest first. An outcome written before outcomes carried the
+ * commit takes the current build's commit when it is that build; "-" marks what is unknown.
+ */
+export function formatHistory(history: readonly Outcome[], current: CurrentBuild | null, options: { messageWidth?: number } = {}): string[] {
+  const { messageWidth = STATUS_MESSAGE_WIDTH } = options;
+  const rows = history.map((o) => {
+    const commit = o.commit ?? (current !== null && o.buildId === current.build.id ? current.build.commit : undefined);
+    return [
+      shortTime(o.time),
+      o.buildId === undefined ? "-" : oneLine(o.buildId, STATUS_BUILD_WIDTH),
+      commit === undefined ? "-" : commit.slice(0, 7),
+      o.result,
+      o.health?.status ?? "-",
+      formatDuration(o.durationMs),
+      o.objects === undefined ? "-" : String(o.objects),
+      o.pruned === undefined ? "-" : String(o.pruned.length),
+      oneLine(outcomeMessage(o), messageWidth),
+    ];
+  });
+  return table(HISTORY_COLUMNS, rows);
+}
+
+/** The current build as labelled lines; "-" marks what the build did not say. */
+export function formatCurrent(current: CurrentBuild | null): string[] {
+  if (current === null) return ["Current build: none (no build applied yet)"];
+  const { build } = current;
+  const fields: [string, string][] = [
+    ["commit", build.commit ?? "-"],
+    ["ref", build.ref ?? "-"],
+    ["repository", build.repository ?? "-"],
+    ["run", build.url ?? "-"],
+    ["built at", new Date(build.timestampMs).toISOString()],
+    ["applied at", current.appliedAt],
+    ["objects", String(current.objectCount)],
+    ["digest", shortDigest(current.digest)],
+  ];
+  return [`Current build: ${build.id}`, ...fields.map(([label, value]) => `  ${`${label}:`.padEnd(12)}${value}`)];
+}
+
+/** Where the record lives, for headings and JSON. */
+export interface RecordLocation {
+  namespace: string;
+  configMap: string;
+}
+
+/** The text `listener status` prints, ending with a newline. */
+export function formatStatus(record: StoredRecord, where: RecordLocation, options: { limit?: number; messageWidth?: number } = {}): string {
+  const name = `${where.namespace}/${where.configMap}`;
+  if (record.resourceVersion === null) {
+    return `No version record ${name} yet: the listener has not recorded any outcome in this namespace.\n`;
+  }
+  const shown = options.limit === undefined ? record.history : record.history.slice(0, options.limit);
+  const lines = [`Version record ${name}`, "", ...formatCurrent(record.current), ""];
+  if (record.history.length === 0) lines.push("History: empty");
+  else {
+    lines.push(`History, newest first (${shown.length} of ${record.history.length}):`);
+    lines.push(...formatHistory(shown, record.current, options.messageWidth === undefined ? {} : { messageWidth: options.messageWidth }));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The record as `listener status --json` prints it, ending with a newline. */
+export function statusJson(record: StoredRecord, where: RecordLocation, options: { limit?: number } = {}): string {
+  const history = options.limit === undefined ? record.history : record.history.slice(0, options.limit);
+  const out = { namespace: where.namespace, configMap: where.configMap, resourceVersion: record.resourceVersion, current: record.current, inventory: record.inventory, history };
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
+export function statusHelpText(): string {
+  return [
+    "Usage: listener status [options]",
+    "",
+    "Shows the version record the listener keeps: the build this cluster runs and the last",
+    "outcomes, newest first (time, build, commit, result, health, duration, objects applied,",
+    "objects pruned, error or warnings). Reads the ConfigMap with kubectl; changes nothing.",
+    "",
+    "Options (flags win over environment variables):",
+    ...optionsHelp(STATUS_OPTIONS),
+    "",
+    "Exit codes: 0 shown (also when there is no record yet); 1 invalid options; 2 the record could not be read.",
+  ].join("\n");
+}
+
+/** Where `listener status` writes; tests pass their own. */
+export interface StatusIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  readNamespaceFile?: () => string | undefined;
+  signal?: AbortSignal;
+}
+
+const processIo: StatusIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+/** Runs `listener status` with `argv` (after "status"); resolves with the exit code. */
+export async function runStatus(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: StatusIo = processIo): Promise<number> {
+  let options: StatusOptions;
+  try {
+    options = parseStatusOptions(argv, env, io.readNamespaceFile);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) io.stderr(`listener status: ${problem}\n`);
+    return 1;
+  }
+  if (options.help) {
+    io.stdout(`${statusHelpText()}\n`);
+    return 0;
+  }
+  const where: RecordLocation = { namespace: options.namespace, configMap: options.stateConfigMap };
+  let record: StoredRecord;
+  try {
+    record = await readState({
+      kubectl: { kubectlPath: options.kubectl, kubeconfig: options.kubeconfig },
+      namespace: options.namespace,
+      name: options.stateConfigMap,
+      signal: io.signal,
+    });
+  } catch (error) {
+    if (!(error instanceof StateReadError)) throw error;
+    io.stderr(`listener status: ${oneLine(error.message, Number.MAX_SAFE_INTEGER)}\n`);
+    return 2;
+  }
+  const limit = { limit: options.limit };
+  io.stdout(options.json ? statusJson(record, where, limit) : formatStatus(record, where, limit));
+  return 0;
+}

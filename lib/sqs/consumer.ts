@@ -1,0 +1,287 @@
+/**
+ * The SQS side of the listener: long-poll, hand each batch to a handler, then do with each
+ * message what the handler decided, and only that. A message is deleted only when the
+ * handler says so (after its outcome is recorded); everything else stays in the queue.
+ *
+ * - While the handler works, a heartbeat keeps the batch hidden (ChangeMessageVisibility),
+ *   so a deploy longer than the visibility timeout is not handed to another replica.
+ * - SQS errors (network, credentials, throttling) back off with jitter; the loop never dies
+ *   of them and never spins.
+ * - A handler that throws is a bug: its messages are left for retry and the loop goes on.
+ * - `stop()` stops receiving at once (an open long poll is aborted), lets the batch in hand
+ *   finish, and resolves when it has.
+ */
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  type Message,
+  type SQSClient,
+} from "@aws-sdk/client-sqs";
+import { createBackoff, delay } from "../backoff.ts";
+import type { Logger } from "../log.ts";
+
+/** A received message, with what the handler needs to know of it. */
+export interface ReceivedMessage {
+  messageId: string;
+  receiptHandle: string;
+  body: string;
+  /** ApproximateReceiveCount: 1 on first delivery. */
+  receiveCount: number;
+  /** SentTimestamp in ms since the epoch, when SQS gave it. */
+  sentTimestampMs?: number;
+  /** When this process received it (ms since the epoch). */
+  receivedAtMs: number;
+}
+
+/**
+ * What to do with a message after the handler:
+ * - `delete`: its outcome is recorded; remove it from the queue;
+ * - `retry`: leave it; it becomes visible again after `delaySeconds` (0..43200).
+ */
+export type Disposition = { action: "delete" } | { action: "retry"; delaySeconds: number };
+
+/** Decides the fate of every message of a batch; messages it leaves out are retried. */
+export type BatchHandler = (messages: readonly ReceivedMessage[], signal: AbortSignal) => Promise<ReadonlyMap<string, Disposition>>;
+
+export interface ConsumerOptions {
+  sqs: SQSClient;
+  queueUrl: string;
+  handler: BatchHandler;
+  logger: Logger;
+  /** Long-poll wait per receive, in seconds (0..20). Default 20. */
+  waitTimeSeconds?: number;
+  /** Messages per receive (1..10). Default 10. */
+  maxMessages?: number;
+  /** Visibility timeout requested on receive and renewed by the heartbeat, in seconds. Default 60. */
+  visibilityTimeoutSeconds?: number;
+  /** Delay for messages of a handler that threw, in seconds. Default 30. */
+  crashRetrySeconds?: number;
+  /** Stop after the first receive that returns no message (for scripts and tests). Default false. */
+  once?: boolean;
+  /** Called after every successful receive (for readiness). */
+  onReceive?: () => void;
+  /** Called for every failed SQS call, receive included, by its operation name (metrics). */
+  onSqsError?: (operation: "ReceiveMessage" | "DeleteMessageBatch" | "ChangeMessageVisibilityBatch", error: unknown) => void;
+  /** Backoff after failed receives, in milliseconds. Defaults 1000 and 60000. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+const MAX_VISIBILITY_SECONDS = 43_200;
+
+export class Consumer {
+  readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onSqsError">> & Pick<ConsumerOptions, "onReceive" | "onSqsError">;
+  /** Aborts receives and sleeps: receiving stops. */
+  readonly #stopReceiving = new AbortController();
+  /** Aborts the handler (kills kubectl): only when the grace period ran out. */
+  readonly #abortHandler = new AbortController();
+  #running: Promise<void> | undefined;
+
+  constructor(options: ConsumerOptions) {
+    const {
+      waitTimeSeconds = 20,
+      maxMessages = 10,
+      visibilityTimeoutSeconds = 60,
+      crashRetrySeconds = 30,
+      once = false,
+      backoffBaseMs = 1_000,
+      backoffMaxMs = 60_000,
+    } = options;
+    if (!Number.isInteger(waitTimeSeconds) || waitTimeSeconds < 0 || waitTimeSeconds > 20) {
+      throw new RangeError(`Cannot create the consumer as 'waitTimeSeconds' must be an integer from 0 to 20: current value is ${waitTimeSeconds}`);
+    }
+    if (!Number.isInteger(maxMessages) || maxMessages < 1 || maxMessages > 10) {
+      throw new RangeError(`Cannot create the consumer as 'maxMessages' must be an integer from 1 to 10: current value is ${maxMessages}`);
+    }
+    if (!Number.isInteger(visibilityTimeoutSeconds) || visibilityTimeoutSeconds < 3 || visibilityTimeoutSeconds > MAX_VISIBILITY_SECONDS) {
+      throw new RangeError(`Cannot create the consumer as 'visibilityTimeoutSeconds' must be an integer from 3 to ${MAX_VISIBILITY_SECONDS}: current value is ${visibilityTimeoutSeconds}`);
+    }
+    this.#options = { ...options, waitTimeSeconds, maxMessages, visibilityTimeoutSeconds, crashRetrySeconds, once, backoffBaseMs, backoffMaxMs };
+  }
+
+  /** Starts the loop; the promise resolves when it has stopped (by `stop()` or `once`). */
+  start(): Promise<void> {
+    this.#running ??= this.#loop();
+    return this.#running;
+  }
+
+  /**
+   * Stops receiving and waits for the batch in hand. After `graceMs` (default: no limit) the
+   * handler is aborted; its messages then stay in the queue for a later retry.
+   */
+  async stop(graceMs?: number): Promise<void> {
+    this.#stopReceiving.abort(new Error("consumer stopping"));
+    if (!this.#running) return;
+    const timer = graceMs === undefined ? undefined : setTimeout(() => this.#abortHandler.abort(new Error("shutdown grace period over")), graceMs);
+    try {
+      await this.#running;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get stopping(): boolean {
+    return this.#stopReceiving.signal.aborted;
+  }
+
+  async #loop(): Promise<void> {
+    const { sqs, queueUrl, logger, waitTimeSeconds, maxMessages, visibilityTimeoutSeconds, once } = this.#options;
+    const backoff = createBackoff({ baseMs: this.#options.backoffBaseMs, maxMs: this.#options.backoffMaxMs });
+    const stop = this.#stopReceiving.signal;
+    while (!stop.aborted) {
+      let messages: Message[];
+      try {
+        const response = await sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: maxMessages,
+            WaitTimeSeconds: once ? Math.min(waitTimeSeconds, 1) : waitTimeSeconds,
+            VisibilityTimeout: visibilityTimeoutSeconds,
+            MessageSystemAttributeNames: ["ApproximateReceiveCount", "SentTimestamp"],
+          }),
+          { abortSignal: stop },
+        );
+        messages = response.Messages ?? [];
+        backoff.reset();
+        this.#options.onReceive?.();
+      } catch (error) {
+        if (stop.aborted) break;
+        this.#options.onSqsError?.("ReceiveMessage", error);
+        const waitMs = backoff.next();
+        logger.warn("receiving from SQS failed; backing off", { queueUrl, error: error as Error, attempt: backoff.attempt, retryInMs: waitMs });
+        await delay(waitMs, { signal: stop }).catch(() => {});
+        continue;
+      }
+      if (messages.length === 0) {
+        if (once) break;
+        continue;
+      }
+      await this.#handle(messages.map(toReceived));
+    }
+  }
+
+  async #handle(batch: ReceivedMessage[]): Promise<void> {
+    const { handler, logger, crashRetrySeconds } = this.#options;
+    const pending = new Map(batch.map((m) => [m.messageId, m]));
+    const heartbeat = this.#heartbeat(pending);
+    let decisions: ReadonlyMap<string, Disposition>;
+    try {
+      decisions = await handler(batch, this.#abortHandler.signal);
+    } catch (error) {
+      logger.error("the batch handler failed; its messages stay in the queue", { error: error as Error, messageIds: batch.map((m) => m.messageId) });
+      decisions = new Map();
+    } finally {
+      heartbeat.stop();
+    }
+    await heartbeat.done;
+    const toDelete = batch.filter((m) => decisions.get(m.messageId)?.action === "delete");
+    const toRetry = batch
+      .filter((m) => decisions.get(m.messageId)?.action !== "delete")
+      .map((m) => {
+        const d = decisions.get(m.messageId);
+        return { message: m, delaySeconds: d?.action === "retry" ? d.delaySeconds : crashRetrySeconds };
+      });
+    await Promise.all([this.#delete(toDelete), this.#changeVisibility(toRetry)]);
+  }
+
+  /** Renews the visibility of the batch every third of the timeout until stopped. */
+  #heartbeat(pending: Map<string, ReceivedMessage>): { stop(): void; done: Promise<void> } {
+    const { visibilityTimeoutSeconds } = this.#options;
+    const stopped = new AbortController();
+    const done = (async () => {
+      const everyMs = (visibilityTimeoutSeconds * 1000) / 3;
+      while (!stopped.signal.aborted) {
+        try {
+          await delay(everyMs, { signal: stopped.signal });
+        } catch {
+          return;
+        }
+        await this.#changeVisibility([...pending.values()].map((message) => ({ message, delaySeconds: visibilityTimeoutSeconds })));
+      }
+    })();
+    return { stop: () => stopped.abort(), done };
+  }
+
+  async #delete(messages: readonly ReceivedMessage[]): Promise<void> {
+    const { sqs, queueUrl, logger } = this.#options;
+    for (let i = 0; i < messages.length; i += 10) {
+      const chunk = messages.slice(i, i + 10);
+      try {
+        const result = await sqs.send(
+          new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map((m, n) => ({ Id: String(n), ReceiptHandle: m.receiptHandle })) }),
+        );
+        for (const failed of result.Failed ?? []) {
+          const message = chunk[Number(failed.Id)];
+          this.#options.onSqsError?.("DeleteMessageBatch", failed);
+          // Its outcome is recorded, so a redelivery is recognised as a duplicate.
+          logger.warn("deleting a message failed; it will be redelivered and recognised as already handled", { messageId: message?.messageId, code: failed.Code, reason: failed.Message });
+        }
+      } catch (error) {
+        this.#options.onSqsError?.("DeleteMessageBatch", error);
+        logger.warn("deleting messages failed; they will be redelivered and recognised as already handled", { error: error as Error, messageIds: chunk.map((m) => m.messageId) });
+      }
+    }
+  }
+
+  async #changeVisibility(entries: readonly { message: ReceivedMessage; delaySeconds: number }[]): Promise<void> {
+    const { sqs, queueUrl, logger } = this.#options;
+    for (let i = 0; i < entries.length; i += 10) {
+      const chunk = entries.slice(i, i + 10);
+      try {
+        await sqs.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: queueUrl,
+            Entries: chunk.map((e, n) => ({
+              Id: String(n),
+              ReceiptHandle: e.message.receiptHandle,
+              VisibilityTimeout: Math.max(0, Math.min(MAX_VISIBILITY_SECONDS, Math.round(e.delaySeconds))),
+            })),
+          }),
+        );
+      } catch (error) {
+        // The message keeps its current timeout and comes back when it runs out.
+        this.#options.onSqsError?.("ChangeMessageVisibilityBatch", error);
+        logger.warn("changing message visibility failed", { error: error as Error, messageIds: chunk.map((e) => e.message.messageId) });
+      }
+    }
+  }
+}
+
+function toReceived(message: Message): ReceivedMessage {
+  const receiveCount = Number(message.Attributes?.ApproximateReceiveCount ?? "1");
+  const sent = Number(message.Attributes?.SentTimestamp);
+  const received: ReceivedMessage = {
+    messageId: message.MessageId ?? "(no id)",
+    receiptHandle: message.ReceiptHandle ?? "",
+    body: message.Body ?? "",
+    receiveCount: Number.isFinite(receiveCount) && receiveCount > 0 ? receiveCount : 1,
+    receivedAtMs: Date.now(),
+  };
+  if (Number.isFinite(sent)) received.sentTimestampMs = sent;
+  return received;
+}
+
+/**
+ * The queue's redrive `maxReceiveCount`: after that many receives SQS moves a message to the
+ * dead-letter queue. Undefined when the queue has no redrive policy (a failing message then
+ * comes back until the queue's retention period ends).
+ *
+ * @throws the SDK's error when the attributes cannot be read (e.g. no sqs:GetQueueAttributes).
+ */
+export async function readMaxReceiveCount(sqs: SQSClient, queueUrl: string, signal?: AbortSignal): Promise<number | undefined> {
+  const { Attributes = {} } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["RedrivePolicy"] }), signal ? { abortSignal: signal } : {});
+  return maxReceiveCountOf(Attributes.RedrivePolicy);
+}
+
+/** `maxReceiveCount` of a RedrivePolicy attribute (JSON; the count may be a string). */
+export function maxReceiveCountOf(redrivePolicy: string | undefined): number | undefined {
+  if (redrivePolicy === undefined || redrivePolicy === "") return undefined;
+  try {
+    const count = Number((JSON.parse(redrivePolicy) as { maxReceiveCount?: unknown }).maxReceiveCount);
+    return Number.isInteger(count) && count > 0 ? count : undefined;
+  } catch {
+    return undefined;
+  }
+}
