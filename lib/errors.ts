@@ -78,6 +78,54 @@ export class KubectlError extends KubePicoCdError {
   }
 }
 
+/** The status the Kubernetes API server answered with (`metav1.Status`), the parts we use. */
+export interface KubeStatus {
+  /** HTTP status code, e.g. 404, 409, 422. */
+  code: number;
+  /** e.g. "NotFound", "Conflict", "AlreadyExists", "Invalid", "Forbidden"; "" when none was given. */
+  reason: string;
+  message: string;
+  /** `details` of the Status (name, kind, causes), as sent. */
+  details?: unknown;
+}
+
+/**
+ * The API server answered a request with an error status. Callers match on `status.reason`
+ * and `status.code`, never on the text.
+ */
+export class KubeApiError extends KubePicoCdError {
+  override name = "KubeApiError";
+  readonly method: string;
+  readonly path: string;
+  readonly status: KubeStatus;
+  constructor(method: string, path: string, status: KubeStatus) {
+    super(`Kubernetes API ${method} ${path} failed: ${status.code}${status.reason === "" ? "" : ` ${status.reason}`}: ${status.message}`);
+    this.method = method;
+    this.path = path;
+    this.status = status;
+  }
+}
+
+/**
+ * The API server could not be asked: connection refused or reset, DNS, TLS, a timeout, or an
+ * answer that is not an API answer (a 5xx from a proxy, HTML). Not the request's fault: retry later.
+ */
+export class KubeUnreachableError extends KubePicoCdError {
+  override name = "KubeUnreachableError";
+  readonly method: string;
+  readonly path: string;
+  constructor(method: string, path: string, why: string, options?: { cause?: unknown }) {
+    super(`Cannot reach the Kubernetes API server for ${method} ${path}: ${why}`, options);
+    this.method = method;
+    this.path = path;
+  }
+}
+
+/** Credentials for the API server could not be loaded (kubeconfig, service account, exec plugin). */
+export class KubeConfigError extends KubePicoCdError {
+  override name = "KubeConfigError";
+}
+
 /**
  * The version record could not be read (forbidden, API server down, unparsable content).
  * Not the same as "no record yet": the caller must apply nothing and leave the message.

@@ -3,14 +3,14 @@
  * `kubectl describe configmap kube-pico-cd-state` and `kubectl get events` show what the
  * listener did, as Flux's controllers do on their objects.
  *
- * One core/v1 Event per outcome, created with `kubectl create` (a generated name, count 1):
- * deploys are rare, so Events are not aggregated. Normal for applied (healthy or not
+ * One core/v1 Event per outcome, created with a POST to the API server (a generated name,
+ * count 1): deploys are rare, so Events are not aggregated. Normal for applied (healthy or not
  * checked), superseded and duplicate; Warning for failed, rejected and an applied build whose
  * health is Degraded or Timeout. The message holds build names, counts and the outcome's
  * error text, which is already free of Secret data (lib/listener/policy.ts redacts it).
  */
 import { hostname } from "node:os";
-import { runKubectl, type KubectlTarget } from "./kubectl.ts";
+import { resourcePath, type KubeApi } from "./api.ts";
 import type { Outcome } from "./record.ts";
 import { oneLine } from "../text.ts";
 
@@ -114,29 +114,64 @@ export function outcomeEvent(outcome: Outcome, target: EventTarget, options: { n
 
 /** Options of {@link createEventRecorder}. */
 export interface EventRecorderOptions {
-  kubectl: KubectlTarget;
+  api: KubeApi;
   namespace: string;
   /** The record's ConfigMap name. */
   name: string;
-  /** Per kubectl call, in ms. Default 10000. */
+  /** Per request, in ms. Default 10000. */
   timeoutMs?: number;
+  /**
+   * How long the record's uid is trusted before it is read again, in ms. Default 600000 (10
+   * minutes): a record deleted and created again by hand has a new uid, and Events with the
+   * old one would not show in `kubectl describe`.
+   */
+  uidMaxAgeMs?: number;
+  /** `reportingInstance` of the Events. Default the host name (the pod's name). */
+  instance?: string;
+  now?: () => number;
   signal?: AbortSignal | undefined;
 }
 
+function uidOf(object: unknown): string | undefined {
+  const uid = (object as { metadata?: { uid?: unknown } } | null)?.metadata?.uid;
+  return typeof uid === "string" && uid !== "" ? uid : undefined;
+}
+
 /**
- * An outcome listener that creates an Event per outcome. It throws when kubectl fails; the
- * caller (lib/listener/operations.ts) logs that, since a missing Event must never undo a deploy.
+ * An outcome listener that creates an Event per outcome. It throws when the Event cannot be
+ * created; the caller (lib/listener/operations.ts) logs that, since a missing Event must never
+ * undo a deploy.
+ *
+ * The record's uid ties the Event to it (`kubectl describe` matches on it). It is read once
+ * and kept for `uidMaxAgeMs`; it is read again after a 404 (no record yet: that Event goes
+ * without uid) and after a failed create. A failed read of the uid never keeps the Event back.
  */
 export function createEventRecorder(options: EventRecorderOptions): (outcome: Outcome) => Promise<void> {
-  const { kubectl, namespace, name, timeoutMs = 10_000, signal } = options;
-  let uid: string | undefined;
-  return async (outcome) => {
-    if (uid === undefined) {
-      // The record exists once any outcome is recorded; its uid ties the Event to it.
-      const got = await runKubectl(["get", "configmap", name, `--namespace=${namespace}`, "-o", "jsonpath={.metadata.uid}"], { ...kubectl, timeoutMs, signal }).catch(() => undefined);
-      uid = got?.stdout.trim() || undefined;
+  const { api, namespace, name, timeoutMs = 10_000, uidMaxAgeMs = 600_000, instance = hostname(), now = Date.now, signal } = options;
+  const configMapPath = resourcePath({ group: "", version: "v1", resource: "configmaps", namespace, name });
+  const eventsPath = resourcePath({ group: "", version: "v1", resource: "events", namespace });
+  let cached: { uid: string; readMs: number } | undefined;
+  const recordUid = async (): Promise<string | undefined> => {
+    if (cached !== undefined && now() - cached.readMs < uidMaxAgeMs) return cached.uid;
+    cached = undefined;
+    try {
+      // null (no record yet) gives no uid, and the next outcome asks again.
+      const uid = uidOf(await api.getOptional(configMapPath, { timeoutMs, signal }));
+      if (uid !== undefined) cached = { uid, readMs: now() };
+      return uid;
+    } catch {
+      // The Event still says what happened; only `kubectl describe` will not list it.
+      return undefined;
     }
-    const event = outcomeEvent(outcome, { namespace, name, uid });
-    await runKubectl(["create", "-f", "-", "-o", "name"], { ...kubectl, stdin: JSON.stringify(event), timeoutMs, signal });
+  };
+  return async (outcome) => {
+    const uid = await recordUid();
+    const event = outcomeEvent(outcome, { namespace, name, uid }, { nowMs: now(), instance });
+    try {
+      await api.request({ method: "POST", path: eventsPath, body: event, timeoutMs, signal });
+    } catch (error) {
+      cached = undefined;
+      throw error;
+    }
   };
 }

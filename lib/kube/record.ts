@@ -1,14 +1,21 @@
 /**
- * The version record: which build the cluster runs, and what happened to recent messages.
+ * The version record: which build the cluster runs, which build may be half-applied, and what
+ * happened to recent messages.
  *
  * It lives in a ConfigMap in the listener's namespace (default name "kube-pico-cd-state"),
- * apart from the applied bundle, and is written only after an apply succeeded, so it can
- * never claim a build the cluster does not run. Its data keys hold JSON strings:
+ * apart from the applied bundle. Its data keys hold JSON strings:
  *
  * - `format`: "1", the layout of the keys below;
- * - `current`: the build applied last (build info, digest, applied time, message id, object
- *   count); absent while no build was ever applied;
- * - `inventory`: the objects that build applied (group, kind, namespace, name), for pruning;
+ * - `current`: the build applied last and confirmed (build info, digest, applied time,
+ *   message id, object count); absent while no build was ever applied;
+ * - `inflight`: the build being applied, written under the deploy Lease *before* kubectl
+ *   starts, with the objects it may create. A crash, a lost Lease or a failed apply leaves it
+ *   here, so the record always says at least as much as the cluster may hold: newest-wins
+ *   compares against the newer of `current` and `inflight`, and the next prune sees every
+ *   object either may have created. Absent when no deploy is under way. (Added after the first
+ *   release of format 1; a record without it reads as "nothing in flight".)
+ * - `inventory`: the objects that may be live and are ours to prune (the current build's,
+ *   plus those of builds that were applied in part and never confirmed);
  * - `history`: the last N outcomes (default 20), newest first.
  *
  * Never manifest contents or Secret data: only names, build metadata and error text.
@@ -18,12 +25,12 @@
  * does not parse): the latter throws {@link StateReadError}, and the caller must apply
  * nothing, since treating it as "none" could roll the cluster back.
  *
- * Writes use optimistic concurrency: a replace carries the resourceVersion that was read,
- * a first write is a create; either losing a race throws {@link StateConflictError}.
+ * Writes are compare-and-swap: a replace carries the resourceVersion that was read, a first
+ * write is a create; either losing a race throws {@link StateConflictError}.
  */
 import { z } from "zod";
-import { errorMessage, KubectlError, StateConflictError, StateReadError, StateWriteError } from "../errors.ts";
-import { runKubectl, type KubectlTarget } from "./kubectl.ts";
+import { errorMessage, StateConflictError, StateReadError, StateWriteError } from "../errors.ts";
+import { isConflict, isNotFound, KubeApi } from "./api.ts";
 
 /** Default name of the record's ConfigMap. */
 export const DEFAULT_STATE_CONFIGMAP = "kube-pico-cd-state";
@@ -70,6 +77,22 @@ const inventoryItemSchema = z.object({
 
 /** One applied object: names only. Same shape as `InventoryItem` of lib/kube/apply.ts. */
 export type RecordedObject = z.infer<typeof inventoryItemSchema>;
+
+const inflightSchema = z.object({
+  build: buildInfoSchema,
+  digest: z.string(),
+  messageId: z.string(),
+  objectCount: z.number().int().nonnegative(),
+  /** ISO 8601 time the intent was written, just before kubectl started. */
+  startedAt: z.string(),
+  /** holderIdentity of the Lease under which it is applied. */
+  holder: z.string(),
+  /** The objects this build may create (namespace as kubectl will place them). */
+  inventory: z.array(inventoryItemSchema),
+});
+
+/** A build whose apply has started and not been confirmed (see the module comment). */
+export type InFlightBuild = z.infer<typeof inflightSchema>;
 
 export const outcomeResults = ["applied", "failed", "rejected", "superseded", "duplicate"] as const;
 export type OutcomeResult = (typeof outcomeResults)[number];
@@ -123,6 +146,8 @@ export type Outcome = z.infer<typeof outcomeSchema>;
 export interface VersionRecord {
   /** null: no build applied yet (version "none"). */
   current: CurrentBuild | null;
+  /** null: no deploy under way, or the last one was confirmed or failed. */
+  inflight: InFlightBuild | null;
   inventory: RecordedObject[];
   /** Newest first. */
   history: Outcome[];
@@ -136,7 +161,7 @@ export interface StoredRecord extends VersionRecord {
 
 /** An empty record: nothing applied, no history. */
 export function emptyRecord(): VersionRecord {
-  return { current: null, inventory: [], history: [] };
+  return { current: null, inflight: null, inventory: [], history: [] };
 }
 
 /**
@@ -146,6 +171,7 @@ export function emptyRecord(): VersionRecord {
 export function encodeRecord(record: VersionRecord): Record<string, string> {
   const data: Record<string, string> = { format: STATE_FORMAT };
   if (record.current !== null) data["current"] = JSON.stringify(currentSchema.parse(record.current));
+  if (record.inflight !== null) data["inflight"] = JSON.stringify(inflightSchema.parse(record.inflight));
   data["inventory"] = JSON.stringify(z.array(inventoryItemSchema).parse(record.inventory));
   data["history"] = JSON.stringify(z.array(outcomeSchema).parse(record.history));
   return data;
@@ -187,6 +213,7 @@ export function decodeRecord(data: Readonly<Record<string, string>> | undefined)
   };
   return {
     current: key<CurrentBuild | null>("current", currentSchema, null),
+    inflight: key<InFlightBuild | null>("inflight", inflightSchema, null),
     inventory: key("inventory", z.array(inventoryItemSchema), []),
     history: key("history", z.array(outcomeSchema), []),
   };
@@ -217,6 +244,7 @@ export function recordApplied(
 ): VersionRecord {
   return {
     current: applied.current,
+    inflight: null,
     inventory: applied.inventory.map(({ group, kind, namespace, name }) => (namespace === undefined ? { group, kind, name } : { group, kind, namespace, name })),
     history: addOutcome(record.history, applied.outcome, historyLimit),
   };
@@ -224,7 +252,7 @@ export function recordApplied(
 
 /** The record with an outcome added and nothing else changed (failed, rejected, superseded, duplicate). */
 export function recordOutcome(record: VersionRecord, outcome: Outcome, historyLimit: number = DEFAULT_HISTORY_LIMIT): VersionRecord {
-  return { current: record.current, inventory: record.inventory, history: addOutcome(record.history, outcome, historyLimit) };
+  return { ...record, history: addOutcome(record.history, outcome, historyLimit) };
 }
 
 /** The ConfigMap object that {@link writeState} sends. Exported for tests. */
@@ -242,46 +270,49 @@ export function stateConfigMap(
 }
 
 /** Where the record lives and how to reach it. */
-export interface StateOptions {
-  kubectl: KubectlTarget;
+export interface RecordOptions {
+  api: KubeApi;
   /** The listener's namespace. */
   namespace: string;
   /** ConfigMap name. Default {@link DEFAULT_STATE_CONFIGMAP}. */
-  name?: string;
-  /** Per kubectl call, in milliseconds. Default 30000. */
-  timeoutMs?: number;
+  name?: string | undefined;
+  /** Per request, in milliseconds. Default 10000. */
+  timeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 
-const defaults = { name: DEFAULT_STATE_CONFIGMAP, timeoutMs: 30_000 } as const;
+const defaults = { name: DEFAULT_STATE_CONFIGMAP, timeoutMs: 10_000 } as const;
+
+const configMapSchema = z.object({ metadata: z.object({ resourceVersion: z.string() }), data: z.record(z.string(), z.string()).optional() });
+
+function configMapPath(namespace: string, name?: string): string {
+  const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
 
 /**
  * Reads the record. A missing ConfigMap is an empty record with `resourceVersion: null`.
  *
  * @throws {StateReadError} on any other failure: forbidden, API server unreachable, timeout,
- * abort, or content that does not decode. The cause holds the KubectlError or parse error.
+ * abort, or content that does not decode. The cause holds the API error or parse error.
  */
-export async function readState(options: StateOptions): Promise<StoredRecord> {
-  const { kubectl, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal } = options;
+export async function readRecord(options: RecordOptions): Promise<StoredRecord> {
+  const { api, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal } = options;
   const where = { namespace, configMapName: name };
-  let stdout: string;
+  let got: unknown;
   try {
-    ({ stdout } = await runKubectl(["get", "configmap", name, `--namespace=${namespace}`, "-o", "json"], { ...kubectl, timeoutMs, signal }));
+    // getOptional is null only for a 404 that names the object: a wrong server URL or path
+    // also answers 404, and must not count as "no record".
+    got = await api.getOptional(configMapPath(namespace, name), { timeoutMs, signal });
   } catch (error) {
-    if (error instanceof KubectlError && isConfigMapNotFound(error, name)) {
-      return { ...emptyRecord(), resourceVersion: null };
-    }
-    const why = errorMessage(error);
-    throw new StateReadError(`Cannot read the version record ConfigMap ${namespace}/${name}: ${why}`, where, { cause: error });
+    throw new StateReadError(`Cannot read the version record ConfigMap ${namespace}/${name}: ${errorMessage(error)}`, where, { cause: error });
   }
+  if (got === null) return { ...emptyRecord(), resourceVersion: null };
   try {
-    const parsed = z
-      .object({ metadata: z.object({ resourceVersion: z.string() }), data: z.record(z.string(), z.string()).optional() })
-      .parse(JSON.parse(stdout));
+    const parsed = configMapSchema.parse(got);
     return { ...decodeRecord(parsed.data), resourceVersion: parsed.metadata.resourceVersion };
   } catch (error) {
-    const why = errorMessage(error);
-    throw new StateReadError(`Cannot read the version record ConfigMap ${namespace}/${name}: ${why}`, where, { cause: error });
+    throw new StateReadError(`Cannot read the version record ConfigMap ${namespace}/${name}: ${errorMessage(error)}`, where, { cause: error });
   }
 }
 
@@ -292,41 +323,52 @@ export async function readState(options: StateOptions): Promise<StoredRecord> {
  * @throws {StateConflictError} when the ConfigMap changed, appeared or vanished since the read.
  * @throws {StateWriteError} on any other failure.
  */
-export async function writeState(record: VersionRecord, resourceVersion: string | null, options: StateOptions): Promise<string> {
-  const { kubectl, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal } = options;
+export async function writeRecord(record: VersionRecord, resourceVersion: string | null, options: RecordOptions): Promise<string> {
+  const { api, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal } = options;
   const where = { namespace, configMapName: name };
-  const body = JSON.stringify(stateConfigMap(record, { namespace, name, resourceVersion }));
-  const verb: "create" | "replace" = resourceVersion === null ? "create" : "replace";
-  let stdout: string;
+  const body = stateConfigMap(record, { namespace, name, resourceVersion });
+  let written: unknown;
   try {
-    ({ stdout } = await runKubectl([verb, "-f", "-", "-o", "json"], { ...kubectl, stdin: body, timeoutMs, signal }));
+    written =
+      resourceVersion === null
+        ? await api.request({ method: "POST", path: configMapPath(namespace), body, timeoutMs, signal })
+        : await api.request({ method: "PUT", path: configMapPath(namespace, name), body, timeoutMs, signal });
   } catch (error) {
-    if (error instanceof KubectlError && isLostRace(error, verb, name)) {
+    // 409: AlreadyExists for a create, Conflict for a stale resourceVersion; 404: deleted since read.
+    if (isConflict(error) || (resourceVersion !== null && isNotFound(error) && error.status.details !== undefined)) {
       const what = resourceVersion === null ? "it was created by someone else" : `it changed since resourceVersion ${resourceVersion} was read`;
       throw new StateConflictError(`Cannot write the version record ConfigMap ${namespace}/${name} as ${what}`, where, { cause: error });
     }
-    const why = errorMessage(error);
-    throw new StateWriteError(`Cannot write the version record ConfigMap ${namespace}/${name}: ${why}`, where, { cause: error });
+    throw new StateWriteError(`Cannot write the version record ConfigMap ${namespace}/${name}: ${errorMessage(error)}`, where, { cause: error });
   }
   try {
-    return z.object({ metadata: z.object({ resourceVersion: z.string() }) }).parse(JSON.parse(stdout)).metadata.resourceVersion;
+    return configMapSchema.parse(written).metadata.resourceVersion;
   } catch (error) {
-    const why = errorMessage(error);
-    throw new StateWriteError(`Cannot read the new resourceVersion of ConfigMap ${namespace}/${name} after writing it: ${why}`, where, { cause: error });
+    throw new StateWriteError(`Cannot read the new resourceVersion of ConfigMap ${namespace}/${name} after writing it: ${errorMessage(error)}`, where, { cause: error });
   }
 }
 
 /**
- * True when kubectl says this ConfigMap is missing. A bare NotFound is not enough: a wrong
- * server URL answers `the server could not find the requested resource`, which must not
- * count as "no record".
+ * Reads, changes and writes the record, retrying on a fresh read when another writer won the
+ * race (up to `attempts` times). `change` returns null to write nothing.
+ *
+ * @returns the record as written (or as read, when nothing was written).
  */
-function isConfigMapNotFound(error: KubectlError, name: string): boolean {
-  return error.serverReason === "NotFound" && error.stderr.includes(`configmaps "${name}" not found`);
-}
-
-/** True when a conditional write lost its race: the precondition, not the server, failed. */
-function isLostRace(error: KubectlError, verb: "create" | "replace", name: string): boolean {
-  if (verb === "create") return error.serverReason === "AlreadyExists";
-  return error.serverReason === "Conflict" || isConfigMapNotFound(error, name);
+export async function updateRecord(
+  change: (record: StoredRecord) => VersionRecord | null,
+  options: RecordOptions & { attempts?: number },
+): Promise<VersionRecord> {
+  const { attempts = 5 } = options;
+  for (let attempt = 1; ; attempt++) {
+    const stored = await readRecord(options);
+    const next = change(stored);
+    if (next === null) return stored;
+    try {
+      await writeRecord(next, stored.resourceVersion, options);
+      return next;
+    } catch (error) {
+      if (error instanceof StateConflictError && attempt < attempts) continue;
+      throw error;
+    }
+  }
 }

@@ -1,36 +1,58 @@
 /**
- * What the listener does with a batch of messages: the deploy decision.
+ * What the listener does with a batch of messages: the effects around the pure decision of
+ * lib/listener/decide.ts.
  *
- * 1. Decode every message. One that can never succeed (not JSON, wrong schema, unknown
- *    version, digest mismatch, another target) is rejected: recorded, then deleted.
- * 2. Take the deploy lock (a Lease), so that replicas deploy one at a time, and read the
- *    version record. If either fails, nothing is applied and every message stays for a
- *    retry: an unreadable record is never taken for "nothing deployed yet".
- * 3. Newest wins, by the total order of lib/wire/message.ts (timestamp, then digest). Only the
- *    newest build of the batch is applied, and only if it is strictly newer than the
- *    recorded one. Older builds of the batch are superseded; a build equal to the recorded
- *    one is a duplicate.
- * 4. Apply with server-side apply. On success the record gets the new build, its inventory
- *    and the outcomes; on failure the history gets the failure and the message stays, to
- *    be retried with a growing delay until the queue's dead-letter queue takes it.
- * 5. Only once the record is written are messages deleted.
+ * 1. Decode and admit every message, one at a time. One that can never succeed (not JSON,
+ *    wrong schema, digest mismatch, another target, refused by trust or policy) is rejected.
+ * 2. Read the version record and decide: duplicates and superseded builds are settled without
+ *    the Lease (the record's in-flight intent makes that safe while another replica deploys).
+ * 3. For the newest candidate, under the deploy Lease: write the intent (the build and the
+ *    objects it may create) into the record, run `kubectl apply --server-side`, wait for
+ *    health, prune, and commit the outcome, each write a compare-and-swap. A commit that finds
+ *    the record moved on (another replica took over) changes nothing.
+ * 4. If the newest fails by its own fault, its failure is recorded and it is retried later
+ *    with a growing delay; the next newest that is still newer than the record is tried.
+ * 5. Only once outcomes are recorded are messages deleted; older candidates of the batch are
+ *    deleted only once a newer build is recorded as applied.
+ *
+ * Retries are spent only on a build's own faults. While the API server cannot be reached, the
+ * record cannot be read or written, or another replica holds the Lease, the batch is held
+ * (the consumer's heartbeat keeps it invisible) and tried again with backoff, so a good build
+ * never reaches the dead-letter queue because of an outage, a Lease wait or a restart. A stop
+ * request ends the waiting: unfinished messages go back to the queue at once.
  */
 import type { AfterApplyResult, AppliedBuild } from "./after-apply.ts";
 import { applyObjects, type ApplyResult } from "../kube/apply.ts";
+import type { KubeApi } from "../kube/api.ts";
+import { createBackoff, delay } from "../backoff.ts";
 import { DEFAULT_BUNDLE_SECRET } from "./drift.ts";
 import type { BatchHandler, Disposition, ReceivedMessage } from "../sqs/consumer.ts";
-import { errorMessage, KubePicoCdError, LockError, MessageRejectedError, StateConflictError } from "../errors.ts";
+import { errorMessage, KubePicoCdError, LockLostError, MessageRejectedError, StateReadError, StateWriteError, StateConflictError } from "../errors.ts";
 import type { KubectlTarget } from "../kube/kubectl.ts";
 import type { KubeObject } from "../manifests/bundle.ts";
-import { acquireLock, DEFAULT_LOCK_LEASE, type HeldLock } from "../kube/lease.ts";
+import { acquireLease, DEFAULT_LOCK_LEASE, type HeldLease } from "../kube/lease.ts";
 import type { Logger } from "../log.ts";
 import { compareBuilds, decodeMessage, type DecodedMessage } from "../wire/message.ts";
 import { redactError } from "./policy.ts";
-import { DEFAULT_STATE_CONFIGMAP, readState, recordApplied, recordOutcome, writeState, type Outcome, type StoredRecord, type VersionRecord } from "../kube/record.ts";
+import { decide, type Attempt, type BuildKey } from "./decide.ts";
+import {
+  DEFAULT_STATE_CONFIGMAP,
+  readRecord,
+  recordApplied,
+  recordOutcome,
+  updateRecord,
+  type InFlightBuild,
+  type Outcome,
+  type RecordedObject,
+  type StoredRecord,
+  type VersionRecord,
+} from "../kube/record.ts";
+import { intendedInventory, mergeInventories } from "./intent.ts";
 
 export interface DeployerOptions {
+  api: KubeApi;
   kubectl: KubectlTarget;
-  /** The listener's namespace: the record and the lock live there. */
+  /** The listener's namespace: the record and the Lease live there. */
   namespace: string;
   logger: Logger;
   /** Only messages without a target or with this one are applied. */
@@ -39,9 +61,9 @@ export interface DeployerOptions {
   lockName?: string;
   /** The Secret keeping the bundle for drift correction (lib/listener/drift.ts); a bundle may not overwrite it. Default "kube-pico-cd-bundle". */
   bundleSecret?: string;
+  /** holderIdentity in the Lease and the intent. Default: the Lease module's (hostname and random digits). */
+  identity?: string;
   leaseDurationSeconds?: number;
-  /** How long to wait for another replica's deploy to finish, in ms. Default 120000. */
-  lockWaitMs?: number;
   historyLimit?: number;
   fieldManager?: string;
   forceConflicts?: boolean;
@@ -57,20 +79,22 @@ export interface DeployerOptions {
   retryBaseSeconds?: number;
   /** Largest retry delay, in seconds. Default 900. */
   retryMaxSeconds?: number;
-  /** Delay before retrying when the API server cannot be reached, in seconds. Default 10. */
-  unavailableRetrySeconds?: number;
+  /** Backoff while the API server, the record or the Lease cannot be had, in ms. Defaults 500 and 15000. */
+  holdBackoffBaseMs?: number;
+  holdBackoffMaxMs?: number;
   /** Told about every outcome once it is recorded (metrics, events, the result queue), with its message when known. */
   onOutcome?: (outcome: Outcome, message?: ReceivedMessage) => void;
   /**
-   * Runs after a successful apply, still under the lock (lib/listener/after-apply.ts: health, prune,
-   * the bundle kept for drift). Returns the inventory to record and fields of the outcome.
+   * Runs after a successful apply, still under the Lease (lib/listener/after-apply.ts: health,
+   * prune, the bundle kept for drift). Returns the inventory to record and fields of the outcome.
    */
   afterApply?: (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult>;
   /** Apply a bundle of zero objects (it prunes nothing). Default false: it is rejected as "empty-bundle". */
   allowEmptyBundle?: boolean;
   /** Told whether the Kubernetes API answered (for readiness). */
   onApiStatus?: (reachable: boolean) => void;
-  /** The process lifetime signal: aborting it during an apply kills kubectl. */
+  /** Aborted when the listener is asked to stop: waiting for the API or the Lease ends, unfinished messages go back. */
+  stopping?: AbortSignal;
   now?: () => number;
 }
 
@@ -87,23 +111,29 @@ interface Rejected {
   refused?: DecodedMessage | undefined;
 }
 
-/** Errors that mean "the cluster could not be asked", not "this deploy is bad". */
-class UnavailableError extends KubePicoCdError {
-  override name = "UnavailableError";
+/** The cluster, the record or the Lease could not be had: not the build's fault; hold and try again. */
+class HoldError extends KubePicoCdError {
+  override name = "HoldError";
+}
+
+/** Another replica moved the record on while this one worked: re-decide from a fresh read. */
+class MovedOnError extends KubePicoCdError {
+  override name = "MovedOnError";
 }
 
 /** Creates the batch handler the consumer calls. */
 export function createDeployer(options: DeployerOptions): BatchHandler {
   const {
+    api,
     kubectl,
     namespace,
     logger,
     target,
-    stateName,
-    lockName,
+    stateName = DEFAULT_STATE_CONFIGMAP,
+    lockName = DEFAULT_LOCK_LEASE,
     bundleSecret = DEFAULT_BUNDLE_SECRET,
-    leaseDurationSeconds = 30,
-    lockWaitMs = 120_000,
+    identity,
+    leaseDurationSeconds = 15,
     historyLimit = 20,
     fieldManager = "kube-pico-cd",
     forceConflicts = true,
@@ -111,15 +141,16 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     maxDecompressedBytes,
     retryBaseSeconds = 30,
     retryMaxSeconds = 900,
-    unavailableRetrySeconds = 10,
+    holdBackoffBaseMs = 500,
+    holdBackoffMaxMs = 15_000,
     onOutcome,
     onApiStatus,
+    stopping,
     now = Date.now,
     admit,
     afterApply,
     allowEmptyBundle = false,
   } = options;
-  const stateOptions = { kubectl, namespace, ...(stateName === undefined ? {} : { name: stateName }) };
   const iso = () => new Date(now()).toISOString();
 
   const decode = (message: ReceivedMessage): Accepted | Rejected => {
@@ -134,7 +165,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (decoded.objects.length === 0 && !allowEmptyBundle) {
         return { message, reason: "empty-bundle", error: "The bundle holds no objects; applying it would leave the cluster as it is and prune nothing, so it is refused (start the listener with --allow-empty-bundle to accept it)", refused: decoded };
       }
-      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName ?? DEFAULT_STATE_CONFIGMAP, lockName ?? DEFAULT_LOCK_LEASE, bundleSecret));
+      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName, lockName, bundleSecret));
       if (protectedObject) {
         return {
           message,
@@ -151,172 +182,251 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
   };
 
   const retryDelaySeconds = (message: ReceivedMessage) => Math.min(retryMaxSeconds, retryBaseSeconds * 2 ** Math.min(20, message.receiveCount - 1));
+  const recordOptions = (signal: AbortSignal) => ({ api, namespace, name: stateName, signal });
+  const outcomeOf = (a: Accepted, result: Outcome["result"], extra: Partial<Outcome> = {}): Outcome => ({
+    result,
+    time: iso(),
+    ...buildFields(a.decoded),
+    messageId: a.message.messageId,
+    ...extra,
+  });
 
-  /** Read, change, write; a conflicting write is retried on a fresh read. */
-  const commit = async (change: (record: StoredRecord) => VersionRecord, signal: AbortSignal): Promise<void> => {
-    for (let attempt = 1; ; attempt++) {
-      const stored = await readState({ ...stateOptions, signal });
-      try {
-        await writeState(change(stored), stored.resourceVersion, { ...stateOptions, signal });
-        return;
-      } catch (error) {
-        if (error instanceof StateConflictError && attempt < 5) continue;
-        throw error;
-      }
+  /** Adds outcomes to the history (CAS), then tells the listeners of outcomes. */
+  const recordOutcomes = async (outcomes: readonly { outcome: Outcome; message?: ReceivedMessage | undefined }[], signal: AbortSignal) => {
+    if (outcomes.length === 0) return;
+    await updateRecord((record) => outcomes.reduce<VersionRecord>((r, o) => recordOutcome(r, o.outcome, historyLimit), record), recordOptions(signal));
+    for (const o of outcomes) onOutcome?.(o.outcome, o.message);
+  };
+
+  /**
+   * Applies one candidate under the Lease: intent, apply, health and prune, commit.
+   * Resolves "applied" or "failed" (the build's own fault, recorded); throws HoldError or
+   * MovedOnError when it was not the build's fault.
+   */
+  const tryAttempt = async (a: Accepted, attempt: Attempt, lease: HeldLease, signal: AbortSignal): Promise<{ result: "applied" | "failed"; outcome: Outcome }> => {
+    const { decoded, message } = a;
+    const log = logger.child({ build: decoded.build.id, buildTimestampMs: decoded.build.timestampMs, digest: decoded.digest, messageId: message.messageId });
+    const leaseSignal = AbortSignal.any([signal, lease.lost]);
+    const intent: InFlightBuild = {
+      build: decoded.build,
+      digest: decoded.digest,
+      messageId: message.messageId,
+      objectCount: decoded.objects.length,
+      startedAt: iso(),
+      holder: lease.identity,
+      inventory: intendedInventory(decoded.objects, api.namespace),
+    };
+    // 1. The intent, before kubectl starts: from here on the record says this build may be live.
+    let previousInventory: RecordedObject[] = [];
+    let recordedBuild: string | undefined;
+    await updateRecord((record) => {
+      const again = decide([{ messageId: message.messageId, build: keyOf(decoded) }], keysOf(record));
+      if (again.attempts.length === 0) throw new MovedOnError(`The record moved past build ${decoded.build.id} before its apply started`);
+      // Objects of an interrupted build (ours resumed, or one that this build overtakes) may be live: prune sees them.
+      previousInventory = mergeInventories(record.inventory, record.inflight?.inventory ?? []);
+      recordedBuild = record.current?.build.id;
+      return { ...record, inflight: intent, inventory: previousInventory };
+    }, recordOptions(leaseSignal)).catch(asHold("write the deploy intent"));
+
+    // 2. Apply.
+    const pickupMs = message.sentTimestampMs === undefined ? undefined : Math.max(0, now() - message.sentTimestampMs);
+    const pickup = pickupMs === undefined ? {} : { pickupMs };
+    log.info("applying build", { objects: decoded.objects.length, recordedBuild: recordedBuild ?? null, resumes: attempt.resumes, pickupMs, receiveCount: message.receiveCount });
+    const started = now();
+    let applied: ApplyResult;
+    try {
+      applied = await applyObjects(decoded.objects, { api, kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
+    } catch (error) {
+      if (leaseSignal.aborted) throw new HoldError(`The apply of build ${decoded.build.id} was interrupted: ${errorMessage(leaseSignal.reason)}`, { cause: error });
+      // kubectl failed: whose fault? If the API server does not answer now, not the build's.
+      const reachable = await api.ready({ signal: leaseSignal, timeoutMs: 3_000 }).then(
+        () => true,
+        () => false,
+      );
+      if (!reachable) throw new HoldError(`The apply of build ${decoded.build.id} failed while the API server was unreachable: ${errorMessage(error)}`, { cause: error });
+      // kubectl's errors may echo Secret values of the bundle: never into logs or the record.
+      const redacted = redactError(error, decoded.objects);
+      const delaySeconds = retryDelaySeconds(message);
+      log.error("applying build failed; the message stays for a retry", { error: redacted, retryInSeconds: delaySeconds, receiveCount: message.receiveCount });
+      const outcome = outcomeOf(a, "failed", { durationMs: now() - started, error: redacted.message, ...pickup });
+      // The intent is cleared (the next older candidate may be tried), and what it may have
+      // created stays in the inventory for the next prune.
+      await updateRecord((record) => {
+        if (!isOurs(record.inflight, intent)) return recordOutcome(record, outcome, historyLimit);
+        return recordOutcome({ ...record, inflight: null, inventory: mergeInventories(record.inventory, intent.inventory) }, outcome, historyLimit);
+      }, recordOptions(signal)).catch(asHold("record the failed apply"));
+      return { result: "failed", outcome };
     }
+    log.info("build applied", { objects: applied.inventory.length, durationMs: applied.durationMs, phases: applied.phases.map((p) => `${p.phase}:${p.durationMs}`) });
+
+    // 3. Health, prune, the kept bundle.
+    const after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, log }, leaseSignal);
+    if (lease.lost.aborted) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was recorded: ${errorMessage(lease.lost.reason)}`);
+
+    // 4. Commit, only over our own intent.
+    const outcome = outcomeOf(a, "applied", { durationMs: applied.durationMs, objects: applied.inventory.length, ...pickup, ...after?.outcome });
+    let moved = false;
+    await updateRecord((record) => {
+      if (!isOurs(record.inflight, intent)) {
+        moved = true;
+        return null;
+      }
+      return recordApplied(
+        record,
+        {
+          current: { build: decoded.build, digest: decoded.digest, appliedAt: iso(), messageId: message.messageId, objectCount: decoded.objects.length },
+          inventory: after?.inventory ?? applied.inventory,
+          outcome,
+        },
+        historyLimit,
+      );
+    }, recordOptions(leaseSignal)).catch(asHold("record the applied build"));
+    if (moved) throw new MovedOnError(`The record moved on while build ${decoded.build.id} was applied (another replica took over); nothing recorded`);
+    return { result: "applied", outcome };
   };
 
   return async (batch, signal) => {
-    const decisions = new Map<string, Disposition>();
-    const accepted: Accepted[] = [];
-    const rejected: Rejected[] = [];
+    const dispositions = new Map<string, Disposition>();
+    const accepted = new Map<string, Accepted>();
+    const pendingRejections: { outcome: Outcome; message: ReceivedMessage }[] = [];
+    // One message at a time: a hostile body cannot multiply its inflated size by ten.
     for (const message of batch) {
       const result = decode(message);
-      if ("decoded" in result) accepted.push(result);
-      else rejected.push(result);
-    }
-    for (const r of rejected) {
-      logger.warn("message rejected", { messageId: r.message.messageId, reason: r.reason, error: r.error });
-    }
-    const rejectedOutcomes: Outcome[] = rejected.map((r) => ({
-      result: "rejected",
-      time: iso(),
-      ...(r.refused ? buildFields(r.refused) : {}),
-      messageId: r.message.messageId,
-      error: `${r.reason}: ${r.error}`,
-    }));
-
-    let lock: HeldLock | undefined;
-    try {
-      const waitLimit = AbortSignal.any([signal, AbortSignal.timeout(lockWaitMs)]);
-      try {
-        lock = await acquireLock({ kubectl, namespace, leaseDurationSeconds, signal: waitLimit, ...(lockName === undefined ? {} : { name: lockName }) });
-      } catch (error) {
-        if (signal.aborted) throw error;
-        throw new UnavailableError(`Cannot take the deploy lock: ${errorMessage(error)}`, { cause: error });
+      if ("decoded" in result) {
+        accepted.set(message.messageId, result);
+        continue;
       }
-      const lockSignal = AbortSignal.any([signal, lock.lost]);
-
-      let stored: StoredRecord;
-      try {
-        stored = await readState({ ...stateOptions, signal: lockSignal });
-      } catch (error) {
-        throw new UnavailableError(`Cannot read the version record, so nothing is applied: ${errorMessage(error)}`, { cause: error });
-      }
-      onApiStatus?.(true);
-
-      const ordered = [...accepted].sort((a, b) => compareBuilds(key(a), key(b)));
-      const newest = ordered.at(-1);
-      const current = stored.current ? { timestampMs: stored.current.build.timestampMs, digest: stored.current.digest } : undefined;
-      const outcomes: Outcome[] = [...rejectedOutcomes];
-      const outcomeOf = (a: Accepted, result: Outcome["result"], extra: Partial<Outcome> = {}): Outcome => ({
-        result,
-        time: iso(),
-        ...buildFields(a.decoded),
-        messageId: a.message.messageId,
-        ...extra,
+      logger.warn("message rejected", { messageId: message.messageId, reason: result.reason, error: result.error });
+      pendingRejections.push({
+        message,
+        outcome: { result: "rejected", time: iso(), ...(result.refused ? buildFields(result.refused) : {}), messageId: message.messageId, error: `${result.reason}: ${result.error}` },
       });
-      // Everything but the newest: superseded by it, or a second delivery of it or of the record.
-      for (const a of ordered.slice(0, -1)) {
-        const sameAsNewest = newest !== undefined && compareBuilds(key(a), key(newest)) === 0;
-        const sameAsCurrent = current !== undefined && compareBuilds(key(a), current) === 0;
-        outcomes.push(outcomeOf(a, sameAsNewest || sameAsCurrent ? "duplicate" : "superseded"));
-        decisions.set(a.message.messageId, { action: "delete" });
-      }
-
-      let applied: { newest: Accepted; result: ApplyResult; after: AfterApplyResult | undefined; extra: Partial<Outcome> } | undefined;
-      if (newest) {
-        const order = current === undefined ? 1 : compareBuilds(key(newest), current);
-        const log = logger.child({ build: newest.decoded.build.id, buildTimestampMs: newest.decoded.build.timestampMs, digest: newest.decoded.digest, messageId: newest.message.messageId });
-        if (order <= 0) {
-          log.info(order === 0 ? "build already applied; duplicate delivery" : "build older than the recorded one; superseded", { recordedBuild: stored.current?.build.id });
-          outcomes.push(outcomeOf(newest, order === 0 ? "duplicate" : "superseded"));
-          decisions.set(newest.message.messageId, { action: "delete" });
-        } else {
-          const pickupMs = newest.message.sentTimestampMs === undefined ? undefined : Math.max(0, now() - newest.message.sentTimestampMs);
-          const pickup = pickupMs === undefined ? {} : { pickupMs };
-          log.info("applying build", { objects: newest.decoded.objects.length, recordedBuild: stored.current?.build.id ?? null, pickupMs, receiveCount: newest.message.receiveCount });
-          const started = now();
-          try {
-            const result = await applyObjects(newest.decoded.objects, { kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: lockSignal });
-            log.info("build applied", { objects: result.inventory.length, durationMs: result.durationMs, phases: result.phases.map((p) => `${p.phase}:${p.durationMs}`) });
-            const after = await afterApply?.({ decoded: newest.decoded, inventory: result.inventory, previousInventory: stored.inventory, log }, lockSignal);
-            const extra: Partial<Outcome> = { durationMs: result.durationMs, objects: result.inventory.length, ...pickup, ...after?.outcome };
-            applied = { newest, result, after, extra };
-            decisions.set(newest.message.messageId, { action: "delete" });
-          } catch (error) {
-            if (lockSignal.aborted) throw error; // Shutdown or lost lock: not this build's fault.
-            // kubectl's errors may echo Secret values of the bundle: never into logs or the record.
-            const redacted = redactError(error, newest.decoded.objects);
-            const text = redacted.message;
-            const delaySeconds = retryDelaySeconds(newest.message);
-            log.error("applying build failed; the message stays for a retry", { error: redacted, retryInSeconds: delaySeconds, receiveCount: newest.message.receiveCount });
-            outcomes.push(outcomeOf(newest, "failed", { durationMs: now() - started, error: text, ...pickup }));
-            decisions.set(newest.message.messageId, { action: "retry", delaySeconds });
-          }
-        }
-      }
-
-      // What the record finally says of the applied build: listeners are told the same.
-      let appliedOutcome: Outcome | undefined;
-      await commit((record) => {
-        let next: VersionRecord = record;
-        if (applied) {
-          // The conditional write and the lock make this the newest build; a record that
-          // moved past it meanwhile (lock lost) must not be moved back.
-          const recorded = record.current ? { timestampMs: record.current.build.timestampMs, digest: record.current.digest } : undefined;
-          if (recorded !== undefined && compareBuilds(key(applied.newest), recorded) <= 0) {
-            appliedOutcome = outcomeOf(applied.newest, "superseded");
-            next = recordOutcome(next, appliedOutcome, historyLimit);
-          } else {
-            appliedOutcome = outcomeOf(applied.newest, "applied", applied.extra);
-            next = recordApplied(
-              next,
-              {
-                current: {
-                  build: applied.newest.decoded.build,
-                  digest: applied.newest.decoded.digest,
-                  appliedAt: iso(),
-                  messageId: applied.newest.message.messageId,
-                  objectCount: applied.newest.decoded.objects.length,
-                },
-                inventory: applied.after?.inventory ?? applied.result.inventory,
-                outcome: appliedOutcome,
-              },
-              historyLimit,
-            );
-          }
-        }
-        for (const o of outcomes) next = recordOutcome(next, o, historyLimit);
-        return next;
-      }, lockSignal);
-
-      logger.info("outcomes recorded", { build: applied?.newest.decoded.build.id ?? newest?.decoded.build.id, outcomes: outcomes.length + (applied ? 1 : 0) });
-      for (const r of rejected) decisions.set(r.message.messageId, { action: "delete" });
-      const messageOf = (id: string | undefined) => batch.find((m) => m.messageId === id);
-      if (applied && appliedOutcome) onOutcome?.(appliedOutcome, applied.newest.message);
-      for (const o of outcomes) onOutcome?.(o, messageOf(o.messageId));
-      return decisions;
-    } catch (error) {
-      // Nothing is deleted whose outcome is not recorded: the whole batch comes back.
-      const unavailable = error instanceof UnavailableError || error instanceof LockError || !(error instanceof KubePicoCdError);
-      if (error instanceof UnavailableError) onApiStatus?.(false);
-      logger.warn(signal.aborted ? "stopping; the batch stays in the queue" : "the batch could not be handled; its messages stay for a retry", {
-        error: error as Error,
-        messageIds: batch.map((m) => m.messageId),
-      });
-      const delaySeconds = signal.aborted ? 0 : unavailable ? unavailableRetrySeconds : Math.min(retryMaxSeconds, retryBaseSeconds);
-      const keep = new Map<string, Disposition>();
-      for (const m of batch) {
-        // A failed apply keeps its own, longer delay.
-        const earlier = decisions.get(m.messageId);
-        keep.set(m.messageId, earlier?.action === "retry" ? earlier : { action: "retry", delaySeconds });
-      }
-      return keep;
-    } finally {
-      await lock?.release().catch((error: unknown) => logger.warn("releasing the deploy lock failed; it expires by itself", { error: error as Error }));
     }
+    const waiting = stopping ? AbortSignal.any([signal, stopping]) : signal;
+    const backoff = createBackoff({ baseMs: holdBackoffBaseMs, maxMs: holdBackoffMaxMs });
+    let held = false;
+
+    while (!waiting.aborted) {
+      let lease: HeldLease | undefined;
+      try {
+        if (pendingRejections.length > 0) {
+          await recordOutcomes(pendingRejections, signal).catch(asHold("record the rejections"));
+          for (const r of pendingRejections.splice(0)) dispositions.set(r.message.messageId, { action: "delete" });
+        }
+        if (accepted.size === 0) break;
+        let stored = await readRecord(recordOptions(waiting)).catch(asHold("read the version record"));
+        onApiStatus?.(true);
+        const settle = async (record: StoredRecord) => {
+          const { settled, attempts } = decide([...accepted.values()].map(toDecideMessage), keysOf(record));
+          const outcomes = [...settled].map(([id, result]) => ({ outcome: outcomeOf(accepted.get(id)!, result), message: accepted.get(id)!.message }));
+          for (const o of outcomes) logger.info(o.outcome.result === "duplicate" ? "build already applied; duplicate delivery" : "build older than the recorded one; superseded", { build: o.outcome.buildId, messageId: o.message.messageId, recordedBuild: record.current?.build.id ?? null, inflightBuild: record.inflight?.build.id ?? null });
+          await recordOutcomes(outcomes, signal).catch(asHold("record the settled outcomes"));
+          for (const o of outcomes) {
+            dispositions.set(o.message.messageId, { action: "delete" });
+            accepted.delete(o.message.messageId);
+          }
+          return attempts;
+        };
+        let attempts = await settle(stored);
+        if (attempts.length === 0) break;
+
+        lease = await acquireLease({
+          api,
+          namespace,
+          name: lockName,
+          leaseDurationSeconds,
+          ...(identity === undefined ? {} : { identity }),
+          signal: waiting,
+          onWait: (why) => {
+            if (!held) logger.info("waiting for the deploy Lease; the batch is held", { holder: why.holder ?? null, error: why.error === undefined ? null : errorMessage(why.error) });
+            held = true;
+          },
+        });
+        // Under the Lease, decide again from what the record says now.
+        stored = await readRecord(recordOptions(waiting)).catch(asHold("read the version record"));
+        attempts = await settle(stored);
+        for (const attempt of attempts) {
+          const primary = accepted.get(attempt.messageIds[0]!)!;
+          const { result, outcome } = await tryAttempt(primary, attempt, lease, signal);
+          if (result === "failed") {
+            for (const id of attempt.messageIds) {
+              dispositions.set(id, { action: "retry", delaySeconds: retryDelaySeconds(accepted.get(id)!.message) });
+              accepted.delete(id);
+            }
+            onOutcome?.(outcome, primary.message);
+            continue;
+          }
+          onOutcome?.(outcome, primary.message);
+          for (const id of attempt.messageIds) {
+            dispositions.set(id, { action: "delete" });
+            accepted.delete(id);
+          }
+          // Everything older in the batch is now superseded (and copies of this build are duplicates).
+          await settle(await readRecord(recordOptions(signal)).catch(asHold("read the version record")));
+          break;
+        }
+        // Candidates that were neither applied nor settled (all newer ones failed, and these failed too) are done.
+        break;
+      } catch (error) {
+        if (!(error instanceof HoldError || error instanceof MovedOnError) || signal.aborted) {
+          if (waiting.aborted) break;
+          throw error;
+        }
+        if (error instanceof HoldError) onApiStatus?.(false);
+        const waitMs = error instanceof MovedOnError ? 0 : backoff.next();
+        logger.warn(error instanceof MovedOnError ? "the record moved on; deciding again" : "cannot deploy now; the batch is held and tried again", {
+          error: error as Error,
+          retryInMs: waitMs,
+          messageIds: [...accepted.keys(), ...pendingRejections.map((r) => r.message.messageId)],
+        });
+        await delay(waitMs, { signal: waiting }).catch(() => {});
+      } finally {
+        await lease?.release().catch((error: unknown) => logger.warn("releasing the deploy Lease failed; it expires by itself", { error: error as Error }));
+      }
+    }
+    // Stopping (or aborted) with messages in hand: they go back to the queue for the next listener.
+    for (const m of batch) if (!dispositions.has(m.messageId)) dispositions.set(m.messageId, { action: "retry", delaySeconds: 0 });
+    if (waiting.aborted && accepted.size + pendingRejections.length > 0) {
+      logger.warn("stopping; messages in hand go back to the queue", { messageIds: [...accepted.keys(), ...pendingRejections.map((r) => r.message.messageId)] });
+    }
+    return dispositions;
   };
+}
+
+/** Turns a failure of the record or the API into a HoldError (not the build's fault), keeping other errors. */
+function asHold(what: string): (error: unknown) => never {
+  return (error: unknown) => {
+    if (error instanceof MovedOnError || error instanceof HoldError) throw error;
+    if (error instanceof StateReadError || error instanceof StateWriteError || error instanceof StateConflictError || error instanceof LockLostError) {
+      throw new HoldError(`Cannot ${what}: ${errorMessage(error)}`, { cause: error });
+    }
+    throw error;
+  };
+}
+
+function keyOf(decoded: DecodedMessage): BuildKey {
+  return { timestampMs: decoded.build.timestampMs, digest: decoded.digest };
+}
+
+function toDecideMessage(a: Accepted) {
+  return { messageId: a.message.messageId, build: keyOf(a.decoded) };
+}
+
+function keysOf(record: VersionRecord): { current: BuildKey | null; inflight: BuildKey | null } {
+  return {
+    current: record.current === null ? null : { timestampMs: record.current.build.timestampMs, digest: record.current.digest },
+    inflight: record.inflight === null ? null : { timestampMs: record.inflight.build.timestampMs, digest: record.inflight.digest },
+  };
+}
+
+/** True when the record's intent is the one this attempt wrote (same build, same holder, same start). */
+function isOurs(inflight: InFlightBuild | null, intent: InFlightBuild): boolean {
+  return (
+    inflight !== null &&
+    inflight.holder === intent.holder &&
+    inflight.startedAt === intent.startedAt &&
+    compareBuilds({ timestampMs: inflight.build.timestampMs, digest: inflight.digest }, { timestampMs: intent.build.timestampMs, digest: intent.digest }) === 0
+  );
 }
 
 /** What an outcome says of a decoded message's build, so the history and results name it. */
@@ -332,7 +442,7 @@ function buildFields(decoded: DecodedMessage): Pick<Outcome, "buildId" | "timest
 }
 
 /**
- * True for the listener's own record, lock and kept bundle: a bundle that overwrote them
+ * True for the listener's own record, Lease and kept bundle: a bundle that overwrote them
  * could fake the recorded version (the original's defect 6), or plant what drift correction
  * re-applies. An object without a namespace counts, since in the listener's pod kubectl puts
  * it into the listener's namespace.
@@ -344,8 +454,4 @@ function isProtected(object: KubeObject, namespace: string, stateName: string, l
   if (object.kind === "Secret" && object.apiVersion === "v1") return object.metadata.name === bundleSecretName;
   if (object.kind === "Lease" && object.apiVersion.startsWith("coordination.k8s.io/")) return object.metadata.name === lockName;
   return false;
-}
-
-function key(a: Accepted): { timestampMs: number; digest: string } {
-  return { timestampMs: a.decoded.build.timestampMs, digest: a.decoded.digest };
 }

@@ -13,6 +13,7 @@ import type { ReceivedMessage } from "../sqs/consumer.ts";
 import { createBundleKeeper } from "./drift.ts";
 import { createEventRecorder } from "../kube/events.ts";
 import type { KubectlTarget } from "../kube/kubectl.ts";
+import type { KubeApi } from "../kube/api.ts";
 import type { ListenerConfig } from "./config.ts";
 import type { Logger } from "../log.ts";
 import { createListenerMetrics, observeOutcome, type ListenerMetrics } from "./metrics.ts";
@@ -22,6 +23,8 @@ import type { Outcome } from "../kube/record.ts";
 export interface OperationsOptions {
   config: ListenerConfig;
   kubectl: KubectlTarget;
+  /** The API client: Events and the kept bundle's Secret. */
+  api: KubeApi;
   logger: Logger;
   /** Aborted when the listener is asked to stop (SIGTERM): ends a health wait early. */
   stopping?: AbortSignal;
@@ -44,7 +47,7 @@ export interface Operations {
 }
 
 export function createOperations(options: OperationsOptions): Operations {
-  const { config, kubectl, logger, stopping } = options;
+  const { config, kubectl, api, logger, stopping } = options;
   const afterApply = createAfterApply({
     kubectl,
     fieldManager: config.fieldManager,
@@ -78,7 +81,7 @@ export function createOperations(options: OperationsOptions): Operations {
   const metrics = createListenerMetrics();
   listeners.push((outcome) => observeOutcome(metrics, outcome));
   if (config.events) {
-    const recordEvent = createEventRecorder({ kubectl, namespace: config.namespace, name: config.stateConfigMap });
+    const recordEvent = createEventRecorder({ api, namespace: config.namespace, name: config.stateConfigMap });
     listeners.push((outcome) => recordEvent(outcome));
   }
 

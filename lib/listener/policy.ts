@@ -11,6 +11,7 @@
  */
 import type { KubeObject } from "../manifests/bundle.ts";
 import { KubePicoCdError, MessageRejectedError } from "../errors.ts";
+import { groupOf } from "../manifests/object-ref.ts";
 
 /**
  * What bundles may do. Kind patterns are `Kind` (any API group) or `group/Kind`, the group
@@ -98,22 +99,21 @@ function globMatches(pattern: string, text: string): boolean {
   return regex.test(text);
 }
 
-/** The API group of an object: the part of apiVersion before `/`, `core` for the core group. */
-function groupOf(object: KubeObject): string {
-  const slash = object.apiVersion.indexOf("/");
-  return slash === -1 ? "core" : object.apiVersion.slice(0, slash);
+/** The API group of an object as kind patterns name it: `core` for the core group (whose group is "" everywhere else). */
+function patternGroupOf(object: KubeObject): string {
+  return groupOf(object.apiVersion) || "core";
 }
 
 /** True when `object`'s group and kind match the kind pattern (see {@link Policy}). */
 export function kindMatches(pattern: string, object: KubeObject): boolean {
   const slash = pattern.lastIndexOf("/");
   if (slash === -1) return globMatches(pattern, object.kind);
-  return globMatches(pattern.slice(0, slash), groupOf(object)) && globMatches(pattern.slice(slash + 1), object.kind);
+  return globMatches(pattern.slice(0, slash), patternGroupOf(object)) && globMatches(pattern.slice(slash + 1), object.kind);
 }
 
 function describe(object: KubeObject): string {
-  const slash = object.apiVersion.indexOf("/");
-  const kind = slash === -1 ? object.kind : `${object.apiVersion.slice(0, slash)}/${object.kind}`;
+  const group = groupOf(object.apiVersion);
+  const kind = group === "" ? object.kind : `${group}/${object.kind}`;
   const where = object.metadata.namespace === undefined ? "" : `${object.metadata.namespace}/`;
   return `${kind} ${where}${object.metadata.name}`;
 }
@@ -136,7 +136,7 @@ export function policyViolations(objects: readonly KubeObject[], policy: Policy)
       broken.push(knownClusterScoped ? "cluster-scoped objects are not allowed" : "no metadata.namespace, so it counts as cluster-scoped, and cluster-scoped objects are not allowed");
     }
     if (allowedNamespaces !== undefined) {
-      const isNamespace = groupOf(object) === "core" && object.kind === "Namespace";
+      const isNamespace = groupOf(object.apiVersion) === "" && object.kind === "Namespace";
       if (isNamespace && !allowedNamespaces.some((pattern) => globMatches(pattern, object.metadata.name))) {
         broken.push("namespace name not in the allowed namespaces");
       } else if (!knownClusterScoped && namespace === undefined && allowClusterScoped) {
@@ -186,7 +186,7 @@ function scalarLeaves(value: unknown, out: string[], depth = 0): void {
 export function secretValues(objects: readonly KubeObject[]): string[] {
   const leaves: string[] = [];
   for (const object of objects) {
-    if (object.kind !== "Secret" || groupOf(object) !== "core") continue;
+    if (object.kind !== "Secret" || groupOf(object.apiVersion) !== "") continue;
     const data: string[] = [];
     scalarLeaves(object["data"], data);
     for (const value of data) {

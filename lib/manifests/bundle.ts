@@ -20,6 +20,7 @@ import {
 } from "yaml";
 import { BundleError, errorMessage } from "../errors.ts";
 import { KUSTOMIZATION_FILE_NAMES, renderKustomization } from "./kustomize.ts";
+import { formatRef, refOf } from "./object-ref.ts";
 
 /**
  * A Kubernetes object as it is applied: `apiVersion`, `kind` and `metadata.name` are
@@ -64,21 +65,6 @@ export interface CollectBundleOptions {
 }
 
 const MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
-
-/**
- * The identity of an object for duplicate detection and inventories:
- * `group/kind/namespace/name`, where the group is the part of `apiVersion` before `/`
- * (empty for the core group) and the namespace is empty when not set. Namespaces are
- * compared as written: the scope of a kind is not known without the API server.
- *
- * @example objectKey({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "api", namespace: "web" } })
- * // "apps/Deployment/web/api"
- */
-export function objectKey(object: KubeObject): string {
-  const slash = object.apiVersion.indexOf("/");
-  const group = slash === -1 ? "" : object.apiVersion.slice(0, slash);
-  return `${group}/${object.kind}/${object.metadata.namespace ?? ""}/${object.metadata.name}`;
-}
 
 /** True for a JSON object (not null, not an array). */
 export function isRecord(value: unknown): value is Record<string, unknown> {
@@ -376,12 +362,16 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
   return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown) };
 }
 
-/** One problem per object whose {@link objectKey} was already seen, naming both sources. */
+/**
+ * One problem per object whose identity (lib/manifests/object-ref.ts) was already seen, naming
+ * both sources. Namespaces are compared as written: the scope of a kind is not known without
+ * the API server.
+ */
 export function duplicateProblems(items: readonly BundledObject[]): string[] {
   const first = new Map<string, string>();
   const problems: string[] = [];
   for (const { object, source } of items) {
-    const key = objectKey(object);
+    const key = formatRef(refOf(object));
     const earlier = first.get(key);
     if (earlier === undefined) first.set(key, source);
     else problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);

@@ -230,7 +230,7 @@ export class Consumer {
     for (let i = 0; i < entries.length; i += 10) {
       const chunk = entries.slice(i, i + 10);
       try {
-        await sqs.send(
+        const result = await sqs.send(
           new ChangeMessageVisibilityBatchCommand({
             QueueUrl: queueUrl,
             Entries: chunk.map((e, n) => ({
@@ -240,6 +240,18 @@ export class Consumer {
             })),
           }),
         );
+        // A batch call succeeds as a whole while single entries fail (a receipt handle that
+        // expired, a message deleted by hand): such a message may be handed to another
+        // receiver, so each one is logged and counted.
+        for (const failed of result.Failed ?? []) {
+          const entry = chunk[Number(failed.Id)];
+          this.#options.onSqsError?.("ChangeMessageVisibilityBatch", failed);
+          logger.warn("changing the visibility of a message failed; it may be received again before its deploy is recorded", {
+            messageId: entry?.message.messageId,
+            code: failed.Code,
+            reason: failed.Message,
+          });
+        }
       } catch (error) {
         // The message keeps its current timeout and comes back when it runs out.
         this.#options.onSqsError?.("ChangeMessageVisibilityBatch", error);

@@ -2,7 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { collectBundle, matchesGlob, objectKey, parseManifests, type CollectBundleOptions } from "../../lib/manifests/bundle.ts";
+import { collectBundle, matchesGlob, parseManifests, type CollectBundleOptions } from "../../lib/manifests/bundle.ts";
+import { formatRef, refOf } from "../../lib/manifests/object-ref.ts";
 import { BundleError, KubectlError } from "../../lib/errors.ts";
 
 const fixtures = resolve(import.meta.dir, "../fixtures");
@@ -16,24 +17,6 @@ async function problemsOf(paths: string[], options: CollectBundleOptions = {}): 
   }
   throw new Error("collectBundle() accepted the input");
 }
-
-describe("objectKey()", () => {
-  test("objectKey() is group/kind/namespace/name", () => {
-    expect(objectKey({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "api", namespace: "web" } })).toBe(
-      "apps/Deployment/web/api",
-    );
-  });
-
-  test("objectKey() leaves the core group and a missing namespace empty", () => {
-    expect(objectKey({ apiVersion: "v1", kind: "Namespace", metadata: { name: "web" } })).toBe("/Namespace//web");
-  });
-
-  test("objectKey() ignores the version: apps/v1 and apps/v1beta1 are the same object", () => {
-    const a = objectKey({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "x" } });
-    const b = objectKey({ apiVersion: "apps/v1beta1", kind: "Deployment", metadata: { name: "x" } });
-    expect(a).toBe(b);
-  });
-});
 
 describe("parseManifests()", () => {
   test("parseManifests() drops empty documents and keeps the rest in order with their positions", () => {
@@ -147,7 +130,7 @@ describe("collectBundle()", () => {
       "repo-basic/k8s/app/config.json",
       "repo-basic/k8s/app/deployment.yaml",
     ]);
-    expect(bundle.items.map((item) => `${objectKey(item.object)} ${item.source}`)).toEqual([
+    expect(bundle.items.map((item) => `${formatRef(refOf(item.object))} ${item.source}`)).toEqual([
       "/Namespace//shop repo-basic/k8s/00-namespace.yaml:1:1",
       "/ServiceAccount/shop/web repo-basic/k8s/app/accounts.yml:4:5",
       "rbac.authorization.k8s.io/Role/shop/web repo-basic/k8s/app/accounts.yml:9:5",
