@@ -19,13 +19,15 @@ import { createDeployer } from "./lib/listener/deployer.ts";
 import { startDriftCorrection } from "./lib/listener/drift.ts";
 import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
 import { startHealthServer, type Readiness } from "./lib/listener/health-server.ts";
-import { runKubectl, type KubectlTarget } from "./lib/kube/kubectl.ts";
+import type { KubectlTarget } from "./lib/kube/kubectl.ts";
 import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener/config.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { observeCurrentBuild } from "./lib/listener/metrics.ts";
 import { createOperations } from "./lib/listener/operations.ts";
 import { checkPolicy } from "./lib/listener/policy.ts";
-import { readState } from "./lib/kube/record.ts";
+import { readRecord } from "./lib/kube/record.ts";
+import { KubeApi } from "./lib/kube/api.ts";
+import { loadKubeConnection } from "./lib/kube/kubeconfig.ts";
 import { runStatus } from "./lib/listener/status.ts";
 import { createResultSender } from "./lib/sqs/result-sender.ts";
 import { checkSignature } from "./lib/listener/trust.ts";
@@ -62,10 +64,25 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     return 0;
   }
   const logger = createLogger({ level: config.logLevel, ...(options.write ? { write: options.write } : {}) });
-  return await run(config, logger, options);
+  // The same cluster kubectl will talk to: the same kubeconfig, context and fallbacks.
+  let api: KubeApi;
+  try {
+    api = new KubeApi(await loadKubeConnection({ kubeconfig: config.kubeconfig, context: config.context, env }));
+  } catch (error) {
+    if (error instanceof KubePicoCdError || error instanceof RangeError) {
+      logger.error(`cannot configure the Kubernetes API client: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  try {
+    return await run(config, api, logger, options);
+  } finally {
+    api.close();
+  }
 }
 
-async function run(config: ListenerConfig, logger: Logger, options: MainOptions): Promise<number> {
+async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options: MainOptions): Promise<number> {
   const stop = new AbortController();
   const onSignal = (name: string) => () => {
     logger.info("stop requested; finishing the deploy in hand", { signal: name, graceMs: config.shutdownGraceMs });
@@ -76,13 +93,17 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
   options.signal?.addEventListener("abort", onSignal("abort"), { once: true });
 
   const readiness: Readiness = { lastSqsOkMs: 0, apiReachable: false, lastApiCheckMs: 0 };
-  const kubectl: KubectlTarget = { kubectlPath: config.kubectl, ...(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {}) };
+  const kubectl: KubectlTarget = {
+    kubectlPath: config.kubectl,
+    ...(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {}),
+    ...(config.context ? { extraArgs: [`--context=${config.context}`] } : {}),
+  };
   const sqsConfig: SQSClientConfig = {};
   const region = config.region ?? regionOfQueueUrl(config.queue);
   if (region) sqsConfig.region = region;
   if (config.sqsEndpoint) sqsConfig.endpoint = config.sqsEndpoint;
   const sqs = new SQSClient(sqsConfig);
-  const operations = createOperations({ config, kubectl, logger, stopping: stop.signal });
+  const operations = createOperations({ config, api, kubectl, logger, stopping: stop.signal });
   let maxReceiveCount: number | undefined;
   // Results go to CI (publish --wait) after each outcome is recorded; never part of the deploy.
   if (config.resultQueue) operations.addOutcomeListener(createResultSender({ sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger }));
@@ -102,7 +123,8 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
   const probe = (async () => {
     while (!stop.signal.aborted) {
       try {
-        await runKubectl(["get", "--raw=/readyz"], { ...kubectl, timeoutMs: 10_000, signal: stop.signal });
+        // 200 "ok" only when the API server can serve (etcd reachable, informers synced).
+        await api.request({ method: "GET", path: "/readyz", responseType: "text", timeoutMs: 10_000, signal: stop.signal });
         readiness.apiReachable = true;
       } catch (error) {
         if (stop.signal.aborted) break;
@@ -131,7 +153,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
       logger.warn("cannot read the queue's redrive policy (sqs:GetQueueAttributes); results will not say which attempt is the last", { queueUrl, error: error as Error });
     }
     // The gauges of the current build start from the record; an unreadable record only waits for the first deploy.
-    void readState({ kubectl, namespace: config.namespace, name: config.stateConfigMap, signal: stop.signal })
+    void readRecord({ api, namespace: config.namespace, name: config.stateConfigMap, signal: stop.signal })
       .then((record) => observeCurrentBuild(operations.metrics, record.current))
       .catch(() => {});
     logger.info("listening", {
@@ -155,6 +177,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
     }
     // What the deployer and a drift pass share: where the record, lock and kept bundle live, and how to apply.
     const applying = {
+      api,
       kubectl,
       namespace: config.namespace,
       stateName: config.stateConfigMap,
@@ -178,6 +201,7 @@ async function run(config: ListenerConfig, logger: Logger, options: MainOptions)
       handler: createDeployer({
         ...applying,
         logger,
+        stopping: stop.signal,
         target: config.target,
         historyLimit: config.historyLimit,
         retryBaseSeconds: config.retryBaseSeconds,

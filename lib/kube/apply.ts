@@ -3,8 +3,12 @@
  * custom resource can travel in the same bundle as its CustomResourceDefinition:
  *
  * 1. Namespaces and CustomResourceDefinitions;
- * 2. `kubectl wait --for=condition=Established` on those CRDs;
+ * 2. wait, through the API, until those CRDs are Established and discovery serves their
+ *    kinds (kubectl finds the kind of a custom resource through discovery);
  * 3. everything else.
+ *
+ * The two apply phases are the only kubectl processes: one `kubectl apply --server-side`
+ * each. The wait is a poll of the CRDs through lib/kube/api.ts.
  *
  * Server-side apply keeps no `last-applied-configuration` annotation, so objects larger than
  * the 262,144-byte annotation limit (big CRDs) apply like any other.
@@ -17,7 +21,13 @@
  * namespace each object actually landed in, read from the API server's answer (`-o json`),
  * so pruning later never has to guess.
  */
+import { delay } from "../backoff.ts";
+import { errorMessage, KubePicoCdError } from "../errors.ts";
 import { isRecord } from "../manifests/bundle.ts";
+import { groupOf, refOf, type ObjectRef } from "../manifests/object-ref.ts";
+import { isTransientKubeError, resourcePath, type KubeApi } from "./api.ts";
+import { discoveryOf } from "./discovery.ts";
+import { crdHealth } from "./health.ts";
 import { runKubectl, type KubectlTarget } from "./kubectl.ts";
 
 /** The least an object to apply must have; `KubeObject` of lib/wire/message.ts fits. */
@@ -28,14 +38,7 @@ export interface ApplyObject {
 }
 
 /** One applied object, as the API server reported it. No contents: names only. */
-export interface InventoryItem {
-  /** API group; "" for the core group. */
-  group: string;
-  kind: string;
-  /** Absent for cluster-scoped objects. */
-  namespace?: string;
-  name: string;
-}
+export type InventoryItem = ObjectRef;
 
 export type ApplyPhase = "namespaces-and-crds" | "crds-established" | "objects";
 
@@ -51,15 +54,17 @@ export interface ApplyResult {
 
 /** Options of {@link applyObjects}. */
 export interface ApplyOptions {
-  /** kubectl binary and cluster. */
+  /** kubectl binary and cluster, for the apply phases. */
   kubectl: KubectlTarget;
+  /** The same cluster's API, for the wait for CRDs. */
+  api: KubeApi;
   /** Field manager of server-side apply. Default "kube-pico-cd". */
   fieldManager?: string;
   /** Pass `--force-conflicts`: take over fields another manager owns. Default false. */
   forceConflicts?: boolean;
   /** Budget of the whole apply (all phases), in milliseconds. Default 300000 (5 minutes). */
   timeoutMs?: number;
-  /** Aborting kills the running kubectl; the apply then rejects with a KubectlError. */
+  /** Aborting kills the running kubectl (the apply then rejects with a KubectlError) or ends the wait for CRDs (with the signal's reason). */
   signal?: AbortSignal | undefined;
 }
 
@@ -71,26 +76,10 @@ export function isFirstPhaseObject(obj: ApplyObject): boolean {
   return (obj.kind === "Namespace" && group === "") || (obj.kind === "CustomResourceDefinition" && group === "apiextensions.k8s.io");
 }
 
-/** The API group of an apiVersion: "apps" for "apps/v1", "" for "v1". */
-export function groupOf(apiVersion: string): string {
-  const slash = apiVersion.indexOf("/");
-  return slash === -1 ? "" : apiVersion.slice(0, slash);
-}
-
 /** The argv (after the kubectl binary and global flags) of one apply phase. Exported for tests. */
 export function applyArgs(options: { fieldManager?: string; forceConflicts?: boolean } = {}): string[] {
   const { fieldManager = defaults.fieldManager, forceConflicts = defaults.forceConflicts } = options;
   return ["apply", "--server-side", `--field-manager=${fieldManager}`, ...(forceConflicts ? ["--force-conflicts"] : []), "-o", "json", "-f", "-"];
-}
-
-/** The argv of the wait for CRDs to be Established. Exported for tests. */
-export function waitEstablishedArgs(crdNames: readonly string[], timeoutMs: number): string[] {
-  return [
-    "wait",
-    "--for=condition=Established",
-    `--timeout=${Math.max(1, Math.ceil(timeoutMs / 1000))}s`,
-    ...crdNames.map((name) => `customresourcedefinitions.apiextensions.k8s.io/${name}`),
-  ];
 }
 
 /** The kubectl input of one phase: a v1 List, which `kubectl apply -f -` flattens. */
@@ -113,9 +102,7 @@ export function inventoryFromApplyOutput(stdout: string): InventoryItem[] {
     }
     const { name, namespace } = item["metadata"];
     if (typeof name !== "string") throw new SyntaxError("Cannot read the inventory from kubectl apply output: an item lacks metadata.name");
-    const entry: InventoryItem = { group: groupOf(item["apiVersion"]), kind: item["kind"], name };
-    if (typeof namespace === "string" && namespace !== "") entry.namespace = namespace;
-    return entry;
+    return refOf({ apiVersion: item["apiVersion"], kind: item["kind"], metadata: { name, namespace: typeof namespace === "string" ? namespace : undefined } });
   });
 }
 

@@ -13,7 +13,9 @@
  * adds a group or a kind. A kind the server does not serve is `null`, not an error.
  */
 import { isRecord } from "../manifests/bundle.ts";
-import { groupVersionPath, isNotFound, type KubeApi } from "./api.ts";
+import { formatRef, type ObjectRef } from "../manifests/object-ref.ts";
+import { KubePicoCdError } from "../errors.ts";
+import { groupVersionPath, isNotFound, resourcePath, type KubeApi } from "./api.ts";
 
 /** Where the objects of one kind live. */
 export interface ApiResource {
@@ -124,15 +126,18 @@ export class Discovery {
    * serves no such kind. Reads the discovery documents of the group again once when the
    * cache does not know the kind.
    *
+   * @param options.version Look in this version of the group only. Default: the preferred
+   *   version, then the others.
+   *
    * @throws {KubeApiError | KubeUnreachableError} when a discovery document cannot be read.
    * @throws the signal's reason when `signal` aborts.
    */
-  async resourceFor(group: string, kind: string, options: { signal?: AbortSignal | undefined } = {}): Promise<ApiResource | null> {
-    const { signal } = options;
-    const cached = await abortable(this.#lookup(group, kind), signal);
+  async resourceFor(group: string, kind: string, options: { version?: string | undefined; signal?: AbortSignal | undefined } = {}): Promise<ApiResource | null> {
+    const { version, signal } = options;
+    const cached = await abortable(this.#lookup(group, kind, version), signal);
     if (cached !== undefined) return cached;
     this.invalidate(group);
-    return (await abortable(this.#lookup(group, kind), signal)) ?? null;
+    return (await abortable(this.#lookup(group, kind, version), signal)) ?? null;
   }
 
   /**
@@ -146,9 +151,9 @@ export class Discovery {
     else this.#resources.delete(group);
   }
 
-  async #lookup(group: string, kind: string): Promise<ApiResource | undefined> {
+  async #lookup(group: string, kind: string, only: string | undefined): Promise<ApiResource | undefined> {
     const versions = (await this.#groupVersions()).get(group) ?? [];
-    for (const version of versions) {
+    for (const version of only === undefined ? versions : versions.filter((v) => v === only)) {
       const found = (await this.#resourceList(group, version)).find((resource) => resource.kind === kind);
       if (found !== undefined) return found;
     }
@@ -209,4 +214,40 @@ export function discoveryOf(api: KubeApi): Discovery {
     shared.set(api, discovery);
   }
   return discovery;
+}
+
+/**
+ * The API path of the object `ref` names, served by `resource`. A cluster-scoped kind ignores
+ * the namespace.
+ *
+ * @throws {KubePicoCdError} when the kind is namespaced and `ref` has no namespace.
+ */
+export function objectPath(resource: ApiResource, ref: ObjectRef): string {
+  if (resource.namespaced && (ref.namespace === undefined || ref.namespace === "")) {
+    throw new KubePicoCdError(`Cannot address ${formatRef(ref)} as ${resource.resource} of ${resource.group || "the core group"} are namespaced and it names no namespace`);
+  }
+  return resourcePath({ ...resource, namespace: resource.namespaced ? ref.namespace : undefined, name: ref.name });
+}
+
+/**
+ * Reads the object `ref` names with its group's preferred version, or null when there is no
+ * such object or the server serves no such kind (its CRD is gone). A 404 for a path that
+ * discovery gave (the kind went away after it was cached) reads discovery again once.
+ *
+ * @param options.timeoutMs Per request, in ms. Default: the client's timeout.
+ * @throws {KubeApiError | KubeUnreachableError} when it cannot be read.
+ * @throws the signal's reason when `signal` aborts.
+ */
+export async function readObject(api: KubeApi, ref: ObjectRef, options: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined } = {}): Promise<unknown> {
+  const discovery = discoveryOf(api);
+  for (let attempt = 1; ; attempt++) {
+    const resource = await discovery.resourceFor(ref.group, ref.kind, { signal: options.signal });
+    if (resource === null) return null;
+    try {
+      return await api.getOptional(objectPath(resource, ref), options);
+    } catch (error) {
+      if (!isNotFound(error) || attempt > 1) throw error;
+      discovery.invalidate(ref.group);
+    }
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * Health after an apply: did the workloads of the bundle come up? Polls the applied
- * Deployments, StatefulSets, DaemonSets, Jobs and CustomResourceDefinitions with `kubectl get`
- * and judges each from its status, the way `kubectl rollout status` and kstatus do:
+ * Deployments, StatefulSets, DaemonSets, Jobs and CustomResourceDefinitions through the API
+ * (a GET each, at the preferred version of the object's group; lib/kube/discovery.ts finds
+ * the path) and judges each from its status, the way `kubectl rollout status` and kstatus do:
  *
  * - Deployment: the controller observed the new generation, every replica is updated and
  *   available, no old replica is left; Degraded when its `Progressing` condition says
@@ -14,15 +15,16 @@
  *
  * The result is Healthy (all of them), Degraded (the first one that can no longer succeed;
  * waiting stops there) or Timeout (the budget ran out while one was still progressing), with
- * that object and the reason. Other kinds are not checked. A failed `kubectl get` is retried
- * until the budget runs out; it never fails the deploy.
+ * that object and the reason. Other kinds are not checked. A read that fails (API server
+ * unreachable, overloaded, forbidden) is retried until the budget runs out; it never fails
+ * the deploy.
  */
-import { groupOf } from "./apply.ts";
 import { delay } from "../backoff.ts";
 import { isRecord } from "../manifests/bundle.ts";
+import { formatRef, groupOf, type ObjectRef } from "../manifests/object-ref.ts";
 import { errorMessage } from "../errors.ts";
-import { runKubectl, type KubectlTarget } from "./kubectl.ts";
-import type { RecordedObject } from "./record.ts";
+import type { KubeApi } from "./api.ts";
+import { readObject } from "./discovery.ts";
 
 /** The verdict on the whole bundle. */
 export type HealthStatus = "Healthy" | "Degraded" | "Timeout";
@@ -44,7 +46,8 @@ export type ObjectHealth = { state: "ready" } | { state: "progressing"; reason: 
 
 /** Options of {@link waitForHealth}. */
 export interface WaitForHealthOptions {
-  kubectl: KubectlTarget;
+  /** The API server to read the objects from. */
+  api: KubeApi;
   /** How long to wait for every object, in ms. Default 300000. */
   timeoutMs?: number;
   /** Time between polls, in ms. Default 2000. */
@@ -61,18 +64,8 @@ export interface WaitForHealthOptions {
 const CHECKED: ReadonlySet<string> = new Set(["apps/Deployment", "apps/StatefulSet", "apps/DaemonSet", "batch/Job", "apiextensions.k8s.io/CustomResourceDefinition"]);
 
 /** True for the kinds whose health is checked. */
-export function isHealthChecked(item: Pick<RecordedObject, "group" | "kind">): boolean {
+export function isHealthChecked(item: Pick<ObjectRef, "group" | "kind">): boolean {
   return CHECKED.has(`${item.group}/${item.kind}`);
-}
-
-/** `group/kind/namespace/name`, the key objects are named by in outcomes (`/Namespace//web`). */
-export function objectRef(item: RecordedObject): string {
-  return `${item.group}/${item.kind}/${item.namespace ?? ""}/${item.name}`;
-}
-
-/** The kubectl resource type of an item: `Deployment.apps`, or `ConfigMap` for the core group. */
-export function resourceType(item: Pick<RecordedObject, "group" | "kind">): string {
-  return item.group === "" ? item.kind : `${item.kind}.${item.group}`;
 }
 
 function field(object: unknown, ...path: string[]): unknown {
@@ -114,7 +107,7 @@ function notObserved(object: unknown): ObjectHealth | undefined {
 }
 
 /**
- * The health of one live object (the JSON of `kubectl get -o json`), judged by its kind.
+ * The health of one live object (as the API server returns it), judged by its kind.
  * Kinds that are not checked are ready.
  */
 export function objectHealth(object: unknown): ObjectHealth {
@@ -196,62 +189,30 @@ function jobHealth(job: unknown): ObjectHealth {
   return { state: "progressing", reason: `${succeeded} of ${completions} completions` };
 }
 
-function crdHealth(crd: unknown): ObjectHealth {
+/**
+ * The health of a CustomResourceDefinition: ready when `Established`, failed when
+ * `NamesAccepted` is False, progressing otherwise (also while it has no status yet).
+ */
+export function crdHealth(crd: unknown): ObjectHealth {
   const names = condition(crd, "NamesAccepted");
   if (names?.status === "False") return { state: "failed", reason: describeCondition(names) || "NamesAccepted is False" };
   if (condition(crd, "Established")?.status === "True") return { state: "ready" };
   return { state: "progressing", reason: "not Established yet" };
 }
 
-/** The items of `kubectl get -o json` output: one object, a List, or nothing (--ignore-not-found). */
-export function itemsOfGetOutput(stdout: string): unknown[] {
-  if (stdout.trim() === "") return [];
-  const parsed: unknown = JSON.parse(stdout);
-  if (isRecord(parsed) && parsed["kind"] === "List" && Array.isArray(parsed["items"])) return parsed["items"];
-  return [parsed];
-}
-
-/** The key of a live object, as {@link objectRef} makes it. */
-export function liveRef(object: unknown): string {
-  const group = groupOf(String(field(object, "apiVersion") ?? ""));
-  const namespace = field(object, "metadata", "namespace");
-  return `${group}/${String(field(object, "kind"))}/${typeof namespace === "string" ? namespace : ""}/${String(field(object, "metadata", "name"))}`;
-}
-
-/**
- * The argv of one `kubectl get` of several objects, grouped by namespace (cluster-scoped
- * objects without `--namespace`). Exported for tests.
- */
-export function getObjectsArgs(namespace: string | undefined, items: readonly RecordedObject[]): string[] {
-  return [
-    "get",
-    ...(namespace === undefined ? [] : [`--namespace=${namespace}`]),
-    ...items.map((item) => `${resourceType(item)}/${item.name}`),
-    "--ignore-not-found",
-    "-o",
-    "json",
-  ];
-}
-
-/** Items grouped by namespace (undefined: cluster-scoped), in first-seen order. */
-export function byNamespace<T extends { namespace?: string | undefined }>(items: readonly T[]): Map<string | undefined, T[]> {
-  const groups = new Map<string | undefined, T[]>();
-  for (const item of items) {
-    const list = groups.get(item.namespace) ?? [];
-    list.push(item);
-    groups.set(item.namespace, list);
-  }
-  return groups;
-}
+/** What one poll found of one checked object. */
+type Observed = { state: "live"; object: unknown } | { state: "absent" } | { state: "unreadable"; reason: string };
 
 /**
  * Waits until every checked object of `inventory` is healthy, one is Degraded, or
- * `timeoutMs` has passed. Resolves Healthy at once when nothing is checked.
+ * `timeoutMs` has passed. Resolves Healthy at once, without a request, when nothing is checked.
+ * Each poll reads the checked objects side by side; the verdict goes by inventory order (the
+ * first Degraded object, or the first one still waited for).
  *
  * @throws the signal's reason when `signal` aborts (shutdown, lost lock): no verdict then.
  */
-export async function waitForHealth(inventory: readonly RecordedObject[], options: WaitForHealthOptions): Promise<HealthResult> {
-  const { kubectl, timeoutMs = 300_000, intervalMs = 2_000, signal, stopSignal, now = Date.now } = options;
+export async function waitForHealth(inventory: readonly ObjectRef[], options: WaitForHealthOptions): Promise<HealthResult> {
+  const { api, timeoutMs = 300_000, intervalMs = 2_000, signal, stopSignal, now = Date.now } = options;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new RangeError(`Cannot wait for health as 'timeoutMs' must be a positive finite number: current value is ${timeoutMs}`);
   }
@@ -264,34 +225,36 @@ export async function waitForHealth(inventory: readonly RecordedObject[], option
     ...extra,
   });
   if (checked.length === 0) return done("Healthy");
-  const groups = byNamespace(checked);
+  const observe = async (item: ObjectRef): Promise<Observed> => {
+    const requestTimeoutMs = Math.min(30_000, Math.max(1_000, started + timeoutMs - now()));
+    try {
+      const object = await readObject(api, item, { signal, timeoutMs: requestTimeoutMs });
+      return object === null ? { state: "absent" } : { state: "live", object };
+    } catch (error) {
+      signal?.throwIfAborted();
+      return { state: "unreadable", reason: `cannot read it: ${errorMessage(error)}` };
+    }
+  };
   for (;;) {
     signal?.throwIfAborted();
+    const observed = await Promise.all(checked.map(observe));
     let waitingFor: { object: string; reason: string } | undefined;
-    for (const [namespace, items] of groups) {
-      const remainingMs = Math.max(1_000, started + timeoutMs - now());
-      let live: Map<string, unknown>;
-      try {
-        const { stdout } = await runKubectl(getObjectsArgs(namespace, items), { ...kubectl, timeoutMs: Math.min(30_000, remainingMs), signal });
-        live = new Map(itemsOfGetOutput(stdout).map((object) => [liveRef(object), object]));
-      } catch (error) {
-        signal?.throwIfAborted();
-        waitingFor ??= { object: objectRef(items[0]!), reason: `cannot read it: ${errorMessage(error)}` };
+    for (const [index, item] of checked.entries()) {
+      const ref = formatRef(item);
+      const seen = observed[index]!;
+      if (seen.state === "unreadable") {
+        waitingFor ??= { object: ref, reason: seen.reason };
         continue;
       }
-      for (const item of items) {
-        const ref = objectRef(item);
-        const object = live.get(ref);
-        if (object === undefined) {
-          // A Job may delete itself once finished (ttlSecondsAfterFinished: 0).
-          if (item.kind === "Job") continue;
-          waitingFor ??= { object: ref, reason: "not found after the apply" };
-          continue;
-        }
-        const health = objectHealth(object);
-        if (health.state === "failed") return done("Degraded", { object: ref, reason: health.reason });
-        if (health.state === "progressing") waitingFor ??= { object: ref, reason: health.reason };
+      if (seen.state === "absent") {
+        // A Job may delete itself once finished (ttlSecondsAfterFinished: 0).
+        if (item.group === "batch" && item.kind === "Job") continue;
+        waitingFor ??= { object: ref, reason: "not found after the apply" };
+        continue;
       }
+      const health = objectHealth(seen.object);
+      if (health.state === "failed") return done("Degraded", { object: ref, reason: health.reason });
+      if (health.state === "progressing") waitingFor ??= { object: ref, reason: health.reason };
     }
     if (waitingFor === undefined) return done("Healthy");
     const leftMs = started + timeoutMs - now();

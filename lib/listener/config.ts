@@ -28,7 +28,8 @@ export const LISTENER_OPTIONS = {
   "lease-duration-seconds": { type: "string", env: ["KUBE_PICO_CD_LEASE_DURATION_SECONDS"], value: "N", defaultText: "30", help: "How long the deploy lock outlives a replica that died holding it." },
   "history-limit": { type: "string", env: ["KUBE_PICO_CD_HISTORY_LIMIT"], value: "N", defaultText: String(DEFAULT_HISTORY_LIMIT), help: "Outcomes kept in the record's history." },
   kubectl: { type: "string", env: ["KUBE_PICO_CD_KUBECTL"], value: "PATH", defaultText: "kubectl (on PATH)", help: "kubectl binary." },
-  kubeconfig: { type: "string", env: ["KUBE_PICO_CD_KUBECONFIG"], value: "PATH", defaultText: "kubectl's own choice: KUBECONFIG, ~/.kube/config, then the pod's service account", help: "Kubeconfig file passed to kubectl." },
+  kubeconfig: { type: "string", env: ["KUBE_PICO_CD_KUBECONFIG"], value: "PATH", defaultText: "kubectl's own choice: KUBECONFIG, the pod's service account, then ~/.kube/config", help: "Kubeconfig file, for kubectl and the listener's own API client." },
+  context: { type: "string", env: ["KUBE_PICO_CD_CONTEXT"], value: "NAME", defaultText: "the kubeconfig's current-context", help: "Kubeconfig context, for kubectl and the listener's own API client." },
   "field-manager": { type: "string", env: ["KUBE_PICO_CD_FIELD_MANAGER"], value: "NAME", defaultText: "kube-pico-cd", help: "Server-side apply field manager." },
   "no-force-conflicts": { type: "boolean", env: ["KUBE_PICO_CD_NO_FORCE_CONFLICTS"], defaultText: "false (conflicts are forced, as Flux does)", help: "Fail an apply when another field manager owns a field, instead of taking the field over." },
   "apply-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_APPLY_TIMEOUT_SECONDS"], value: "N", defaultText: "300", help: "Time budget of one apply (all phases)." },
@@ -74,6 +75,7 @@ export interface ListenerConfig {
   historyLimit: number;
   kubectl: string;
   kubeconfig?: string;
+  context?: string;
   fieldManager: string;
   forceConflicts: boolean;
   applyTimeoutMs: number;
@@ -155,6 +157,7 @@ const schema = z.object({
   "history-limit": int(1, 1000, DEFAULT_HISTORY_LIMIT),
   kubectl: z.string().min(1).default("kubectl"),
   kubeconfig: z.string().min(1).optional(),
+  context: z.string().min(1).optional(),
   "field-manager": z.string().min(1).max(128).default("kube-pico-cd"),
   "no-force-conflicts": z.boolean(),
   "apply-timeout-seconds": int(1, 86_400, 300),
@@ -277,6 +280,7 @@ export function parseListenerConfig(
   };
   if (d.target !== undefined) config.target = d.target;
   if (d.kubeconfig !== undefined) config.kubeconfig = d.kubeconfig;
+  if (d.context !== undefined) config.context = d.context;
   if (d["sqs-endpoint"] !== undefined) config.sqsEndpoint = d["sqs-endpoint"];
   if (d.region !== undefined) config.region = d.region;
   if (d["drift-interval-minutes"] !== undefined) config.driftIntervalMs = Math.round(d["drift-interval-minutes"] * 60_000);

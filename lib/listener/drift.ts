@@ -4,58 +4,72 @@
  * server-side apply, which puts back every field of ours that someone changed by hand, as
  * Flux's periodic reconciliation does.
  *
- * Keeping the bundle (after each successful apply, still under the deploy lock):
+ * Keeping the bundle (after each successful apply, still under the deploy Lease):
  *
  * - in a Secret in the listener's namespace (default "kube-pico-cd-bundle"), not a
  *   ConfigMap: bundles may hold Secrets, and whoever may read ConfigMaps there must not
  *   read their data;
- * - as gzip'd JSON of the objects, with the build id and digest in annotations;
- * - only when the gzip'd objects fit in {@link MAX_KEPT_BUNDLE_BYTES} (900 KiB): the API
- *   server refuses Secrets of more than 1 MiB of data. A bundle over it is applied but not
- *   kept, and the older kept bundle is deleted, so that no pass re-applies an outdated
- *   build; the outcome gets a warning.
+ * - as the gzip'd **payload** of the build: the exact bytes whose SHA-256 is the build's
+ *   digest (lib/wire/message.ts), i.e. the canonical JSON of its objects. `publish` sends
+ *   that form and a legacy message's digest is defined over it, so the bytes are rebuilt
+ *   from the decoded objects and checked against the digest; a payload that is not in
+ *   canonical form (another publisher's) cannot be rebuilt and is not kept. Build id, build
+ *   time, digest and object count go into annotations, for people only: nothing trusts them;
+ * - only when the gzip'd payload fits in {@link MAX_KEPT_BUNDLE_BYTES} (900 KiB): the API
+ *   server refuses Secrets of more than 1 MiB of data. A bundle that is not kept is applied
+ *   all the same, and the older kept bundle is deleted, so that no pass re-applies an
+ *   outdated build; the outcome gets a warning.
  *
- * A pass takes the deploy lock without waiting (a deploy in hand wins, the pass is skipped),
- * reads the version record and the kept bundle, and re-applies the bundle only when its
- * digest is the record's current digest: never anything but the current build. Passes are
- * logged and told to `onPass` (metrics), not written to the record's history, where they
- * would push deploys out.
+ * A pass takes the deploy Lease without waiting (a deploy in hand wins, the pass is skipped),
+ * reads the version record and the kept bundle, and re-applies the bundle only when
+ *
+ * 1. the record has a current build and no unfinished deploy (`inflight`): re-applying the
+ *    older current build over a half-applied newer one would move objects backwards;
+ * 2. the SHA-256 of the inflated payload is the record's current digest: the Secret is
+ *    checked against the record, never against itself, so whoever may write Secrets in the
+ *    listener's namespace cannot have anything applied that the record does not name;
+ * 3. every object passes the listener's policy as configured now (lib/listener/policy.ts):
+ *    a build admitted under a wider policy is not put back after the policy was narrowed.
+ *
+ * Passes are logged and told to `onPass` (metrics), not written to the record's history,
+ * where they would push deploys out.
  */
 import { Buffer } from "node:buffer";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { applyObjects } from "../kube/apply.ts";
+import { isNotFound, resourcePath, type KubeApi } from "../kube/api.ts";
 import { delay } from "../backoff.ts";
 import { kubeObjectProblem, type KubeObject } from "../manifests/bundle.ts";
-import { errorMessage, KeptBundleError, KubectlError } from "../errors.ts";
-import { runKubectl, type KubectlTarget } from "../kube/kubectl.ts";
-import { tryAcquireLock, type HeldLock } from "../kube/lease.ts";
+import { errorMessage, KeptBundleError } from "../errors.ts";
+import type { KubectlTarget } from "../kube/kubectl.ts";
+import { tryAcquireLease, type HeldLease } from "../kube/lease.ts";
 import type { Logger } from "../log.ts";
-import type { DecodedMessage } from "../wire/message.ts";
-import { DEFAULT_MAX_DECOMPRESSED_BYTES, sha256Hex } from "../wire/message.ts";
-import { redactError } from "./policy.ts";
-import { readState, type CurrentBuild } from "../kube/record.ts";
+import { canonicalJson, DEFAULT_MAX_DECOMPRESSED_BYTES, sha256Hex, type DecodedMessage } from "../wire/message.ts";
+import { policyViolations, redactError, type Policy } from "./policy.ts";
+import { readRecord, type VersionRecord } from "../kube/record.ts";
 
 /** Default name of the Secret that keeps the last applied bundle. */
 export const DEFAULT_BUNDLE_SECRET = "kube-pico-cd-bundle";
 /**
- * Largest gzip'd bundle kept, in bytes: 900 KiB, under the API server's 1 MiB limit of a
+ * Largest gzip'd payload kept, in bytes: 900 KiB, under the API server's 1 MiB limit of a
  * Secret's data with room for the other keys.
  */
 export const MAX_KEPT_BUNDLE_BYTES = 900 * 1024;
-/** The `format` value of the kept bundle's Secret that this module writes and reads. */
-export const KEPT_BUNDLE_FORMAT = "1";
-/** Data key of the gzip'd JSON array of objects. */
-export const KEPT_OBJECTS_KEY = "objects.json.gz";
+/**
+ * The `format` value of the kept bundle's Secret that this module writes and reads. Format 1
+ * (the objects, trusted by their own annotations) is never applied; the next deploy replaces it.
+ */
+export const KEPT_BUNDLE_FORMAT = "2";
+/** Data key of the gzip'd payload. */
+export const KEPT_PAYLOAD_KEY = "payload.json.gz";
 
-/** Annotations of the kept bundle's Secret. */
+/** Annotations of the kept bundle's Secret: for people reading it; a pass never trusts them. */
 export const KEPT_ANNOTATIONS = {
   buildId: "kube-pico-cd.io/build-id",
   buildTimestampMs: "kube-pico-cd.io/build-timestamp-ms",
   digest: "kube-pico-cd.io/digest",
   objects: "kube-pico-cd.io/objects",
-  /** SHA-256 of the uncompressed JSON: a corrupted or hand-edited copy is never applied. */
-  objectsSha256: "kube-pico-cd.io/objects-sha256",
 } as const;
 
 /** Where the kept bundle lives. */
@@ -68,16 +82,29 @@ export interface KeptBundleWhere {
 /** What {@link encodeKeptBundle} decided. */
 export type EncodedKeptBundle =
   | { kind: "secret"; secret: Record<string, unknown>; compressedBytes: number }
-  | { kind: "too-large"; compressedBytes: number };
+  | { kind: "too-large"; compressedBytes: number }
+  /** The payload cannot be rebuilt from the objects: it was not in canonical form. */
+  | { kind: "not-canonical" };
 
 /**
- * The Secret that keeps `decoded`'s objects, or "too-large" when the gzip'd objects are over
- * `limitBytes` (default {@link MAX_KEPT_BUNDLE_BYTES}).
+ * The payload of `decoded`: the canonical JSON of its objects, when its SHA-256 is the
+ * digest (always for `publish`'s and legacy messages); undefined otherwise.
+ */
+export function keptPayload(decoded: Pick<DecodedMessage, "objects" | "digest">): Buffer | undefined {
+  const payload = Buffer.from(canonicalJson(decoded.objects), "utf8");
+  return sha256Hex(payload) === decoded.digest ? payload : undefined;
+}
+
+/**
+ * The Secret that keeps `decoded`'s payload; "too-large" when the gzip'd payload is over
+ * `limitBytes` (default {@link MAX_KEPT_BUNDLE_BYTES}); "not-canonical" when the payload
+ * cannot be rebuilt (see {@link keptPayload}).
  */
 export function encodeKeptBundle(decoded: Pick<DecodedMessage, "objects" | "digest" | "build">, where: KeptBundleWhere & { limitBytes?: number }): EncodedKeptBundle {
   const { namespace, name = DEFAULT_BUNDLE_SECRET, limitBytes = MAX_KEPT_BUNDLE_BYTES } = where;
-  const json = Buffer.from(JSON.stringify(decoded.objects), "utf8");
-  const gzipped = gzipSync(json, { level: 9 });
+  const payload = keptPayload(decoded);
+  if (payload === undefined) return { kind: "not-canonical" };
+  const gzipped = gzipSync(payload, { level: 9 });
   if (gzipped.length > limitBytes) return { kind: "too-large", compressedBytes: gzipped.length };
   const secret = {
     apiVersion: "v1",
@@ -92,12 +119,11 @@ export function encodeKeptBundle(decoded: Pick<DecodedMessage, "objects" | "dige
         [KEPT_ANNOTATIONS.buildTimestampMs]: String(decoded.build.timestampMs),
         [KEPT_ANNOTATIONS.digest]: decoded.digest,
         [KEPT_ANNOTATIONS.objects]: String(decoded.objects.length),
-        [KEPT_ANNOTATIONS.objectsSha256]: sha256Hex(json),
       },
     },
     data: {
       format: Buffer.from(KEPT_BUNDLE_FORMAT, "utf8").toString("base64"),
-      [KEPT_OBJECTS_KEY]: gzipped.toString("base64"),
+      [KEPT_PAYLOAD_KEY]: gzipped.toString("base64"),
     },
   };
   return { kind: "secret", secret, compressedBytes: gzipped.length };
@@ -108,145 +134,161 @@ export function tooLargeWarning(compressedBytes: number, limitBytes: number = MA
   return `bundle too large to keep for drift correction: ${compressedBytes} bytes > ${limitBytes} bytes gzip'd; drift correction pauses until a smaller build is applied`;
 }
 
+/** The outcome warning of a bundle whose payload was not in canonical form. */
+export const NOT_CANONICAL_WARNING =
+  "bundle not kept for drift correction: its payload is not canonical JSON (as publish writes it), so the exact bytes of its digest cannot be kept; drift correction pauses until such a build is applied";
+
 const keptSecretSchema = z.object({
   metadata: z.object({ annotations: z.record(z.string(), z.string()).optional() }),
   data: z.record(z.string(), z.string()).optional(),
 });
 
-/** The kept bundle's Secret as `kubectl get -o json` returns it, the parts this module reads. */
-export type KeptSecret = z.infer<typeof keptSecretSchema>;
-
-/** Which build a kept bundle holds, from its annotations. */
-export interface KeptBundleHeader {
-  buildId: string;
-  digest: string;
-  objectsSha256: string;
+/** What a kept bundle's Secret holds, before it is checked against the record. */
+export interface KeptBundle {
+  /** `format` of the Secret; only {@link KEPT_BUNDLE_FORMAT} has a payload. */
+  format: string | null;
+  /** The inflated payload (format 2). */
+  payload?: Buffer;
+  /** Its SHA-256, lowercase hex: what is compared with the record's current digest. */
+  payloadSha256?: string;
+  /** The build id the annotation names: for messages only, never trusted. */
+  annotatedBuildId?: string;
 }
 
 /**
- * The build a kept bundle's Secret holds.
+ * The payload of a kept bundle's Secret, inflated and hashed. Format 1 Secrets (written by
+ * earlier versions) come back without a payload.
  *
- * @throws {KeptBundleError} when the Secret is not one this module wrote.
+ * @throws {KeptBundleError} when the Secret is not one this module wrote, or its payload
+ * does not inflate within `maxDecompressedBytes` (default 50 MiB; a planted gzip bomb is
+ * never inflated in full).
  */
-export function keptBundleHeader(secret: unknown, where: KeptBundleWhere): KeptBundleHeader {
-  const { namespace, name = DEFAULT_BUNDLE_SECRET } = where;
-  const fail = (why: string) => new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name} as ${why}`, { namespace, secretName: name });
-  const parsed = keptSecretSchema.safeParse(secret);
-  if (!parsed.success) throw fail("it is not a Secret object");
-  const annotations = parsed.data.metadata.annotations ?? {};
-  const format = decodeBase64(parsed.data.data?.["format"]);
-  if (format !== KEPT_BUNDLE_FORMAT) throw fail(`its 'format' is not ${KEPT_BUNDLE_FORMAT}: current value is ${JSON.stringify(format ?? null)}`);
-  const buildId = annotations[KEPT_ANNOTATIONS.buildId];
-  const digest = annotations[KEPT_ANNOTATIONS.digest];
-  const objectsSha256 = annotations[KEPT_ANNOTATIONS.objectsSha256];
-  for (const [key, value] of [
-    [KEPT_ANNOTATIONS.buildId, buildId],
-    [KEPT_ANNOTATIONS.digest, digest],
-    [KEPT_ANNOTATIONS.objectsSha256, objectsSha256],
-  ] as const) {
-    if (value === undefined || value === "") throw fail(`annotation ${key} is missing`);
-  }
-  return { buildId: buildId!, digest: digest!, objectsSha256: objectsSha256! };
-}
-
-/**
- * The objects of a kept bundle's Secret, checked against its SHA-256 annotation.
- *
- * @throws {KeptBundleError} when they do not inflate (or inflate to more than
- * `maxDecompressedBytes`, default 50 MiB), do not match the annotation, or are not objects.
- */
-export function keptBundleObjects(secret: unknown, where: KeptBundleWhere & { maxDecompressedBytes?: number }): KubeObject[] {
+export function readKeptPayload(secret: unknown, where: KeptBundleWhere & { maxDecompressedBytes?: number }): KeptBundle {
   const { namespace, name = DEFAULT_BUNDLE_SECRET, maxDecompressedBytes = DEFAULT_MAX_DECOMPRESSED_BYTES } = where;
-  const header = keptBundleHeader(secret, where);
   const fail = (why: string, cause?: unknown) =>
     new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name} as ${why}`, { namespace, secretName: name }, cause === undefined ? undefined : { cause });
-  const data = (secret as KeptSecret).data?.[KEPT_OBJECTS_KEY];
-  if (data === undefined) throw fail(`it has no '${KEPT_OBJECTS_KEY}' key`);
-  let json: Buffer;
+  const parsed = keptSecretSchema.safeParse(secret);
+  if (!parsed.success) throw fail("it is not a Secret object");
+  const annotatedBuildId = parsed.data.metadata.annotations?.[KEPT_ANNOTATIONS.buildId];
+  const annotated = annotatedBuildId === undefined || annotatedBuildId === "" ? {} : { annotatedBuildId };
+  const format = decodeBase64(parsed.data.data?.["format"]) ?? null;
+  if (format === "1") return { format, ...annotated };
+  if (format !== KEPT_BUNDLE_FORMAT) throw fail(`its 'format' is not ${KEPT_BUNDLE_FORMAT}: current value is ${JSON.stringify(format)}`);
+  const data = parsed.data.data?.[KEPT_PAYLOAD_KEY];
+  if (data === undefined) throw fail(`it has no '${KEPT_PAYLOAD_KEY}' key`);
+  let payload: Buffer;
   try {
-    // maxOutputLength stops inflating past the limit: a planted gzip bomb is never inflated in full.
-    json = gunzipSync(Buffer.from(data, "base64"), { maxOutputLength: Math.max(1, maxDecompressedBytes) });
+    payload = gunzipSync(Buffer.from(data, "base64"), { maxOutputLength: Math.max(1, maxDecompressedBytes) });
   } catch (error) {
-    throw fail(`'${KEPT_OBJECTS_KEY}' does not inflate within ${maxDecompressedBytes} bytes: ${errorMessage(error)}`, error);
+    throw fail(`'${KEPT_PAYLOAD_KEY}' does not inflate within ${maxDecompressedBytes} bytes: ${errorMessage(error)}`, error);
   }
-  const actual = sha256Hex(json);
-  if (actual !== header.objectsSha256) throw fail(`its objects' SHA-256 is ${actual}, not ${header.objectsSha256} as annotated`);
+  return { format, payload, payloadSha256: sha256Hex(payload), ...annotated };
+}
+
+/**
+ * The objects of a payload that matched the record's digest.
+ *
+ * @throws {KeptBundleError} when it is not a JSON list of Kubernetes objects.
+ */
+export function keptObjects(payload: Buffer, where: KeptBundleWhere): KubeObject[] {
+  const { namespace, name = DEFAULT_BUNDLE_SECRET } = where;
+  const fail = (why: string, cause?: unknown) =>
+    new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name} as ${why}`, { namespace, secretName: name }, cause === undefined ? undefined : { cause });
   let objects: unknown;
   try {
-    objects = JSON.parse(json.toString("utf8"));
+    objects = JSON.parse(payload.toString("utf8"));
   } catch (error) {
-    throw fail(`'${KEPT_OBJECTS_KEY}' is not JSON: ${(error as Error).message}`, error);
+    throw fail(`'${KEPT_PAYLOAD_KEY}' is not JSON: ${errorMessage(error)}`, error);
   }
-  if (!Array.isArray(objects)) throw fail(`'${KEPT_OBJECTS_KEY}' is not a list of objects`);
+  if (!Array.isArray(objects)) throw fail(`'${KEPT_PAYLOAD_KEY}' is not a list of objects`);
   for (const [i, object] of objects.entries()) {
     const problem = kubeObjectProblem(object);
-    if (problem !== undefined) throw fail(`item ${i} of '${KEPT_OBJECTS_KEY}' is invalid: ${problem}`);
+    if (problem !== undefined) throw fail(`item ${i} of '${KEPT_PAYLOAD_KEY}' is invalid: ${problem}`);
   }
   return objects as KubeObject[];
 }
 
-/** What a drift pass does with the record's current build and the kept bundle. */
+/** What a drift pass does with the record and the kept bundle. */
 export type DriftDecision = { action: "apply" } | { action: "skip"; reason: string };
 
-/** Apply only the current build: the kept bundle must exist and carry the record's current digest. */
-export function driftDecision(current: Pick<CurrentBuild, "digest" | "build"> | null, kept: Pick<KeptBundleHeader, "buildId" | "digest"> | null): DriftDecision {
+/**
+ * Whether the kept bundle may be re-applied, from the record and the kept bundle alone (the
+ * policy comes after, on the objects): only the current build, only when no deploy is
+ * unfinished, and only a payload whose SHA-256 is the current digest.
+ */
+export function driftDecision(record: Pick<VersionRecord, "current" | "inflight">, kept: KeptBundle | null): DriftDecision {
+  const { current, inflight } = record;
   if (current === null) return { action: "skip", reason: "no build has been applied yet" };
+  if (inflight !== null) {
+    return {
+      action: "skip",
+      reason: `the deploy of build ${inflight.build.id} started at ${inflight.startedAt} by ${inflight.holder} did not finish; the next deploy settles it, and the older current build ${current.build.id} is not put back over it`,
+    };
+  }
   if (kept === null) {
     return { action: "skip", reason: `no bundle is kept for the current build ${current.build.id} (it was too large to keep, or was applied before drift correction was on)` };
   }
-  if (kept.digest !== current.digest) {
+  const annotated = kept.annotatedBuildId === undefined ? "" : `, annotated as build ${kept.annotatedBuildId}`;
+  if (kept.payloadSha256 === undefined) {
+    return { action: "skip", reason: `the kept bundle is in format ${kept.format ?? "?"}${annotated}, which is not checked against the record; the next deploy keeps the current build in format ${KEPT_BUNDLE_FORMAT}` };
+  }
+  if (kept.payloadSha256 !== current.digest) {
     return {
       action: "skip",
-      reason: `the kept bundle is build ${kept.buildId} (digest ${kept.digest}), not the current build ${current.build.id} (digest ${current.digest}); only the current build is re-applied`,
+      reason: `the kept bundle's payload has SHA-256 ${kept.payloadSha256}${annotated}, not the current build ${current.build.id}'s digest ${current.digest}; only the current build is re-applied`,
     };
   }
   return { action: "apply" };
 }
 
-/** kubectl arguments that write the kept bundle's Secret (stdin: the Secret as JSON). Exported for tests. */
-export function keepBundleArgs(fieldManager: string): string[] {
-  // Forced: the Secret is ours alone, a hand edit must not block the next write.
-  return ["apply", "--server-side", `--field-manager=${fieldManager}`, "--force-conflicts", "-o", "name", "-f", "-"];
+/** Why the current policy refuses a kept bundle; undefined when it allows every object. */
+export function driftPolicyProblem(objects: readonly KubeObject[], policy: Policy, buildId: string): string | undefined {
+  const violations = policyViolations(objects, policy);
+  if (violations.length === 0) return undefined;
+  return `the listener's policy now refuses ${violations.length} of ${objects.length} objects of the current build ${buildId}, so it is not re-applied: ${violations.join("; ")}`;
 }
 
-/** kubectl arguments that delete the kept bundle's Secret. Exported for tests. */
-export function deleteKeptBundleArgs(where: KeptBundleWhere): string[] {
-  const { namespace, name = DEFAULT_BUNDLE_SECRET } = where;
-  return ["delete", "secret", name, `--namespace=${namespace}`, "--ignore-not-found"];
+function secretPath(namespace: string, name: string): string {
+  return resourcePath({ group: "", version: "v1", resource: "secrets", namespace, name });
 }
 
 /** Options of {@link createBundleKeeper}. */
 export interface BundleKeeperOptions extends KeptBundleWhere {
-  kubectl: KubectlTarget;
+  api: KubeApi;
   /** Server-side apply field manager. Default "kube-pico-cd". */
   fieldManager?: string;
-  /** Largest gzip'd bundle kept, in bytes. Default {@link MAX_KEPT_BUNDLE_BYTES}. */
+  /** Largest gzip'd payload kept, in bytes. Default {@link MAX_KEPT_BUNDLE_BYTES}. */
   limitBytes?: number;
-  /** Per kubectl call, in ms. Default 30000. */
+  /** Per request, in ms. Default 30000. */
   timeoutMs?: number;
 }
 
 /**
  * The after-apply `keepBundle` hook: writes the kept bundle's Secret, or deletes it when the
- * bundle is too large. Never throws: what could not be done is the returned warning, which
+ * bundle cannot be kept. Never throws: what could not be done is the returned warning, which
  * lands in the "applied" outcome.
  */
 export function createBundleKeeper(options: BundleKeeperOptions): (decoded: DecodedMessage, signal: AbortSignal) => Promise<string | undefined> {
-  const { kubectl, namespace, name = DEFAULT_BUNDLE_SECRET, fieldManager = "kube-pico-cd", limitBytes = MAX_KEPT_BUNDLE_BYTES, timeoutMs = 30_000 } = options;
-  const where = { namespace, name };
+  const { api, namespace, name = DEFAULT_BUNDLE_SECRET, fieldManager = "kube-pico-cd", limitBytes = MAX_KEPT_BUNDLE_BYTES, timeoutMs = 30_000 } = options;
+  const path = secretPath(namespace, name);
   return async (decoded, signal) => {
-    const encoded = encodeKeptBundle(decoded, { ...where, limitBytes });
-    if (encoded.kind === "too-large") {
-      const warning = tooLargeWarning(encoded.compressedBytes, limitBytes);
+    const encoded = encodeKeptBundle(decoded, { namespace, name, limitBytes });
+    if (encoded.kind !== "secret") {
+      const warning = encoded.kind === "too-large" ? tooLargeWarning(encoded.compressedBytes, limitBytes) : NOT_CANONICAL_WARNING;
       try {
-        await runKubectl(deleteKeptBundleArgs(where), { ...kubectl, timeoutMs, signal });
+        await api.request({ method: "DELETE", path, timeoutMs, signal });
       } catch (error) {
-        return `${warning}; deleting the older kept bundle Secret ${namespace}/${name} failed, but its build is not the current one, so no pass applies it: ${errorMessage(error)}`;
+        if (!isNotFound(error)) {
+          return `${warning}; deleting the older kept bundle Secret ${namespace}/${name} failed, but its payload is not the current build's, so no pass applies it: ${errorMessage(error)}`;
+        }
       }
       return warning;
     }
     try {
-      await runKubectl(keepBundleArgs(fieldManager), { ...kubectl, stdin: JSON.stringify(encoded.secret), timeoutMs, signal });
+      // Server-side apply, forced, rather than GET then PUT or POST: one request creates or
+      // replaces it with no read-modify-write race, a hand edit of our fields cannot block
+      // it, and the keys of format 1 that we owned are removed with it.
+      await api.request({ method: "PATCH", path, query: { fieldManager, force: true }, body: encoded.secret, contentType: "application/apply-patch+yaml", timeoutMs, signal });
     } catch (error) {
       return `keeping the bundle for drift correction in Secret ${namespace}/${name} failed; passes skip until the next deploy keeps one: ${errorMessage(redactError(error, decoded.objects))}`;
     }
@@ -257,21 +299,14 @@ export function createBundleKeeper(options: BundleKeeperOptions): (decoded: Deco
 /**
  * Reads the kept bundle's Secret; null when it does not exist.
  *
- * @throws {KeptBundleError} when it cannot be read (forbidden, API server down) or is not JSON.
+ * @throws {KeptBundleError} when it cannot be read (forbidden, API server unreachable).
  */
-export async function readKeptBundle(options: KeptBundleWhere & { kubectl: KubectlTarget; timeoutMs?: number; signal?: AbortSignal | undefined }): Promise<unknown | null> {
-  const { kubectl, namespace, name = DEFAULT_BUNDLE_SECRET, timeoutMs = 30_000, signal } = options;
-  let stdout: string;
+export async function readKeptBundle(options: KeptBundleWhere & { api: KubeApi; timeoutMs?: number; signal?: AbortSignal | undefined }): Promise<unknown | null> {
+  const { api, namespace, name = DEFAULT_BUNDLE_SECRET, timeoutMs = 30_000, signal } = options;
   try {
-    ({ stdout } = await runKubectl(["get", "secret", name, `--namespace=${namespace}`, "-o", "json"], { ...kubectl, timeoutMs, signal }));
+    return await api.getOptional(secretPath(namespace, name), { timeoutMs, signal });
   } catch (error) {
-    if (error instanceof KubectlError && error.serverReason === "NotFound" && error.stderr.includes(`secrets "${name}" not found`)) return null;
     throw new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name}: ${errorMessage(error)}`, { namespace, secretName: name }, { cause: error });
-  }
-  try {
-    return JSON.parse(stdout) as unknown;
-  } catch (error) {
-    throw new KeptBundleError(`Cannot read the kept bundle Secret ${namespace}/${name} as kubectl's output is not JSON: ${errorMessage(error)}`, { namespace, secretName: name }, { cause: error });
   }
 }
 
@@ -284,7 +319,7 @@ export interface DriftPassReport {
   reason?: string;
   /** The error of a failed pass, Secret values masked. */
   error?: Error;
-  /** The build re-applied ("applied") or found. */
+  /** The record's current build: re-applied ("applied"), or the one that was not. */
   buildId?: string;
   /** Objects re-applied. */
   objects?: number;
@@ -293,15 +328,23 @@ export interface DriftPassReport {
 
 /** Options of {@link driftPass}. */
 export interface DriftPassOptions {
+  /** The Lease, the record and the kept bundle are read and written through it. */
+  api: KubeApi;
+  /** The re-apply runs `kubectl apply --server-side`, as the deployer's does. */
   kubectl: KubectlTarget;
-  /** The listener's namespace: the record, the lock and the kept bundle live there. */
+  /** The listener's namespace: the record, the Lease and the kept bundle live there. */
   namespace: string;
+  /** The listener's policy as configured now: a kept bundle it refuses is not re-applied. */
+  policy: Policy;
   /** Version record ConfigMap. Default that of lib/kube/record.ts. */
   stateName?: string;
-  /** Deploy lock Lease. Default that of lib/kube/lease.ts. */
+  /** Deploy Lease. Default that of lib/kube/lease.ts. */
   lockName?: string;
+  /** holderIdentity written to the Lease. Default that of lib/kube/lease.ts. */
+  identity?: string;
   /** Kept bundle's Secret. Default {@link DEFAULT_BUNDLE_SECRET}. */
   bundleSecret?: string;
+  /** Default 30. */
   leaseDurationSeconds?: number;
   /** Default "kube-pico-cd". */
   fieldManager?: string;
@@ -315,15 +358,19 @@ export interface DriftPassOptions {
 }
 
 /**
- * One pass: take the deploy lock without waiting, read the record and the kept bundle, and
- * re-apply the bundle when it is the current build. Never throws; a failure is the report.
+ * One pass: take the deploy Lease without waiting, read the record and the kept bundle, and
+ * re-apply the bundle when {@link driftDecision} and the policy allow it. Never throws; a
+ * failure is the report.
  */
 export async function driftPass(options: DriftPassOptions, signal: AbortSignal): Promise<DriftPassReport> {
   const {
+    api,
     kubectl,
     namespace,
+    policy,
     stateName,
     lockName,
+    identity,
     bundleSecret = DEFAULT_BUNDLE_SECRET,
     leaseDurationSeconds = 30,
     fieldManager = "kube-pico-cd",
@@ -335,26 +382,38 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
   const started = now();
   const done = (report: Omit<DriftPassReport, "durationMs">): DriftPassReport => ({ ...report, durationMs: now() - started });
   const where = { namespace, name: bundleSecret };
-  let lock: HeldLock | null = null;
+  let lease: HeldLease | null = null;
   let objects: readonly KubeObject[] = [];
   try {
-    lock = await tryAcquireLock({ kubectl, namespace, leaseDurationSeconds, signal, ...(lockName === undefined ? {} : { name: lockName }) });
-    if (lock === null) return done({ result: "skipped", reason: "the deploy lock is held (a deploy is running)" });
-    const lockSignal = AbortSignal.any([signal, lock.lost]);
-    const record = await readState({ kubectl, namespace, signal: lockSignal, ...(stateName === undefined ? {} : { name: stateName }) });
-    const secret = record.current === null ? null : await readKeptBundle({ ...where, kubectl, signal: lockSignal });
-    const header = secret === null ? null : keptBundleHeader(secret, where);
-    const decision = driftDecision(record.current, header);
-    if (decision.action === "skip") return done({ result: "skipped", reason: decision.reason, ...(header ? { buildId: header.buildId } : {}) });
-    objects = keptBundleObjects(secret, { ...where, maxDecompressedBytes });
-    const applied = await applyObjects(objects, { kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: lockSignal });
-    return done({ result: "applied", buildId: header!.buildId, objects: applied.inventory.length });
+    lease = await tryAcquireLease({
+      api,
+      namespace,
+      leaseDurationSeconds,
+      signal,
+      ...(lockName === undefined ? {} : { name: lockName }),
+      ...(identity === undefined ? {} : { identity }),
+    });
+    if (lease === null) return done({ result: "skipped", reason: "the deploy lock is held (a deploy is running)" });
+    const leaseSignal = AbortSignal.any([signal, lease.lost]);
+    const record = await readRecord({ api, namespace, signal: leaseSignal, ...(stateName === undefined ? {} : { name: stateName }) });
+    const secret = record.current === null || record.inflight !== null ? null : await readKeptBundle({ ...where, api, signal: leaseSignal });
+    const kept = secret === null ? null : readKeptPayload(secret, { ...where, maxDecompressedBytes });
+    const decision = driftDecision(record, kept);
+    const buildId = record.current?.build.id;
+    if (decision.action === "skip") return done({ result: "skipped", reason: decision.reason, ...(buildId === undefined ? {} : { buildId }) });
+    // The payload is the current build's (its SHA-256 is the record's digest), so it was
+    // decoded and admitted when it arrived; the policy may have narrowed since.
+    objects = keptObjects(kept!.payload!, where);
+    const refused = driftPolicyProblem(objects, policy, buildId!);
+    if (refused !== undefined) return done({ result: "skipped", reason: refused, buildId: buildId! });
+    const applied = await applyObjects(objects, { kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
+    return done({ result: "applied", buildId: buildId!, objects: applied.inventory.length });
   } catch (error) {
     // kubectl's errors may echo Secret values of the bundle: mask them like the deployer does.
     const redacted = redactError(error, objects);
     return done({ result: "failed", reason: redacted.message, error: redacted });
   } finally {
-    await lock?.release().catch(() => {
+    await lease?.release().catch(() => {
       // It expires by itself after leaseDurationSeconds; the next deploy waits at most that.
     });
   }

@@ -59,7 +59,7 @@ export function createOperations(options: OperationsOptions): Operations {
     // Kept only for drift correction: with it off, no Secret is written.
     ...(config.driftIntervalMs === undefined
       ? {}
-      : { keepBundle: createBundleKeeper({ kubectl, namespace: config.namespace, name: config.bundleSecret, fieldManager: config.fieldManager, limitBytes: config.bundleSecretMaxBytes }) }),
+      : { keepBundle: createBundleKeeper({ api, namespace: config.namespace, name: config.bundleSecret, fieldManager: config.fieldManager, limitBytes: config.bundleSecretMaxBytes }) }),
   });
 
   const listeners: OutcomeListener[] = [];

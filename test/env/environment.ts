@@ -20,6 +20,15 @@ export interface EnvironmentInfo {
   kubeconfig: string;
   unprivilegedKubeconfig: string;
   kubectl: string;
+  /** The API server's URL, e.g. `https://127.0.0.1:39123`. */
+  kubeServer: string;
+  /** PEM files of the CA the API server trusts for client certificates, and of an admin (system:masters) certificate it signed. */
+  clientCaCertFile: string;
+  clientCaKeyFile: string;
+  adminCertFile: string;
+  adminKeyFile: string;
+  /** The API server's serving certificate and its CA (PEM): what a client that verifies TLS trusts. */
+  servingCertFile: string;
   /** The process that owns the environment; when it is gone, the environment is abandoned. */
   ownerPid: number;
 }
@@ -104,6 +113,12 @@ export async function startEnvironment(): Promise<Environment> {
     kubeconfig: controlPlane.kubeconfig,
     unprivilegedKubeconfig: controlPlane.unprivilegedKubeconfig,
     kubectl: controlPlane.kubectl,
+    kubeServer: controlPlane.server,
+    clientCaCertFile: controlPlane.clientCaCertFile,
+    clientCaKeyFile: controlPlane.clientCaKeyFile,
+    adminCertFile: controlPlane.adminCertFile,
+    adminKeyFile: controlPlane.adminKeyFile,
+    servingCertFile: controlPlane.servingCertFile,
     ownerPid: process.pid,
     controlPlane,
     elasticmq,
@@ -112,8 +127,8 @@ export async function startEnvironment(): Promise<Environment> {
 }
 
 export function environmentInfo(env: Environment): EnvironmentInfo {
-  const { dir, sqsEndpoint, region, kubeconfig, unprivilegedKubeconfig, kubectl, ownerPid } = env;
-  return { dir, sqsEndpoint, region, kubeconfig, unprivilegedKubeconfig, kubectl, ownerPid };
+  const { dir, sqsEndpoint, region, kubeconfig, unprivilegedKubeconfig, kubectl, kubeServer, clientCaCertFile, clientCaKeyFile, adminCertFile, adminKeyFile, servingCertFile, ownerPid } = env;
+  return { dir, sqsEndpoint, region, kubeconfig, unprivilegedKubeconfig, kubectl, kubeServer, clientCaCertFile, clientCaKeyFile, adminCertFile, adminKeyFile, servingCertFile, ownerPid };
 }
 
 export function isEnvironmentAlive(info: EnvironmentInfo): boolean {

@@ -9,7 +9,7 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { get as httpsGet } from "node:https";
 import { join } from "node:path";
-import { ensureKubeBinaries, type KubeBinaries } from "./prerequisites.ts";
+import { ensureKubeBinaries, MissingPrerequisiteError, type KubeBinaries } from "./prerequisites.ts";
 import { freePort, startProcess, waitUntil, type ManagedProcess } from "./process.ts";
 
 export const FAKE_NODE_NAME = "kwok-node-0";
@@ -21,6 +21,17 @@ export interface ControlPlaneOptions {
 
 export interface ControlPlane {
   server: string;
+  /** PEM files of the CA the API server trusts for client certificates (`--client-ca-file`). */
+  clientCaCertFile: string;
+  clientCaKeyFile: string;
+  /** PEM files of a client certificate that CA signed: CN admin-cert, O system:masters. */
+  adminCertFile: string;
+  adminKeyFile: string;
+  /**
+   * The API server's self-signed serving certificate (for 127.0.0.1), followed by the CA that
+   * signed it: a CA bundle for clients that verify TLS. Written when the API server starts.
+   */
+  servingCertFile: string;
   /** Admin (system:masters) kubeconfig. */
   kubeconfig: string;
   /** A user that authenticates but has no RBAC rights at all: every request is Forbidden. */
@@ -56,6 +67,41 @@ contexts:
     namespace: default
 current-context: test
 `;
+}
+
+interface ClientPki {
+  clientCaCertFile: string;
+  clientCaKeyFile: string;
+  adminCertFile: string;
+  adminKeyFile: string;
+}
+
+/**
+ * A CA for client certificates and an admin certificate it signed (group system:masters),
+ * made with the openssl CLI: node:crypto makes keys but not certificates.
+ */
+async function makeClientPki(dir: string): Promise<ClientPki> {
+  mkdirSync(dir, { recursive: true });
+  const file = (name: string) => join(dir, name);
+  writeFileSync(file("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n");
+  writeFileSync(file("client.ext"), "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
+  const newKey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const steps = [
+    ["req", "-new", ...newKey, "-keyout", file("client-ca.key"), "-out", file("client-ca.csr"), "-subj", "/CN=kube-pico-cd test client CA"],
+    ["x509", "-req", "-in", file("client-ca.csr"), "-signkey", file("client-ca.key"), "-out", file("client-ca.crt"), "-days", "30", "-extfile", file("ca.ext")],
+    ["req", "-new", ...newKey, "-keyout", file("admin.key"), "-out", file("admin.csr"), "-subj", "/O=system:masters/CN=admin-cert"],
+    ["x509", "-req", "-in", file("admin.csr"), "-CA", file("client-ca.crt"), "-CAkey", file("client-ca.key"), "-set_serial", "2", "-out", file("admin.crt"), "-days", "30", "-extfile", file("client.ext")],
+  ];
+  for (const args of steps) {
+    let result: { code: number; stderr: string };
+    try {
+      result = await run("openssl", args);
+    } catch (error) {
+      throw new MissingPrerequisiteError(`The test environment needs 'openssl', which is not usable here (${error instanceof Error ? error.message : String(error)}). Install it (for example 'apt-get install openssl').`);
+    }
+    if (result.code !== 0) throw new Error(`openssl ${args.join(" ")} failed (exit ${result.code}): ${result.stderr}`);
+  }
+  return { clientCaCertFile: file("client-ca.crt"), clientCaKeyFile: file("client-ca.key"), adminCertFile: file("admin.crt"), adminKeyFile: file("admin.key") };
 }
 
 function readyz(server: string, token: string): Promise<boolean> {
@@ -126,6 +172,8 @@ export async function startControlPlane(dir: string, options: ControlPlaneOption
     const nobodyToken = randomBytes(24).toString("hex");
     const tokens = join(dir, "tokens.csv");
     writeFileSync(tokens, `${adminToken},admin,admin-uid,system:masters\n${nobodyToken},nobody,nobody-uid\n`);
+    const pki = await makeClientPki(join(dir, "client-pki"));
+    const certDir = join(dir, "apiserver-certs");
 
     // An empty kwok configuration, so a ~/.kwok/kwok.yaml on the machine cannot change it.
     writeFileSync(join(dir, "kwok-none.yaml"), "");
@@ -139,7 +187,7 @@ export async function startControlPlane(dir: string, options: ControlPlaneOption
 
     const apiserverArgs = [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      `--cert-dir=${join(dir, "apiserver-certs")}`,
+      `--cert-dir=${certDir}`,
       `--secure-port=${apiPort}`,
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",
@@ -149,6 +197,7 @@ export async function startControlPlane(dir: string, options: ControlPlaneOption
       `--service-account-signing-key-file=${saKey}`,
       "--authorization-mode=RBAC",
       `--token-auth-file=${tokens}`,
+      `--client-ca-file=${pki.clientCaCertFile}`,
       "--endpoint-reconciler-type=none",
       "--allow-privileged=true",
       "--enable-priority-and-fairness=false",
@@ -223,6 +272,8 @@ export async function startControlPlane(dir: string, options: ControlPlaneOption
 
     return {
       server,
+      ...pki,
+      servingCertFile: join(certDir, "apiserver.crt"),
       kubeconfig,
       unprivilegedKubeconfig,
       kubectl: bin.kubectl,
