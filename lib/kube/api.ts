@@ -63,8 +63,6 @@ export interface KubeRequest {
   /** Give up after this many ms (the request is destroyed). Default: the client's `timeoutMs`. */
   timeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
-  /** "text": resolve with the body as a string instead of parsing JSON (`/readyz`, `/version` text). */
-  responseType?: "json" | "text" | undefined;
 }
 
 /** Options of {@link KubeApi}. */

@@ -106,16 +106,126 @@ export function inventoryFromApplyOutput(stdout: string): InventoryItem[] {
   });
 }
 
+/** Where the wait for CRDs stands with one of them. */
+export type CrdProgress =
+  | { state: "ready" }
+  /** Not Established yet (also: no status or no conditions yet), or not served by discovery yet. */
+  | { state: "waiting"; reason: string }
+  /** Can never become Established as it is (NamesAccepted is False). */
+  | { state: "failed"; reason: string };
+
+/** The group, kind and served versions of a CRD, from its spec; undefined when the spec lacks them. */
+export function crdServes(crd: unknown): { group: string; kind: string; versions: string[] } | undefined {
+  const spec = isRecord(crd) && isRecord(crd["spec"]) ? crd["spec"] : undefined;
+  const names = spec !== undefined && isRecord(spec["names"]) ? spec["names"] : undefined;
+  const group = spec?.["group"];
+  const kind = names?.["kind"];
+  if (typeof group !== "string" || typeof kind !== "string") return undefined;
+  const versions = Array.isArray(spec?.["versions"])
+    ? spec["versions"].flatMap((v: unknown) => (isRecord(v) && v["served"] === true && typeof v["name"] === "string" ? [v["name"]] : []))
+    : [];
+  return { group, kind, versions };
+}
+
+/** The stage of the wait a CRD read from the API (null: not found) is at, from its conditions alone. */
+export function crdProgress(crd: unknown): CrdProgress {
+  if (crd === null) return { state: "waiting", reason: "not found" };
+  const health = crdHealth(crd);
+  if (health.state === "ready") return { state: "ready" };
+  return health.state === "failed" ? { state: "failed", reason: health.reason } : { state: "waiting", reason: "not Established yet" };
+}
+
+/** Options of {@link waitForCrds}. */
+export interface WaitForCrdsOptions {
+  /** Give up after this many ms. */
+  timeoutMs: number;
+  /** First time between polls, in ms; doubles up to `maxIntervalMs`. Default 100. */
+  intervalMs?: number;
+  /** Largest time between polls, in ms. Default 1000. */
+  maxIntervalMs?: number;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Waits until every CRD of `names` is Established and discovery serves each of its served
+ * versions (kubectl maps a custom resource to its path through discovery, which follows
+ * Established by a moment). A CRD not readable for a transient reason (API server
+ * unreachable, overloaded) is waited for like one not Established yet.
+ *
+ * @throws {KubePicoCdError} when a CRD can never be Established (NamesAccepted is False) or
+ *   the budget runs out; the message names each CRD still waited for and why.
+ * @throws {KubeApiError} when a CRD or discovery cannot be read for a reason that will not pass (Forbidden).
+ * @throws the signal's reason when `signal` aborts.
+ */
+export async function waitForCrds(api: KubeApi, names: readonly string[], options: WaitForCrdsOptions): Promise<void> {
+  const { timeoutMs, intervalMs = 100, maxIntervalMs = 1_000, signal } = options;
+  const started = performance.now();
+  const leftMs = () => timeoutMs - (performance.now() - started);
+  const discovery = discoveryOf(api);
+  const waiting = new Map(names.map((name) => [name, "not read yet"]));
+
+  /** Why `name` is still waited for, or undefined when it is ready. */
+  const check = async (name: string): Promise<string | undefined> => {
+    const requestTimeoutMs = Math.min(10_000, Math.max(1_000, leftMs()));
+    try {
+      const path = resourcePath({ group: "apiextensions.k8s.io", version: "v1", resource: "customresourcedefinitions", name });
+      const crd = await api.getOptional(path, { signal, timeoutMs: requestTimeoutMs });
+      const progress = crdProgress(crd);
+      if (progress.state === "failed") {
+        throw new KubePicoCdError(`Cannot apply the objects that follow the CustomResourceDefinitions as ${name} cannot be Established: ${progress.reason}`);
+      }
+      if (progress.state === "waiting") return progress.reason;
+      const serves = crdServes(crd);
+      if (serves === undefined) return undefined;
+      for (const version of serves.versions) {
+        if ((await discovery.resourceFor(serves.group, serves.kind, { version, signal })) === null) {
+          return `Established, but discovery does not serve ${serves.kind} in ${serves.group}/${version} yet`;
+        }
+      }
+      return undefined;
+    } catch (error) {
+      signal?.throwIfAborted();
+      if (isTransientKubeError(error)) return `cannot read it: ${errorMessage(error)}`;
+      throw error;
+    }
+  };
+
+  for (let interval = intervalMs; ; interval = Math.min(maxIntervalMs, interval * 2)) {
+    signal?.throwIfAborted();
+    const pending = [...waiting.keys()];
+    const reasons = await Promise.all(pending.map(check));
+    for (const [index, name] of pending.entries()) {
+      const reason = reasons[index];
+      if (reason === undefined) waiting.delete(name);
+      else waiting.set(name, reason);
+    }
+    if (waiting.size === 0) return;
+    const left = leftMs();
+    if (left <= 0) {
+      const which = [...waiting].map(([name, reason]) => `${name} (${reason})`).join(", ");
+      throw new KubePicoCdError(
+        `Cannot apply the objects that follow the CustomResourceDefinitions as ${waiting.size} of ${names.length} were not Established within ${Math.round(timeoutMs / 1000)} s: ${which}`,
+      );
+    }
+    await delay(Math.min(interval, left), signal ? { signal } : {});
+  }
+}
+
 /**
  * Applies `objects` with `kubectl apply --server-side`, Namespaces and CRDs first, then
- * waits for those CRDs to be Established, then applies the rest. An empty list does nothing.
+ * waits for those CRDs (see {@link waitForCrds}), then applies the rest. An empty list does
+ * nothing. The budget `timeoutMs` covers all phases.
  *
- * @throws {KubectlError} when a phase fails (an object rejected by the API server, a CRD not
- * Established in time, the budget exhausted, the signal aborted). Objects of earlier
- * phases, and those kubectl applied before the failure, stay applied.
+ * @throws {KubectlError} when an apply phase fails (an object rejected by the API server, the
+ *   budget exhausted, the signal aborted).
+ * @throws {KubePicoCdError} when a CRD is not Established within the budget or can never be
+ *   (see {@link waitForCrds}); a KubeApiError when the CRDs cannot be read (Forbidden).
+ * @throws the signal's reason when it aborts during the wait for CRDs.
+ *
+ * Objects of earlier phases, and those kubectl applied before a failure, stay applied.
  */
 export async function applyObjects(objects: readonly ApplyObject[], options: ApplyOptions): Promise<ApplyResult> {
-  const { kubectl, fieldManager = defaults.fieldManager, forceConflicts = defaults.forceConflicts, timeoutMs = defaults.timeoutMs, signal } = options;
+  const { kubectl, api, fieldManager = defaults.fieldManager, forceConflicts = defaults.forceConflicts, timeoutMs = defaults.timeoutMs, signal } = options;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new RangeError(`Cannot apply objects as 'timeoutMs' must be a positive finite number: current value is ${timeoutMs}`);
   }
@@ -136,9 +246,9 @@ export async function applyObjects(objects: readonly ApplyObject[], options: App
 
   if (first.length > 0) await applyPhase("namespaces-and-crds", first);
   if (crdNames.length > 0) {
-    const budget = remainingMs();
-    const result = await runKubectl(waitEstablishedArgs(crdNames, budget), { ...kubectl, timeoutMs: budget + 5_000, signal });
-    phases.push({ phase: "crds-established", durationMs: result.durationMs });
+    const waitStarted = performance.now();
+    await waitForCrds(api, crdNames, { timeoutMs: remainingMs(), signal });
+    phases.push({ phase: "crds-established", durationMs: Math.round(performance.now() - waitStarted) });
   }
   if (rest.length > 0) await applyPhase("objects", rest);
   return { inventory, phases, durationMs: Math.round(performance.now() - started) };

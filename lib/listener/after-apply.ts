@@ -11,11 +11,12 @@
  * is recorded in the "applied" outcome (`health`, `warnings`), and pruning still happens
  * after a Degraded health, since the new inventory replaces the old one either way.
  */
-import type { KubectlTarget } from "../kube/kubectl.ts";
+import type { KubeApi } from "../kube/api.ts";
 import type { Logger } from "../log.ts";
 import type { DecodedMessage } from "../wire/message.ts";
+import { formatRef } from "../manifests/object-ref.ts";
 import { pruneObjects } from "../kube/prune.ts";
-import { objectRef, waitForHealth } from "../kube/health.ts";
+import { waitForHealth } from "../kube/health.ts";
 import type { Outcome, RecordedObject } from "../kube/record.ts";
 
 /** What the deployer hands over after an apply. */
@@ -38,7 +39,8 @@ export interface AfterApplyResult {
 
 /** Options of {@link createAfterApply}. */
 export interface AfterApplyOptions {
-  kubectl: KubectlTarget;
+  /** The cluster's API: health reads and prune's reads and deletes go through it. */
+  api: KubeApi;
   fieldManager: string;
   /** Delete objects that left the bundle. Default true. */
   prune?: boolean;
@@ -58,14 +60,14 @@ export interface AfterApplyOptions {
 
 /** The `afterApply` step of the deployer. */
 export function createAfterApply(options: AfterApplyOptions): (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult> {
-  const { kubectl, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle } = options;
+  const { api, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle } = options;
   return async ({ decoded, inventory, previousInventory, log }, signal) => {
     const outcome: Partial<Outcome> = {};
     const warnings: string[] = [];
     let recorded: RecordedObject[];
 
     if (waitHealth) {
-      const health = await waitForHealth(inventory, { kubectl, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal });
+      const health = await waitForHealth(inventory, { api, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal });
       outcome.health = health;
       const fields = { health: health.status, checked: health.checked, durationMs: health.durationMs, object: health.object, reason: health.reason };
       if (health.status === "Healthy") log.info("workloads healthy", fields);
@@ -80,16 +82,16 @@ export function createAfterApply(options: AfterApplyOptions): (applied: AppliedB
       recorded = [...previousInventory];
       if (previousInventory.length > 0) warnings.push(`prune skipped: the bundle is empty, so the ${previousInventory.length} objects of the previous build were kept`);
     } else {
-      const result = await pruneObjects(previousInventory, inventory, { kubectl, fieldManager, pruneCrds, signal });
+      const result = await pruneObjects(previousInventory, inventory, { api, fieldManager, pruneCrds, signal });
       outcome.pruned = result.pruned;
       if (result.kept.length > 0) outcome.kept = result.kept;
-      for (const f of result.failed) warnings.push(`prune of ${objectRef(f.object)} failed (kept in the inventory for the next deploy): ${f.error}`);
+      for (const f of result.failed) warnings.push(`prune of ${formatRef(f.object)} failed (kept in the inventory for the next deploy): ${f.error}`);
       recorded = [...inventory, ...result.failed.map((f) => f.object)];
       if (result.pruned.length + result.kept.length + result.failed.length > 0) {
         log.info("pruned objects that left the bundle", {
-          pruned: result.pruned.map(objectRef),
-          kept: result.kept.map((k) => `${objectRef(k)} (${k.why})`),
-          failed: result.failed.map((f) => objectRef(f.object)),
+          pruned: result.pruned.map(formatRef),
+          kept: result.kept.map((k) => `${formatRef(k)} (${k.why})`),
+          failed: result.failed.map((f) => formatRef(f.object)),
           durationMs: result.durationMs,
         });
       }

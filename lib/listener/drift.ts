@@ -406,7 +406,7 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
     objects = keptObjects(kept!.payload!, where);
     const refused = driftPolicyProblem(objects, policy, buildId!);
     if (refused !== undefined) return done({ result: "skipped", reason: refused, buildId: buildId! });
-    const applied = await applyObjects(objects, { kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
+    const applied = await applyObjects(objects, { kubectl, api, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
     return done({ result: "applied", buildId: buildId!, objects: applied.inventory.length });
   } catch (error) {
     // kubectl's errors may echo Secret values of the bundle: mask them like the deployer does.

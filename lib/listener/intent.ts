@@ -9,7 +9,7 @@
  * a successful apply comes from the API server's answer, and a wrong guess here only makes a
  * later prune find nothing to delete.
  */
-import { groupOf } from "../kube/apply.ts";
+import { groupOf } from "../manifests/object-ref.ts";
 import type { KubeObject } from "../manifests/bundle.ts";
 import type { RecordedObject } from "../kube/record.ts";
 

@@ -23,7 +23,7 @@ import type { Outcome } from "../kube/record.ts";
 export interface OperationsOptions {
   config: ListenerConfig;
   kubectl: KubectlTarget;
-  /** The API client: Events and the kept bundle's Secret. */
+  /** The API client: health, prune, Events and the kept bundle's Secret. */
   api: KubeApi;
   logger: Logger;
   /** Aborted when the listener is asked to stop (SIGTERM): ends a health wait early. */
@@ -49,7 +49,7 @@ export interface Operations {
 export function createOperations(options: OperationsOptions): Operations {
   const { config, kubectl, api, logger, stopping } = options;
   const afterApply = createAfterApply({
-    kubectl,
+    api,
     fieldManager: config.fieldManager,
     prune: config.prune,
     pruneCrds: config.pruneCrds,

@@ -1,6 +1,8 @@
 /**
- * `listener status`: what the version record says, for an operator. Reads the record with
- * kubectl (lib/kube/record.ts) and prints the current build and the history as a table, or the
+ * `listener status`: what the version record says, for an operator. Reads the record through
+ * the Kubernetes API (lib/kube/record.ts), connected the way the listener connects (a
+ * kubeconfig and context, or the pod's service account: lib/kube/kubeconfig.ts), and prints
+ * the current build, an unfinished deploy if there is one, and the history as a table, or the
  * record as JSON with `--json`. Changes nothing in the cluster.
  *
  * Option parsing and formatting are pure and exported for tests; {@link runStatus} is the
@@ -11,9 +13,11 @@
  */
 import { z } from "zod";
 import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "../cli-options.ts";
-import { ConfigError, StateReadError } from "../errors.ts";
+import { ConfigError, errorMessage, KubeConfigError, StateReadError } from "../errors.ts";
 import { int, LISTENER_OPTIONS, listenerOptionsSchema, NAMESPACE_MISSING_PROBLEM, resolveNamespace } from "./config.ts";
-import { readState, type CurrentBuild, type Outcome, type StoredRecord } from "../kube/record.ts";
+import { KubeApi } from "../kube/api.ts";
+import { loadKubeConnection } from "../kube/kubeconfig.ts";
+import { readRecord, type CurrentBuild, type InFlightBuild, type Outcome, type StoredRecord } from "../kube/record.ts";
 import { oneLine } from "../text.ts";
 
 /** Largest `--limit`; the listener keeps at most this many outcomes (--history-limit). */
@@ -28,9 +32,9 @@ export const STATUS_BUILD_WIDTH = 32;
 export const STATUS_OPTIONS = {
   namespace: LISTENER_OPTIONS.namespace,
   "state-configmap": LISTENER_OPTIONS["state-configmap"],
-  kubectl: LISTENER_OPTIONS.kubectl,
   kubeconfig: LISTENER_OPTIONS.kubeconfig,
-  json: { type: "boolean", defaultText: "false (a table)", help: "Print the record as JSON: namespace, configMap, resourceVersion (null: no record yet), current, inventory, history." },
+  context: LISTENER_OPTIONS.context,
+  json: { type: "boolean", defaultText: "false (a table)", help: "Print the record as JSON: namespace, configMap, resourceVersion (null: no record yet), current, inflight, inventory, history." },
   limit: { type: "string", value: "N", defaultText: "1000: all (the listener keeps 20 by default)", help: `History rows shown, newest first (1-${MAX_STATUS_LIMIT}); also cuts the JSON history.` },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
 } as const satisfies OptionTable;
@@ -41,15 +45,16 @@ export interface StatusOptions {
   namespace: string;
   /** ConfigMap name of the record. */
   stateConfigMap: string;
-  kubectl: string;
   kubeconfig?: string;
+  /** Kubeconfig context; default its current-context. */
+  context?: string;
   json: boolean;
   /** History rows shown, newest first. */
   limit: number;
   help: boolean;
 }
 
-const schema = listenerOptionsSchema.pick({ namespace: true, "state-configmap": true, kubectl: true, kubeconfig: true }).extend({
+const schema = listenerOptionsSchema.pick({ namespace: true, "state-configmap": true, kubeconfig: true, context: true }).extend({
   json: z.boolean(),
   // The listener keeps at most MAX_STATUS_LIMIT outcomes, so the default shows them all.
   limit: int(1, MAX_STATUS_LIMIT, MAX_STATUS_LIMIT),
@@ -75,8 +80,9 @@ export function parseStatusOptions(
   const d = result.data;
   const namespace = d.help ? (d.namespace ?? "") : resolveNamespace(d.namespace, readNamespaceFile);
   if (namespace === undefined) throw new ConfigError([NAMESPACE_MISSING_PROBLEM]);
-  const options: StatusOptions = { namespace, stateConfigMap: d["state-configmap"], kubectl: d.kubectl, json: d.json, limit: d.limit, help: d.help };
+  const options: StatusOptions = { namespace, stateConfigMap: d["state-configmap"], json: d.json, limit: d.limit, help: d.help };
   if (d.kubeconfig !== undefined) options.kubeconfig = d.kubeconfig;
+  if (d.context !== undefined) options.context = d.context;
   return options;
 }
 
@@ -198,6 +204,22 @@ export function formatCurrent(current: CurrentBuild | null): string[] {
   return [`Current build: ${build.id}`, ...fields.map(([label, value]) => `  ${`${label}:`.padEnd(12)}${value}`)];
 }
 
+/**
+ * A deploy that started and was not confirmed, as labelled lines: still applying, or
+ * interrupted (the next deploy settles it). Nothing when there is none.
+ */
+export function formatInflight(inflight: InFlightBuild | null): string[] {
+  if (inflight === null) return [];
+  const fields: [string, string][] = [
+    ["commit", inflight.build.commit ?? "-"],
+    ["started at", inflight.startedAt],
+    ["holder", inflight.holder],
+    ["objects", String(inflight.objectCount)],
+    ["digest", shortDigest(inflight.digest)],
+  ];
+  return [`In-flight deploy: ${inflight.build.id} (started, not confirmed: still applying, or interrupted and settled by the next deploy)`, ...fields.map(([label, value]) => `  ${`${label}:`.padEnd(12)}${value}`)];
+}
+
 /** Where the record lives, for headings and JSON. */
 export interface RecordLocation {
   namespace: string;
@@ -211,7 +233,8 @@ export function formatStatus(record: StoredRecord, where: RecordLocation, option
     return `No version record ${name} yet: the listener has not recorded any outcome in this namespace.\n`;
   }
   const shown = options.limit === undefined ? record.history : record.history.slice(0, options.limit);
-  const lines = [`Version record ${name}`, "", ...formatCurrent(record.current), ""];
+  const inflight = formatInflight(record.inflight);
+  const lines = [`Version record ${name}`, "", ...formatCurrent(record.current), "", ...inflight, ...(inflight.length === 0 ? [] : [""])];
   if (record.history.length === 0) lines.push("History: empty");
   else {
     lines.push(`History, newest first (${shown.length} of ${record.history.length}):`);
@@ -223,7 +246,7 @@ export function formatStatus(record: StoredRecord, where: RecordLocation, option
 /** The record as `listener status --json` prints it, ending with a newline. */
 export function statusJson(record: StoredRecord, where: RecordLocation, options: { limit?: number } = {}): string {
   const history = options.limit === undefined ? record.history : record.history.slice(0, options.limit);
-  const out = { namespace: where.namespace, configMap: where.configMap, resourceVersion: record.resourceVersion, current: record.current, inventory: record.inventory, history };
+  const out = { namespace: where.namespace, configMap: where.configMap, resourceVersion: record.resourceVersion, current: record.current, inflight: record.inflight, inventory: record.inventory, history };
   return `${JSON.stringify(out, null, 2)}\n`;
 }
 
@@ -233,7 +256,9 @@ export function statusHelpText(): string {
     "",
     "Shows the version record the listener keeps: the build this cluster runs and the last",
     "outcomes, newest first (time, build, commit, result, health, duration, objects applied,",
-    "objects pruned, error or warnings). Reads the ConfigMap with kubectl; changes nothing.",
+    "objects pruned, error or warnings), and a deploy that started and was not confirmed.",
+    "Reads the ConfigMap through the Kubernetes API, with the kubeconfig (or the pod's",
+    "service account) the listener would use; changes nothing.",
     "",
     "Options (flags win over environment variables):",
     ...optionsHelp(STATUS_OPTIONS),
@@ -270,18 +295,25 @@ export async function runStatus(argv: readonly string[], env: Readonly<Record<st
     return 0;
   }
   const where: RecordLocation = { namespace: options.namespace, configMap: options.stateConfigMap };
+  const cannotRead = (message: string) => {
+    io.stderr(`listener status: ${oneLine(message, Number.MAX_SAFE_INTEGER)}\n`);
+    return 2;
+  };
+  let api: KubeApi;
+  try {
+    api = new KubeApi(await loadKubeConnection({ kubeconfig: options.kubeconfig, context: options.context, env, signal: io.signal }));
+  } catch (error) {
+    if (!(error instanceof KubeConfigError || error instanceof RangeError)) throw error;
+    return cannotRead(`Cannot read the version record ConfigMap ${where.namespace}/${where.configMap}: ${errorMessage(error)}`);
+  }
   let record: StoredRecord;
   try {
-    record = await readState({
-      kubectl: { kubectlPath: options.kubectl, kubeconfig: options.kubeconfig },
-      namespace: options.namespace,
-      name: options.stateConfigMap,
-      signal: io.signal,
-    });
+    record = await readRecord({ api, namespace: options.namespace, name: options.stateConfigMap, signal: io.signal });
   } catch (error) {
     if (!(error instanceof StateReadError)) throw error;
-    io.stderr(`listener status: ${oneLine(error.message, Number.MAX_SAFE_INTEGER)}\n`);
-    return 2;
+    return cannotRead(error.message);
+  } finally {
+    api.close();
   }
   const limit = { limit: options.limit };
   io.stdout(options.json ? statusJson(record, where, limit) : formatStatus(record, where, limit));

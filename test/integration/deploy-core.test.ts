@@ -8,9 +8,8 @@ import { describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { KubeObject } from "../../lib/manifests/bundle.ts";
 import { createNamespace, createQueue, kubectl, startDedicatedControlPlane, testEnv } from "../env/testenv.ts";
-import { configMap, queueDepth, sendBundle, sendRaw, bundleBody } from "../helpers/bundles.ts";
+import { configMap, queueDepth, sendBundle, sendRaw } from "../helpers/bundles.ts";
 import { startListener, type ListenerProcess } from "../helpers/listener-process.ts";
 import { readRecord } from "../helpers/record.ts";
 import { until } from "../helpers/until.ts";
@@ -55,7 +54,7 @@ describe("deploy core", () => {
       expect(counter.starts()).toHaveLength(1);
       expect(counter.starts()[0]).toContain("apply --server-side");
 
-      await sendRaw(queue.url, bundleBody([configMap(ns, "a", { v: "1" }), configMap(ns, "b", { v: "1" })], { ...sent.build }).body);
+      await sendRaw(queue.url, sent.body);
       await sendBundle(queue.url, [configMap(ns, "a", { v: "old" })], { timestampMs: 1_000 });
       await sendRaw(queue.url, "this is not a bundle");
       await until("duplicate, superseded and rejected recorded", async () => {

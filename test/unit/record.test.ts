@@ -34,6 +34,7 @@ const outcome = (n: number, result: Outcome["result"] = "applied"): Outcome => (
 
 const record: VersionRecord = {
   current,
+  inflight: null,
   inventory: [
     { group: "", kind: "Namespace", name: "app" },
     { group: "apps", kind: "Deployment", namespace: "app", name: "web" },
@@ -73,8 +74,8 @@ describe("encodeRecord() and decodeRecord()", () => {
   });
 
   test("decodeRecord() of data without 'current' has no current build (version none) but keeps the history", () => {
-    const data = encodeRecord({ current: null, inventory: [], history: [outcome(1, "rejected")] });
-    expect(decodeRecord(data)).toEqual({ current: null, inventory: [], history: [outcome(1, "rejected")] });
+    const data = encodeRecord({ current: null, inflight: null, inventory: [], history: [outcome(1, "rejected")] });
+    expect(decodeRecord(data)).toEqual({ current: null, inflight: null, inventory: [], history: [outcome(1, "rejected")] });
   });
 
   test("decodeRecord() throws naming the key when a key is not JSON", () => {
@@ -170,5 +171,32 @@ describe("stateConfigMap()", () => {
   test("stateConfigMap() has no resourceVersion for a first write", () => {
     const cm = stateConfigMap(emptyRecord(), { namespace: "ops", name: "s", resourceVersion: null });
     expect((cm["metadata"] as Record<string, unknown>)["resourceVersion"]).toBeUndefined();
+  });
+});
+
+describe("the in-flight intent", () => {
+  const inflight = {
+    build: { id: "build-9", timestampMs: 9 },
+    digest: "d9",
+    messageId: "m-9",
+    objectCount: 2,
+    startedAt: "2024-01-01T00:00:09.000Z",
+    holder: "pod-a-1234",
+    inventory: [{ group: "", kind: "ConfigMap", namespace: "app", name: "x" }],
+  };
+  test("encodeRecord() writes an 'inflight' key only while a build is in flight, and decodeRecord() reads it back", () => {
+    expect(Object.keys(encodeRecord(record))).not.toContain("inflight");
+    const data = encodeRecord({ ...record, inflight });
+    expect(JSON.parse(data["inflight"]!)).toEqual(inflight);
+    expect(decodeRecord(data).inflight).toEqual(inflight);
+  });
+  test("decodeRecord() of a record written before the intent existed has nothing in flight", () => {
+    const { inflight: _, ...data } = encodeRecord(record);
+    expect(decodeRecord(data).inflight).toBeNull();
+  });
+  test("recordApplied() clears the intent; recordOutcome() keeps it", () => {
+    const withIntent = { ...record, inflight };
+    expect(recordOutcome(withIntent, outcome(3, "rejected")).inflight).toEqual(inflight);
+    expect(recordApplied(withIntent, { current, inventory: [], outcome: outcome(4) }).inflight).toBeNull();
   });
 });
