@@ -224,6 +224,8 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     if (config.driftIntervalMs !== undefined && !config.once) {
       drift = startDriftCorrection({
         ...applying,
+        // A kept bundle is re-applied only while the policy as configured now allows it.
+        policy: config.policy,
         logger,
         intervalMs: config.driftIntervalMs,
         signal: stop.signal,

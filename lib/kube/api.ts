@@ -204,9 +204,11 @@ export class KubeApi {
     try {
       return await this.request<T>({ method: "GET", path, ...options });
     } catch (error) {
-      // A 404 without details is an unknown path (a wrong server URL, a group not served):
-      // "no such object" must not be concluded from it.
-      if (isNotFound(error) && error.status.details !== undefined) return null;
+      // Only a 404 whose details name the object means "no such object". An unknown path (a
+      // wrong server URL, a group or resource not served) answers without details or with
+      // empty ones (`"details": {}`, "the server could not find the requested resource").
+      const details = isNotFound(error) ? error.status.details : undefined;
+      if (typeof details === "object" && details !== null && typeof (details as { name?: unknown }).name === "string") return null;
       throw error;
     }
   }

@@ -68,7 +68,9 @@ export interface LoadKubeConnectionOptions {
 /**
  * Finds out where the Kubernetes API server is and how to authenticate to it, the way
  * kubectl would (see the module for the order), and reads every file it names. An exec
- * credential plugin is run once here, so a broken one fails at start-up.
+ * credential plugin is run once here, so a broken one fails at start-up. Tokens (token
+ * files, exec plugins) are renewed as they rotate or expire; a client certificate from an
+ * exec plugin is used as first returned (renewing it takes a new connection and client).
  *
  * @throws {KubeConfigError} naming what is missing or invalid and where (file, context, user).
  * @throws the signal's reason when `signal` aborts.
@@ -82,8 +84,9 @@ export async function loadKubeConnection(options: LoadKubeConnectionOptions): Pr
   const io = { env, signal, execTimeoutMs, now };
   if (kubeconfig !== undefined && kubeconfig !== "") {
     const path = resolve(kubeconfig);
-    const text = await readKubeconfigFile(path, { required: true, signal });
-    return await connectionFromSelection(selectContext(mergeKubeconfigs([parseKubeconfig(text ?? "", path)]), context), io);
+    const text = await readKubeconfigFile(path, signal);
+    if (text === undefined) throw new KubeConfigError(`Cannot use kubeconfig ${path}: it does not exist`);
+    return await connectionFromSelection(selectContext(mergeKubeconfigs([parseKubeconfig(text, path)]), context), io);
   }
   const list = env["KUBECONFIG"];
   if (list !== undefined && list !== "") {
@@ -91,7 +94,7 @@ export async function loadKubeConnection(options: LoadKubeConnectionOptions): Pr
     const files: ParsedKubeconfig[] = [];
     // kubectl skips the files of the list that do not exist.
     for (const path of paths) {
-      const text = await readKubeconfigFile(path, { required: false, signal });
+      const text = await readKubeconfigFile(path, signal);
       if (text !== undefined) files.push(parseKubeconfig(text, path));
     }
     if (files.length === 0) throw new KubeConfigError(`Cannot use KUBECONFIG=${list}: none of its files exists`);
@@ -104,7 +107,7 @@ export async function loadKubeConnection(options: LoadKubeConnectionOptions): Pr
   }
   const home = env["HOME"] !== undefined && env["HOME"] !== "" ? env["HOME"] : homedir();
   const path = join(home, ".kube", "config");
-  const text = await readKubeconfigFile(path, { required: false, signal });
+  const text = await readKubeconfigFile(path, signal);
   if (text === undefined) {
     throw new KubeConfigError(
       `Cannot find Kubernetes credentials: no kubeconfig was given, KUBECONFIG is not set, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not in a pod), and ${path} does not exist`,
@@ -456,7 +459,7 @@ async function connectionFromSelection(selection: KubeconfigSelection, io: Conne
   else if (user.keyFile !== undefined) connection.key = await read(user.keyFile, keyWhat);
   if (user.basicAuth !== undefined) connection.basicAuth = user.basicAuth;
   if (user.tokenFile !== undefined) {
-    const tokens = fileTokenSource(user.tokenFile, { now: io.now, describe: `tokenFile of user "${user.name}" (kubeconfig ${files}, context ${selection.contextName})` });
+    const tokens = fileTokenSource(user.tokenFile, { now: io.now, describe: `tokenFile of user "${user.name}", ${source}` });
     await tokens.token(io.signal); // A missing file fails now, not at the first request.
     connection.credentials = tokens;
   } else if (user.token !== undefined) {
@@ -485,12 +488,13 @@ function staticToken(token: string): CredentialSource {
   return { token: () => Promise.resolve(token), invalidate: () => {} };
 }
 
-async function readKubeconfigFile(path: string, options: { required: boolean; signal: AbortSignal | undefined }): Promise<string | undefined> {
+/** The text of a kubeconfig file; undefined when it does not exist. */
+async function readKubeconfigFile(path: string, signal: AbortSignal | undefined): Promise<string | undefined> {
   try {
-    return await readFile(path, { encoding: "utf8", signal: options.signal });
+    return await readFile(path, { encoding: "utf8", signal });
   } catch (error) {
-    options.signal?.throwIfAborted();
-    if (!options.required && (error as { code?: unknown }).code === "ENOENT") return undefined;
+    signal?.throwIfAborted();
+    if ((error as { code?: unknown }).code === "ENOENT") return undefined;
     throw new KubeConfigError(`Cannot use kubeconfig ${path}: cannot read it: ${errorMessage(error)}`, { cause: error });
   }
 }
@@ -504,7 +508,7 @@ export interface FileTokenSourceOptions {
   reReadMs?: number | undefined;
   /** The clock, in ms. Default `Date.now`. */
   now?: (() => number) | undefined;
-  /** What the file is, for messages (e.g. `the in-cluster service account token`). Default: "token file". */
+  /** What the file is, for messages (e.g. `in-cluster service account token`). Default "token file". */
   describe?: string | undefined;
 }
 
@@ -530,7 +534,7 @@ export function fileTokenSource(path: string, options: FileTokenSourceOptions = 
       } catch (error) {
         signal?.throwIfAborted();
         if (cached !== undefined) return cached;
-        throw new KubeConfigError(`Cannot read the ${describe} ${path}: ${errorMessage(error)}`, { cause: error });
+        throw new KubeConfigError(`Cannot read ${path} (${describe}): ${errorMessage(error)}`, { cause: error });
       }
       cached = text;
       readAt = now();
@@ -569,12 +573,7 @@ async function inClusterConnection(options: {
   const ca = await read("ca.crt");
   if (ca === undefined) throw fail(`${join(dir, "ca.crt")} does not exist`);
   const tokens = fileTokenSource(join(dir, "token"), { now, describe: "in-cluster service account token" });
-  try {
-    await tokens.token(signal);
-  } catch (error) {
-    signal?.throwIfAborted();
-    throw fail(errorMessage(error), error);
-  }
+  await tokens.token(signal); // A missing token fails now, not at the first request.
   // Like client-go: the downward API's POD_NAMESPACE, then the mounted namespace file.
   const namespace = podNamespace !== undefined && podNamespace !== "" ? podNamespace : ((await read("namespace"))?.trim() || "default");
   const hostPart = host.includes(":") ? `[${host}]` : host;

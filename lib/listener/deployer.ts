@@ -233,6 +233,9 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     const pickup = pickupMs === undefined ? {} : { pickupMs };
     log.info("applying build", { objects: decoded.objects.length, recordedBuild: recordedBuild ?? null, resumes: attempt.resumes, pickupMs, receiveCount: message.receiveCount });
     const started = now();
+    // A process paused past its renew deadline (SIGSTOP, a long GC, a frozen node) may resume
+    // here before the Lease's timer has run: ask the clock, not the timer, before kubectl starts.
+    if (!lease.isHeld()) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was applied: ${errorMessage(lease.lost.reason)}`);
     let applied: ApplyResult;
     try {
       applied = await applyObjects(decoded.objects, { api, kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
@@ -261,7 +264,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
 
     // 3. Health, prune, the kept bundle.
     const after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, log }, leaseSignal);
-    if (lease.lost.aborted) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was recorded: ${errorMessage(lease.lost.reason)}`);
+    if (!lease.isHeld()) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was recorded: ${errorMessage(lease.lost.reason)}`);
 
     // 4. Commit, only over our own intent.
     const outcome = outcomeOf(a, "applied", { durationMs: applied.durationMs, objects: applied.inventory.length, ...pickup, ...after?.outcome });

@@ -344,7 +344,7 @@ export interface DriftPassOptions {
   identity?: string;
   /** Kept bundle's Secret. Default {@link DEFAULT_BUNDLE_SECRET}. */
   bundleSecret?: string;
-  /** Default 30. */
+  /** The deploy Lease's duration, in seconds, as the deployer's. Default that of lib/kube/lease.ts. */
   leaseDurationSeconds?: number;
   /** Default "kube-pico-cd". */
   fieldManager?: string;
@@ -372,7 +372,7 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
     lockName,
     identity,
     bundleSecret = DEFAULT_BUNDLE_SECRET,
-    leaseDurationSeconds = 30,
+    leaseDurationSeconds,
     fieldManager = "kube-pico-cd",
     forceConflicts = true,
     applyTimeoutMs = 300_000,
@@ -388,8 +388,8 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
     lease = await tryAcquireLease({
       api,
       namespace,
-      leaseDurationSeconds,
       signal,
+      ...(leaseDurationSeconds === undefined ? {} : { leaseDurationSeconds }),
       ...(lockName === undefined ? {} : { name: lockName }),
       ...(identity === undefined ? {} : { identity }),
     });
@@ -406,6 +406,8 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
     objects = keptObjects(kept!.payload!, where);
     const refused = driftPolicyProblem(objects, policy, buildId!);
     if (refused !== undefined) return done({ result: "skipped", reason: refused, buildId: buildId! });
+    // The Lease may have lapsed while the record and the Secret were read (a paused process).
+    if (!lease.isHeld()) return done({ result: "skipped", reason: "the deploy lock was lost before the re-apply", buildId: buildId! });
     const applied = await applyObjects(objects, { kubectl, api, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
     return done({ result: "applied", buildId: buildId!, objects: applied.inventory.length });
   } catch (error) {

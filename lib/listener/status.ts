@@ -32,8 +32,9 @@ export const STATUS_BUILD_WIDTH = 32;
 export const STATUS_OPTIONS = {
   namespace: LISTENER_OPTIONS.namespace,
   "state-configmap": LISTENER_OPTIONS["state-configmap"],
-  kubeconfig: LISTENER_OPTIONS.kubeconfig,
-  context: LISTENER_OPTIONS.context,
+  // Status starts no kubectl: only the help differs from the listener's.
+  kubeconfig: { ...LISTENER_OPTIONS.kubeconfig, help: "Kubeconfig file to read the record with." },
+  context: { ...LISTENER_OPTIONS.context, help: "Kubeconfig context to read the record with." },
   json: { type: "boolean", defaultText: "false (a table)", help: "Print the record as JSON: namespace, configMap, resourceVersion (null: no record yet), current, inflight, inventory, history." },
   limit: { type: "string", value: "N", defaultText: "1000: all (the listener keeps 20 by default)", help: `History rows shown, newest first (1-${MAX_STATUS_LIMIT}); also cuts the JSON history.` },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },

@@ -14,7 +14,7 @@ interface TestKubeconfig {
 }
 
 /** The connection a kubeconfig of test/env/kube.ts describes (`kubeconfig`: its path). */
-export function testKubeConnection(kubeconfig: string, namespace = "default"): KubeConnection {
+export function connectionOf(kubeconfig: string, namespace = "default"): KubeConnection {
   const parsed = parse(readFileSync(kubeconfig, "utf8")) as TestKubeconfig;
   const server = parsed.clusters?.[0]?.cluster?.server;
   const token = parsed.users?.[0]?.user?.token;
@@ -29,9 +29,12 @@ export function testKubeConnection(kubeconfig: string, namespace = "default"): K
   };
 }
 
+/** The same as {@link connectionOf}. */
+export const testKubeConnection = connectionOf;
+
 /** A client of the shared test environment's API server as its admin (system:masters). */
 export async function testKubeApi(options: KubeApiOptions & { namespace?: string } = {}): Promise<KubeApi> {
   const { namespace, ...apiOptions } = options;
   const env = await testEnv();
-  return new KubeApi(testKubeConnection(env.kubeconfig, namespace), apiOptions);
+  return new KubeApi(connectionOf(env.kubeconfig, namespace), apiOptions);
 }

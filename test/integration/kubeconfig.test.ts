@@ -157,12 +157,12 @@ process.stdout.write(JSON.stringify({ apiVersion: ${JSON.stringify(apiVersion)},
     });
 
     test("a v1beta1 plugin is run again once its credential has (nearly) expired", async () => {
-      const plugin = writePlugin("exec-expiry", { lifetimeMs: 2_000, apiVersion: "client.authentication.k8s.io/v1beta1" });
+      const plugin = writePlugin("exec-expiry", { lifetimeMs: 4_000, apiVersion: "client.authentication.k8s.io/v1beta1" });
       const connection = await loadKubeConnection({ kubeconfig: plugin.kubeconfig, env: { PATH: process.env.PATH } });
       expect(await readProbe(connection)).toEqual({ hello: "world" });
       expect(runs(plugin.calls).length).toBe(1);
       // Refreshed at half of a short lifetime; the timestamp is whole seconds, so wait past all of it.
-      await new Promise((r) => setTimeout(r, 2_100));
+      await new Promise((r) => setTimeout(r, 4_100));
       expect(await readProbe(connection)).toEqual({ hello: "world" });
       expect(runs(plugin.calls).length).toBe(2);
     });

@@ -1,6 +1,9 @@
-/** The pure parts of the phased apply: argv, phase split and inventory parsing. */
+/** The pure parts of the phased apply: argv, phase split, inventory parsing and the CRD wait's verdicts. */
 import { describe, expect, test } from "bun:test";
-import { applyArgs, groupOf, inventoryFromApplyOutput, isFirstPhaseObject, toListJson, waitEstablishedArgs } from "../../lib/kube/apply.ts";
+import { applyArgs, crdProgress, crdServes, inventoryFromApplyOutput, isFirstPhaseObject, toListJson, waitForCrds } from "../../lib/kube/apply.ts";
+import { KubeApi } from "../../lib/kube/api.ts";
+import { KubePicoCdError } from "../../lib/errors.ts";
+import { closedPort } from "../helpers/unreachable.ts";
 
 describe("applyArgs()", () => {
   test("applyArgs() is a server-side apply from stdin with the kube-pico-cd field manager", () => {
@@ -21,15 +24,70 @@ describe("applyArgs()", () => {
   });
 });
 
-describe("waitEstablishedArgs()", () => {
-  test("waitEstablishedArgs() waits for each CRD by its full resource name, timeout rounded up to seconds", () => {
-    expect(waitEstablishedArgs(["widgets.example.com", "gadgets.example.com"], 12_300)).toEqual([
-      "wait",
-      "--for=condition=Established",
-      "--timeout=13s",
-      "customresourcedefinitions.apiextensions.k8s.io/widgets.example.com",
-      "customresourcedefinitions.apiextensions.k8s.io/gadgets.example.com",
-    ]);
+const crd = (status?: unknown) => ({
+  apiVersion: "apiextensions.k8s.io/v1",
+  kind: "CustomResourceDefinition",
+  metadata: { name: "widgets.example.com" },
+  spec: {
+    group: "example.com",
+    names: { kind: "Widget", plural: "widgets" },
+    versions: [
+      { name: "v1", served: true, storage: true },
+      { name: "v1beta1", served: false, storage: false },
+      { name: "v2", served: true, storage: false },
+    ],
+  },
+  ...(status === undefined ? {} : { status }),
+});
+
+describe("crdProgress()", () => {
+  test("crdProgress() waits for a CRD with no status, no conditions, or Established not True", () => {
+    for (const status of [undefined, {}, { conditions: [] }, { conditions: [{ type: "Established", status: "False" }] }]) {
+      expect(crdProgress(crd(status))).toEqual({ state: "waiting", reason: "not Established yet" });
+    }
+  });
+
+  test("crdProgress() waits for a CRD that is not found (yet)", () => {
+    expect(crdProgress(null)).toEqual({ state: "waiting", reason: "not found" });
+  });
+
+  test("crdProgress() is ready when Established is True", () => {
+    expect(crdProgress(crd({ conditions: [{ type: "NamesAccepted", status: "True" }, { type: "Established", status: "True" }] }))).toEqual({ state: "ready" });
+  });
+
+  test("crdProgress() fails with the condition's reason and message when NamesAccepted is False", () => {
+    const status = { conditions: [{ type: "NamesAccepted", status: "False", reason: "MultipleNamesNotAllowed", message: '"widgets" is already in use' }] };
+    expect(crdProgress(crd(status))).toEqual({ state: "failed", reason: 'MultipleNamesNotAllowed: "widgets" is already in use' });
+  });
+});
+
+describe("crdServes()", () => {
+  test("crdServes() is the group, kind and served versions of a CRD", () => {
+    expect(crdServes(crd())).toEqual({ group: "example.com", kind: "Widget", versions: ["v1", "v2"] });
+  });
+
+  test("crdServes() is undefined when the spec lacks group or kind", () => {
+    expect(crdServes({ spec: { names: {} } })).toBeUndefined();
+    expect(crdServes(null)).toBeUndefined();
+  });
+});
+
+describe("waitForCrds()", () => {
+  test("waitForCrds() keeps waiting while the API server cannot be reached, then throws a KubePicoCdError naming each CRD and why", async () => {
+    const api = new KubeApi({ server: `https://127.0.0.1:${await closedPort()}`, insecureSkipTlsVerify: true, namespace: "default", source: "test" }, { timeoutMs: 1_000 });
+    const error = await waitForCrds(api, ["widgets.example.com"], { timeoutMs: 300, intervalMs: 10 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KubePicoCdError);
+    expect((error as Error).message).toStartWith(
+      "Cannot apply the objects that follow the CustomResourceDefinitions as 1 of 1 were not Established within 0 s: widgets.example.com (cannot read it: Cannot reach the Kubernetes API server for GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com: ",
+    );
+    api.close();
+  });
+
+  test("waitForCrds() rejects with the signal's reason when aborted", async () => {
+    const api = new KubeApi({ server: `https://127.0.0.1:${await closedPort()}`, insecureSkipTlsVerify: true, namespace: "default", source: "test" });
+    const reason = new Error("stop");
+    await expect(waitForCrds(api, ["widgets.example.com"], { timeoutMs: 60_000, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    api.close();
   });
 });
 
@@ -39,12 +97,6 @@ describe("isFirstPhaseObject()", () => {
     expect(isFirstPhaseObject({ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" })).toBe(true);
     expect(isFirstPhaseObject({ apiVersion: "v1", kind: "ConfigMap" })).toBe(false);
     expect(isFirstPhaseObject({ apiVersion: "example.com/v1", kind: "Namespace" })).toBe(false);
-  });
-});
-
-describe("groupOf()", () => {
-  test("groupOf() is the part before the slash, empty for the core group", () => {
-    expect([groupOf("apps/v1"), groupOf("v1"), groupOf("apiextensions.k8s.io/v1")]).toEqual(["apps", "", "apiextensions.k8s.io"]);
   });
 });
 

@@ -1,5 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import { getObjectsArgs, isHealthChecked, itemsOfGetOutput, objectHealth, waitForHealth } from "../../lib/kube/health.ts";
+import { KubeApi } from "../../lib/kube/api.ts";
+import { crdHealth, isHealthChecked, objectHealth, waitForHealth } from "../../lib/kube/health.ts";
+import { closedPort } from "../helpers/unreachable.ts";
+
+/** A client of an API server that cannot be reached (nothing listens on its port). */
+async function unreachableApi(): Promise<KubeApi> {
+  return new KubeApi({ server: `https://127.0.0.1:${await closedPort()}`, insecureSkipTlsVerify: true, namespace: "default", source: "test" }, { timeoutMs: 1_000 });
+}
+
+/** A client that must never be asked: its server is not a usable URL for a request. */
+const unusedApi = new KubeApi({ server: "https://unused.invalid", namespace: "default", source: "test" });
 
 const deployment = (spec: Record<string, unknown>, status: Record<string, unknown>, generation = 1) => ({
   apiVersion: "apps/v1",
@@ -84,44 +94,64 @@ describe("objectHealth()", () => {
   });
 });
 
-describe("isHealthChecked() and getObjectsArgs()", () => {
+describe("crdHealth()", () => {
+  const crd = (status?: unknown) => ({ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: { name: "w.example.com" }, ...(status === undefined ? {} : { status }) });
+  test("crdHealth() is progressing while a CRD has no status or no conditions yet", () => {
+    expect(crdHealth(crd())).toEqual({ state: "progressing", reason: "not Established yet" });
+    expect(crdHealth(crd({}))).toEqual({ state: "progressing", reason: "not Established yet" });
+    expect(crdHealth(crd({ conditions: [] }))).toEqual({ state: "progressing", reason: "not Established yet" });
+    expect(crdHealth(crd({ conditions: [{ type: "NamesAccepted", status: "True" }, { type: "Established", status: "False" }] }))).toEqual({
+      state: "progressing",
+      reason: "not Established yet",
+    });
+  });
+
+  test("crdHealth() is failed when NamesAccepted is False, even if Established says True", () => {
+    const conditions = [
+      { type: "NamesAccepted", status: "False", reason: "MultipleNamesNotAllowed", message: '"widgets" is already in use' },
+      { type: "Established", status: "True" },
+    ];
+    expect(crdHealth(crd({ conditions }))).toEqual({ state: "failed", reason: 'MultipleNamesNotAllowed: "widgets" is already in use' });
+  });
+});
+
+describe("isHealthChecked()", () => {
   test("isHealthChecked() covers the workload kinds and CRDs only", () => {
     expect(isHealthChecked({ group: "apps", kind: "Deployment" })).toBe(true);
     expect(isHealthChecked({ group: "batch", kind: "Job" })).toBe(true);
+    expect(isHealthChecked({ group: "apiextensions.k8s.io", kind: "CustomResourceDefinition" })).toBe(true);
     expect(isHealthChecked({ group: "batch", kind: "CronJob" })).toBe(false);
     expect(isHealthChecked({ group: "", kind: "ConfigMap" })).toBe(false);
-  });
-
-  test("getObjectsArgs() reads several objects of one namespace in one call", () => {
-    expect(getObjectsArgs("app", [
-      { group: "apps", kind: "Deployment", namespace: "app", name: "web" },
-      { group: "batch", kind: "Job", namespace: "app", name: "migrate" },
-    ])).toEqual(["get", "--namespace=app", "Deployment.apps/web", "Job.batch/migrate", "--ignore-not-found", "-o", "json"]);
-  });
-
-  test("itemsOfGetOutput() reads a single object, a List and nothing", () => {
-    expect(itemsOfGetOutput("")).toEqual([]);
-    expect(itemsOfGetOutput('{"kind":"Deployment"}')).toEqual([{ kind: "Deployment" }]);
-    expect(itemsOfGetOutput('{"kind":"List","items":[{"kind":"A"},{"kind":"B"}]}')).toEqual([{ kind: "A" }, { kind: "B" }]);
+    expect(isHealthChecked({ group: "example.com", kind: "Deployment" })).toBe(false);
   });
 });
 
 describe("waitForHealth()", () => {
-  test("waitForHealth() is Healthy at once, without calling kubectl, when nothing is checked", async () => {
-    const result = await waitForHealth([{ group: "", kind: "ConfigMap", namespace: "a", name: "b" }], { kubectl: { kubectlPath: "/nonexistent/kubectl" } });
+  test("waitForHealth() is Healthy at once, without a request, when nothing is checked", async () => {
+    const result = await waitForHealth([{ group: "", kind: "ConfigMap", namespace: "a", name: "b" }], { api: unusedApi });
     expect(result).toEqual({ status: "Healthy", durationMs: 0, checked: 0 });
   });
 
   test("waitForHealth() throws a RangeError naming the bad timeout", async () => {
-    await expect(waitForHealth([], { kubectl: { kubectlPath: "kubectl" }, timeoutMs: 0 })).rejects.toThrow(
+    await expect(waitForHealth([], { api: unusedApi, timeoutMs: 0 })).rejects.toThrow(
       new RangeError("Cannot wait for health as 'timeoutMs' must be a positive finite number: current value is 0"),
     );
   });
 
-  test("waitForHealth() reports Timeout with the read error when kubectl cannot run", async () => {
-    const result = await waitForHealth([{ group: "apps", kind: "Deployment", namespace: "a", name: "web" }], { kubectl: { kubectlPath: "/nonexistent/kubectl" }, timeoutMs: 50, intervalMs: 10 });
+  test("waitForHealth() reports Timeout with the read error when the API server cannot be reached", async () => {
+    const api = await unreachableApi();
+    const result = await waitForHealth([{ group: "apps", kind: "Deployment", namespace: "a", name: "web" }], { api, timeoutMs: 50, intervalMs: 10 });
     expect(result.status).toBe("Timeout");
     expect(result.object).toBe("apps/Deployment/a/web");
-    expect(result.reason).toStartWith("not healthy after 0 s: cannot read it: Cannot run `kubectl get --namespace=a Deployment.apps/web");
+    expect(result.reason).toMatch(/^not healthy after 0 s: cannot read it: Cannot reach the Kubernetes API server for GET \/apis?: /);
+    api.close();
+  });
+
+  test("waitForHealth() rejects with the signal's reason when aborted", async () => {
+    const api = await unreachableApi();
+    const reason = new Error("stop");
+    const result = waitForHealth([{ group: "apps", kind: "Deployment", namespace: "a", name: "web" }], { api, timeoutMs: 60_000, intervalMs: 10, signal: AbortSignal.abort(reason) });
+    await expect(result).rejects.toBe(reason);
+    api.close();
   });
 });

@@ -360,7 +360,7 @@ contexts:
   test("loadKubeConnection() throws when the explicit kubeconfig does not exist", async () => {
     const path = join(dir, "nope/config");
     const error = await rejection(loadKubeConnection({ kubeconfig: path, env: {} }), KubeConfigError);
-    expect(error.message).toStartWith(`Cannot use kubeconfig ${path}: cannot read it: `);
+    expect(error.message).toBe(`Cannot use kubeconfig ${path}: it does not exist`);
   });
 
   test("loadKubeConnection() takes the explicit kubeconfig over KUBECONFIG, and KUBECONFIG over the service account", async () => {
@@ -412,11 +412,18 @@ contexts:
     expect((await loadKubeConnection({ env: { ...env, POD_NAMESPACE: "from-env" }, serviceAccountDir: join(dir, "sa-v6") })).namespace).toBe("from-env");
   });
 
-  test("loadKubeConnection() throws naming the service-account directory when the token is missing", async () => {
+  test("loadKubeConnection() throws naming the service-account token file when it is missing", async () => {
     file("sa-no-token/ca.crt", PEM_CA);
     const sa = join(dir, "sa-no-token");
     const error = await rejection(loadKubeConnection({ env: { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" }, serviceAccountDir: sa }), KubeConfigError);
-    expect(error.message).toStartWith(`Cannot use the in-cluster service account (${sa}): Cannot read the in-cluster service account token ${sa}/token: `);
+    expect(error.message).toStartWith(`Cannot read ${sa}/token (in-cluster service account token): ENOENT`);
+  });
+
+  test("loadKubeConnection() throws naming the CA file of the service account when it is missing", async () => {
+    file("sa-no-ca/token", "t");
+    const sa = join(dir, "sa-no-ca");
+    const error = await rejection(loadKubeConnection({ env: { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" }, serviceAccountDir: sa }), KubeConfigError);
+    expect(error.message).toBe(`Cannot use the in-cluster service account (${sa}): ${sa}/ca.crt does not exist`);
   });
 
   test("loadKubeConnection() throws naming every place it looked when there is nothing", async () => {
@@ -580,10 +587,10 @@ describe("fileTokenSource()", () => {
   test("fileTokenSource() throws naming the file when it was never readable, or is empty", async () => {
     const missing = join(dir, "no-such-token");
     expect((await rejection(fileTokenSource(missing, { describe: "tokenFile of user \"u\"" }).token(), KubeConfigError)).message).toStartWith(
-      `Cannot read the tokenFile of user "u" ${missing}: ENOENT`,
+      `Cannot read ${missing} (tokenFile of user "u"): ENOENT`,
     );
     const empty = file("empty-token", "\n");
-    expect((await rejection(fileTokenSource(empty).token(), KubeConfigError)).message).toBe(`Cannot read the token file ${empty}: the file is empty`);
+    expect((await rejection(fileTokenSource(empty).token(), KubeConfigError)).message).toBe(`Cannot read ${empty} (token file): the file is empty`);
   });
 });
 

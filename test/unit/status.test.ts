@@ -10,6 +10,7 @@ const commitA = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
 
 const record: StoredRecord = {
   resourceVersion: "812",
+  inflight: null,
   current: {
     build: { id: "rollback-0a1b2c3", timestampMs: 1_764_102_000_000, commit: commitA, ref: "refs/heads/main", repository: "example/shop", url: "https://github.com/example/shop/actions/runs/42/attempts/1" },
     digest: "ab".repeat(32),
@@ -88,13 +89,13 @@ describe("formatStatus()", () => {
   });
 
   test("formatStatus() says so when the ConfigMap does not exist yet", () => {
-    expect(formatStatus({ current: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
+    expect(formatStatus({ current: null, inflight: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
       "No version record kube-pico-cd/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n",
     );
   });
 
   test("formatStatus() shows 'none' and the failures when no build was ever applied", () => {
-    const failedOnly: StoredRecord = { current: null, inventory: [], history: [{ result: "failed", time: "2025-01-02T03:04:05.000Z", buildId: "b1", durationMs: 59_960, error: "boom" }], resourceVersion: "5" };
+    const failedOnly: StoredRecord = { current: null, inflight: null, inventory: [], history: [{ result: "failed", time: "2025-01-02T03:04:05.000Z", buildId: "b1", durationMs: 59_960, error: "boom" }], resourceVersion: "5" };
     expect(formatStatus(failedOnly, where)).toBe(
       [
         "Version record kube-pico-cd/kube-pico-cd-state",
@@ -112,6 +113,7 @@ describe("formatStatus()", () => {
   test("formatStatus() marks the current build's missing fields with '-' and says when the history is empty", () => {
     const bare: StoredRecord = {
       current: { build: { id: "b7", timestampMs: 0 }, digest: "md5:0123456789abcdef0123456789", appliedAt: "2025-01-01T00:00:00.000Z", messageId: "m", objectCount: 0 },
+      inflight: null,
       inventory: [],
       history: [],
       resourceVersion: "9",
@@ -130,6 +132,30 @@ describe("formatStatus()", () => {
       "History: empty",
       "",
     ]);
+  });
+
+  test("formatStatus() shows a deploy that started and was not confirmed, between the current build and the history", () => {
+    const inflight: StoredRecord["inflight"] = {
+      build: { id: "build-104", timestampMs: 1_764_102_100_000, commit: "d00d00d00d00d00d" },
+      digest: "cd".repeat(32),
+      messageId: "m-5",
+      objectCount: 4,
+      startedAt: "2025-11-25T20:30:00.000Z",
+      holder: "kube-pico-cd-7f9c-abcde",
+      inventory: [],
+    };
+    const lines = formatStatus({ ...record, inflight }, where, { limit: 1 }).split("\n");
+    expect(lines.slice(11, 19)).toEqual([
+      "",
+      "In-flight deploy: build-104 (started, not confirmed: still applying, or interrupted and settled by the next deploy)",
+      "  commit:     d00d00d00d00d00d",
+      "  started at: 2025-11-25T20:30:00.000Z",
+      "  holder:     kube-pico-cd-7f9c-abcde",
+      "  objects:    4",
+      "  digest:     cdcdcdcdcdcd…",
+      "",
+    ]);
+    expect(lines[19]).toBe("History, newest first (1 of 4):");
   });
 });
 
@@ -196,30 +222,31 @@ describe("statusJson()", () => {
       configMap: "kube-pico-cd-state",
       resourceVersion: "812",
       current: record.current,
+      inflight: null,
       inventory: record.inventory,
       history: [record.history[0]],
     });
   });
 
   test("statusJson() gives resourceVersion null and an empty record when there is none", () => {
-    expect(statusJson({ current: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
-      '{\n  "namespace": "kube-pico-cd",\n  "configMap": "kube-pico-cd-state",\n  "resourceVersion": null,\n  "current": null,\n  "inventory": [],\n  "history": []\n}\n',
+    expect(statusJson({ current: null, inflight: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
+      '{\n  "namespace": "kube-pico-cd",\n  "configMap": "kube-pico-cd-state",\n  "resourceVersion": null,\n  "current": null,\n  "inflight": null,\n  "inventory": [],\n  "history": []\n}\n',
     );
   });
 });
 
 describe("parseStatusOptions()", () => {
   test("parseStatusOptions() uses the pod's namespace and the listener's defaults", () => {
-    expect(parseStatusOptions([], {}, () => "kube-pico-cd\n")).toEqual({ namespace: "kube-pico-cd", stateConfigMap: "kube-pico-cd-state", kubectl: "kubectl", json: false, help: false, limit: 1000 });
+    expect(parseStatusOptions([], {}, () => "kube-pico-cd\n")).toEqual({ namespace: "kube-pico-cd", stateConfigMap: "kube-pico-cd-state", json: false, help: false, limit: 1000 });
   });
 
   test("parseStatusOptions() reads the listener's variables, and flags win over them", () => {
-    const env = { KUBE_PICO_CD_NAMESPACE: "from-env", KUBE_PICO_CD_STATE_CONFIGMAP: "rec", KUBE_PICO_CD_KUBECTL: "/bin/kubectl", KUBE_PICO_CD_KUBECONFIG: "/k.yaml", KUBE_PICO_CD_QUEUE: "ignored" };
-    expect(parseStatusOptions(["--namespace", "from-flag", "--json", "--limit", "5"], env, noFile)).toEqual({
+    const env = { KUBE_PICO_CD_NAMESPACE: "from-env", KUBE_PICO_CD_STATE_CONFIGMAP: "rec", KUBE_PICO_CD_KUBECTL: "/bin/kubectl", KUBE_PICO_CD_KUBECONFIG: "/k.yaml", KUBE_PICO_CD_CONTEXT: "env-ctx", KUBE_PICO_CD_QUEUE: "ignored" };
+    expect(parseStatusOptions(["--namespace", "from-flag", "--json", "--limit", "5", "--context", "prod"], env, noFile)).toEqual({
       namespace: "from-flag",
       stateConfigMap: "rec",
-      kubectl: "/bin/kubectl",
       kubeconfig: "/k.yaml",
+      context: "prod",
       json: true,
       limit: 5,
       help: false,
@@ -272,10 +299,12 @@ describe("runStatus()", () => {
     });
   });
 
-  test("runStatus() exits 2 naming the record and the reason when kubectl cannot run", async () => {
-    const result = await run(["--namespace", "ns", "--kubectl", "/nonexistent/kubectl"]);
+  test("runStatus() exits 2 naming the record and the reason when the kubeconfig cannot be read", async () => {
+    const result = await run(["--namespace", "ns", "--kubeconfig", "/nonexistent/kubeconfig"]);
     expect(result.code).toBe(2);
-    expect(result.err).toStartWith("listener status: Cannot read the version record ConfigMap ns/kube-pico-cd-state: Cannot run `kubectl get configmap kube-pico-cd-state --namespace=ns -o json`: cannot start /nonexistent/kubectl");
+    expect(result.out).toBe("");
+    expect(result.err).toStartWith("listener status: Cannot read the version record ConfigMap ns/kube-pico-cd-state: ");
+    expect(result.err).toContain("/nonexistent/kubeconfig");
     expect(result.err.trimEnd().split("\n")).toHaveLength(1);
   });
 
@@ -283,6 +312,7 @@ describe("runStatus()", () => {
     const result = await run(["--help"]);
     expect(result.code).toBe(0);
     expect(result.out).toBe(`${statusHelpText()}\n`);
-    for (const flag of ["--namespace", "--state-configmap", "--kubectl", "--kubeconfig", "--json", "--limit", "--help"]) expect(result.out).toContain(flag);
+    for (const flag of ["--namespace", "--state-configmap", "--kubeconfig", "--context", "--json", "--limit", "--help"]) expect(result.out).toContain(flag);
+    expect(result.out).not.toContain("--kubectl");
   });
 });
