@@ -184,7 +184,8 @@ export function deleteOptions(uid: string): { kind: "DeleteOptions"; apiVersion:
 /**
  * What a 409 to a delete means, found by reading the object again: the uid precondition
  * failed because the object is someone else's now (kept), or it went away meanwhile (gone),
- * or its deletion is already under way (a terminating Namespace answers 409 too: pruned).
+ * or its deletion is already under way (pruned: some API server versions answer 409 to the
+ * delete of a Namespace that is already terminating).
  */
 async function afterConflict(
   api: KubeApi,

@@ -263,7 +263,14 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     log.info("build applied", { objects: applied.inventory.length, durationMs: applied.durationMs, phases: applied.phases.map((p) => `${p.phase}:${p.durationMs}`) });
 
     // 3. Health, prune, the kept bundle.
-    const after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, log }, leaseSignal);
+    let after: AfterApplyResult | undefined;
+    try {
+      after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, log }, leaseSignal);
+    } catch (error) {
+      // Health and prune never fail a deploy; they throw only when the Lease was lost or the listener aborted.
+      if (leaseSignal.aborted) throw new HoldError(`The health wait or prune of build ${decoded.build.id} was interrupted: ${errorMessage(leaseSignal.reason)}`, { cause: error });
+      throw error;
+    }
     if (!lease.isHeld()) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was recorded: ${errorMessage(lease.lost.reason)}`);
 
     // 4. Commit, only over our own intent.

@@ -7,7 +7,7 @@
  * reason.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -125,6 +125,8 @@ export async function createNamespace(prefix = "t"): Promise<string> {
 export async function startDedicatedControlPlane(options: { controllers?: boolean } = {}): Promise<ControlPlane> {
   await testEnv(); // Reaps abandoned environments and fails early if binaries are missing.
   const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-env-cp-"));
+  // Claimed at once: another test run's reaper removes environment folders whose owner is gone.
+  writeFileSync(join(dir, "owner.pid"), String(process.pid));
   const cp = await startControlPlane(dir, { controllers: options.controllers ?? false });
   extraCleanups.push(async () => {
     await cp.stop();
@@ -137,6 +139,7 @@ export async function startDedicatedControlPlane(options: { controllers?: boolea
 export async function startDedicatedElasticMQ(options: { port?: number } = {}): Promise<ElasticMQ> {
   await testEnv();
   const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-env-sqs-"));
+  writeFileSync(join(dir, "owner.pid"), String(process.pid));
   const { mkdirSync } = await import("node:fs");
   mkdirSync(join(dir, "logs"));
   const sqs = await startElasticMQ(dir, options);

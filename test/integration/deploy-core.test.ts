@@ -209,7 +209,7 @@ describe("deploy core", () => {
       await until("build-2 recorded", async () => (await readRecord(ns))?.current?.build.id === "build-2", 60_000);
       const before = await readRecord(ns);
       r1.kill("SIGCONT");
-      await r1.waitForLog((l) => /Lease/.test(l.msg) || /Lease/.test(String(l["error"] ?? "")), 30_000);
+      await r1.waitForLog((l) => /Lost the deploy Lease/.test(JSON.stringify(l)), 30_000);
       await new Promise((r) => setTimeout(r, 10_000));
       const after = await readRecord(ns);
       expect(after?.current).toEqual(before!.current);
