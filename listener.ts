@@ -202,6 +202,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         ...applying,
         logger,
         stopping: stop.signal,
+        noHold: config.once,
         target: config.target,
         historyLimit: config.historyLimit,
         retryBaseSeconds: config.retryBaseSeconds,

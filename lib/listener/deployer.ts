@@ -95,6 +95,13 @@ export interface DeployerOptions {
   onApiStatus?: (reachable: boolean) => void;
   /** Aborted when the listener is asked to stop: waiting for the API or the Lease ends, unfinished messages go back. */
   stopping?: AbortSignal;
+  /**
+   * Do not hold a batch that cannot be deployed now (`--once`: a single pass must end): its
+   * messages go back to the queue after `holdRetrySeconds` instead. Default false.
+   */
+  noHold?: boolean;
+  /** With `noHold`, the delay before such messages are visible again, in seconds. Default 10. */
+  holdRetrySeconds?: number;
   now?: () => number;
 }
 
@@ -146,6 +153,8 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     onOutcome,
     onApiStatus,
     stopping,
+    noHold = false,
+    holdRetrySeconds = 10,
     now = Date.now,
     admit,
     afterApply,
@@ -383,6 +392,11 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
           throw error;
         }
         if (error instanceof HoldError) onApiStatus?.(false);
+        if (noHold && error instanceof HoldError) {
+          logger.warn("cannot deploy now; the batch goes back to the queue", { error: error as Error, retryInSeconds: holdRetrySeconds, messageIds: [...accepted.keys(), ...pendingRejections.map((r) => r.message.messageId)] });
+          for (const m of batch) if (!dispositions.has(m.messageId)) dispositions.set(m.messageId, { action: "retry", delaySeconds: holdRetrySeconds });
+          return dispositions;
+        }
         const waitMs = error instanceof MovedOnError ? 0 : backoff.next();
         logger.warn(error instanceof MovedOnError ? "the record moved on; deciding again" : "cannot deploy now; the batch is held and tried again", {
           error: error as Error,

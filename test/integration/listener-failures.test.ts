@@ -61,7 +61,7 @@ describe("listener: the original's defects", () => {
     const run = await runListenerOnce({ queueUrl: queue.url, namespace: ns, kubeconfig: env.unprivilegedKubeconfig, env: { KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS: "30" } });
     expect(run.code).toBe(0);
     expect(run.lines.filter((l) => l.msg === "applying build")).toHaveLength(0);
-    const warning = run.lines.find((l) => l.msg === "the batch could not be handled; its messages stay for a retry");
+    const warning = run.lines.find((l) => l.msg === "cannot deploy now; the batch goes back to the queue");
     expect(JSON.stringify(warning?.error)).toContain("Cannot read the version record");
     expect(JSON.stringify(warning?.error)).toContain("Forbidden");
     expect((await kubectl(["get", "configmap", "app", "-n", ns])).code).not.toBe(0);

@@ -111,7 +111,7 @@ describe("listener: resilience", () => {
       await listener.waitForLog((l) => l.msg === "listening");
       await cp.stopApiServer();
       const sent = await sendBundle(queue.url, [configMap(ns, "app", { v: "after-outage" })], { timestampMs: 1_000 });
-      await listener.waitForLog((l) => l.msg === "the batch could not be handled; its messages stay for a retry");
+      await listener.waitForLog((l) => l.msg === "cannot deploy now; the batch is held and tried again");
       await new Promise((r) => setTimeout(r, 3_000));
       expect(listener.child.exitCode).toBeNull();
       await cp.startApiServer();
