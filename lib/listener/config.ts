@@ -25,7 +25,7 @@ export const LISTENER_OPTIONS = {
   namespace: { type: "string", env: ["KUBE_PICO_CD_NAMESPACE"], value: "NAME", defaultText: `the pod's namespace (${SERVICE_ACCOUNT_NAMESPACE_FILE})`, help: "Namespace of the version record and the deploy lock." },
   "state-configmap": { type: "string", env: ["KUBE_PICO_CD_STATE_CONFIGMAP"], value: "NAME", defaultText: DEFAULT_STATE_CONFIGMAP, help: "Name of the version record ConfigMap." },
   "lock-lease": { type: "string", env: ["KUBE_PICO_CD_LOCK_LEASE"], value: "NAME", defaultText: DEFAULT_LOCK_LEASE, help: "Name of the Lease that lets one replica deploy at a time." },
-  "lease-duration-seconds": { type: "string", env: ["KUBE_PICO_CD_LEASE_DURATION_SECONDS"], value: "N", defaultText: "30", help: "How long the deploy lock outlives a replica that died holding it." },
+  "lease-duration-seconds": { type: "string", env: ["KUBE_PICO_CD_LEASE_DURATION_SECONDS"], value: "N", defaultText: "30", help: "How long other replicas wait, from their own sighting of the holder's last renewal, before they take the deploy Lease; the holder gives up after two thirds of it (at most 10 s) without a renewal." },
   "history-limit": { type: "string", env: ["KUBE_PICO_CD_HISTORY_LIMIT"], value: "N", defaultText: String(DEFAULT_HISTORY_LIMIT), help: "Outcomes kept in the record's history." },
   kubectl: { type: "string", env: ["KUBE_PICO_CD_KUBECTL"], value: "PATH", defaultText: "kubectl (on PATH)", help: "kubectl binary." },
   kubeconfig: { type: "string", env: ["KUBE_PICO_CD_KUBECONFIG"], value: "PATH", defaultText: "kubectl's own choice: KUBECONFIG, the pod's service account, then ~/.kube/config", help: "Kubeconfig file, for kubectl and the listener's own API client." },
