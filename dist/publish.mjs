@@ -17,7 +17,7 @@ var __export = (target, all) => {
 };
 var __require = /* @__PURE__ */ createRequire(import.meta.url);
 
-// node_modules/@smithy/types/dist-cjs/index.js
+// ../../work/main/node_modules/@smithy/types/dist-cjs/index.js
 var require_dist_cjs = __commonJS(function(exports) {
   var HttpAuthLocation;
   (function(HttpAuthLocation) {
@@ -108,7 +108,7 @@ var require_dist_cjs = __commonJS(function(exports) {
   exports.resolveDefaultRuntimeConfig = resolveDefaultRuntimeConfig;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/transport/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/transport/index.js
 var require_transport = __commonJS(function(exports) {
   var { SMITHY_CONTEXT_KEY } = require_dist_cjs();
   var getSmithyContext = (context) => context[SMITHY_CONTEXT_KEY] || (context[SMITHY_CONTEXT_KEY] = {});
@@ -284,7 +284,7 @@ var require_transport = __commonJS(function(exports) {
   exports.toEndpointV1 = toEndpointV1;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/schema/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/schema/index.js
 var require_schema = __commonJS(function(exports) {
   var { getSmithyContext, HttpResponse, toEndpointV1 } = require_transport();
   var deref = (schemaRef) => {
@@ -961,7 +961,7 @@ var require_schema = __commonJS(function(exports) {
   exports.translateTraits = translateTraits;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/client/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/client/index.js
 var require_client = __commonJS(function(exports) {
   var { hasOwn } = require_transport();
   var { getSmithyContext, normalizeProvider } = require_transport();
@@ -2112,7 +2112,7 @@ var require_client = __commonJS(function(exports) {
   exports.withBaseException = withBaseException;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/config/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/config/index.js
 var require_config = __commonJS(function(exports) {
   var { homedir } = __require("node:os");
   var { sep, join } = __require("node:path");
@@ -2815,7 +2815,7 @@ var require_config = __commonJS(function(exports) {
   exports.resolveRegionConfig = resolveRegionConfig;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/endpoints/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/endpoints/index.js
 var require_endpoints = __commonJS(function(exports) {
   var { CONFIG_PREFIX_SEPARATOR, booleanSelector, SelectorType, loadConfig } = require_config();
   var { toEndpointV1, getSmithyContext, normalizeProvider, isValidHostLabel, hasOwn } = require_transport();
@@ -3635,7 +3635,7 @@ var require_endpoints = __commonJS(function(exports) {
   exports.resolveParams = resolveParams;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/serde/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/serde/index.js
 var require_serde = __commonJS(function(exports) {
   var { createHmac, createHash, getRandomValues } = __require("node:crypto");
   var { hasOwn, HttpResponse } = require_transport();
@@ -5300,7 +5300,7 @@ ${value}\r
   exports.writeKey = writeKey;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/checksum/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/checksum/index.js
 var require_checksum = __commonJS(function(exports) {
   var { createReadStream } = __require("node:fs");
   var { Writable } = __require("node:stream");
@@ -5916,7 +5916,7 @@ var require_checksum = __commonJS(function(exports) {
   exports.readableStreamHasher = readableStreamHasher;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/event-streams/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/event-streams/index.js
 var require_event_streams = __commonJS(function(exports) {
   var { Crc32 } = require_checksum();
   var { hasOwn } = require_transport();
@@ -6827,7 +6827,7 @@ var require_event_streams = __commonJS(function(exports) {
   exports.universalEventStreamSerdeProvider = eventStreamSerdeProvider$1;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/protocols/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/protocols/index.js
 var require_protocols = __commonJS(function(exports) {
   var { Uint8ArrayBlobAdapter, writeKey, sdkStreamMixin, splitEvery, splitHeader, NumericValue, toUtf8, fromBase64, LazyJsonString, _parseEpochTimestamp, _parseRfc7231DateTime, _parseRfc3339DateTimeWithOffset, fromUtf8, generateIdempotencyToken, toBase64, dateToUtcString, quoteHeader, parseEpochTimestamp, parseRfc7231DateTime, parseRfc3339DateTimeWithOffset } = require_serde();
   var { HttpRequest, HttpResponse, hasOwn, isValidHostname, getSmithyContext } = require_transport();
@@ -9753,7 +9753,7 @@ var require_protocols = __commonJS(function(exports) {
   exports.resolvedPath = resolvedPath;
 });
 
-// node_modules/@aws/lambda-invoke-store/dist-cjs/invoke-store.js
+// ../../work/main/node_modules/@aws/lambda-invoke-store/dist-cjs/invoke-store.js
 var require_invoke_store = __commonJS(function(exports) {
   var PROTECTED_KEYS = {
     REQUEST_ID: Symbol.for("_AWS_LAMBDA_REQUEST_ID"),
@@ -9882,7 +9882,7 @@ var require_invoke_store = __commonJS(function(exports) {
   exports.InvokeStoreBase = InvokeStoreBase;
 });
 
-// node_modules/@smithy/core/dist-cjs/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/index.js
 var require_dist_cjs2 = __commonJS(function(exports) {
   var { getSmithyContext, hasOwn } = require_transport();
   exports.getSmithyContext = getSmithyContext;
@@ -10212,7 +10212,7 @@ var require_dist_cjs2 = __commonJS(function(exports) {
   exports.setFeature = setFeature;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/retry/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/retry/index.js
 var require_retry = __commonJS(function(exports) {
   var { Readable } = __require("node:stream");
   var { NoOpLogger, normalizeProvider } = require_client();
@@ -11049,7 +11049,7 @@ var require_retry = __commonJS(function(exports) {
   exports.retryMiddlewareOptions = retryMiddlewareOptions;
 });
 
-// node_modules/bowser/es5.js
+// ../../work/main/node_modules/bowser/es5.js
 var require_es5 = __commonJS(function(exports, module) {
   /*!
    * Bowser - a browser detector
@@ -11874,7 +11874,7 @@ var require_es5 = __commonJS(function(exports, module) {
   });
 });
 
-// node_modules/@aws-sdk/core/dist-cjs/submodules/client/index.js
+// ../../work/main/node_modules/@aws-sdk/core/dist-cjs/submodules/client/index.js
 var require_client2 = __commonJS(function(exports) {
   var { HttpRequest, parseUrl } = require_protocols();
   var { NoOpLogger } = require_client();
@@ -12846,7 +12846,7 @@ More information can be found at: https://a.co/c895JFp`);
   exports.userAgentMiddleware = userAgentMiddleware;
 });
 
-// node_modules/@aws-sdk/middleware-sdk-sqs/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/middleware-sdk-sqs/dist-cjs/index.js
 var require_dist_cjs3 = __commonJS(function(exports) {
   var { NoOpLogger } = require_client();
   var { toUint8Array, toHex } = require_serde();
@@ -13007,7 +13007,7 @@ Set [endpoint=string] or [useQueueUrlAsEndpoint=false] on the SQSClient.`);
   exports.sendMessageMiddlewareOptions = sendMessageMiddlewareOptions;
 });
 
-// node_modules/@smithy/signature-v4/dist-cjs/index.js
+// ../../work/main/node_modules/@smithy/signature-v4/dist-cjs/index.js
 var require_dist_cjs4 = __commonJS(function(exports) {
   var { hasOwn, fromUtf8, fromHex, toHex, toUint8Array, writeKey, isArrayBuffer } = require_serde();
   var { normalizeProvider } = require_client();
@@ -13571,7 +13571,7 @@ ${toHex(hashedRequest)}`;
   exports.signatureV4aContainer = signatureV4aContainer;
 });
 
-// node_modules/@aws-sdk/core/dist-cjs/submodules/httpAuthSchemes/index.js
+// ../../work/main/node_modules/@aws-sdk/core/dist-cjs/submodules/httpAuthSchemes/index.js
 var require_httpAuthSchemes = __commonJS(function(exports) {
   var { ProviderError, booleanSelector, SelectorType, loadConfig } = require_config();
   var { setCredentialFeature } = require_client2();
@@ -13914,7 +13914,7 @@ var require_httpAuthSchemes = __commonJS(function(exports) {
   exports.validateSigningProperties = validateSigningProperties;
 });
 
-// node_modules/@aws-sdk/credential-provider-env/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-env/dist-cjs/index.js
 var require_dist_cjs5 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError } = require_config();
@@ -13955,7 +13955,7 @@ var require_dist_cjs5 = __commonJS(function(exports) {
   exports.fromEnv = fromEnv;
 });
 
-// node_modules/@smithy/credential-provider-imds/dist-cjs/index.js
+// ../../work/main/node_modules/@smithy/credential-provider-imds/dist-cjs/index.js
 var require_dist_cjs6 = __commonJS(function(exports) {
   var { ProviderError, CredentialsProviderError, loadConfig } = require_config();
   var node_http = __require("node:http");
@@ -14298,7 +14298,7 @@ For more information, please visit: ` + STATIC_STABILITY_DOC_URL);
   exports.providerConfigFromInit = providerConfigFromInit;
 });
 
-// node_modules/@smithy/node-http-handler/dist-cjs/index.js
+// ../../work/main/node_modules/@smithy/node-http-handler/dist-cjs/index.js
 var require_dist_cjs7 = __commonJS(function(exports) {
   var { hasOwn } = require_serde();
   var { streamCollector } = require_serde();
@@ -15173,7 +15173,7 @@ or increase socketAcquisitionWarningTimeout=(millis) in the NodeHttpHandler conf
   exports.NodeHttpHandler = NodeHttpHandler;
 });
 
-// node_modules/@aws-sdk/credential-provider-http/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-http/dist-cjs/index.js
 var require_dist_cjs8 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError } = require_config();
@@ -15330,7 +15330,7 @@ Set AWS_CONTAINER_CREDENTIALS_FULL_URI or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
   exports.fromHttp = fromHttp;
 });
 
-// node_modules/@smithy/core/dist-cjs/submodules/cbor/index.js
+// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/cbor/index.js
 var require_cbor = __commonJS(function(exports) {
   var { nv, NumericValue, calculateBodyLength, generateIdempotencyToken, fromBase64, _parseEpochTimestamp } = require_serde();
   var { hasOwn } = require_transport();
@@ -17760,7 +17760,7 @@ var require_cbor = __commonJS(function(exports) {
   exports.tagSymbol = tagSymbol;
 });
 
-// node_modules/@aws-sdk/xml-builder/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/xml-builder/dist-cjs/index.js
 var require_dist_cjs9 = __commonJS(function(exports) {
   var ATTR_ESCAPE_RE = /[&<>"]/g;
   var ATTR_ESCAPE_MAP = {
@@ -18128,7 +18128,7 @@ var require_dist_cjs9 = __commonJS(function(exports) {
   exports.parseXML = parseXML;
 });
 
-// node_modules/@aws-sdk/core/dist-cjs/submodules/protocols/index.js
+// ../../work/main/node_modules/@aws-sdk/core/dist-cjs/submodules/protocols/index.js
 var require_protocols2 = __commonJS(function(exports) {
   var { SmithyRpcV2CborProtocol, loadSmithyRpcV2CborErrorCode } = require_cbor();
   var { TypeRegistry, NormalizedSchema, deref } = require_schema();
@@ -19567,7 +19567,7 @@ var require_protocols2 = __commonJS(function(exports) {
   exports.parseXmlErrorBody = parseXmlErrorBody;
 });
 
-// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso-oidc/index.js
+// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso-oidc/index.js
 var require_sso_oidc = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -20335,7 +20335,7 @@ var require_sso_oidc = __commonJS(function(exports) {
   exports.errorTypeRegistries = errorTypeRegistries;
 });
 
-// node_modules/@aws-sdk/token-providers/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/token-providers/dist-cjs/index.js
 var require_dist_cjs10 = __commonJS(function(exports) {
   var { setTokenFeature } = require_client2();
   var { getBearerTokenEnvKey } = require_httpAuthSchemes();
@@ -20498,7 +20498,7 @@ var require_dist_cjs10 = __commonJS(function(exports) {
   exports.nodeProvider = nodeProvider;
 });
 
-// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso/index.js
+// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso/index.js
 var require_sso = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -21029,14 +21029,14 @@ var require_sso = __commonJS(function(exports) {
   exports.errorTypeRegistries = errorTypeRegistries;
 });
 
-// node_modules/@aws-sdk/credential-provider-sso/dist-cjs/loadSso-BGYXHf8s.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-sso/dist-cjs/loadSso-BGYXHf8s.js
 var require_loadSso_BGYXHf8s = __commonJS(function(exports) {
   var { GetRoleCredentialsCommand, SSOClient } = require_sso();
   exports.GetRoleCredentialsCommand = GetRoleCredentialsCommand;
   exports.SSOClient = SSOClient;
 });
 
-// node_modules/@aws-sdk/credential-provider-sso/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-sso/dist-cjs/index.js
 var require_dist_cjs11 = __commonJS(function(exports) {
   var { CredentialsProviderError, getSSOTokenFromFile, getProfileName, parseKnownFiles, loadSsoSessionData } = require_config();
   var { setCredentialFeature } = require_client2();
@@ -21213,7 +21213,7 @@ Reference: https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-sso.ht
   exports.validateSsoProfile = validateSsoProfile;
 });
 
-// node_modules/@aws-sdk/signature-v4-multi-region/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/signature-v4-multi-region/dist-cjs/index.js
 var require_dist_cjs12 = __commonJS(function(exports) {
   var { SignatureV4, signatureV4aContainer } = require_dist_cjs4();
   var signatureV4CrtContainer = {
@@ -21345,7 +21345,7 @@ var require_dist_cjs12 = __commonJS(function(exports) {
   exports.signatureV4CrtContainer = signatureV4CrtContainer;
 });
 
-// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sts/index.js
+// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sts/index.js
 var require_sts = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin, setCredentialFeature, stsRegionDefaultResolver } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -22379,7 +22379,7 @@ var require_sts = __commonJS(function(exports) {
   exports.getDefaultRoleAssumerWithWebIdentity = getDefaultRoleAssumerWithWebIdentity;
 });
 
-// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/signin/index.js
+// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/signin/index.js
 var require_signin = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -23124,7 +23124,7 @@ var require_signin = __commonJS(function(exports) {
   exports.errorTypeRegistries = errorTypeRegistries;
 });
 
-// node_modules/@aws-sdk/credential-provider-login/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-login/dist-cjs/index.js
 var require_dist_cjs13 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError, parseKnownFiles, getProfileName } = require_config();
@@ -23409,7 +23409,7 @@ var require_dist_cjs13 = __commonJS(function(exports) {
   exports.fromLoginCredentials = fromLoginCredentials;
 });
 
-// node_modules/@aws-sdk/credential-provider-process/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-process/dist-cjs/index.js
 var require_dist_cjs14 = __commonJS(function(exports) {
   var { externalDataInterceptor, CredentialsProviderError, parseKnownFiles, getProfileName } = require_config();
   var { exec } = __require("node:child_process");
@@ -23481,7 +23481,7 @@ var require_dist_cjs14 = __commonJS(function(exports) {
   exports.fromProcess = fromProcess;
 });
 
-// node_modules/@aws-sdk/credential-provider-web-identity/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-web-identity/dist-cjs/index.js
 var require_dist_cjs15 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError, externalDataInterceptor } = require_config();
@@ -23539,7 +23539,7 @@ var require_dist_cjs15 = __commonJS(function(exports) {
   exports.fromWebToken = fromWebToken;
 });
 
-// node_modules/@aws-sdk/credential-provider-ini/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-ini/dist-cjs/index.js
 var require_dist_cjs16 = __commonJS(function(exports) {
   var { CredentialsProviderError, chain, getProfileName, parseKnownFiles } = require_config();
   var { setCredentialFeature } = require_client2();
@@ -23734,7 +23734,7 @@ var require_dist_cjs16 = __commonJS(function(exports) {
   exports.fromIni = fromIni;
 });
 
-// node_modules/@aws-sdk/credential-provider-node/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/credential-provider-node/dist-cjs/index.js
 var require_dist_cjs17 = __commonJS(function(exports) {
   var { ENV_KEY, ENV_SECRET, fromEnv } = require_dist_cjs5();
   var { chain, CredentialsProviderError, ENV_PROFILE } = require_config();
@@ -23887,7 +23887,7 @@ var require_dist_cjs17 = __commonJS(function(exports) {
   exports.defaultProvider = defaultProvider;
 });
 
-// node_modules/yaml/dist/nodes/identity.js
+// ../../work/main/node_modules/yaml/dist/nodes/identity.js
 var require_identity = __commonJS(function(exports) {
   var ALIAS = Symbol.for("yaml.alias");
   var DOC = Symbol.for("yaml.document");
@@ -23941,7 +23941,7 @@ var require_identity = __commonJS(function(exports) {
   exports.isSeq = isSeq;
 });
 
-// node_modules/yaml/dist/visit.js
+// ../../work/main/node_modules/yaml/dist/visit.js
 var require_visit = __commonJS(function(exports) {
   var identity = require_identity();
   var BREAK = Symbol("break visit");
@@ -24096,7 +24096,7 @@ var require_visit = __commonJS(function(exports) {
   exports.visitAsync = visitAsync;
 });
 
-// node_modules/yaml/dist/doc/directives.js
+// ../../work/main/node_modules/yaml/dist/doc/directives.js
 var require_directives = __commonJS(function(exports) {
   var identity = require_identity();
   var visit = require_visit();
@@ -24248,7 +24248,7 @@ var require_directives = __commonJS(function(exports) {
   exports.Directives = Directives;
 });
 
-// node_modules/yaml/dist/doc/anchors.js
+// ../../work/main/node_modules/yaml/dist/doc/anchors.js
 var require_anchors = __commonJS(function(exports) {
   var identity = require_identity();
   var visit = require_visit();
@@ -24310,7 +24310,7 @@ var require_anchors = __commonJS(function(exports) {
   exports.findNewAnchor = findNewAnchor;
 });
 
-// node_modules/yaml/dist/doc/applyReviver.js
+// ../../work/main/node_modules/yaml/dist/doc/applyReviver.js
 var require_applyReviver = __commonJS(function(exports) {
   function applyReviver(reviver, obj, key, val) {
     if (val && typeof val === "object") {
@@ -24357,7 +24357,7 @@ var require_applyReviver = __commonJS(function(exports) {
   exports.applyReviver = applyReviver;
 });
 
-// node_modules/yaml/dist/nodes/toJS.js
+// ../../work/main/node_modules/yaml/dist/nodes/toJS.js
 var require_toJS = __commonJS(function(exports) {
   var identity = require_identity();
   function toJS(value, arg, ctx) {
@@ -24384,7 +24384,7 @@ var require_toJS = __commonJS(function(exports) {
   exports.toJS = toJS;
 });
 
-// node_modules/yaml/dist/nodes/Node.js
+// ../../work/main/node_modules/yaml/dist/nodes/Node.js
 var require_Node = __commonJS(function(exports) {
   var applyReviver = require_applyReviver();
   var identity = require_identity();
@@ -24421,7 +24421,7 @@ var require_Node = __commonJS(function(exports) {
   exports.NodeBase = NodeBase;
 });
 
-// node_modules/yaml/dist/nodes/Alias.js
+// ../../work/main/node_modules/yaml/dist/nodes/Alias.js
 var require_Alias = __commonJS(function(exports) {
   var anchors = require_anchors();
   var visit = require_visit();
@@ -24533,7 +24533,7 @@ var require_Alias = __commonJS(function(exports) {
   exports.Alias = Alias;
 });
 
-// node_modules/yaml/dist/nodes/Scalar.js
+// ../../work/main/node_modules/yaml/dist/nodes/Scalar.js
 var require_Scalar = __commonJS(function(exports) {
   var identity = require_identity();
   var Node = require_Node();
@@ -24561,7 +24561,7 @@ var require_Scalar = __commonJS(function(exports) {
   exports.isScalarValue = isScalarValue;
 });
 
-// node_modules/yaml/dist/doc/createNode.js
+// ../../work/main/node_modules/yaml/dist/doc/createNode.js
 var require_createNode = __commonJS(function(exports) {
   var Alias = require_Alias();
   var identity = require_identity();
@@ -24633,7 +24633,7 @@ var require_createNode = __commonJS(function(exports) {
   exports.createNode = createNode;
 });
 
-// node_modules/yaml/dist/nodes/Collection.js
+// ../../work/main/node_modules/yaml/dist/nodes/Collection.js
 var require_Collection = __commonJS(function(exports) {
   var createNode = require_createNode();
   var identity = require_identity();
@@ -24748,7 +24748,7 @@ var require_Collection = __commonJS(function(exports) {
   exports.isEmptyPath = isEmptyPath;
 });
 
-// node_modules/yaml/dist/stringify/stringifyComment.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringifyComment.js
 var require_stringifyComment = __commonJS(function(exports) {
   var stringifyComment = (str) => str.replace(/^(?!$)(?: $)?/gm, "#");
   function indentComment(comment, indent) {
@@ -24765,7 +24765,7 @@ var require_stringifyComment = __commonJS(function(exports) {
   exports.stringifyComment = stringifyComment;
 });
 
-// node_modules/yaml/dist/stringify/foldFlowLines.js
+// ../../work/main/node_modules/yaml/dist/stringify/foldFlowLines.js
 var require_foldFlowLines = __commonJS(function(exports) {
   var FOLD_FLOW = "flow";
   var FOLD_BLOCK = "block";
@@ -24902,7 +24902,7 @@ ${indent}${text.slice(fold + 1, end)}`;
   exports.foldFlowLines = foldFlowLines;
 });
 
-// node_modules/yaml/dist/stringify/stringifyString.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringifyString.js
 var require_stringifyString = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var foldFlowLines = require_foldFlowLines();
@@ -25200,7 +25200,7 @@ ${indent}`);
   exports.stringifyString = stringifyString;
 });
 
-// node_modules/yaml/dist/stringify/stringify.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringify.js
 var require_stringify = __commonJS(function(exports) {
   var anchors = require_anchors();
   var identity = require_identity();
@@ -25321,7 +25321,7 @@ ${ctx.indent}${str}`;
   exports.stringify = stringify;
 });
 
-// node_modules/yaml/dist/stringify/stringifyPair.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringifyPair.js
 var require_stringifyPair = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -25457,7 +25457,7 @@ ${ctx.indent}`;
   exports.stringifyPair = stringifyPair;
 });
 
-// node_modules/yaml/dist/log.js
+// ../../work/main/node_modules/yaml/dist/log.js
 var require_log = __commonJS(function(exports) {
   var node_process = __require("process");
   function debug(logLevel, ...messages) {
@@ -25476,7 +25476,7 @@ var require_log = __commonJS(function(exports) {
   exports.warn = warn;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/merge.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/merge.js
 var require_merge = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -25533,7 +25533,7 @@ var require_merge = __commonJS(function(exports) {
   exports.merge = merge;
 });
 
-// node_modules/yaml/dist/nodes/addPairToJSMap.js
+// ../../work/main/node_modules/yaml/dist/nodes/addPairToJSMap.js
 var require_addPairToJSMap = __commonJS(function(exports) {
   var log = require_log();
   var merge = require_merge();
@@ -25594,7 +25594,7 @@ var require_addPairToJSMap = __commonJS(function(exports) {
   exports.addPairToJSMap = addPairToJSMap;
 });
 
-// node_modules/yaml/dist/nodes/Pair.js
+// ../../work/main/node_modules/yaml/dist/nodes/Pair.js
 var require_Pair = __commonJS(function(exports) {
   var createNode = require_createNode();
   var stringifyPair = require_stringifyPair();
@@ -25632,7 +25632,7 @@ var require_Pair = __commonJS(function(exports) {
   exports.createPair = createPair;
 });
 
-// node_modules/yaml/dist/stringify/stringifyCollection.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringifyCollection.js
 var require_stringifyCollection = __commonJS(function(exports) {
   var identity = require_identity();
   var stringify = require_stringify();
@@ -25784,7 +25784,7 @@ ${indent}${end}`;
   exports.stringifyCollection = stringifyCollection;
 });
 
-// node_modules/yaml/dist/nodes/YAMLMap.js
+// ../../work/main/node_modules/yaml/dist/nodes/YAMLMap.js
 var require_YAMLMap = __commonJS(function(exports) {
   var stringifyCollection = require_stringifyCollection();
   var addPairToJSMap = require_addPairToJSMap();
@@ -25911,7 +25911,7 @@ var require_YAMLMap = __commonJS(function(exports) {
   exports.findPair = findPair;
 });
 
-// node_modules/yaml/dist/schema/common/map.js
+// ../../work/main/node_modules/yaml/dist/schema/common/map.js
 var require_map = __commonJS(function(exports) {
   var identity = require_identity();
   var YAMLMap = require_YAMLMap();
@@ -25930,7 +25930,7 @@ var require_map = __commonJS(function(exports) {
   exports.map = map;
 });
 
-// node_modules/yaml/dist/nodes/YAMLSeq.js
+// ../../work/main/node_modules/yaml/dist/nodes/YAMLSeq.js
 var require_YAMLSeq = __commonJS(function(exports) {
   var createNode = require_createNode();
   var stringifyCollection = require_stringifyCollection();
@@ -26023,7 +26023,7 @@ var require_YAMLSeq = __commonJS(function(exports) {
   exports.YAMLSeq = YAMLSeq;
 });
 
-// node_modules/yaml/dist/schema/common/seq.js
+// ../../work/main/node_modules/yaml/dist/schema/common/seq.js
 var require_seq = __commonJS(function(exports) {
   var identity = require_identity();
   var YAMLSeq = require_YAMLSeq();
@@ -26042,7 +26042,7 @@ var require_seq = __commonJS(function(exports) {
   exports.seq = seq;
 });
 
-// node_modules/yaml/dist/schema/common/string.js
+// ../../work/main/node_modules/yaml/dist/schema/common/string.js
 var require_string = __commonJS(function(exports) {
   var stringifyString = require_stringifyString();
   var string = {
@@ -26058,7 +26058,7 @@ var require_string = __commonJS(function(exports) {
   exports.string = string;
 });
 
-// node_modules/yaml/dist/schema/common/null.js
+// ../../work/main/node_modules/yaml/dist/schema/common/null.js
 var require_null = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var nullTag = {
@@ -26073,7 +26073,7 @@ var require_null = __commonJS(function(exports) {
   exports.nullTag = nullTag;
 });
 
-// node_modules/yaml/dist/schema/core/bool.js
+// ../../work/main/node_modules/yaml/dist/schema/core/bool.js
 var require_bool = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var boolTag = {
@@ -26094,7 +26094,7 @@ var require_bool = __commonJS(function(exports) {
   exports.boolTag = boolTag;
 });
 
-// node_modules/yaml/dist/stringify/stringifyNumber.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringifyNumber.js
 var require_stringifyNumber = __commonJS(function(exports) {
   function stringifyNumber({ format, minFractionDigits, tag, value }) {
     if (typeof value === "bigint")
@@ -26118,7 +26118,7 @@ var require_stringifyNumber = __commonJS(function(exports) {
   exports.stringifyNumber = stringifyNumber;
 });
 
-// node_modules/yaml/dist/schema/core/float.js
+// ../../work/main/node_modules/yaml/dist/schema/core/float.js
 var require_float = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var stringifyNumber = require_stringifyNumber();
@@ -26161,7 +26161,7 @@ var require_float = __commonJS(function(exports) {
   exports.floatNaN = floatNaN;
 });
 
-// node_modules/yaml/dist/schema/core/int.js
+// ../../work/main/node_modules/yaml/dist/schema/core/int.js
 var require_int = __commonJS(function(exports) {
   var stringifyNumber = require_stringifyNumber();
   var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
@@ -26203,7 +26203,7 @@ var require_int = __commonJS(function(exports) {
   exports.intOct = intOct;
 });
 
-// node_modules/yaml/dist/schema/core/schema.js
+// ../../work/main/node_modules/yaml/dist/schema/core/schema.js
 var require_schema2 = __commonJS(function(exports) {
   var map = require_map();
   var _null = require_null();
@@ -26228,7 +26228,7 @@ var require_schema2 = __commonJS(function(exports) {
   exports.schema = schema;
 });
 
-// node_modules/yaml/dist/schema/json/schema.js
+// ../../work/main/node_modules/yaml/dist/schema/json/schema.js
 var require_schema3 = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var map = require_map();
@@ -26292,7 +26292,7 @@ var require_schema3 = __commonJS(function(exports) {
   exports.schema = schema;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/binary.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/binary.js
 var require_binary = __commonJS(function(exports) {
   var node_buffer = __require("buffer");
   var Scalar = require_Scalar();
@@ -26347,7 +26347,7 @@ var require_binary = __commonJS(function(exports) {
   exports.binary = binary;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/pairs.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/pairs.js
 var require_pairs = __commonJS(function(exports) {
   var identity = require_identity();
   var Pair = require_Pair();
@@ -26422,7 +26422,7 @@ ${cn.comment}` : item.comment;
   exports.resolvePairs = resolvePairs;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/omap.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/omap.js
 var require_omap = __commonJS(function(exports) {
   var identity = require_identity();
   var toJS = require_toJS();
@@ -26494,7 +26494,7 @@ var require_omap = __commonJS(function(exports) {
   exports.omap = omap;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/bool.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/bool.js
 var require_bool2 = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   function boolStringify({ value, source }, ctx) {
@@ -26523,7 +26523,7 @@ var require_bool2 = __commonJS(function(exports) {
   exports.trueTag = trueTag;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/float.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/float.js
 var require_float2 = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var stringifyNumber = require_stringifyNumber();
@@ -26569,7 +26569,7 @@ var require_float2 = __commonJS(function(exports) {
   exports.floatNaN = floatNaN;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/int.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/int.js
 var require_int2 = __commonJS(function(exports) {
   var stringifyNumber = require_stringifyNumber();
   var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
@@ -26645,7 +26645,7 @@ var require_int2 = __commonJS(function(exports) {
   exports.intOct = intOct;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/set.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/set.js
 var require_set = __commonJS(function(exports) {
   var identity = require_identity();
   var Pair = require_Pair();
@@ -26728,7 +26728,7 @@ var require_set = __commonJS(function(exports) {
   exports.set = set;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/timestamp.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/timestamp.js
 var require_timestamp = __commonJS(function(exports) {
   var stringifyNumber = require_stringifyNumber();
   function parseSexagesimal(str, asBigInt) {
@@ -26810,7 +26810,7 @@ var require_timestamp = __commonJS(function(exports) {
   exports.timestamp = timestamp;
 });
 
-// node_modules/yaml/dist/schema/yaml-1.1/schema.js
+// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/schema.js
 var require_schema4 = __commonJS(function(exports) {
   var map = require_map();
   var _null = require_null();
@@ -26851,7 +26851,7 @@ var require_schema4 = __commonJS(function(exports) {
   exports.schema = schema;
 });
 
-// node_modules/yaml/dist/schema/tags.js
+// ../../work/main/node_modules/yaml/dist/schema/tags.js
 var require_tags = __commonJS(function(exports) {
   var map = require_map();
   var _null = require_null();
@@ -26942,7 +26942,7 @@ var require_tags = __commonJS(function(exports) {
   exports.getTags = getTags;
 });
 
-// node_modules/yaml/dist/schema/Schema.js
+// ../../work/main/node_modules/yaml/dist/schema/Schema.js
 var require_Schema = __commonJS(function(exports) {
   var identity = require_identity();
   var map = require_map();
@@ -26972,7 +26972,7 @@ var require_Schema = __commonJS(function(exports) {
   exports.Schema = Schema;
 });
 
-// node_modules/yaml/dist/stringify/stringifyDocument.js
+// ../../work/main/node_modules/yaml/dist/stringify/stringifyDocument.js
 var require_stringifyDocument = __commonJS(function(exports) {
   var identity = require_identity();
   var stringify = require_stringify();
@@ -27052,7 +27052,7 @@ var require_stringifyDocument = __commonJS(function(exports) {
   exports.stringifyDocument = stringifyDocument;
 });
 
-// node_modules/yaml/dist/doc/Document.js
+// ../../work/main/node_modules/yaml/dist/doc/Document.js
 var require_Document = __commonJS(function(exports) {
   var Alias = require_Alias();
   var Collection = require_Collection();
@@ -27287,7 +27287,7 @@ var require_Document = __commonJS(function(exports) {
   exports.Document = Document;
 });
 
-// node_modules/yaml/dist/errors.js
+// ../../work/main/node_modules/yaml/dist/errors.js
 var require_errors = __commonJS(function(exports) {
   class YAMLError extends Error {
     constructor(name, pos, code, message) {
@@ -27352,7 +27352,7 @@ ${pointer}
   exports.prettifyError = prettifyError;
 });
 
-// node_modules/yaml/dist/compose/resolve-props.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-props.js
 var require_resolve_props = __commonJS(function(exports) {
   function resolveProps(tokens, { flow, indicator, next, offset, onError, parentIndent, startOnNewline }) {
     let spaceBefore = false;
@@ -27482,7 +27482,7 @@ var require_resolve_props = __commonJS(function(exports) {
   exports.resolveProps = resolveProps;
 });
 
-// node_modules/yaml/dist/compose/util-contains-newline.js
+// ../../work/main/node_modules/yaml/dist/compose/util-contains-newline.js
 var require_util_contains_newline = __commonJS(function(exports) {
   function containsNewline(key) {
     if (!key)
@@ -27522,7 +27522,7 @@ var require_util_contains_newline = __commonJS(function(exports) {
   exports.containsNewline = containsNewline;
 });
 
-// node_modules/yaml/dist/compose/util-flow-indent-check.js
+// ../../work/main/node_modules/yaml/dist/compose/util-flow-indent-check.js
 var require_util_flow_indent_check = __commonJS(function(exports) {
   var utilContainsNewline = require_util_contains_newline();
   function flowIndentCheck(indent, fc, onError) {
@@ -27537,7 +27537,7 @@ var require_util_flow_indent_check = __commonJS(function(exports) {
   exports.flowIndentCheck = flowIndentCheck;
 });
 
-// node_modules/yaml/dist/compose/util-map-includes.js
+// ../../work/main/node_modules/yaml/dist/compose/util-map-includes.js
 var require_util_map_includes = __commonJS(function(exports) {
   var identity = require_identity();
   function mapIncludes(ctx, items, search) {
@@ -27550,7 +27550,7 @@ var require_util_map_includes = __commonJS(function(exports) {
   exports.mapIncludes = mapIncludes;
 });
 
-// node_modules/yaml/dist/compose/resolve-block-map.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-block-map.js
 var require_resolve_block_map = __commonJS(function(exports) {
   var Pair = require_Pair();
   var YAMLMap = require_YAMLMap();
@@ -27657,7 +27657,7 @@ var require_resolve_block_map = __commonJS(function(exports) {
   exports.resolveBlockMap = resolveBlockMap;
 });
 
-// node_modules/yaml/dist/compose/resolve-block-seq.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-block-seq.js
 var require_resolve_block_seq = __commonJS(function(exports) {
   var YAMLSeq = require_YAMLSeq();
   var resolveProps = require_resolve_props();
@@ -27705,7 +27705,7 @@ var require_resolve_block_seq = __commonJS(function(exports) {
   exports.resolveBlockSeq = resolveBlockSeq;
 });
 
-// node_modules/yaml/dist/compose/resolve-end.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-end.js
 var require_resolve_end = __commonJS(function(exports) {
   function resolveEnd(end, offset, reqSpace, onError) {
     let comment = "";
@@ -27745,7 +27745,7 @@ var require_resolve_end = __commonJS(function(exports) {
   exports.resolveEnd = resolveEnd;
 });
 
-// node_modules/yaml/dist/compose/resolve-flow-collection.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-flow-collection.js
 var require_resolve_flow_collection = __commonJS(function(exports) {
   var identity = require_identity();
   var Pair = require_Pair();
@@ -27936,7 +27936,7 @@ var require_resolve_flow_collection = __commonJS(function(exports) {
   exports.resolveFlowCollection = resolveFlowCollection;
 });
 
-// node_modules/yaml/dist/compose/compose-collection.js
+// ../../work/main/node_modules/yaml/dist/compose/compose-collection.js
 var require_compose_collection = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -27998,7 +27998,7 @@ var require_compose_collection = __commonJS(function(exports) {
   exports.composeCollection = composeCollection;
 });
 
-// node_modules/yaml/dist/compose/resolve-block-scalar.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-block-scalar.js
 var require_resolve_block_scalar = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   function resolveBlockScalar(ctx, scalar, onError) {
@@ -28191,7 +28191,7 @@ var require_resolve_block_scalar = __commonJS(function(exports) {
   exports.resolveBlockScalar = resolveBlockScalar;
 });
 
-// node_modules/yaml/dist/compose/resolve-flow-scalar.js
+// ../../work/main/node_modules/yaml/dist/compose/resolve-flow-scalar.js
 var require_resolve_flow_scalar = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var resolveEnd = require_resolve_end();
@@ -28407,7 +28407,7 @@ var require_resolve_flow_scalar = __commonJS(function(exports) {
   exports.resolveFlowScalar = resolveFlowScalar;
 });
 
-// node_modules/yaml/dist/compose/compose-scalar.js
+// ../../work/main/node_modules/yaml/dist/compose/compose-scalar.js
 var require_compose_scalar = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -28485,7 +28485,7 @@ var require_compose_scalar = __commonJS(function(exports) {
   exports.composeScalar = composeScalar;
 });
 
-// node_modules/yaml/dist/compose/util-empty-scalar-position.js
+// ../../work/main/node_modules/yaml/dist/compose/util-empty-scalar-position.js
 var require_util_empty_scalar_position = __commonJS(function(exports) {
   function emptyScalarPosition(offset, before, pos) {
     if (before) {
@@ -28512,7 +28512,7 @@ var require_util_empty_scalar_position = __commonJS(function(exports) {
   exports.emptyScalarPosition = emptyScalarPosition;
 });
 
-// node_modules/yaml/dist/compose/compose-node.js
+// ../../work/main/node_modules/yaml/dist/compose/compose-node.js
 var require_compose_node = __commonJS(function(exports) {
   var Alias = require_Alias();
   var identity = require_identity();
@@ -28615,7 +28615,7 @@ var require_compose_node = __commonJS(function(exports) {
   exports.composeNode = composeNode;
 });
 
-// node_modules/yaml/dist/compose/compose-doc.js
+// ../../work/main/node_modules/yaml/dist/compose/compose-doc.js
 var require_compose_doc = __commonJS(function(exports) {
   var Document = require_Document();
   var composeNode = require_compose_node();
@@ -28655,7 +28655,7 @@ var require_compose_doc = __commonJS(function(exports) {
   exports.composeDoc = composeDoc;
 });
 
-// node_modules/yaml/dist/compose/composer.js
+// ../../work/main/node_modules/yaml/dist/compose/composer.js
 var require_composer = __commonJS(function(exports) {
   var node_process = __require("process");
   var directives = require_directives();
@@ -28846,7 +28846,7 @@ ${end.comment}` : end.comment;
   exports.Composer = Composer;
 });
 
-// node_modules/yaml/dist/parse/cst-scalar.js
+// ../../work/main/node_modules/yaml/dist/parse/cst-scalar.js
 var require_cst_scalar = __commonJS(function(exports) {
   var resolveBlockScalar = require_resolve_block_scalar();
   var resolveFlowScalar = require_resolve_flow_scalar();
@@ -29036,7 +29036,7 @@ var require_cst_scalar = __commonJS(function(exports) {
   exports.setScalarValue = setScalarValue;
 });
 
-// node_modules/yaml/dist/parse/cst-stringify.js
+// ../../work/main/node_modules/yaml/dist/parse/cst-stringify.js
 var require_cst_stringify = __commonJS(function(exports) {
   var stringify = (cst) => ("type" in cst) ? stringifyToken(cst) : stringifyItem(cst);
   function stringifyToken(token) {
@@ -29094,7 +29094,7 @@ var require_cst_stringify = __commonJS(function(exports) {
   exports.stringify = stringify;
 });
 
-// node_modules/yaml/dist/parse/cst-visit.js
+// ../../work/main/node_modules/yaml/dist/parse/cst-visit.js
 var require_cst_visit = __commonJS(function(exports) {
   var BREAK = Symbol("break visit");
   var SKIP = Symbol("skip children");
@@ -29153,7 +29153,7 @@ var require_cst_visit = __commonJS(function(exports) {
   exports.visit = visit;
 });
 
-// node_modules/yaml/dist/parse/cst.js
+// ../../work/main/node_modules/yaml/dist/parse/cst.js
 var require_cst = __commonJS(function(exports) {
   var cstScalar = require_cst_scalar();
   var cstStringify = require_cst_stringify();
@@ -29254,7 +29254,7 @@ var require_cst = __commonJS(function(exports) {
   exports.tokenType = tokenType;
 });
 
-// node_modules/yaml/dist/parse/lexer.js
+// ../../work/main/node_modules/yaml/dist/parse/lexer.js
 var require_lexer = __commonJS(function(exports) {
   var cst = require_cst();
   function isEmpty(ch) {
@@ -29851,7 +29851,7 @@ var require_lexer = __commonJS(function(exports) {
   exports.Lexer = Lexer;
 });
 
-// node_modules/yaml/dist/parse/line-counter.js
+// ../../work/main/node_modules/yaml/dist/parse/line-counter.js
 var require_line_counter = __commonJS(function(exports) {
   class LineCounter {
     constructor() {
@@ -29879,7 +29879,7 @@ var require_line_counter = __commonJS(function(exports) {
   exports.LineCounter = LineCounter;
 });
 
-// node_modules/yaml/dist/parse/parser.js
+// ../../work/main/node_modules/yaml/dist/parse/parser.js
 var require_parser = __commonJS(function(exports) {
   var node_process = __require("process");
   var cst = require_cst();
@@ -30735,7 +30735,7 @@ var require_parser = __commonJS(function(exports) {
   exports.Parser = Parser;
 });
 
-// node_modules/yaml/dist/public-api.js
+// ../../work/main/node_modules/yaml/dist/public-api.js
 var require_public_api = __commonJS(function(exports) {
   var composer = require_composer();
   var Document = require_Document();
@@ -30829,7 +30829,7 @@ var require_public_api = __commonJS(function(exports) {
   exports.stringify = stringify;
 });
 
-// node_modules/zod/v4/classic/iso.js
+// ../../work/main/node_modules/zod/v4/classic/iso.js
 var exports_iso = {};
 __export(exports_iso, {
   ZodISODate: () => ZodISODate,
@@ -30846,9 +30846,8 @@ __export(exports_iso, {
 import { appendFileSync, writeFileSync } from "node:fs";
 import { resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 
-// node_modules/@aws-sdk/client-sqs/dist-cjs/index.js
+// ../../work/main/node_modules/@aws-sdk/client-sqs/dist-cjs/index.js
 var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin, getLongPollPlugin } = require_client2();
 var { resolveQueueUrlConfig, getQueueUrlPlugin, getReceiveMessagePlugin, getSendMessageBatchPlugin, getSendMessagePlugin } = require_dist_cjs3();
 var { getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin, createPaginator } = require_dist_cjs2();
@@ -32904,7 +32903,610 @@ var $ReceiveMessageCommand = ReceiveMessageCommand;
 var $SQSClient = SQSClient;
 var $SendMessageCommand = SendMessageCommand;
 
-// node_modules/zod/v4/core/util.js
+// lib/errors.ts
+function errorMessage(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+function namedErrorMessage(error) {
+  return error instanceof Error && error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : errorMessage(error);
+}
+
+class KubePicoCdError extends Error {
+  name = "KubePicoCdError";
+  constructor(message, options) {
+    super(message, options);
+  }
+}
+
+class ConfigError extends KubePicoCdError {
+  name = "ConfigError";
+  problems;
+  constructor(problems) {
+    super(`Invalid configuration:
+${problems.map((p) => `  - ${p}`).join(`
+`)}`);
+    this.problems = problems;
+  }
+}
+
+class KubectlError extends KubePicoCdError {
+  name = "KubectlError";
+  argv;
+  exitCode;
+  signal;
+  stderr;
+  reason;
+  serverReason;
+  constructor(message, details, options) {
+    super(message, options);
+    this.argv = details.argv;
+    this.exitCode = details.exitCode;
+    this.signal = details.signal;
+    this.stderr = details.stderr;
+    this.reason = details.reason;
+    this.serverReason = details.serverReason;
+  }
+}
+class BundleError extends KubePicoCdError {
+  name = "BundleError";
+  problems;
+  constructor(problems) {
+    const shown = problems.slice(0, 50);
+    const more = problems.length - shown.length;
+    super(problems.length === 1 ? `Cannot bundle the manifests: ${problems[0]}` : `Cannot bundle the manifests: ${problems.length} problems:
+${shown.map((p) => `  - ${p}`).join(`
+`)}` + (more > 0 ? `
+  … and ${more} more` : ""));
+    this.problems = problems;
+  }
+}
+
+class MessageTooLargeError extends KubePicoCdError {
+  name = "MessageTooLargeError";
+  bodyBytes;
+  limitBytes;
+  constructor(message, sizes) {
+    super(message);
+    this.bodyBytes = sizes.bodyBytes;
+    this.limitBytes = sizes.limitBytes;
+  }
+}
+
+class QueueSendError extends KubePicoCdError {
+  name = "QueueSendError";
+  queue;
+  constructor(message, queue, options) {
+    super(message, options);
+    this.queue = queue;
+  }
+}
+class ResultRejectedError extends KubePicoCdError {
+  name = "ResultRejectedError";
+  reason;
+  constructor(reason, message, options) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+// lib/manifests/bundle.ts
+import { readdir, readFile, realpath, stat } from "node:fs/promises";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
+
+// ../../work/main/node_modules/yaml/dist/index.js
+var composer = require_composer();
+var Document = require_Document();
+var Schema = require_Schema();
+var errors = require_errors();
+var Alias = require_Alias();
+var identity = require_identity();
+var Pair = require_Pair();
+var Scalar = require_Scalar();
+var YAMLMap = require_YAMLMap();
+var YAMLSeq = require_YAMLSeq();
+var cst = require_cst();
+var lexer = require_lexer();
+var lineCounter = require_line_counter();
+var parser = require_parser();
+var publicApi = require_public_api();
+var visit = require_visit();
+var $Composer = composer.Composer;
+var $Document = Document.Document;
+var $Schema = Schema.Schema;
+var $YAMLError = errors.YAMLError;
+var $YAMLParseError = errors.YAMLParseError;
+var $YAMLWarning = errors.YAMLWarning;
+var $Alias = Alias.Alias;
+var $isAlias = identity.isAlias;
+var $isCollection = identity.isCollection;
+var $isDocument = identity.isDocument;
+var $isMap = identity.isMap;
+var $isNode = identity.isNode;
+var $isPair = identity.isPair;
+var $isScalar = identity.isScalar;
+var $isSeq = identity.isSeq;
+var $Pair = Pair.Pair;
+var $Scalar = Scalar.Scalar;
+var $YAMLMap = YAMLMap.YAMLMap;
+var $YAMLSeq = YAMLSeq.YAMLSeq;
+var $Lexer = lexer.Lexer;
+var $LineCounter = lineCounter.LineCounter;
+var $Parser = parser.Parser;
+var $parse = publicApi.parse;
+var $parseAllDocuments = publicApi.parseAllDocuments;
+var $parseDocument = publicApi.parseDocument;
+var $stringify = publicApi.stringify;
+var $visit = visit.visit;
+var $visitAsync = visit.visitAsync;
+
+// lib/kube/kubectl.ts
+import { Buffer as Buffer2 } from "node:buffer";
+import { spawn } from "node:child_process";
+var defaults = {
+  killGraceMs: 5000,
+  drainMs: 2000,
+  maxStdoutBytes: 64 * 1024 * 1024,
+  maxStderrBytes: 64 * 1024
+};
+function kubectlArgv(args, target) {
+  const { kubectlPath, kubeconfig, extraArgs = [] } = target;
+  return [kubectlPath, ...kubeconfig === undefined ? [] : [`--kubeconfig=${kubeconfig}`], ...extraArgs, ...args];
+}
+function serverReasonOf(stderr) {
+  const reason = /Error from server \(([A-Za-z]+)\)/.exec(stderr)?.[1];
+  if (reason !== undefined)
+    return reason;
+  return /^The [A-Za-z0-9.]+ "[^"]*" is invalid: /m.test(stderr) ? "Invalid" : undefined;
+}
+function runKubectl(args, options) {
+  const {
+    stdin,
+    signal,
+    timeoutMs,
+    killGraceMs = defaults.killGraceMs,
+    maxStdoutBytes = defaults.maxStdoutBytes,
+    maxStderrBytes = defaults.maxStderrBytes
+  } = options;
+  const { drainMs } = defaults;
+  const argv = kubectlArgv(args, options);
+  const [command, ...rest] = argv;
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw new RangeError(`Cannot run kubectl as 'timeoutMs' must be a positive finite number: current value is ${timeoutMs}`);
+  }
+  const started = performance.now();
+  const fail = (reason, what, details, cause) => {
+    const serverReason = serverReasonOf(details.stderr);
+    const firstLines = details.stderr.trim().split(`
+`).slice(0, 3).join(" | ");
+    const message = `Cannot run \`${describeArgv(argv)}\`: ${what}${firstLines === "" ? "" : `: ${firstLines}`}`;
+    return new KubectlError(message, { argv, ...details, reason, serverReason }, cause === undefined ? undefined : { cause });
+  };
+  if (signal?.aborted) {
+    return Promise.reject(fail("aborted", "aborted before start", { exitCode: null, signal: null, stderr: "" }, signal.reason));
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, rest, { stdio: ["pipe", "pipe", "pipe"], windowsHide: true });
+    const stdoutChunks = [];
+    let stdoutBytes = 0;
+    const stderrChunks = [];
+    let stderrBytes = 0;
+    let stderrDropped = 0;
+    let ended;
+    let spawnError;
+    let killTimer;
+    let timeoutTimer;
+    const kill = (reason, cause) => {
+      if (ended !== undefined)
+        return;
+      ended = cause === undefined ? { reason } : { reason, cause };
+      child.kill("SIGTERM");
+      killTimer = setTimeout(() => child.kill("SIGKILL"), killGraceMs);
+    };
+    const onAbort = () => kill("aborted", signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (timeoutMs !== undefined)
+      timeoutTimer = setTimeout(() => kill("timeout"), timeoutMs);
+    child.stdout.on("data", (chunk) => {
+      stdoutBytes += chunk.byteLength;
+      if (stdoutBytes > maxStdoutBytes) {
+        kill("output-limit");
+        return;
+      }
+      stdoutChunks.push(chunk);
+    });
+    child.stderr.on("data", (chunk) => {
+      const room = maxStderrBytes - stderrBytes;
+      if (room <= 0) {
+        stderrDropped += chunk.byteLength;
+        return;
+      }
+      const kept = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
+      stderrChunks.push(kept);
+      stderrBytes += kept.byteLength;
+      stderrDropped += chunk.byteLength - kept.byteLength;
+    });
+    child.stdin.on("error", () => {});
+    let settled = false;
+    const cleanUp = () => {
+      settled = true;
+      signal?.removeEventListener("abort", onAbort);
+      clearTimeout(timeoutTimer);
+      clearTimeout(killTimer);
+    };
+    child.on("error", (error) => {
+      spawnError = error;
+      if (child.pid === undefined && !settled) {
+        cleanUp();
+        reject(fail("spawn", `cannot start ${command}: ${error.message}`, { exitCode: null, signal: null, stderr: "" }, error));
+      }
+    });
+    let drainTimer;
+    child.on("exit", () => {
+      drainTimer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, drainMs);
+    });
+    child.on("close", (code, killedBy) => {
+      clearTimeout(drainTimer);
+      if (settled)
+        return;
+      cleanUp();
+      const stderr = Buffer2.concat(stderrChunks).toString("utf8") + (stderrDropped > 0 ? `
+[${stderrDropped} more bytes of stderr dropped]` : "");
+      const details = { exitCode: code, signal: killedBy, stderr };
+      if (spawnError !== undefined && code === null && killedBy === null) {
+        reject(fail("spawn", `cannot start ${command}: ${spawnError.message}`, details, spawnError));
+      } else if (ended?.reason === "timeout") {
+        reject(fail("timeout", `timed out after ${timeoutMs} ms`, details));
+      } else if (ended?.reason === "aborted") {
+        reject(fail("aborted", "aborted", details, ended.cause));
+      } else if (ended?.reason === "output-limit") {
+        reject(fail("output-limit", `stdout exceeded ${maxStdoutBytes} bytes`, details));
+      } else if (code !== 0) {
+        reject(fail("exit", code === null ? `killed by ${killedBy}` : `exit code ${code}`, details));
+      } else {
+        resolve({
+          argv,
+          stdout: Buffer2.concat(stdoutChunks).toString("utf8"),
+          stderr,
+          durationMs: Math.round(performance.now() - started)
+        });
+      }
+    });
+    if (child.stdin !== null) {
+      if (stdin === undefined)
+        child.stdin.end();
+      else
+        child.stdin.end(stdin);
+    }
+  });
+}
+function describeArgv(argv) {
+  return argv.map((arg, i) => i === 0 ? arg.split("/").pop() ?? arg : arg).map((arg) => /^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg)).join(" ");
+}
+
+// lib/manifests/kustomize.ts
+var KUSTOMIZATION_FILE_NAMES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+var MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
+async function renderKustomization(dir, options = {}) {
+  const { kubectl = "kubectl", signal, timeoutMs = 120000, label = dir } = options;
+  try {
+    const result = await runKubectl(["kustomize", dir], {
+      kubectlPath: kubectl,
+      signal,
+      timeoutMs,
+      maxStdoutBytes: MAX_OUTPUT_BYTES
+    });
+    return result.stdout;
+  } catch (error) {
+    if (!(error instanceof KubectlError))
+      throw error;
+    const why = error.reason === "spawn" ? `kubectl could not be started as "${kubectl}" (install kubectl, pass --kubectl PATH, or use --no-kustomize)` : error.message;
+    throw new KubectlError(`Cannot render the kustomization in ${label}: ${why}`, {
+      argv: error.argv,
+      exitCode: error.exitCode,
+      signal: error.signal,
+      stderr: error.stderr,
+      reason: error.reason,
+      serverReason: error.serverReason
+    }, { cause: error });
+  }
+}
+
+// lib/manifests/object-ref.ts
+function groupOf(apiVersion) {
+  const slash = apiVersion.indexOf("/");
+  return slash === -1 ? "" : apiVersion.slice(0, slash);
+}
+function refOf(object) {
+  const namespace = object.metadata?.namespace;
+  const ref = { group: groupOf(object.apiVersion), kind: object.kind, name: object.metadata?.name ?? "" };
+  if (namespace !== undefined && namespace !== "")
+    ref.namespace = namespace;
+  return ref;
+}
+function formatRef(ref) {
+  return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
+}
+
+// lib/manifests/bundle.ts
+var MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+function nonEmptyString(value) {
+  return typeof value === "string" && value.length > 0;
+}
+function kubeObjectProblem(value) {
+  if (!isRecord(value)) {
+    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
+  }
+  const metadata = value["metadata"];
+  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
+  const what = name === undefined ? "object" : `object "${name}"`;
+  if (!nonEmptyString(value["apiVersion"]))
+    return `${what} has no apiVersion`;
+  if (!nonEmptyString(value["kind"]))
+    return `${what} has no kind`;
+  if (name === undefined)
+    return `${value["kind"]} has no metadata.name`;
+  const namespace = metadata["namespace"];
+  if (namespace !== undefined && !nonEmptyString(namespace)) {
+    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
+  }
+  return;
+}
+var YAML_OPTIONS = {
+  version: "1.1",
+  prettyErrors: false,
+  uniqueKeys: false,
+  logLevel: "silent",
+  customTags: (tags) => tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:timestamp" && tag.format !== "TIME")
+};
+function duplicateKeyOffsets(document) {
+  const offsets = [];
+  $visit(document, {
+    Map(_, map) {
+      const seen = new Set;
+      for (const pair of map.items) {
+        if (!$isScalar(pair.key) || pair.key.value === "<<")
+          continue;
+        const key = String(pair.key.value);
+        if (seen.has(key))
+          offsets.push(pair.key.range?.[0] ?? 0);
+        else
+          seen.add(key);
+      }
+    }
+  });
+  return offsets;
+}
+function parseManifests(text, source) {
+  const lineCounter = new $LineCounter;
+  const items = [];
+  const problems = [];
+  const at = (offset) => {
+    const { line, col } = lineCounter.linePos(offset ?? 0);
+    return `${source}:${line}:${col}`;
+  };
+  let documents;
+  try {
+    documents = $parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter });
+  } catch (error) {
+    return { items, problems: [`${source}: cannot parse: ${errorMessage(error)}`] };
+  }
+  if ("empty" in documents) {
+    for (const error of documents.errors) {
+      problems.push(`${at(error.pos[0])}: ${error.message}`);
+    }
+  }
+  for (const document of documents) {
+    if (document.errors.length > 0) {
+      for (const error of document.errors)
+        problems.push(`${at(error.pos[0])}: ${error.message}`);
+      continue;
+    }
+    if (document.contents === null)
+      continue;
+    const duplicateKeys = duplicateKeyOffsets(document);
+    if (duplicateKeys.length > 0) {
+      for (const offset of duplicateKeys)
+        problems.push(`${at(offset)}: Map keys must be unique`);
+      continue;
+    }
+    let value;
+    try {
+      value = document.toJS({ maxAliasCount: 1000 });
+    } catch (error) {
+      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
+      continue;
+    }
+    if (value === null || value === undefined)
+      continue;
+    addObject(value, document.contents, [], document, at, items, problems);
+  }
+  return { items, problems };
+}
+function addObject(value, node, path, document, at, items, problems) {
+  const where = at(node.range[0]);
+  if (isRecord(value) && value["kind"] === "List" && Array.isArray(value["items"])) {
+    value["items"].forEach((item, index) => {
+      const itemPath = [...path, "items", index];
+      const itemNode = document.getIn(itemPath, true) ?? node;
+      addObject(item, itemNode, itemPath, document, at, items, problems);
+    });
+    return;
+  }
+  const problem = kubeObjectProblem(value);
+  if (problem !== undefined)
+    problems.push(`${where}: ${problem}`);
+  else
+    items.push({ object: value, source: where });
+}
+function matchesGlob(path, pattern) {
+  const normalized = pattern.replace(/^\.\//, "").replace(/\/$/, "");
+  const target = normalized.includes("/") ? path : path.split("/").pop() ?? path;
+  let source = "";
+  for (let i = 0;i < normalized.length; i++) {
+    const char = normalized[i];
+    if (char === "*" && normalized[i + 1] === "*") {
+      const slashAfter = normalized[i + 2] === "/";
+      source += slashAfter ? "(?:.*/)?" : ".*";
+      i += slashAfter ? 2 : 1;
+    } else if (char === "*")
+      source += "[^/]*";
+    else if (char === "?")
+      source += "[^/]";
+    else
+      source += char.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${source}$`).test(target);
+}
+function errorCode(error) {
+  return isRecord(error) && typeof error["code"] === "string" ? error["code"] : undefined;
+}
+async function findKustomization(dir) {
+  const names = new Set(await readdir(dir));
+  return KUSTOMIZATION_FILE_NAMES.find((name) => names.has(name));
+}
+async function collectBundle(paths, options = {}) {
+  const { cwd = process.cwd(), ignore = [], kustomize = true, kubectl = "kubectl", allowEmpty = false, signal } = options;
+  const problems = [];
+  const inputs = [];
+  const seen = new Set;
+  const show = (absolute) => {
+    const rel = relative(cwd, absolute);
+    const shown = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? absolute : rel;
+    return shown.split(sep).join("/");
+  };
+  const ignored = (absolute) => {
+    const rel = show(absolute);
+    return ignore.some((pattern) => matchesGlob(rel, pattern));
+  };
+  const add = async (kind, absolute) => {
+    const real = await realpath(absolute);
+    if (seen.has(real))
+      return;
+    seen.add(real);
+    inputs.push({ kind, path: absolute, shown: show(absolute) });
+  };
+  const walk = async (dir) => {
+    const real = await realpath(dir);
+    if (seen.has(`dir:${real}`))
+      return;
+    seen.add(`dir:${real}`);
+    if (kustomize && await findKustomization(dir) !== undefined) {
+      await add("kustomize", dir);
+      return;
+    }
+    const entries = (await readdir(dir)).filter((name) => !name.startsWith(".")).sort();
+    for (const name of entries) {
+      const child = join(dir, name);
+      if (ignored(child))
+        continue;
+      let stats;
+      try {
+        stats = await stat(child);
+      } catch (error) {
+        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
+        continue;
+      }
+      if (stats.isDirectory())
+        await walk(child);
+      else if (stats.isFile() && MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name)) {
+        await add("file", child);
+      }
+    }
+  };
+  for (const path of paths) {
+    const absolute = resolve(cwd, path);
+    let stats;
+    try {
+      stats = await stat(absolute);
+    } catch (error) {
+      const code = errorCode(error);
+      problems.push(`${path}: ${code === "ENOENT" ? "no such file or directory" : `cannot read: ${code ?? String(error)}`}`);
+      continue;
+    }
+    if (stats.isDirectory())
+      await walk(absolute);
+    else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext)))
+      await add("file", absolute);
+    else
+      problems.push(`${path}: not a .yaml, .yml or .json file`);
+  }
+  const items = [];
+  for (const input of inputs) {
+    signal?.throwIfAborted();
+    let text;
+    let source = input.shown;
+    if (input.kind === "kustomize") {
+      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
+      source = `${input.shown} (kubectl kustomize)`;
+    } else {
+      try {
+        text = await readFile(input.path, "utf8");
+      } catch (error) {
+        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
+        continue;
+      }
+    }
+    const parsed = parseManifests(text, source);
+    items.push(...parsed.items);
+    problems.push(...parsed.problems);
+  }
+  problems.push(...duplicateProblems(items));
+  if (problems.length === 0 && items.length === 0 && !allowEmpty) {
+    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (pass --allow-empty to publish an empty bundle)`);
+  }
+  if (problems.length > 0)
+    throw new BundleError(problems);
+  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown) };
+}
+function duplicateProblems(items) {
+  const first = new Map;
+  const problems = [];
+  for (const { object, source } of items) {
+    const key = formatRef(refOf(object));
+    const earlier = first.get(key);
+    if (earlier === undefined)
+      first.set(key, source);
+    else
+      problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);
+  }
+  return problems;
+}
+
+// lib/publish/build-info.ts
+import { randomUUID } from "node:crypto";
+function resolveBuildInfo(options = {}) {
+  const { overrides = {}, env = {}, nowMs = Date.now(), randomSuffix = () => randomUUID().slice(0, 8) } = options;
+  const fromEnv = (name) => {
+    const value = env[name];
+    return value === undefined || value === "" ? undefined : value;
+  };
+  const pick = (explicit, variable) => explicit !== undefined && explicit !== "" ? explicit : fromEnv(variable);
+  const commit = pick(overrides.commit, "GITHUB_SHA");
+  const ref = pick(overrides.ref, "GITHUB_REF");
+  const repository = pick(overrides.repository, "GITHUB_REPOSITORY");
+  const runId = pick(overrides.runId, "GITHUB_RUN_ID");
+  const runAttempt = pick(overrides.runAttempt, "GITHUB_RUN_ATTEMPT");
+  const actor = pick(overrides.actor, "GITHUB_ACTOR");
+  const server = fromEnv("GITHUB_SERVER_URL");
+  const url = overrides.url !== undefined && overrides.url !== "" ? overrides.url : server !== undefined && repository !== undefined && runId !== undefined ? `${server.replace(/\/+$/, "")}/${repository}/actions/runs/${runId}` + (runAttempt === undefined ? "" : `/attempts/${runAttempt}`) : undefined;
+  const timestampMs = overrides.timestampMs ?? nowMs;
+  const id = overrides.id !== undefined && overrides.id !== "" ? overrides.id : commit !== undefined && runId !== undefined ? `${commit}-${runId}-${runAttempt ?? "1"}` : commit !== undefined ? `${commit}-${timestampMs}` : `local-${timestampMs}-${randomSuffix()}`;
+  const build = { id, timestampMs };
+  const optional = { commit, ref, repository, runId, runAttempt, actor, url };
+  for (const [key, value] of Object.entries(optional)) {
+    if (value !== undefined)
+      build[key] = value;
+  }
+  return build;
+}
+
+// ../../work/main/node_modules/zod/v4/core/util.js
 function getEnumValues(entries) {
   const numericValues = Object.values(entries).filter((v) => typeof v === "number");
   const values = Object.entries(entries).filter(([k, _]) => numericValues.indexOf(+k) === -1).map(([_, v]) => v);
@@ -33459,7 +34061,7 @@ function constantCatch(value) {
   return fn;
 }
 
-// node_modules/zod/v4/core/core.js
+// ../../work/main/node_modules/zod/v4/core/core.js
 var _a;
 var NEVER = /* @__PURE__ */ Object.freeze({
   status: "aborted"
@@ -33580,7 +34182,7 @@ function config(newConfig) {
     Object.assign(globalConfig, newConfig);
   return globalConfig;
 }
-// node_modules/zod/v4/core/errors.js
+// ../../work/main/node_modules/zod/v4/core/errors.js
 function _getMessage() {
   const internals = this._zod;
   internals.message ?? (internals.message = JSON.stringify(internals.def, jsonStringifyReplacer, 2));
@@ -33695,7 +34297,7 @@ function formatError(error, mapper = (issue) => issue.message) {
   return fieldErrors;
 }
 
-// node_modules/zod/v4/core/parse.js
+// ../../work/main/node_modules/zod/v4/core/parse.js
 function finalizeParams(callee, params) {
   return { callee: params?.callee ?? callee, Err: params?.Err };
 }
@@ -33842,7 +34444,7 @@ var _safeEncodeAsync = (_Err) => async (schema, value, _ctx) => {
 var _safeDecodeAsync = (_Err) => async (schema, value, _ctx) => {
   return _safeParseAsync(_Err)(schema, value, _ctx);
 };
-// node_modules/zod/v4/core/regexes.js
+// ../../work/main/node_modules/zod/v4/core/regexes.js
 var cuid = /^[cC][0-9a-z]{6,}$/;
 var cuid2 = /^[0-9a-z]+$/;
 var ulid = /^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$/;
@@ -33900,7 +34502,7 @@ var boolean = /^(?:true|false)$/i;
 var lowercase = /^[^A-Z]*$/;
 var uppercase = /^[^a-z]*$/;
 
-// node_modules/zod/v4/core/checks.js
+// ../../work/main/node_modules/zod/v4/core/checks.js
 var $ZodCheck = /* @__PURE__ */ $constructor("$ZodCheck", (inst, def) => {
   var _a;
   inst._zod ?? (inst._zod = {});
@@ -34216,7 +34818,7 @@ var $ZodCheckOverwrite = /* @__PURE__ */ $constructor("$ZodCheckOverwrite", (ins
   };
 });
 
-// node_modules/zod/v4/core/doc.js
+// ../../work/main/node_modules/zod/v4/core/doc.js
 class Doc {
   constructor(args = [], closed = {}) {
     this.content = [];
@@ -34258,14 +34860,14 @@ ${content.join(`
   }
 }
 
-// node_modules/zod/v4/core/versions.js
+// ../../work/main/node_modules/zod/v4/core/versions.js
 var version2 = {
   major: 4,
   minor: 6,
   patch: 7
 };
 
-// node_modules/zod/v4/core/schemas.js
+// ../../work/main/node_modules/zod/v4/core/schemas.js
 var $ZodType = /* @__PURE__ */ $constructor("$ZodType", (inst, def) => {
   var _a;
   inst ?? (inst = {});
@@ -35818,7 +36420,7 @@ function handleRefineResult(result, payload, input, inst) {
     payload.issues.push(issue(_iss));
   }
 }
-// node_modules/zod/v4/core/memoizer.js
+// ../../work/main/node_modules/zod/v4/core/memoizer.js
 class $ZodCyclicError extends Error {
   constructor() {
     super(`Cannot parse a reference cycle that closes through a transform`);
@@ -36087,7 +36689,7 @@ function isBackEdge(ctx, value) {
   const backEdges = ctx[STATE]?.backEdges;
   return backEdges !== undefined && isRef(value) && backEdges.has(value);
 }
-// node_modules/zod/v4/locales/en.js
+// ../../work/main/node_modules/zod/v4/locales/en.js
 var error = () => {
   const Sizable = {
     string: { unit: "characters", verb: "to have" },
@@ -36209,7 +36811,7 @@ function en_default() {
     localeError: error()
   };
 }
-// node_modules/zod/v4/core/registries.js
+// ../../work/main/node_modules/zod/v4/core/registries.js
 var _a2;
 class $ZodRegistry {
   constructor() {
@@ -36256,7 +36858,7 @@ function registry() {
 }
 (_a2 = globalThis).__zod_globalRegistry ?? (_a2.__zod_globalRegistry = registry());
 var globalRegistry = globalThis.__zod_globalRegistry;
-// node_modules/zod/v4/core/api.js
+// ../../work/main/node_modules/zod/v4/core/api.js
 function snapshotChecks(def) {
   if (def.checks)
     def.checks = [...def.checks];
@@ -36704,7 +37306,7 @@ function _check(fn, params) {
   ch._zod.check = fn;
   return ch;
 }
-// node_modules/zod/v4/core/to-json-schema.js
+// ../../work/main/node_modules/zod/v4/core/to-json-schema.js
 function assignProps(target, ...sources) {
   for (const source of sources) {
     for (const key of Reflect.ownKeys(source)) {
@@ -37227,7 +37829,7 @@ var createStandardJSONSchemaMethod = (schema, io, processors = {}) => (params) =
   extractDefs(ctx, schema);
   return finalize(ctx, schema);
 };
-// node_modules/zod/v4/core/json-schema-processors.js
+// ../../work/main/node_modules/zod/v4/core/json-schema-processors.js
 var narrowMin = (agg, key, value) => {
   if (agg[key] === undefined || value > agg[key])
     agg[key] = value;
@@ -37752,7 +38354,7 @@ var optionalProcessor = (schema, ctx, _json, params) => {
   const seen = ctx.seen.get(schema);
   seen.ref = def.innerType;
 };
-// node_modules/zod/v4/classic/errors.js
+// ../../work/main/node_modules/zod/v4/classic/errors.js
 var _installedErrorProtos = /* @__PURE__ */ new WeakSet([Object.prototype, Error.prototype]);
 function _lazyMethod(proto, key, make) {
   Object.defineProperty(proto, key, {
@@ -37797,7 +38399,7 @@ var ZodRealError = /* @__PURE__ */ $constructor("ZodError", initializer2, undefi
   Parent: Error
 });
 
-// node_modules/zod/v4/classic/parse.js
+// ../../work/main/node_modules/zod/v4/classic/parse.js
 var parse2 = /* @__PURE__ */ _parse(ZodRealError);
 var parseAsync = /* @__PURE__ */ _parseAsync(ZodRealError);
 var safeParse = /* @__PURE__ */ _safeParse(ZodRealError);
@@ -37811,7 +38413,7 @@ var safeDecode = /* @__PURE__ */ _safeDecode(ZodRealError);
 var safeEncodeAsync = /* @__PURE__ */ _safeEncodeAsync(ZodRealError);
 var safeDecodeAsync = /* @__PURE__ */ _safeDecodeAsync(ZodRealError);
 
-// node_modules/zod/v4/classic/schemas.js
+// ../../work/main/node_modules/zod/v4/classic/schemas.js
 function _ensureDefaultLocale() {
   if (!globalConfig.localeError)
     config(en_default());
@@ -38710,7 +39312,7 @@ function refine(fn, _params = {}) {
 function superRefine(fn, params) {
   return _superRefine(fn, params);
 }
-// node_modules/zod/v4/classic/iso.js
+// ../../work/main/node_modules/zod/v4/classic/iso.js
 function datetime2(params) {
   return _isoDateTime(ZodISODateTime, params);
 }
@@ -38723,611 +39325,205 @@ function time2(params) {
 function duration2(params) {
   return _isoDuration(ZodISODuration, params);
 }
-// lib/publish/build-info.ts
-import { randomUUID } from "node:crypto";
-function resolveBuildInfo(options = {}) {
-  const { overrides = {}, env = {}, nowMs = Date.now(), randomSuffix = () => randomUUID().slice(0, 8) } = options;
-  const fromEnv = (name) => {
-    const value = env[name];
-    return value === undefined || value === "" ? undefined : value;
-  };
-  const pick = (explicit, variable) => explicit !== undefined && explicit !== "" ? explicit : fromEnv(variable);
-  const commit = pick(overrides.commit, "GITHUB_SHA");
-  const ref = pick(overrides.ref, "GITHUB_REF");
-  const repository = pick(overrides.repository, "GITHUB_REPOSITORY");
-  const runId = pick(overrides.runId, "GITHUB_RUN_ID");
-  const runAttempt = pick(overrides.runAttempt, "GITHUB_RUN_ATTEMPT");
-  const actor = pick(overrides.actor, "GITHUB_ACTOR");
-  const server = fromEnv("GITHUB_SERVER_URL");
-  const url = overrides.url !== undefined && overrides.url !== "" ? overrides.url : server !== undefined && repository !== undefined && runId !== undefined ? `${server.replace(/\/+$/, "")}/${repository}/actions/runs/${runId}` + (runAttempt === undefined ? "" : `/attempts/${runAttempt}`) : undefined;
-  const timestampMs = overrides.timestampMs ?? nowMs;
-  const id = overrides.id !== undefined && overrides.id !== "" ? overrides.id : commit !== undefined && runId !== undefined ? `${commit}-${runId}-${runAttempt ?? "1"}` : commit !== undefined ? `${commit}-${timestampMs}` : `local-${timestampMs}-${randomSuffix()}`;
-  const build = { id, timestampMs };
-  const optional = { commit, ref, repository, runId, runAttempt, actor, url };
-  for (const [key, value] of Object.entries(optional)) {
-    if (value !== undefined)
-      build[key] = value;
+// lib/cli-options.ts
+import { parseArgs } from "node:util";
+var ENV_TRUE = new Set(["1", "true", "yes", "on"]);
+var ENV_FALSE = new Set(["", "0", "false", "no", "off"]);
+function envBoolean(text) {
+  const lower = text.trim().toLowerCase();
+  if (ENV_TRUE.has(lower))
+    return true;
+  if (ENV_FALSE.has(lower))
+    return false;
+  return;
+}
+function gatherOptions(table, argv, env, options = {}) {
+  const { allowPositionals = false } = options;
+  const parseOptions = Object.fromEntries(Object.entries(table).map(([name, spec]) => [name, { type: spec.type, ...spec.multiple ? { multiple: true } : {}, ...spec.short ? { short: spec.short } : {} }]));
+  const args = normalizeArgv(table, argv);
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: parseOptions, allowPositionals, strict: true });
+  } catch (error) {
+    return { raw: {}, origin: {}, positionals: [], problems: [argumentProblem(error, args, table)], argvRead: false };
   }
-  return build;
-}
-
-// lib/manifests/bundle.ts
-import { readdir, readFile, realpath, stat } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
-
-// node_modules/yaml/dist/index.js
-var composer = require_composer();
-var Document = require_Document();
-var Schema = require_Schema();
-var errors3 = require_errors();
-var Alias = require_Alias();
-var identity = require_identity();
-var Pair = require_Pair();
-var Scalar = require_Scalar();
-var YAMLMap = require_YAMLMap();
-var YAMLSeq = require_YAMLSeq();
-var cst = require_cst();
-var lexer = require_lexer();
-var lineCounter = require_line_counter();
-var parser = require_parser();
-var publicApi = require_public_api();
-var visit = require_visit();
-var $Composer = composer.Composer;
-var $Document = Document.Document;
-var $Schema = Schema.Schema;
-var $YAMLError = errors3.YAMLError;
-var $YAMLParseError = errors3.YAMLParseError;
-var $YAMLWarning = errors3.YAMLWarning;
-var $Alias = Alias.Alias;
-var $isAlias = identity.isAlias;
-var $isCollection = identity.isCollection;
-var $isDocument = identity.isDocument;
-var $isMap = identity.isMap;
-var $isNode = identity.isNode;
-var $isPair = identity.isPair;
-var $isScalar = identity.isScalar;
-var $isSeq = identity.isSeq;
-var $Pair = Pair.Pair;
-var $Scalar = Scalar.Scalar;
-var $YAMLMap = YAMLMap.YAMLMap;
-var $YAMLSeq = YAMLSeq.YAMLSeq;
-var $Lexer = lexer.Lexer;
-var $LineCounter = lineCounter.LineCounter;
-var $Parser = parser.Parser;
-var $parse = publicApi.parse;
-var $parseAllDocuments = publicApi.parseAllDocuments;
-var $parseDocument = publicApi.parseDocument;
-var $stringify = publicApi.stringify;
-var $visit = visit.visit;
-var $visitAsync = visit.visitAsync;
-
-// lib/errors.ts
-function errorMessage(error) {
-  return error instanceof Error ? error.message : String(error);
-}
-function namedErrorMessage(error) {
-  return error instanceof Error && error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : errorMessage(error);
-}
-
-class KubePicoCdError extends Error {
-  name = "KubePicoCdError";
-  constructor(message, options) {
-    super(message, options);
-  }
-}
-
-class ConfigError extends KubePicoCdError {
-  name = "ConfigError";
-  problems;
-  constructor(problems) {
-    super(`Invalid configuration:
-${problems.map((p) => `  - ${p}`).join(`
-`)}`);
-    this.problems = problems;
-  }
-}
-
-class KubectlError extends KubePicoCdError {
-  name = "KubectlError";
-  argv;
-  exitCode;
-  signal;
-  stderr;
-  reason;
-  serverReason;
-  constructor(message, details, options) {
-    super(message, options);
-    this.argv = details.argv;
-    this.exitCode = details.exitCode;
-    this.signal = details.signal;
-    this.stderr = details.stderr;
-    this.reason = details.reason;
-    this.serverReason = details.serverReason;
-  }
-}
-class BundleError extends KubePicoCdError {
-  name = "BundleError";
-  problems;
-  constructor(problems) {
-    const shown = problems.slice(0, 50);
-    const more = problems.length - shown.length;
-    super(problems.length === 1 ? `Cannot bundle the manifests: ${problems[0]}` : `Cannot bundle the manifests: ${problems.length} problems:
-${shown.map((p) => `  - ${p}`).join(`
-`)}` + (more > 0 ? `
-  … and ${more} more` : ""));
-    this.problems = problems;
-  }
-}
-
-class MessageTooLargeError extends KubePicoCdError {
-  name = "MessageTooLargeError";
-  bodyBytes;
-  limitBytes;
-  constructor(message, sizes) {
-    super(message);
-    this.bodyBytes = sizes.bodyBytes;
-    this.limitBytes = sizes.limitBytes;
-  }
-}
-
-class QueueSendError extends KubePicoCdError {
-  name = "QueueSendError";
-  queue;
-  constructor(message, queue, options) {
-    super(message, options);
-    this.queue = queue;
-  }
-}
-class ResultRejectedError extends KubePicoCdError {
-  name = "ResultRejectedError";
-  reason;
-  constructor(reason, message, options) {
-    super(message, options);
-    this.reason = reason;
-  }
-}
-
-// lib/kube/kubectl.ts
-import { Buffer as Buffer2 } from "node:buffer";
-import { spawn } from "node:child_process";
-var defaults = {
-  killGraceMs: 5000,
-  drainMs: 2000,
-  maxStdoutBytes: 64 * 1024 * 1024,
-  maxStderrBytes: 64 * 1024
-};
-function kubectlArgv(args, target) {
-  const { kubectlPath, kubeconfig, extraArgs = [] } = target;
-  return [kubectlPath, ...kubeconfig === undefined ? [] : [`--kubeconfig=${kubeconfig}`], ...extraArgs, ...args];
-}
-function serverReasonOf(stderr) {
-  const reason = /Error from server \(([A-Za-z]+)\)/.exec(stderr)?.[1];
-  if (reason !== undefined)
-    return reason;
-  return /^The [A-Za-z0-9.]+ "[^"]*" is invalid: /m.test(stderr) ? "Invalid" : undefined;
-}
-function runKubectl(args, options) {
-  const {
-    stdin,
-    signal,
-    timeoutMs,
-    killGraceMs = defaults.killGraceMs,
-    maxStdoutBytes = defaults.maxStdoutBytes,
-    maxStderrBytes = defaults.maxStderrBytes
-  } = options;
-  const { drainMs } = defaults;
-  const argv = kubectlArgv(args, options);
-  const [command, ...rest] = argv;
-  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    throw new RangeError(`Cannot run kubectl as 'timeoutMs' must be a positive finite number: current value is ${timeoutMs}`);
-  }
-  const started = performance.now();
-  const fail = (reason, what, details, cause) => {
-    const serverReason = serverReasonOf(details.stderr);
-    const firstLines = details.stderr.trim().split(`
-`).slice(0, 3).join(" | ");
-    const message = `Cannot run \`${describeArgv(argv)}\`: ${what}${firstLines === "" ? "" : `: ${firstLines}`}`;
-    return new KubectlError(message, { argv, ...details, reason, serverReason }, cause === undefined ? undefined : { cause });
-  };
-  if (signal?.aborted) {
-    return Promise.reject(fail("aborted", "aborted before start", { exitCode: null, signal: null, stderr: "" }, signal.reason));
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, rest, { stdio: ["pipe", "pipe", "pipe"], windowsHide: true });
-    const stdoutChunks = [];
-    let stdoutBytes = 0;
-    const stderrChunks = [];
-    let stderrBytes = 0;
-    let stderrDropped = 0;
-    let ended;
-    let spawnError;
-    let killTimer;
-    let timeoutTimer;
-    const kill = (reason, cause) => {
-      if (ended !== undefined)
-        return;
-      ended = cause === undefined ? { reason } : { reason, cause };
-      child.kill("SIGTERM");
-      killTimer = setTimeout(() => child.kill("SIGKILL"), killGraceMs);
-    };
-    const onAbort = () => kill("aborted", signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (timeoutMs !== undefined)
-      timeoutTimer = setTimeout(() => kill("timeout"), timeoutMs);
-    child.stdout.on("data", (chunk) => {
-      stdoutBytes += chunk.byteLength;
-      if (stdoutBytes > maxStdoutBytes) {
-        kill("output-limit");
-        return;
-      }
-      stdoutChunks.push(chunk);
-    });
-    child.stderr.on("data", (chunk) => {
-      const room = maxStderrBytes - stderrBytes;
-      if (room <= 0) {
-        stderrDropped += chunk.byteLength;
-        return;
-      }
-      const kept = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
-      stderrChunks.push(kept);
-      stderrBytes += kept.byteLength;
-      stderrDropped += chunk.byteLength - kept.byteLength;
-    });
-    child.stdin.on("error", () => {});
-    let settled = false;
-    const cleanUp = () => {
-      settled = true;
-      signal?.removeEventListener("abort", onAbort);
-      clearTimeout(timeoutTimer);
-      clearTimeout(killTimer);
-    };
-    child.on("error", (error) => {
-      spawnError = error;
-      if (child.pid === undefined && !settled) {
-        cleanUp();
-        reject(fail("spawn", `cannot start ${command}: ${error.message}`, { exitCode: null, signal: null, stderr: "" }, error));
-      }
-    });
-    let drainTimer;
-    child.on("exit", () => {
-      drainTimer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-      }, drainMs);
-    });
-    child.on("close", (code, killedBy) => {
-      clearTimeout(drainTimer);
-      if (settled)
-        return;
-      cleanUp();
-      const stderr = Buffer2.concat(stderrChunks).toString("utf8") + (stderrDropped > 0 ? `
-[${stderrDropped} more bytes of stderr dropped]` : "");
-      const details = { exitCode: code, signal: killedBy, stderr };
-      if (spawnError !== undefined && code === null && killedBy === null) {
-        reject(fail("spawn", `cannot start ${command}: ${spawnError.message}`, details, spawnError));
-      } else if (ended?.reason === "timeout") {
-        reject(fail("timeout", `timed out after ${timeoutMs} ms`, details));
-      } else if (ended?.reason === "aborted") {
-        reject(fail("aborted", "aborted", details, ended.cause));
-      } else if (ended?.reason === "output-limit") {
-        reject(fail("output-limit", `stdout exceeded ${maxStdoutBytes} bytes`, details));
-      } else if (code !== 0) {
-        reject(fail("exit", code === null ? `killed by ${killedBy}` : `exit code ${code}`, details));
-      } else {
-        resolve({
-          argv,
-          stdout: Buffer2.concat(stdoutChunks).toString("utf8"),
-          stderr,
-          durationMs: Math.round(performance.now() - started)
-        });
-      }
-    });
-    if (child.stdin !== null) {
-      if (stdin === undefined)
-        child.stdin.end();
-      else
-        child.stdin.end(stdin);
+  const problems = [];
+  const raw = {};
+  const origin = {};
+  for (const [name, spec] of Object.entries(table)) {
+    const given = parsed.values[name];
+    if (given !== undefined) {
+      raw[name] = given;
+      origin[name] = `--${name}`;
+      continue;
     }
+    const variable = spec.env?.find((candidate) => env[candidate] !== undefined && env[candidate] !== "");
+    const text = variable === undefined ? undefined : env[variable];
+    if (variable !== undefined && text !== undefined) {
+      origin[name] = variable;
+      if (spec.type === "boolean") {
+        const value = envBoolean(text);
+        if (value === undefined)
+          problems.push(`${variable}: "${text}" is not a boolean (use true or false)`);
+        raw[name] = value ?? false;
+      } else if (spec.multiple) {
+        raw[name] = splitList(text);
+      } else {
+        raw[name] = text;
+      }
+      continue;
+    }
+    origin[name] = `--${name}`;
+    if (spec.type === "boolean")
+      raw[name] = false;
+    else if (spec.multiple)
+      raw[name] = [];
+  }
+  return { raw, origin, positionals: parsed.positionals, problems, argvRead: true };
+}
+function normalizeArgv(table, argv) {
+  const out = [];
+  for (let index = 0;index < argv.length; index++) {
+    const arg = argv[index];
+    const bare = arg.startsWith("--") ? table[arg.slice(2)]?.bareValue : undefined;
+    out.push(bare === undefined ? arg : `${arg}=${bare}`);
+    if (arg === "--") {
+      out.push(...argv.slice(index + 1));
+      break;
+    }
+    const spec = specOfFlag(table, arg)?.[1];
+    if (spec !== undefined && spec.type === "string" && spec.bareValue === undefined && index + 1 < argv.length)
+      out.push(argv[++index]);
+  }
+  return out;
+}
+function specOfFlag(table, arg) {
+  return Object.entries(table).find(([name, spec]) => arg === `--${name}` || spec.short !== undefined && arg === `-${spec.short}`);
+}
+function schemaProblems(error, origin) {
+  return error.issues.map((issue) => {
+    const key = String(issue.path[0] ?? "");
+    return `${origin[key] ?? `--${key}`}: ${issue.message}`;
   });
 }
-function describeArgv(argv) {
-  return argv.map((arg, i) => i === 0 ? arg.split("/").pop() ?? arg : arg).map((arg) => /^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg)).join(" ");
-}
-
-// lib/manifests/kustomize.ts
-var KUSTOMIZATION_FILE_NAMES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-var MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
-async function renderKustomization(dir, options = {}) {
-  const { kubectl = "kubectl", signal, timeoutMs = 120000, label = dir } = options;
-  try {
-    const result = await runKubectl(["kustomize", dir], {
-      kubectlPath: kubectl,
-      signal,
-      timeoutMs,
-      maxStdoutBytes: MAX_OUTPUT_BYTES
-    });
-    return result.stdout;
-  } catch (error) {
-    if (!(error instanceof KubectlError))
-      throw error;
-    const why = error.reason === "spawn" ? `kubectl could not be started as "${kubectl}" (install kubectl, pass --kubectl PATH, or use --no-kustomize)` : error.message;
-    throw new KubectlError(`Cannot render the kustomization in ${label}: ${why}`, {
-      argv: error.argv,
-      exitCode: error.exitCode,
-      signal: error.signal,
-      stderr: error.stderr,
-      reason: error.reason,
-      serverReason: error.serverReason
-    }, { cause: error });
+function optionsHelp(table) {
+  const lines = [];
+  for (const [name, spec] of Object.entries(table)) {
+    const value = spec.value === undefined ? "" : spec.bareValue === undefined ? ` ${spec.value}` : `[=${spec.value}]`;
+    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${name}${value}`;
+    lines.push(`  ${flag}`);
+    lines.push(`        ${spec.help}`);
+    const env = spec.env && spec.env.length > 0 ? `env ${spec.env.join(", ")}; ` : "";
+    lines.push(`        (${env}default: ${spec.defaultText})`);
   }
+  return lines;
 }
-
-// lib/manifests/object-ref.ts
-function groupOf(apiVersion) {
-  const slash = apiVersion.indexOf("/");
-  return slash === -1 ? "" : apiVersion.slice(0, slash);
+function splitList(text) {
+  return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
 }
-function refOf(object) {
-  const namespace = object.metadata?.namespace;
-  const ref = { group: groupOf(object.apiVersion), kind: object.kind, name: object.metadata?.name ?? "" };
-  if (namespace !== undefined && namespace !== "")
-    ref.namespace = namespace;
-  return ref;
-}
-function formatRef(ref) {
-  return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
-}
-
-// lib/manifests/bundle.ts
-var MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
-function isRecord(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-function nonEmptyString(value) {
-  return typeof value === "string" && value.length > 0;
-}
-function kubeObjectProblem(value) {
-  if (!isRecord(value)) {
-    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
+function argumentProblem(error, args = [], table = {}) {
+  const message = errorMessage(error);
+  const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
+  const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
+  const given = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
+  const known = given === undefined ? undefined : specOfFlag(table, given);
+  const option = known === undefined ? given : `--${known[0]}`;
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option)
+    return `${option}: unknown option (see --help)`;
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) {
+    if (/argument is ambiguous/.test(message)) {
+      const value = given === undefined ? undefined : dashValue(args, given);
+      const current = value === undefined ? "" : `: current value is ${JSON.stringify(value)}`;
+      return `${option}: a value that starts with a dash must be attached with '=' (${option}=VALUE)${current}`;
+    }
+    return `${option}: ${message.split(`
+`)[0].replace(/^Option '[^']+' /, "")}`;
   }
-  const metadata = value["metadata"];
-  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
-  const what = name === undefined ? "object" : `object "${name}"`;
-  if (!nonEmptyString(value["apiVersion"]))
-    return `${what} has no apiVersion`;
-  if (!nonEmptyString(value["kind"]))
-    return `${what} has no kind`;
-  if (name === undefined)
-    return `${value["kind"]} has no metadata.name`;
-  const namespace = metadata["namespace"];
-  if (namespace !== undefined && !nonEmptyString(namespace)) {
-    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
+  return message.split(`
+`)[0] ?? message;
+}
+function dashValue(args, flag) {
+  for (let index = 0;index + 1 < args.length && args[index] !== "--"; index++) {
+    if (args[index] === flag && args[index + 1].startsWith("-"))
+      return args[index + 1];
   }
   return;
 }
-var YAML_OPTIONS = {
-  version: "1.1",
-  prettyErrors: false,
-  uniqueKeys: false,
-  logLevel: "silent",
-  customTags: (tags) => tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:timestamp" && tag.format !== "TIME")
-};
-function duplicateKeyOffsets(document) {
-  const offsets = [];
-  $visit(document, {
-    Map(_, map) {
-      const seen = new Set;
-      for (const pair of map.items) {
-        if (!$isScalar(pair.key) || pair.key.value === "<<")
-          continue;
-        const key = String(pair.key.value);
-        if (seen.has(key))
-          offsets.push(pair.key.range?.[0] ?? 0);
-        else
-          seen.add(key);
-      }
+
+// lib/sqs/send.ts
+import { createHash } from "node:crypto";
+var DEFAULT_MESSAGE_GROUP_ID = "kube-pico-cd";
+var QUEUE_NAME = /^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$/;
+var MESSAGE_GROUP_ID = /^[\x21-\x7e]{1,128}$/;
+var QUEUE_HINT = "expected a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/deploy, " + "or a queue name of up to 80 letters, digits, - and _ (FIFO names end in .fifo)";
+function parseQueueRef(value) {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(value)) {
+    let url;
+    try {
+      url = new URL(value);
+    } catch {
+      return { problem: `"${value}" is not a valid URL (${QUEUE_HINT})` };
     }
-  });
-  return offsets;
+    const segments = url.pathname.split("/").filter((segment) => segment !== "");
+    const name = segments[1];
+    if (url.protocol !== "https:" && url.protocol !== "http:" || url.hostname === "" || segments.length !== 2 || name === undefined || !QUEUE_NAME.test(name) || url.search !== "" || url.hash !== "") {
+      return { problem: `"${value}" is not a queue URL (${QUEUE_HINT})` };
+    }
+    return { url: value, name };
+  }
+  if (!QUEUE_NAME.test(value))
+    return { problem: `"${value}" is neither a queue URL nor a queue name (${QUEUE_HINT})` };
+  return { name: value };
 }
-function parseManifests(text, source) {
-  const lineCounter = new $LineCounter;
-  const items = [];
-  const problems = [];
-  const at = (offset) => {
-    const { line, col } = lineCounter.linePos(offset ?? 0);
-    return `${source}:${line}:${col}`;
-  };
-  let documents;
+function messageGroupIdProblem(id) {
+  return MESSAGE_GROUP_ID.test(id) ? undefined : `"${id}" is not a valid message group id (1 to 128 printable ASCII characters without spaces)`;
+}
+function isFifoQueue(queue) {
+  return queue.name.endsWith(".fifo");
+}
+function fifoDeduplicationId(buildId, digest) {
+  return createHash("sha256").update(`${buildId}
+${digest}`, "utf8").digest("hex");
+}
+async function resolveQueueUrl(client, queue, options = {}) {
+  if (queue.url !== undefined)
+    return queue.url;
   try {
-    documents = $parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter });
+    const output = await client.send(new $GetQueueUrlCommand({ QueueName: queue.name }), options.signal ? { abortSignal: options.signal } : {});
+    if (output.QueueUrl === undefined)
+      throw new Error("GetQueueUrl returned no QueueUrl");
+    return output.QueueUrl;
   } catch (error) {
-    return { items, problems: [`${source}: cannot parse: ${errorMessage(error)}`] };
+    throw new QueueSendError(`Cannot resolve queue "${queue.name}": ${namedErrorMessage(error)}`, queue.name, { cause: error });
   }
-  if ("empty" in documents) {
-    for (const error of documents.errors) {
-      problems.push(`${at(error.pos[0])}: ${error.message}`);
-    }
-  }
-  for (const document of documents) {
-    if (document.errors.length > 0) {
-      for (const error of document.errors)
-        problems.push(`${at(error.pos[0])}: ${error.message}`);
-      continue;
-    }
-    if (document.contents === null)
-      continue;
-    const duplicateKeys = duplicateKeyOffsets(document);
-    if (duplicateKeys.length > 0) {
-      for (const offset of duplicateKeys)
-        problems.push(`${at(offset)}: Map keys must be unique`);
-      continue;
-    }
-    let value;
-    try {
-      value = document.toJS({ maxAliasCount: 1000 });
-    } catch (error) {
-      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
-      continue;
-    }
-    if (value === null || value === undefined)
-      continue;
-    addObject(value, document.contents, [], document, at, items, problems);
-  }
-  return { items, problems };
 }
-function addObject(value, node, path, document, at, items, problems) {
-  const where = at(node.range[0]);
-  if (isRecord(value) && value["kind"] === "List" && Array.isArray(value["items"])) {
-    value["items"].forEach((item, index) => {
-      const itemPath = [...path, "items", index];
-      const itemNode = document.getIn(itemPath, true) ?? node;
-      addObject(item, itemNode, itemPath, document, at, items, problems);
-    });
-    return;
+async function sendBody(client, queueUrl, body, options = {}) {
+  const { fifo, signal } = options;
+  try {
+    const output = await client.send(new $SendMessageCommand({
+      QueueUrl: queueUrl,
+      MessageBody: body,
+      ...fifo ? { MessageGroupId: fifo.messageGroupId, MessageDeduplicationId: fifo.messageDeduplicationId } : {}
+    }), signal ? { abortSignal: signal } : {});
+    if (output.MessageId === undefined)
+      throw new Error("SendMessage returned no MessageId");
+    return {
+      queueUrl,
+      messageId: output.MessageId,
+      ...output.SequenceNumber === undefined ? {} : { sequenceNumber: output.SequenceNumber }
+    };
+  } catch (error) {
+    throw new QueueSendError(`Cannot send to queue ${queueUrl}: ${namedErrorMessage(error)}`, queueUrl, { cause: error });
   }
-  const problem = kubeObjectProblem(value);
-  if (problem !== undefined)
-    problems.push(`${where}: ${problem}`);
-  else
-    items.push({ object: value, source: where });
-}
-function matchesGlob(path, pattern) {
-  const normalized = pattern.replace(/^\.\//, "").replace(/\/$/, "");
-  const target = normalized.includes("/") ? path : path.split("/").pop() ?? path;
-  let source = "";
-  for (let i = 0;i < normalized.length; i++) {
-    const char = normalized[i];
-    if (char === "*" && normalized[i + 1] === "*") {
-      const slashAfter = normalized[i + 2] === "/";
-      source += slashAfter ? "(?:.*/)?" : ".*";
-      i += slashAfter ? 2 : 1;
-    } else if (char === "*")
-      source += "[^/]*";
-    else if (char === "?")
-      source += "[^/]";
-    else
-      source += char.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${source}$`).test(target);
-}
-function errorCode(error) {
-  return isRecord(error) && typeof error["code"] === "string" ? error["code"] : undefined;
-}
-async function findKustomization(dir) {
-  const names = new Set(await readdir(dir));
-  return KUSTOMIZATION_FILE_NAMES.find((name) => names.has(name));
-}
-async function collectBundle(paths, options = {}) {
-  const { cwd = process.cwd(), ignore = [], kustomize = true, kubectl = "kubectl", allowEmpty = false, signal } = options;
-  const problems = [];
-  const inputs = [];
-  const seen = new Set;
-  const show = (absolute) => {
-    const rel = relative(cwd, absolute);
-    const shown = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? absolute : rel;
-    return shown.split(sep).join("/");
-  };
-  const ignored = (absolute) => {
-    const rel = show(absolute);
-    return ignore.some((pattern) => matchesGlob(rel, pattern));
-  };
-  const add = async (kind, absolute) => {
-    const real = await realpath(absolute);
-    if (seen.has(real))
-      return;
-    seen.add(real);
-    inputs.push({ kind, path: absolute, shown: show(absolute) });
-  };
-  const walk = async (dir) => {
-    const real = await realpath(dir);
-    if (seen.has(`dir:${real}`))
-      return;
-    seen.add(`dir:${real}`);
-    if (kustomize && await findKustomization(dir) !== undefined) {
-      await add("kustomize", dir);
-      return;
-    }
-    const entries = (await readdir(dir)).filter((name) => !name.startsWith(".")).sort();
-    for (const name of entries) {
-      const child = join(dir, name);
-      if (ignored(child))
-        continue;
-      let stats;
-      try {
-        stats = await stat(child);
-      } catch (error) {
-        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
-        continue;
-      }
-      if (stats.isDirectory())
-        await walk(child);
-      else if (stats.isFile() && MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name)) {
-        await add("file", child);
-      }
-    }
-  };
-  for (const path of paths) {
-    const absolute = resolve(cwd, path);
-    let stats;
-    try {
-      stats = await stat(absolute);
-    } catch (error) {
-      const code = errorCode(error);
-      problems.push(`${path}: ${code === "ENOENT" ? "no such file or directory" : `cannot read: ${code ?? String(error)}`}`);
-      continue;
-    }
-    if (stats.isDirectory())
-      await walk(absolute);
-    else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext)))
-      await add("file", absolute);
-    else
-      problems.push(`${path}: not a .yaml, .yml or .json file`);
-  }
-  const items = [];
-  for (const input of inputs) {
-    signal?.throwIfAborted();
-    let text;
-    let source = input.shown;
-    if (input.kind === "kustomize") {
-      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
-      source = `${input.shown} (kubectl kustomize)`;
-    } else {
-      try {
-        text = await readFile(input.path, "utf8");
-      } catch (error) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
-        continue;
-      }
-    }
-    const parsed = parseManifests(text, source);
-    items.push(...parsed.items);
-    problems.push(...parsed.problems);
-  }
-  problems.push(...duplicateProblems(items));
-  if (problems.length === 0 && items.length === 0 && !allowEmpty) {
-    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (pass --allow-empty to publish an empty bundle)`);
-  }
-  if (problems.length > 0)
-    throw new BundleError(problems);
-  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown) };
-}
-function duplicateProblems(items) {
-  const first = new Map;
-  const problems = [];
-  for (const { object, source } of items) {
-    const key = formatRef(refOf(object));
-    const earlier = first.get(key);
-    if (earlier === undefined)
-      first.set(key, source);
-    else
-      problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);
-  }
-  return problems;
 }
 
+// lib/wire/signature.ts
+import { createHash as createHash3, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { resolve as resolve2 } from "node:path";
+
 // lib/wire/message.ts
-import { createHash } from "node:crypto";
+import { createHash as createHash2 } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 var MESSAGE_KIND = "kube-pico-cd.bundle";
 var MESSAGE_VERSION = 1;
@@ -39366,7 +39562,7 @@ var v1Schema = strictObject({
   signature: signatureSchema.optional()
 });
 function sha256Hex(bytes) {
-  return createHash("sha256").update(bytes).digest("hex");
+  return createHash2("sha256").update(bytes).digest("hex");
 }
 function canonicalJson(value) {
   if (Array.isArray(value))
@@ -39441,6 +39637,617 @@ var legacySchema = object({
   }),
   manifests: string2()
 });
+
+// lib/wire/signature.ts
+var SIGNATURE_ALGORITHM = "ed25519";
+var SIGNED_BYTES_HEADER = `kube-pico-cd signed bundle v1
+`;
+var SIGNED_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
+function signedBytes(fields, keyId) {
+  const lines = [
+    ["algorithm", SIGNATURE_ALGORITHM],
+    ["keyId", keyId],
+    ["kind", MESSAGE_KIND],
+    ["version", String(MESSAGE_VERSION)],
+    ["build.id", fields.build.id],
+    ["build.timestampMs", String(fields.build.timestampMs)],
+    ...SIGNED_BUILD_FIELDS.map((name) => [`build.${name}`, fields.build[name]]),
+    ["target", fields.target],
+    ["manifests.encoding", fields.manifests.encoding],
+    ["manifests.sha256", fields.manifests.sha256],
+    ["manifests.objects", String(fields.manifests.objects)],
+    ["manifests.bytes", String(fields.manifests.bytes)]
+  ];
+  let text = SIGNED_BYTES_HEADER;
+  for (const [name, value] of lines) {
+    text += value === undefined ? `${name}=-
+` : `${name}=${Buffer.byteLength(value, "utf8")}:${value}
+`;
+  }
+  return Buffer.from(text, "utf8");
+}
+function keyIdOf(publicKey) {
+  const der = publicKey.export({ type: "spki", format: "der" });
+  return createHash3("sha256").update(der).digest("hex").slice(0, 16);
+}
+function generateSigningKeyPair() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  return {
+    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    keyId: keyIdOf(publicKey)
+  };
+}
+function parseSigningKey(pem) {
+  let privateKey;
+  try {
+    privateKey = createPrivateKey({ key: pem, format: "pem" });
+  } catch {
+    return { problem: "is not a PEM private key (expected -----BEGIN PRIVATE KEY----- as printed by 'publish keygen')" };
+  }
+  if (privateKey.asymmetricKeyType !== "ed25519") {
+    return { problem: `is a ${privateKey.asymmetricKeyType ?? "unknown"} key, not an Ed25519 key` };
+  }
+  return { privateKey, keyId: keyIdOf(createPublicKey(privateKey)) };
+}
+function signFields(fields, key) {
+  const value = sign(null, signedBytes(fields, key.keyId), key.privateKey).toString("base64");
+  return { algorithm: SIGNATURE_ALGORITHM, keyId: key.keyId, value };
+}
+var SIGNING_KEY_ENV = "KUBE_PICO_CD_SIGNING_KEY";
+function loadSigningKey(options) {
+  const { file, fileOrigin = "--signing-key-file", pem, cwd } = options;
+  if (file !== undefined) {
+    let text;
+    try {
+      text = readFileSync(resolve2(cwd, file), "utf8");
+    } catch (error) {
+      return { problem: `${fileOrigin}: cannot read ${file}: ${errorMessage(error)}` };
+    }
+    const key = parseSigningKey(text);
+    return "problem" in key ? { problem: `${fileOrigin}: ${file} ${key.problem}` } : key;
+  }
+  if (pem === undefined || pem.trim() === "")
+    return;
+  const key = parseSigningKey(pem);
+  return "problem" in key ? { problem: `${SIGNING_KEY_ENV}: ${key.problem}` } : key;
+}
+function keygenText(pair) {
+  return [
+    `Generated an Ed25519 signing key pair; key id ${pair.keyId}.`,
+    "",
+    "1. The PRIVATE key signs bundles. Store it as a CI secret, never in the repository, and",
+    `   hand it to publish as ${SIGNING_KEY_ENV} (GitHub Actions: a secret passed to the`,
+    "   action's signing-key input), or in a file given with --signing-key-file:",
+    "",
+    pair.privateKeyPem.trimEnd(),
+    "",
+    "2. The PUBLIC key verifies them. Give it to each cluster's listener, e.g. in a ConfigMap",
+    "   mounted as a directory and KUBE_PICO_CD_TRUSTED_KEYS=/etc/kube-pico-cd/keys, or as",
+    "   the variable's value itself. Add --require-signatures so a listener without keys",
+    "   refuses to start:",
+    "",
+    pair.publicKeyPem.trimEnd(),
+    "",
+    "To rotate: trust the new public key next to the old one, switch CI to the new private",
+    "key, then remove the old public key (docs/security.md).",
+    ""
+  ].join(`
+`);
+}
+
+// lib/publish/config.ts
+var DEFAULT_WAIT_SECONDS = 900;
+var MAX_WAIT_SECONDS = 21600;
+var SQS_MAX_MESSAGE_BYTES = 1048576;
+var DEFAULT_MAX_MESSAGE_BYTES = 262144;
+var PATHS_ENV = "KUBE_PICO_CD_PATHS";
+var PUBLISH_OPTIONS = {
+  queue: {
+    type: "string",
+    multiple: true,
+    short: "q",
+    env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
+    value: "URL|NAME",
+    defaultText: "none; required unless --dry-run",
+    help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list."
+  },
+  target: {
+    type: "string",
+    env: ["KUBE_PICO_CD_TARGET"],
+    value: "NAME",
+    defaultText: "none",
+    help: "Cluster or environment name written into the message."
+  },
+  ignore: {
+    type: "string",
+    multiple: true,
+    env: ["KUBE_PICO_CD_IGNORE"],
+    value: "GLOB",
+    defaultText: "none",
+    help: "Skip files and directories matching the glob while walking directories (e.g. '*.tmpl.yaml', 'k8s/dev/**'). Repeatable; the variable takes a comma-separated list."
+  },
+  "no-kustomize": {
+    type: "boolean",
+    env: ["KUBE_PICO_CD_NO_KUSTOMIZE"],
+    defaultText: "false",
+    help: "Do not render directories holding a kustomization.yaml with `kubectl kustomize`; read their files instead."
+  },
+  kubectl: {
+    type: "string",
+    env: ["KUBE_PICO_CD_KUBECTL"],
+    value: "PATH",
+    defaultText: "kubectl",
+    help: "The kubectl binary used for kustomize."
+  },
+  "allow-empty": {
+    type: "boolean",
+    env: ["KUBE_PICO_CD_ALLOW_EMPTY"],
+    defaultText: "false",
+    help: "Publish even when no objects are found."
+  },
+  "build-id": {
+    type: "string",
+    env: ["KUBE_PICO_CD_BUILD_ID"],
+    value: "ID",
+    defaultText: "<commit>-<run id>-<attempt> in GitHub Actions, else local-<timestamp>-<random>",
+    help: "Name of the build."
+  },
+  "build-timestamp-ms": {
+    type: "string",
+    env: ["KUBE_PICO_CD_BUILD_TIMESTAMP_MS"],
+    value: "MS",
+    defaultText: "now",
+    help: "Build time in milliseconds since the epoch: the order in which clusters apply builds."
+  },
+  commit: { type: "string", env: ["KUBE_PICO_CD_COMMIT"], value: "SHA", defaultText: "$GITHUB_SHA", help: "Commit built." },
+  ref: { type: "string", env: ["KUBE_PICO_CD_REF"], value: "REF", defaultText: "$GITHUB_REF", help: "Git ref built." },
+  repository: {
+    type: "string",
+    env: ["KUBE_PICO_CD_REPOSITORY"],
+    value: "OWNER/NAME",
+    defaultText: "$GITHUB_REPOSITORY",
+    help: "Repository built."
+  },
+  "run-id": { type: "string", env: ["KUBE_PICO_CD_RUN_ID"], value: "ID", defaultText: "$GITHUB_RUN_ID", help: "CI run id." },
+  "run-attempt": {
+    type: "string",
+    env: ["KUBE_PICO_CD_RUN_ATTEMPT"],
+    value: "N",
+    defaultText: "$GITHUB_RUN_ATTEMPT",
+    help: "CI run attempt."
+  },
+  actor: { type: "string", env: ["KUBE_PICO_CD_ACTOR"], value: "NAME", defaultText: "$GITHUB_ACTOR", help: "Who started the build." },
+  "build-url": {
+    type: "string",
+    env: ["KUBE_PICO_CD_BUILD_URL"],
+    value: "URL",
+    defaultText: "the GitHub Actions run page",
+    help: "Link to the build."
+  },
+  "max-message-bytes": {
+    type: "string",
+    env: ["KUBE_PICO_CD_MAX_MESSAGE_BYTES"],
+    value: "BYTES",
+    defaultText: String(DEFAULT_MAX_MESSAGE_BYTES),
+    help: "Fail when the encoded message is larger (the queue's MaximumMessageSize; at most 1048576)."
+  },
+  "message-group-id": {
+    type: "string",
+    env: ["KUBE_PICO_CD_MESSAGE_GROUP_ID"],
+    value: "ID",
+    defaultText: DEFAULT_MESSAGE_GROUP_ID,
+    help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from build id and digest)."
+  },
+  "endpoint-url": {
+    type: "string",
+    env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"],
+    value: "URL",
+    defaultText: "the AWS endpoint of the region",
+    help: "SQS endpoint, for local SQS servers such as ElasticMQ."
+  },
+  region: {
+    type: "string",
+    env: ["KUBE_PICO_CD_AWS_REGION"],
+    value: "REGION",
+    defaultText: "the AWS SDK's (AWS_REGION, profile)",
+    help: "AWS region. Credentials always come from the AWS SDK's default chain."
+  },
+  "dry-run": {
+    type: "boolean",
+    env: ["KUBE_PICO_CD_DRY_RUN"],
+    defaultText: "false",
+    help: "Bundle, validate and print the summary; send nothing."
+  },
+  "output-body": {
+    type: "string",
+    env: ["KUBE_PICO_CD_OUTPUT_BODY"],
+    value: "FILE",
+    defaultText: "none",
+    help: "Also write the message body to FILE."
+  },
+  "result-queue": {
+    type: "string",
+    env: ["KUBE_PICO_CD_RESULT_QUEUE"],
+    value: "URL|NAME",
+    defaultText: "none",
+    help: "Queue the listeners send their results to (their KUBE_PICO_CD_RESULT_QUEUE), by URL or by name; read by --wait."
+  },
+  wait: {
+    type: "string",
+    env: ["KUBE_PICO_CD_WAIT"],
+    value: "TIMEOUT",
+    bareValue: String(DEFAULT_WAIT_SECONDS),
+    defaultText: `off; a bare --wait waits ${DEFAULT_WAIT_SECONDS} s`,
+    help: "After sending, wait for each queue's result on --result-queue and exit with it (codes 3 and 4 below). " + "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m); attach it with '=' (--wait=10m), as a " + "bare --wait takes no value and the next argument stays a path. The variable takes a TIMEOUT, true or false. Ignored with --dry-run."
+  },
+  json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object (with --wait, including the deploy results)." },
+  "signing-key-file": {
+    type: "string",
+    env: ["KUBE_PICO_CD_SIGNING_KEY_FILE"],
+    value: "PATH",
+    defaultText: `the PEM text in ${SIGNING_KEY_ENV}, else unsigned`,
+    help: `Sign the bundle with this Ed25519 private key (PEM). In CI, rather put the PEM itself in ${SIGNING_KEY_ENV} from a secret.`
+  },
+  keygen: {
+    type: "boolean",
+    defaultText: "false",
+    help: "Generate an Ed25519 signing key pair, print both halves with where to store each, and exit."
+  },
+  help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." }
+};
+function publishHelpText() {
+  const lines = [
+    "Usage: publish [options] <path>...",
+    "",
+    "Bundle the Kubernetes manifests under <path>... (files or directories: *.yaml, *.yml, *.json;",
+    "directories with a kustomization.yaml are rendered with kubectl kustomize), validate them,",
+    "and send them to SQS for kube-pico-cd's listener. Paths may also come from",
+    `${PATHS_ENV} (comma-separated).`,
+    "",
+    "Options (flags win over environment variables):"
+  ];
+  lines.push(...optionsHelp(PUBLISH_OPTIONS));
+  lines.push("", "AWS credentials and region come from the AWS SDK's default chain (environment, profile,", "web identity such as GitHub OIDC).", "", "Exit codes:", "  0  sent (or, with --dry-run, valid)", "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed", "  2  sending failed: a queue could not be resolved or did not accept the message", "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or", "     timed out; the reason is printed", "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with", "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)");
+  return lines.join(`
+`);
+}
+function parseWaitTimeout(text, fromVariable) {
+  const match = /^(\d{1,9})([smh]?)$/.exec(text.trim().toLowerCase());
+  if (match === null) {
+    const on = fromVariable ? envBoolean(text) : undefined;
+    if (on !== undefined)
+      return { seconds: on ? DEFAULT_WAIT_SECONDS : undefined };
+    return { problem: `must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is ${JSON.stringify(text)}` };
+  }
+  const seconds = Number(match[1]) * (match[2] === "h" ? 3600 : match[2] === "m" ? 60 : 1);
+  if (seconds < 1)
+    return { problem: `must be at least 1 second: current value is ${JSON.stringify(text)}` };
+  if (seconds > MAX_WAIT_SECONDS)
+    return { problem: `must be at most 6h (${MAX_WAIT_SECONDS} seconds): current value is ${JSON.stringify(text)}` };
+  return { seconds };
+}
+var optionalText = string2().min(1, "must not be empty").optional();
+var flagBoolean = boolean2();
+var queueRef = string2().transform((value, context) => {
+  const parsed = parseQueueRef(value);
+  if ("problem" in parsed) {
+    context.addIssue({ code: "custom", message: parsed.problem });
+    return NEVER;
+  }
+  return parsed;
+});
+var schema = object({
+  paths: array(string2().min(1, "must not be empty")),
+  queue: array(queueRef),
+  target: optionalText,
+  ignore: array(string2().min(1, "must not be empty")),
+  "no-kustomize": flagBoolean,
+  kubectl: string2().min(1, "must not be empty"),
+  "allow-empty": flagBoolean,
+  "build-id": optionalText,
+  "build-timestamp-ms": string2().regex(/^\d{1,15}$/, "must be a whole number of milliseconds since the epoch").transform(Number).optional(),
+  commit: optionalText,
+  ref: optionalText,
+  repository: optionalText,
+  "run-id": optionalText,
+  "run-attempt": optionalText,
+  actor: optionalText,
+  "build-url": optionalText,
+  "max-message-bytes": string2().regex(/^\d+$/, "must be a whole number of bytes").transform(Number).pipe(int().min(1024, "must be at least 1024").max(SQS_MAX_MESSAGE_BYTES, `must be at most ${SQS_MAX_MESSAGE_BYTES} (SQS's maximum)`)),
+  "message-group-id": string2().superRefine((value, context) => {
+    const problem = messageGroupIdProblem(value);
+    if (problem !== undefined)
+      context.addIssue({ code: "custom", message: problem });
+  }),
+  "endpoint-url": url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+  region: string2().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
+  "dry-run": flagBoolean,
+  "output-body": optionalText,
+  "result-queue": queueRef.optional(),
+  wait: string2().optional(),
+  json: flagBoolean,
+  "signing-key-file": optionalText,
+  keygen: flagBoolean,
+  help: flagBoolean
+}).strict();
+function parsePublishConfig(argv, env) {
+  const { raw, origin, positionals, problems, argvRead } = gatherOptions(PUBLISH_OPTIONS, argv, env, { allowPositionals: true });
+  if (!argvRead)
+    throw new ConfigError(problems);
+  raw["max-message-bytes"] ??= String(DEFAULT_MAX_MESSAGE_BYTES);
+  raw["message-group-id"] ??= DEFAULT_MESSAGE_GROUP_ID;
+  raw["kubectl"] ??= "kubectl";
+  const pathsFromEnv = env[PATHS_ENV];
+  if (positionals.length > 0) {
+    raw["paths"] = positionals;
+    origin["paths"] = "<path>";
+  } else {
+    raw["paths"] = pathsFromEnv ? splitList(pathsFromEnv) : [];
+    origin["paths"] = PATHS_ENV;
+  }
+  const result = schema.safeParse(raw);
+  if (!result.success)
+    problems.push(...schemaProblems(result.error, origin));
+  if (problems.length > 0)
+    throw new ConfigError(problems);
+  const data = result.data;
+  if (data.help || data.keygen)
+    return toConfig(data);
+  if (data.paths.length === 0) {
+    problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
+  }
+  if (data.queue.length === 0 && !data["dry-run"]) {
+    problems.push("--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending");
+  }
+  let waitTimeoutMs;
+  if (data.wait !== undefined && !data["dry-run"]) {
+    const waitOrigin = origin["wait"];
+    const timeout = parseWaitTimeout(data.wait, waitOrigin !== "--wait");
+    if ("problem" in timeout)
+      problems.push(`${waitOrigin}: ${timeout.problem}`);
+    else if (timeout.seconds !== undefined) {
+      waitTimeoutMs = timeout.seconds * 1000;
+      if (data["result-queue"] === undefined) {
+        problems.push(`${waitOrigin}: no result queue to wait on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to`);
+      }
+    }
+  }
+  if (problems.length > 0)
+    throw new ConfigError(problems);
+  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
+  const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] } };
+  const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
+  return { ...toConfig(data), ...wait, ...signingKeyFile, ...signingKeyPem };
+}
+function toConfig(data) {
+  const build = {};
+  const buildFields = {
+    id: data["build-id"],
+    timestampMs: data["build-timestamp-ms"],
+    commit: data.commit,
+    ref: data.ref,
+    repository: data.repository,
+    runId: data["run-id"],
+    runAttempt: data["run-attempt"],
+    actor: data.actor,
+    url: data["build-url"]
+  };
+  for (const [key, value] of Object.entries(buildFields)) {
+    if (value !== undefined)
+      build[key] = value;
+  }
+  return {
+    paths: data.paths,
+    queues: data.queue,
+    ...data.target === undefined ? {} : { target: data.target },
+    ignore: data.ignore,
+    kustomize: !data["no-kustomize"],
+    kubectl: data.kubectl,
+    allowEmpty: data["allow-empty"],
+    build,
+    maxMessageBytes: data["max-message-bytes"],
+    messageGroupId: data["message-group-id"],
+    ...data["endpoint-url"] === undefined ? {} : { endpointUrl: data["endpoint-url"] },
+    ...data.region === undefined ? {} : { region: data.region },
+    dryRun: data["dry-run"],
+    ...data["output-body"] === undefined ? {} : { outputBody: data["output-body"] },
+    json: data.json,
+    ...data["result-queue"] === undefined ? {} : { resultQueue: data["result-queue"] },
+    keygen: data.keygen,
+    help: data.help
+  };
+}
+
+// lib/publish/exit-codes.ts
+var EXIT_SENT = 0;
+var EXIT_INVALID = 1;
+var EXIT_SEND_FAILED = 2;
+var EXIT_DEPLOY_FAILED = 3;
+var EXIT_TIMED_OUT = 4;
+
+// lib/publish/summary.ts
+function countByKindAndNamespace(bundle) {
+  const counts = new Map;
+  for (const object of bundle.objects) {
+    const namespace = object.metadata.namespace ?? "";
+    const key = `${object.kind}\x00${namespace}`;
+    const entry = counts.get(key) ?? { kind: object.kind, namespace, count: 0 };
+    entry.count++;
+    counts.set(key, entry);
+  }
+  return [...counts.values()].sort((a, b) => a.kind === b.kind ? a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0 : a.kind < b.kind ? -1 : 1);
+}
+function table(rows) {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
+}
+function formatSummary(result) {
+  const { build } = result;
+  const when = new Date(build.timestampMs).toISOString();
+  const lines = [
+    result.dryRun ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent` : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`
+  ];
+  const facts = [];
+  if (result.target !== undefined)
+    facts.push(["target", result.target]);
+  facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
+  if (build.commit !== undefined)
+    facts.push(["commit", build.commit]);
+  if (build.url !== undefined)
+    facts.push(["run", build.url]);
+  facts.push(["objects", `${result.objects} from ${result.inputs.length} input${result.inputs.length === 1 ? "" : "s"}`]);
+  facts.push(["digest", `sha256:${result.digest}`]);
+  facts.push([
+    "size",
+    `${result.rawBytes} bytes raw, ${result.compressedBytes} gzipped, message ${result.bodyBytes} of ${result.maxMessageBytes} bytes allowed`
+  ]);
+  for (const sent of result.sent) {
+    facts.push(["queue", `${sent.queueUrl} (message id ${sent.messageId})`]);
+  }
+  if (result.dryRun)
+    for (const queue of result.queues)
+      facts.push(["would send to", queue]);
+  lines.push(...table(facts).map((line) => `  ${line}`));
+  if (result.byKindAndNamespace.length > 0) {
+    lines.push("");
+    const rows = [["KIND", "NAMESPACE", "OBJECTS"]];
+    for (const entry of result.byKindAndNamespace)
+      rows.push([entry.kind, entry.namespace || "-", String(entry.count)]);
+    lines.push(...table(rows).map((line) => `  ${line}`));
+  }
+  return `${lines.join(`
+`)}
+`;
+}
+function markdownCell(text) {
+  return text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\n/g, " ");
+}
+function formatStepSummary(result) {
+  const { build } = result;
+  const lines = [
+    `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
+    "",
+    "| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
+    "|---|---|---:|---:|---:|---:|---|",
+    `| ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
+    "",
+    "| Kind | Namespace | Objects |",
+    "|---|---|---:|",
+    ...result.byKindAndNamespace.map((entry) => `| ${markdownCell(entry.kind)} | ${markdownCell(entry.namespace || "-")} | ${entry.count} |`)
+  ];
+  if (result.sent.length > 0) {
+    lines.push("", "| Queue | Message id |", "|---|---|");
+    for (const sent of result.sent)
+      lines.push(`| ${markdownCell(sent.queueUrl)} | \`${markdownCell(sent.messageId)}\` |`);
+  }
+  return `${lines.join(`
+`)}
+
+`;
+}
+function verdictText(result) {
+  return `${result.result}${result.health === undefined ? "" : `, ${result.health.status}`}: ${result.message}`;
+}
+function formatDuration(ms) {
+  if (ms < 1000)
+    return `${Math.round(ms)} ms`;
+  if (ms < 60000)
+    return `${Number((ms / 1000).toFixed(1))} s`;
+  const seconds = Math.round(ms / 1000);
+  return seconds % 60 === 0 ? `${seconds / 60} min` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+function durationsText(result) {
+  const { pickupMs, applyMs, healthMs } = result.durations;
+  const parts = [];
+  if (pickupMs !== undefined)
+    parts.push(`pickup ${formatDuration(pickupMs)}`);
+  if (applyMs !== undefined)
+    parts.push(`apply ${formatDuration(applyMs)}`);
+  if (healthMs !== undefined)
+    parts.push(`health ${formatDuration(healthMs)}`);
+  return parts.join(", ");
+}
+function formatResult(entry) {
+  const { result } = entry;
+  const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
+  const facts = [["listener", `namespace ${result.namespace}, queue ${result.queue}${result.target === undefined ? "" : `, target ${result.target}`}`]];
+  const durations = durationsText(result);
+  if (durations !== "")
+    facts.push(["took", durations]);
+  if (result.result === "failed") {
+    facts.push([
+      "retry",
+      result.willRetry === false ? `attempt ${result.receiveCount ?? 1} failed and was the last: the message goes to the queue's dead-letter queue` : `attempt ${result.receiveCount ?? 1} failed; the listener retries it until the queue's dead-letter queue takes it`
+    ]);
+  }
+  if (result.result === "superseded")
+    facts.push(["note", "a newer build replaced this one; nothing left to do"]);
+  lines.push(...table(facts).map((line) => `  ${line}`));
+  return `${lines.join(`
+`)}
+`;
+}
+function formatResultsStepSummary(report) {
+  const verdict = report.exitCode === EXIT_SENT ? "deploy succeeded" : report.exitCode === EXIT_DEPLOY_FAILED ? "deploy failed" : "timed out waiting";
+  const lines = [
+    `#### kube-pico-cd: ${verdict}`,
+    "",
+    "| Queue | Namespace | Result | Health | Message | Pickup | Apply | Health wait |",
+    "|---|---|---|---|---|---:|---:|---:|"
+  ];
+  const ms = (value) => value === undefined ? "-" : formatDuration(value);
+  for (const { queueUrl, result } of report.results) {
+    const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
+    lines.push(`| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`);
+  }
+  for (const missing of report.missing) {
+    lines.push(`| ${markdownCell(missing.queueUrl)} | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
+  }
+  return `${lines.join(`
+`)}
+
+`;
+}
+
+// lib/backoff.ts
+var defaults2 = { baseMs: 1000, maxMs: 60000, multiplier: 2 };
+function backoffDelayMs(attempt, options = {}) {
+  const { baseMs = defaults2.baseMs, maxMs = defaults2.maxMs, multiplier = defaults2.multiplier, random = Math.random } = options;
+  if (!Number.isInteger(attempt) || attempt < 0) {
+    throw new RangeError(`Cannot compute backoff as 'attempt' must be a non-negative integer: current value is ${attempt}`);
+  }
+  if (!(Number.isFinite(baseMs) && baseMs > 0)) {
+    throw new RangeError(`Cannot compute backoff as 'baseMs' must be a positive finite number: current value is ${baseMs}`);
+  }
+  if (!(Number.isFinite(maxMs) && maxMs >= baseMs)) {
+    throw new RangeError(`Cannot compute backoff as 'maxMs' must be a finite number >= 'baseMs' (${baseMs}): current value is ${maxMs}`);
+  }
+  if (!(Number.isFinite(multiplier) && multiplier >= 1)) {
+    throw new RangeError(`Cannot compute backoff as 'multiplier' must be a finite number >= 1: current value is ${multiplier}`);
+  }
+  const cap = Math.min(maxMs, baseMs * multiplier ** attempt);
+  return Math.round(random() * cap);
+}
+function delay(ms, options = {}) {
+  const { signal } = options;
+  if (!(Number.isFinite(ms) && ms >= 0)) {
+    return Promise.reject(new RangeError(`Cannot delay as 'ms' must be a non-negative finite number: current value is ${ms}`));
+  }
+  if (signal?.aborted)
+    return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 // lib/kube/api.ts
 var TRANSIENT_REASONS = new Set(["ServiceUnavailable", "Timeout", "ServerTimeout", "TooManyRequests", "InternalError"]);
@@ -39580,45 +40387,6 @@ function resultSucceeded(result) {
   }
 }
 
-// lib/backoff.ts
-var defaults2 = { baseMs: 1000, maxMs: 60000, multiplier: 2 };
-function backoffDelayMs(attempt, options = {}) {
-  const { baseMs = defaults2.baseMs, maxMs = defaults2.maxMs, multiplier = defaults2.multiplier, random = Math.random } = options;
-  if (!Number.isInteger(attempt) || attempt < 0) {
-    throw new RangeError(`Cannot compute backoff as 'attempt' must be a non-negative integer: current value is ${attempt}`);
-  }
-  if (!(Number.isFinite(baseMs) && baseMs > 0)) {
-    throw new RangeError(`Cannot compute backoff as 'baseMs' must be a positive finite number: current value is ${baseMs}`);
-  }
-  if (!(Number.isFinite(maxMs) && maxMs >= baseMs)) {
-    throw new RangeError(`Cannot compute backoff as 'maxMs' must be a finite number >= 'baseMs' (${baseMs}): current value is ${maxMs}`);
-  }
-  if (!(Number.isFinite(multiplier) && multiplier >= 1)) {
-    throw new RangeError(`Cannot compute backoff as 'multiplier' must be a finite number >= 1: current value is ${multiplier}`);
-  }
-  const cap = Math.min(maxMs, baseMs * multiplier ** attempt);
-  return Math.round(random() * cap);
-}
-function delay(ms, options = {}) {
-  const { signal } = options;
-  if (!(Number.isFinite(ms) && ms >= 0)) {
-    return Promise.reject(new RangeError(`Cannot delay as 'ms' must be a non-negative finite number: current value is ${ms}`));
-  }
-  if (signal?.aborted)
-    return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 // lib/sqs/result-waiter.ts
 async function waitForResults(options) {
   const { client, resultQueueUrl, awaited, timeoutMs, onResult, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
@@ -39723,598 +40491,56 @@ function messageIdIn(body) {
   return "";
 }
 
-// lib/wire/signature.ts
-import { createHash as createHash2, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { resolve as resolve2 } from "node:path";
-var SIGNATURE_ALGORITHM = "ed25519";
-var SIGNED_BYTES_HEADER = `kube-pico-cd signed bundle v1
-`;
-var SIGNED_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
-function signedBytes(fields, keyId) {
-  const lines = [
-    ["algorithm", SIGNATURE_ALGORITHM],
-    ["keyId", keyId],
-    ["kind", MESSAGE_KIND],
-    ["version", String(MESSAGE_VERSION)],
-    ["build.id", fields.build.id],
-    ["build.timestampMs", String(fields.build.timestampMs)],
-    ...SIGNED_BUILD_FIELDS.map((name) => [`build.${name}`, fields.build[name]]),
-    ["target", fields.target],
-    ["manifests.encoding", fields.manifests.encoding],
-    ["manifests.sha256", fields.manifests.sha256],
-    ["manifests.objects", String(fields.manifests.objects)],
-    ["manifests.bytes", String(fields.manifests.bytes)]
-  ];
-  let text = SIGNED_BYTES_HEADER;
-  for (const [name, value] of lines) {
-    text += value === undefined ? `${name}=-
-` : `${name}=${Buffer.byteLength(value, "utf8")}:${value}
-`;
-  }
-  return Buffer.from(text, "utf8");
+// lib/publish/wait.ts
+function waitExitCode(results, missing) {
+  if (results.some((result) => !resultSucceeded(result)))
+    return EXIT_DEPLOY_FAILED;
+  return missing > 0 ? EXIT_TIMED_OUT : EXIT_SENT;
 }
-function keyIdOf(publicKey) {
-  const der = publicKey.export({ type: "spki", format: "der" });
-  return createHash2("sha256").update(der).digest("hex").slice(0, 16);
-}
-function generateSigningKeyPair() {
-  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-  return {
-    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
-    keyId: keyIdOf(publicKey)
-  };
-}
-function parseSigningKey(pem) {
-  let privateKey;
-  try {
-    privateKey = createPrivateKey({ key: pem, format: "pem" });
-  } catch {
-    return { problem: "is not a PEM private key (expected -----BEGIN PRIVATE KEY----- as printed by 'publish keygen')" };
-  }
-  if (privateKey.asymmetricKeyType !== "ed25519") {
-    return { problem: `is a ${privateKey.asymmetricKeyType ?? "unknown"} key, not an Ed25519 key` };
-  }
-  return { privateKey, keyId: keyIdOf(createPublicKey(privateKey)) };
-}
-function signFields(fields, key) {
-  const value = sign(null, signedBytes(fields, key.keyId), key.privateKey).toString("base64");
-  return { algorithm: SIGNATURE_ALGORITHM, keyId: key.keyId, value };
-}
-var SIGNING_KEY_ENV = "KUBE_PICO_CD_SIGNING_KEY";
-function loadSigningKey(options) {
-  const { file, fileOrigin = "--signing-key-file", pem, cwd } = options;
-  if (file !== undefined) {
-    let text;
-    try {
-      text = readFileSync(resolve2(cwd, file), "utf8");
-    } catch (error) {
-      return { problem: `${fileOrigin}: cannot read ${file}: ${errorMessage(error)}` };
-    }
-    const key = parseSigningKey(text);
-    return "problem" in key ? { problem: `${fileOrigin}: ${file} ${key.problem}` } : key;
-  }
-  if (pem === undefined || pem.trim() === "")
-    return;
-  const key = parseSigningKey(pem);
-  return "problem" in key ? { problem: `${SIGNING_KEY_ENV}: ${key.problem}` } : key;
-}
-function keygenText(pair) {
-  return [
-    `Generated an Ed25519 signing key pair; key id ${pair.keyId}.`,
-    "",
-    "1. The PRIVATE key signs bundles. Store it as a CI secret, never in the repository, and",
-    `   hand it to publish as ${SIGNING_KEY_ENV} (GitHub Actions: a secret passed to the`,
-    "   action's signing-key input), or in a file given with --signing-key-file:",
-    "",
-    pair.privateKeyPem.trimEnd(),
-    "",
-    "2. The PUBLIC key verifies them. Give it to each cluster's listener, e.g. in a ConfigMap",
-    "   mounted as a directory and KUBE_PICO_CD_TRUSTED_KEYS=/etc/kube-pico-cd/keys, or as",
-    "   the variable's value itself. Add --require-signatures so a listener without keys",
-    "   refuses to start:",
-    "",
-    pair.publicKeyPem.trimEnd(),
-    "",
-    "To rotate: trust the new public key next to the old one, switch CI to the new private",
-    "key, then remove the old public key (docs/security.md).",
-    ""
-  ].join(`
+async function waitForDeploy(options) {
+  const { client, resultQueueUrl, timeoutMs, published, json, signal } = options;
+  const io = { stdout: options.stdout, stderr: options.stderr };
+  const timeoutSeconds = Math.round(timeoutMs / 1000);
+  const sentAt = Date.now();
+  if (!json)
+    io.stdout(`Waiting up to ${formatDuration(timeoutMs)} for the result${published.sent.length === 1 ? "" : "s"} on ${resultQueueUrl}
 `);
-}
-
-// lib/sqs/send.ts
-import { createHash as createHash3 } from "node:crypto";
-var DEFAULT_MESSAGE_GROUP_ID = "kube-pico-cd";
-var QUEUE_NAME = /^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$/;
-var MESSAGE_GROUP_ID = /^[\x21-\x7e]{1,128}$/;
-var QUEUE_HINT = "expected a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/deploy, " + "or a queue name of up to 80 letters, digits, - and _ (FIFO names end in .fifo)";
-function parseQueueRef(value) {
-  if (/^[a-z][a-z0-9+.-]*:/i.test(value)) {
-    let url;
-    try {
-      url = new URL(value);
-    } catch {
-      return { problem: `"${value}" is not a valid URL (${QUEUE_HINT})` };
+  const report = { resultQueueUrl, timeoutSeconds, results: [], missing: [], exitCode: EXIT_SENT };
+  const outcome = await waitForResults({
+    client,
+    resultQueueUrl,
+    awaited: published.sent.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId })),
+    timeoutMs,
+    ...signal ? { signal } : {},
+    onWarning: (text) => io.stderr(`publish: warning: ${text}
+`),
+    onResult: ({ sent, result }) => {
+      const entry = { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
+      report.results.push(entry);
+      if (!json)
+        io.stdout(formatResult(entry));
     }
-    const segments = url.pathname.split("/").filter((segment) => segment !== "");
-    const name = segments[1];
-    if (url.protocol !== "https:" && url.protocol !== "http:" || url.hostname === "" || segments.length !== 2 || name === undefined || !QUEUE_NAME.test(name) || url.search !== "" || url.hash !== "") {
-      return { problem: `"${value}" is not a queue URL (${QUEUE_HINT})` };
-    }
-    return { url: value, name };
+  });
+  report.missing = outcome.missing.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId }));
+  report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length);
+  for (const entry of report.results) {
+    if (!resultSucceeded(entry.result))
+      io.stderr(`publish: deploy failed on ${entry.queueUrl}: ${verdictText(entry.result)}
+`);
   }
-  if (!QUEUE_NAME.test(value))
-    return { problem: `"${value}" is neither a queue URL nor a queue name (${QUEUE_HINT})` };
-  return { name: value };
-}
-function messageGroupIdProblem(id) {
-  return MESSAGE_GROUP_ID.test(id) ? undefined : `"${id}" is not a valid message group id (1 to 128 printable ASCII characters without spaces)`;
-}
-function isFifoQueue(queue) {
-  return queue.name.endsWith(".fifo");
-}
-function fifoDeduplicationId(buildId, digest) {
-  return createHash3("sha256").update(`${buildId}
-${digest}`, "utf8").digest("hex");
-}
-async function resolveQueueUrl(client, queue, options = {}) {
-  if (queue.url !== undefined)
-    return queue.url;
-  try {
-    const output = await client.send(new $GetQueueUrlCommand({ QueueName: queue.name }), options.signal ? { abortSignal: options.signal } : {});
-    if (output.QueueUrl === undefined)
-      throw new Error("GetQueueUrl returned no QueueUrl");
-    return output.QueueUrl;
-  } catch (error) {
-    throw new QueueSendError(`Cannot resolve queue "${queue.name}": ${namedErrorMessage(error)}`, queue.name, { cause: error });
+  if (report.missing.length > 0) {
+    io.stderr(`publish: timed out waiting ${formatDuration(timeoutMs)} for the result from ${report.missing.map((m) => m.queueUrl).join(", ")}; ` + `check that the listener of ${report.missing.length === 1 ? "that queue" : "each"} runs and has KUBE_PICO_CD_RESULT_QUEUE set to ${resultQueueUrl}
+`);
   }
-}
-async function sendBody(client, queueUrl, body, options = {}) {
-  const { fifo, signal } = options;
-  try {
-    const output = await client.send(new $SendMessageCommand({
-      QueueUrl: queueUrl,
-      MessageBody: body,
-      ...fifo ? { MessageGroupId: fifo.messageGroupId, MessageDeduplicationId: fifo.messageDeduplicationId } : {}
-    }), signal ? { abortSignal: signal } : {});
-    if (output.MessageId === undefined)
-      throw new Error("SendMessage returned no MessageId");
-    return {
-      queueUrl,
-      messageId: output.MessageId,
-      ...output.SequenceNumber === undefined ? {} : { sequenceNumber: output.SequenceNumber }
-    };
-  } catch (error) {
-    throw new QueueSendError(`Cannot send to queue ${queueUrl}: ${namedErrorMessage(error)}`, queueUrl, { cause: error });
+  if (report.exitCode === EXIT_SENT && !json) {
+    const superseded = report.results.filter((entry) => entry.result.result === "superseded").length;
+    io.stdout(`Deploy succeeded on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` + (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") + `
+`);
   }
+  return report;
 }
 
 // publish.ts
-var EXIT_SENT = 0;
-var EXIT_INVALID = 1;
-var EXIT_SEND_FAILED = 2;
-var EXIT_DEPLOY_FAILED = 3;
-var EXIT_TIMED_OUT = 4;
-var DEFAULT_WAIT_SECONDS = 900;
-var MAX_WAIT_SECONDS = 21600;
-var SQS_MAX_MESSAGE_BYTES = 1048576;
-var OPTIONS = {
-  queue: {
-    type: "string",
-    multiple: true,
-    short: "q",
-    env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
-    value: "URL|NAME",
-    defaultText: "none; required unless --dry-run",
-    help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list."
-  },
-  target: {
-    type: "string",
-    env: ["KUBE_PICO_CD_TARGET"],
-    value: "NAME",
-    defaultText: "none",
-    help: "Cluster or environment name written into the message."
-  },
-  ignore: {
-    type: "string",
-    multiple: true,
-    env: ["KUBE_PICO_CD_IGNORE"],
-    value: "GLOB",
-    defaultText: "none",
-    help: "Skip files and directories matching the glob while walking directories (e.g. '*.tmpl.yaml', 'k8s/dev/**'). Repeatable; the variable takes a comma-separated list."
-  },
-  "no-kustomize": {
-    type: "boolean",
-    env: ["KUBE_PICO_CD_NO_KUSTOMIZE"],
-    defaultText: "false",
-    help: "Do not render directories holding a kustomization.yaml with `kubectl kustomize`; read their files instead."
-  },
-  kubectl: {
-    type: "string",
-    env: ["KUBE_PICO_CD_KUBECTL"],
-    value: "PATH",
-    defaultText: "kubectl",
-    help: "The kubectl binary used for kustomize."
-  },
-  "allow-empty": {
-    type: "boolean",
-    env: ["KUBE_PICO_CD_ALLOW_EMPTY"],
-    defaultText: "false",
-    help: "Publish even when no objects are found."
-  },
-  "build-id": {
-    type: "string",
-    env: ["KUBE_PICO_CD_BUILD_ID"],
-    value: "ID",
-    defaultText: "<commit>-<run id>-<attempt> in GitHub Actions, else local-<timestamp>-<random>",
-    help: "Name of the build."
-  },
-  "build-timestamp-ms": {
-    type: "string",
-    env: ["KUBE_PICO_CD_BUILD_TIMESTAMP_MS"],
-    value: "MS",
-    defaultText: "now",
-    help: "Build time in milliseconds since the epoch: the order in which clusters apply builds."
-  },
-  commit: { type: "string", env: ["KUBE_PICO_CD_COMMIT"], value: "SHA", defaultText: "$GITHUB_SHA", help: "Commit built." },
-  ref: { type: "string", env: ["KUBE_PICO_CD_REF"], value: "REF", defaultText: "$GITHUB_REF", help: "Git ref built." },
-  repository: {
-    type: "string",
-    env: ["KUBE_PICO_CD_REPOSITORY"],
-    value: "OWNER/NAME",
-    defaultText: "$GITHUB_REPOSITORY",
-    help: "Repository built."
-  },
-  "run-id": { type: "string", env: ["KUBE_PICO_CD_RUN_ID"], value: "ID", defaultText: "$GITHUB_RUN_ID", help: "CI run id." },
-  "run-attempt": {
-    type: "string",
-    env: ["KUBE_PICO_CD_RUN_ATTEMPT"],
-    value: "N",
-    defaultText: "$GITHUB_RUN_ATTEMPT",
-    help: "CI run attempt."
-  },
-  actor: { type: "string", env: ["KUBE_PICO_CD_ACTOR"], value: "NAME", defaultText: "$GITHUB_ACTOR", help: "Who started the build." },
-  "build-url": {
-    type: "string",
-    env: ["KUBE_PICO_CD_BUILD_URL"],
-    value: "URL",
-    defaultText: "the GitHub Actions run page",
-    help: "Link to the build."
-  },
-  "max-message-bytes": {
-    type: "string",
-    env: ["KUBE_PICO_CD_MAX_MESSAGE_BYTES"],
-    value: "BYTES",
-    defaultText: "262144",
-    help: "Fail when the encoded message is larger (the queue's MaximumMessageSize; at most 1048576)."
-  },
-  "message-group-id": {
-    type: "string",
-    env: ["KUBE_PICO_CD_MESSAGE_GROUP_ID"],
-    value: "ID",
-    defaultText: DEFAULT_MESSAGE_GROUP_ID,
-    help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from build id and digest)."
-  },
-  "endpoint-url": {
-    type: "string",
-    env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"],
-    value: "URL",
-    defaultText: "the AWS endpoint of the region",
-    help: "SQS endpoint, for local SQS servers such as ElasticMQ."
-  },
-  region: {
-    type: "string",
-    env: ["KUBE_PICO_CD_AWS_REGION"],
-    value: "REGION",
-    defaultText: "the AWS SDK's (AWS_REGION, profile)",
-    help: "AWS region. Credentials always come from the AWS SDK's default chain."
-  },
-  "dry-run": {
-    type: "boolean",
-    env: ["KUBE_PICO_CD_DRY_RUN"],
-    defaultText: "false",
-    help: "Bundle, validate and print the summary; send nothing."
-  },
-  "output-body": {
-    type: "string",
-    env: ["KUBE_PICO_CD_OUTPUT_BODY"],
-    value: "FILE",
-    defaultText: "none",
-    help: "Also write the message body to FILE."
-  },
-  "result-queue": {
-    type: "string",
-    env: ["KUBE_PICO_CD_RESULT_QUEUE"],
-    value: "URL|NAME",
-    defaultText: "none",
-    help: "Queue the listeners send their results to (their KUBE_PICO_CD_RESULT_QUEUE), by URL or by name; read by --wait."
-  },
-  wait: {
-    type: "string",
-    env: ["KUBE_PICO_CD_WAIT"],
-    value: "TIMEOUT",
-    optionalValue: true,
-    defaultText: `off; a bare --wait waits ${DEFAULT_WAIT_SECONDS} s`,
-    help: "After sending, wait for each queue's result on --result-queue and exit with it (codes 3 and 4 below). " + "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m); attach it with '=' (--wait=10m), as a " + "bare --wait takes no value and the next argument stays a path. The variable takes a TIMEOUT, true or false. Ignored with --dry-run."
-  },
-  json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object (with --wait, including the deploy results)." },
-  "signing-key-file": {
-    type: "string",
-    env: ["KUBE_PICO_CD_SIGNING_KEY_FILE"],
-    value: "PATH",
-    defaultText: `the PEM text in ${SIGNING_KEY_ENV}, else unsigned`,
-    help: `Sign the bundle with this Ed25519 private key (PEM). In CI, rather put the PEM itself in ${SIGNING_KEY_ENV} from a secret.`
-  },
-  keygen: {
-    type: "boolean",
-    defaultText: "false",
-    help: "Generate an Ed25519 signing key pair, print both halves with where to store each, and exit."
-  },
-  help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." }
-};
-var PARSE_ARGS_OPTIONS = Object.fromEntries(Object.entries(OPTIONS).map(([name, spec]) => [
-  name,
-  { type: spec.type, ...spec.multiple ? { multiple: true } : {}, ...spec.short ? { short: spec.short } : {} }
-]));
-var PATHS_ENV = "KUBE_PICO_CD_PATHS";
-function helpText() {
-  const lines = [
-    "Usage: publish [options] <path>...",
-    "",
-    "Bundle the Kubernetes manifests under <path>... (files or directories: *.yaml, *.yml, *.json;",
-    "directories with a kustomization.yaml are rendered with kubectl kustomize), validate them,",
-    "and send them to SQS for kube-pico-cd's listener. Paths may also come from",
-    `${PATHS_ENV} (comma-separated).`,
-    "",
-    "Options (flags win over environment variables):"
-  ];
-  for (const [name, spec] of Object.entries(OPTIONS)) {
-    const value = spec.value === undefined ? "" : spec.optionalValue ? `[=${spec.value}]` : ` ${spec.value}`;
-    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${name}${value}`;
-    lines.push(`  ${flag}`);
-    lines.push(`        ${spec.help}`);
-    const env = spec.env && spec.env.length > 0 ? `env ${spec.env.join(", ")}; ` : "";
-    lines.push(`        (${env}default: ${spec.defaultText})`);
-  }
-  lines.push("", "AWS credentials and region come from the AWS SDK's default chain (environment, profile,", "web identity such as GitHub OIDC).", "", "Exit codes:", "  0  sent (or, with --dry-run, valid)", "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed", "  2  sending failed: a queue could not be resolved or did not accept the message", "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or", "     timed out; the reason is printed", "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with", "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)");
-  return lines.join(`
-`);
-}
-var ENV_TRUE = new Set(["1", "true", "yes", "on"]);
-var ENV_FALSE = new Set(["", "0", "false", "no", "off"]);
-function normalizeArgv(argv) {
-  const out = [];
-  for (let index = 0;index < argv.length; index++) {
-    const arg = argv[index];
-    out.push(arg === "--wait" ? `--wait=${DEFAULT_WAIT_SECONDS}` : arg);
-    if (arg === "--") {
-      out.push(...argv.slice(index + 1));
-      break;
-    }
-    if (takesSeparateValue(arg) && index + 1 < argv.length)
-      out.push(argv[++index]);
-  }
-  return out;
-}
-function takesSeparateValue(arg) {
-  const spec = Object.entries(OPTIONS).find(([name, candidate]) => arg === `--${name}` || candidate.short !== undefined && arg === `-${candidate.short}`)?.[1];
-  return spec !== undefined && spec.type === "string" && spec.optionalValue !== true;
-}
-function parseWaitTimeout(text, fromVariable) {
-  const trimmed = text.trim().toLowerCase();
-  if (fromVariable && ["true", "yes", "on"].includes(trimmed))
-    return { seconds: DEFAULT_WAIT_SECONDS };
-  if (fromVariable && ["false", "no", "off"].includes(trimmed))
-    return { seconds: undefined };
-  const match = /^(\d{1,9})([smh]?)$/.exec(trimmed);
-  if (match === null) {
-    return { problem: `must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is ${JSON.stringify(text)}` };
-  }
-  const seconds = Number(match[1]) * (match[2] === "h" ? 3600 : match[2] === "m" ? 60 : 1);
-  if (seconds < 1)
-    return { problem: `must be at least 1 second: current value is ${JSON.stringify(text)}` };
-  if (seconds > MAX_WAIT_SECONDS)
-    return { problem: `must be at most 6h (${MAX_WAIT_SECONDS} seconds): current value is ${JSON.stringify(text)}` };
-  return { seconds };
-}
-var optionalText = string2().min(1, "must not be empty").optional();
-var flagBoolean = boolean2();
-var configSchema = object({
-  paths: array(string2().min(1, "must not be empty")),
-  queue: array(string2().transform((value, context) => {
-    const parsed = parseQueueRef(value);
-    if ("problem" in parsed) {
-      context.addIssue({ code: "custom", message: parsed.problem });
-      return NEVER;
-    }
-    return parsed;
-  })),
-  target: optionalText,
-  ignore: array(string2().min(1, "must not be empty")),
-  "no-kustomize": flagBoolean,
-  kubectl: string2().min(1, "must not be empty"),
-  "allow-empty": flagBoolean,
-  "build-id": optionalText,
-  "build-timestamp-ms": string2().regex(/^\d{1,15}$/, "must be a whole number of milliseconds since the epoch").transform(Number).optional(),
-  commit: optionalText,
-  ref: optionalText,
-  repository: optionalText,
-  "run-id": optionalText,
-  "run-attempt": optionalText,
-  actor: optionalText,
-  "build-url": optionalText,
-  "max-message-bytes": string2().regex(/^\d+$/, "must be a whole number of bytes").transform(Number).pipe(int().min(1024, "must be at least 1024").max(SQS_MAX_MESSAGE_BYTES, `must be at most ${SQS_MAX_MESSAGE_BYTES} (SQS's maximum)`)),
-  "message-group-id": string2().superRefine((value, context) => {
-    const problem = messageGroupIdProblem(value);
-    if (problem !== undefined)
-      context.addIssue({ code: "custom", message: problem });
-  }),
-  "endpoint-url": url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
-  region: string2().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
-  "dry-run": flagBoolean,
-  "output-body": optionalText,
-  "result-queue": string2().transform((value, context) => {
-    const parsed = parseQueueRef(value);
-    if ("problem" in parsed) {
-      context.addIssue({ code: "custom", message: parsed.problem });
-      return NEVER;
-    }
-    return parsed;
-  }).optional(),
-  wait: string2().optional(),
-  json: flagBoolean,
-  "signing-key-file": optionalText,
-  keygen: flagBoolean,
-  help: flagBoolean
-}).strict();
-function parseConfig(argv, env) {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: normalizeArgv(argv), options: PARSE_ARGS_OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new ConfigError([argumentProblem(error)]);
-  }
-  const problems = [];
-  const raw = {};
-  const origin = {};
-  const values = parsed.values;
-  for (const [name, spec] of Object.entries(OPTIONS)) {
-    const given = values[name];
-    if (given !== undefined) {
-      raw[name] = given;
-      origin[name] = `--${name}`;
-      continue;
-    }
-    const variable = spec.env?.find((candidate) => env[candidate] !== undefined && env[candidate] !== "");
-    const text = variable === undefined ? undefined : env[variable];
-    if (variable !== undefined && text !== undefined) {
-      origin[name] = variable;
-      if (spec.type === "boolean") {
-        const lower = text.trim().toLowerCase();
-        if (ENV_TRUE.has(lower))
-          raw[name] = true;
-        else if (ENV_FALSE.has(lower))
-          raw[name] = false;
-        else {
-          problems.push(`${variable}: "${text}" is not a boolean (use true or false)`);
-          raw[name] = false;
-        }
-      } else if (spec.multiple) {
-        raw[name] = splitList(text);
-      } else {
-        raw[name] = text;
-      }
-      continue;
-    }
-    if (spec.type === "boolean")
-      raw[name] = false;
-    else if (spec.multiple)
-      raw[name] = [];
-  }
-  raw["max-message-bytes"] ??= "262144";
-  raw["message-group-id"] ??= DEFAULT_MESSAGE_GROUP_ID;
-  raw["kubectl"] ??= "kubectl";
-  const pathsFromEnv = env[PATHS_ENV];
-  if (parsed.positionals.length > 0) {
-    raw["paths"] = parsed.positionals;
-    origin["paths"] = "<path>";
-  } else {
-    raw["paths"] = pathsFromEnv ? splitList(pathsFromEnv) : [];
-    origin["paths"] = PATHS_ENV;
-  }
-  const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    for (const issue of result.error.issues) {
-      const key = String(issue.path[0] ?? "");
-      problems.push(`${origin[key] ?? `--${key}`}: ${issue.message}`);
-    }
-  }
-  if (problems.length > 0)
-    throw new ConfigError(problems);
-  const data = result.data;
-  if (data.help || data.keygen)
-    return toConfig(data);
-  if (data.paths.length === 0) {
-    problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
-  }
-  if (data.queue.length === 0 && !data["dry-run"]) {
-    problems.push("--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending");
-  }
-  let waitTimeoutMs;
-  if (data.wait !== undefined && !data["dry-run"]) {
-    const waitOrigin = origin["wait"] ?? "--wait";
-    const timeout = parseWaitTimeout(data.wait, waitOrigin !== "--wait");
-    if ("problem" in timeout)
-      problems.push(`${waitOrigin}: ${timeout.problem}`);
-    else if (timeout.seconds !== undefined) {
-      waitTimeoutMs = timeout.seconds * 1000;
-      if (data["result-queue"] === undefined) {
-        problems.push(`${waitOrigin}: no result queue to wait on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to`);
-      }
-    }
-  }
-  if (problems.length > 0)
-    throw new ConfigError(problems);
-  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
-  const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] ?? "--signing-key-file" } };
-  const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
-  return { ...toConfig(data), ...wait, ...signingKeyFile, ...signingKeyPem };
-}
-function splitList(text) {
-  return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
-}
-function argumentProblem(error) {
-  const message = errorMessage(error);
-  const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
-  const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
-  const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option)
-    return `${option}: unknown option (see --help)`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option)
-    return `${option}: ${message.replace(/^Option '[^']+' /, "")}`;
-  return message.split(`
-`)[0] ?? message;
-}
-function toConfig(data) {
-  const build = {};
-  const buildFields = {
-    id: data["build-id"],
-    timestampMs: data["build-timestamp-ms"],
-    commit: data.commit,
-    ref: data.ref,
-    repository: data.repository,
-    runId: data["run-id"],
-    runAttempt: data["run-attempt"],
-    actor: data.actor,
-    url: data["build-url"]
-  };
-  for (const [key, value] of Object.entries(buildFields)) {
-    if (value !== undefined)
-      build[key] = value;
-  }
-  return {
-    paths: data.paths,
-    queues: data.queue,
-    ...data.target === undefined ? {} : { target: data.target },
-    ignore: data.ignore,
-    kustomize: !data["no-kustomize"],
-    kubectl: data.kubectl,
-    allowEmpty: data["allow-empty"],
-    build,
-    maxMessageBytes: data["max-message-bytes"],
-    messageGroupId: data["message-group-id"],
-    ...data["endpoint-url"] === undefined ? {} : { endpointUrl: data["endpoint-url"] },
-    ...data.region === undefined ? {} : { region: data.region },
-    dryRun: data["dry-run"],
-    ...data["output-body"] === undefined ? {} : { outputBody: data["output-body"] },
-    json: data.json,
-    ...data["result-queue"] === undefined ? {} : { resultQueue: data["result-queue"] },
-    keygen: data.keygen,
-    help: data.help
-  };
-}
 var defaultIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
@@ -40322,85 +40548,6 @@ var defaultIo = {
   now: Date.now,
   createSqsClient: (config) => new $SQSClient(config)
 };
-function countByKindAndNamespace(bundle) {
-  const counts = new Map;
-  for (const object2 of bundle.objects) {
-    const namespace = object2.metadata.namespace ?? "";
-    const key = `${object2.kind}\x00${namespace}`;
-    const entry = counts.get(key) ?? { kind: object2.kind, namespace, count: 0 };
-    entry.count++;
-    counts.set(key, entry);
-  }
-  return [...counts.values()].sort((a, b) => a.kind === b.kind ? a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0 : a.kind < b.kind ? -1 : 1);
-}
-function table(rows) {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
-}
-function formatSummary(result) {
-  const { build } = result;
-  const when = new Date(build.timestampMs).toISOString();
-  const lines = [
-    result.dryRun ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent` : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`
-  ];
-  const facts = [];
-  if (result.target !== undefined)
-    facts.push(["target", result.target]);
-  facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
-  if (build.commit !== undefined)
-    facts.push(["commit", build.commit]);
-  if (build.url !== undefined)
-    facts.push(["run", build.url]);
-  facts.push(["objects", `${result.objects} from ${result.inputs.length} input${result.inputs.length === 1 ? "" : "s"}`]);
-  facts.push(["digest", `sha256:${result.digest}`]);
-  facts.push([
-    "size",
-    `${result.rawBytes} bytes raw, ${result.compressedBytes} gzipped, message ${result.bodyBytes} of ${result.maxMessageBytes} bytes allowed`
-  ]);
-  for (const sent of result.sent) {
-    facts.push(["queue", `${sent.queueUrl} (message id ${sent.messageId})`]);
-  }
-  if (result.dryRun)
-    for (const queue of result.queues)
-      facts.push(["would send to", queue]);
-  lines.push(...table(facts).map((line) => `  ${line}`));
-  if (result.byKindAndNamespace.length > 0) {
-    lines.push("");
-    const rows = [["KIND", "NAMESPACE", "OBJECTS"]];
-    for (const entry of result.byKindAndNamespace)
-      rows.push([entry.kind, entry.namespace || "-", String(entry.count)]);
-    lines.push(...table(rows).map((line) => `  ${line}`));
-  }
-  return `${lines.join(`
-`)}
-`;
-}
-function markdownCell(text) {
-  return text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\n/g, " ");
-}
-function formatStepSummary(result) {
-  const { build } = result;
-  const lines = [
-    `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
-    "",
-    "| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
-    "|---|---|---:|---:|---:|---:|---|",
-    `| ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
-    "",
-    "| Kind | Namespace | Objects |",
-    "|---|---|---:|",
-    ...result.byKindAndNamespace.map((entry) => `| ${markdownCell(entry.kind)} | ${markdownCell(entry.namespace || "-")} | ${entry.count} |`)
-  ];
-  if (result.sent.length > 0) {
-    lines.push("", "| Queue | Message id |", "|---|---|");
-    for (const sent of result.sent)
-      lines.push(`| ${markdownCell(sent.queueUrl)} | \`${markdownCell(sent.messageId)}\` |`);
-  }
-  return `${lines.join(`
-`)}
-
-`;
-}
 function tooLarge(encoded, limit) {
   return new MessageTooLargeError(`Cannot publish: the encoded message is ${encoded.bodyBytes} bytes, over the limit of ${limit} bytes ` + `(--max-message-bytes; ${encoded.rawBytes} bytes of manifests gzip to ${encoded.compressedBytes}). ` + (limit < SQS_MAX_MESSAGE_BYTES ? `Raise the queue's limit (aws sqs set-queue-attributes --queue-url URL --attributes MaximumMessageSize=${SQS_MAX_MESSAGE_BYTES}) and pass --max-message-bytes ${SQS_MAX_MESSAGE_BYTES}, or publish fewer manifests.` : "This is SQS's maximum: publish fewer manifests per message."), { bodyBytes: encoded.bodyBytes, limitBytes: limit });
 }
@@ -40421,9 +40568,9 @@ ${error instanceof Error ? error.stack ?? error.message : String(error)}
   }
 }
 async function publish(argv, env, io) {
-  const config = parseConfig(argv, env);
+  const config = parsePublishConfig(argv, env);
   if (config.help) {
-    io.stdout(`${helpText()}
+    io.stdout(`${publishHelpText()}
 `);
     return EXIT_SENT;
   }
@@ -40513,7 +40660,16 @@ async function publish(argv, env, io) {
 `);
       return EXIT_SENT;
     }
-    const report = await waitForDeploy(client, resultQueueUrl, config.waitTimeoutMs, result, io, config.json);
+    const report = await waitForDeploy({
+      client,
+      resultQueueUrl,
+      timeoutMs: config.waitTimeoutMs,
+      published: result,
+      json: config.json,
+      stdout: io.stdout,
+      stderr: io.stderr,
+      ...signalOption
+    });
     result.wait = report;
     if (config.json)
       io.stdout(`${JSON.stringify(result)}
@@ -40524,124 +40680,16 @@ async function publish(argv, env, io) {
     client.destroy();
   }
 }
-function waitExitCode(results, missing) {
-  if (results.some((result) => !resultSucceeded(result)))
-    return EXIT_DEPLOY_FAILED;
-  return missing > 0 ? EXIT_TIMED_OUT : EXIT_SENT;
-}
-async function waitForDeploy(client, resultQueueUrl, timeoutMs, published, io, json) {
-  const timeoutSeconds = Math.round(timeoutMs / 1000);
-  const sentAt = Date.now();
-  if (!json)
-    io.stdout(`Waiting up to ${formatDuration(timeoutMs)} for the result${published.sent.length === 1 ? "" : "s"} on ${resultQueueUrl}
-`);
-  const report = { resultQueueUrl, timeoutSeconds, results: [], missing: [], exitCode: EXIT_SENT };
-  const outcome = await waitForResults({
-    client,
-    resultQueueUrl,
-    awaited: published.sent.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId })),
-    timeoutMs,
-    ...io.signal ? { signal: io.signal } : {},
-    onWarning: (text) => io.stderr(`publish: warning: ${text}
-`),
-    onResult: ({ sent, result }) => {
-      const entry = { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
-      report.results.push(entry);
-      if (!json)
-        io.stdout(formatResult(entry));
-    }
-  });
-  report.missing = outcome.missing.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId }));
-  report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length);
-  for (const entry of report.results) {
-    if (!resultSucceeded(entry.result))
-      io.stderr(`publish: deploy failed on ${entry.queueUrl}: ${verdictText(entry.result)}
-`);
-  }
-  if (report.missing.length > 0) {
-    io.stderr(`publish: timed out waiting ${formatDuration(timeoutMs)} for the result from ${report.missing.map((m) => m.queueUrl).join(", ")}; ` + `check that the listener of ${report.missing.length === 1 ? "that queue" : "each"} runs and has KUBE_PICO_CD_RESULT_QUEUE set to ${resultQueueUrl}
-`);
-  }
-  if (report.exitCode === EXIT_SENT && !json) {
-    const superseded = report.results.filter((entry) => entry.result.result === "superseded").length;
-    io.stdout(`Deploy succeeded on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` + (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") + `
-`);
-  }
-  return report;
-}
-function verdictText(result) {
-  return `${result.result}${result.health === undefined ? "" : `, ${result.health.status}`}: ${result.message}`;
-}
-function formatDuration(ms) {
-  if (ms < 1000)
-    return `${Math.round(ms)} ms`;
-  if (ms < 60000)
-    return `${Number((ms / 1000).toFixed(1))} s`;
-  const seconds = Math.round(ms / 1000);
-  return seconds % 60 === 0 ? `${seconds / 60} min` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-}
-function durationsText(result) {
-  const { pickupMs, applyMs, healthMs } = result.durations;
-  const parts = [];
-  if (pickupMs !== undefined)
-    parts.push(`pickup ${formatDuration(pickupMs)}`);
-  if (applyMs !== undefined)
-    parts.push(`apply ${formatDuration(applyMs)}`);
-  if (healthMs !== undefined)
-    parts.push(`health ${formatDuration(healthMs)}`);
-  return parts.join(", ");
-}
-function formatResult(entry) {
-  const { result } = entry;
-  const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
-  const facts = [["listener", `namespace ${result.namespace}, queue ${result.queue}${result.target === undefined ? "" : `, target ${result.target}`}`]];
-  const durations = durationsText(result);
-  if (durations !== "")
-    facts.push(["took", durations]);
-  if (result.result === "failed") {
-    facts.push([
-      "retry",
-      result.willRetry === false ? `attempt ${result.receiveCount ?? 1} failed and was the last: the message goes to the queue's dead-letter queue` : `attempt ${result.receiveCount ?? 1} failed; the listener retries it until the queue's dead-letter queue takes it`
-    ]);
-  }
-  if (result.result === "superseded")
-    facts.push(["note", "a newer build replaced this one; nothing left to do"]);
-  lines.push(...table(facts).map((line) => `  ${line}`));
-  return `${lines.join(`
-`)}
-`;
-}
-function formatResultsStepSummary(report) {
-  const verdict = report.exitCode === EXIT_SENT ? "deploy succeeded" : report.exitCode === EXIT_DEPLOY_FAILED ? "deploy failed" : "timed out waiting";
-  const lines = [
-    `#### kube-pico-cd: ${verdict}`,
-    "",
-    "| Queue | Namespace | Result | Health | Message | Pickup | Apply | Health wait |",
-    "|---|---|---|---|---|---:|---:|---:|"
-  ];
-  const ms = (value) => value === undefined ? "-" : formatDuration(value);
-  for (const { queueUrl, result } of report.results) {
-    const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
-    lines.push(`| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`);
-  }
-  for (const missing of report.missing) {
-    lines.push(`| ${markdownCell(missing.queueUrl)} | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
-  }
-  return `${lines.join(`
-`)}
-
-`;
-}
 async function send(client, config, build, encoded, result, signal) {
   const options = signal ? { signal } : {};
   const urls = [];
   for (const queue of config.queues)
     urls.push(await resolveQueueUrl(client, queue, options));
   for (const [index, queue] of config.queues.entries()) {
-    const url2 = urls[index];
+    const url = urls[index];
     const fifo = isFifoQueue(queue) ? { messageGroupId: config.messageGroupId, messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest) } : undefined;
     try {
-      const sent = await sendBody(client, url2, encoded.body, { ...options, ...fifo ? { fifo } : {} });
+      const sent = await sendBody(client, url, encoded.body, { ...options, ...fifo ? { fifo } : {} });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
     } catch (error) {
       if (error instanceof QueueSendError && result.sent.length > 0) {
@@ -40669,22 +40717,6 @@ if (isMain()) {
   process.off("SIGINT", abort);
 }
 export {
-  DEFAULT_WAIT_SECONDS,
-  EXIT_DEPLOY_FAILED,
-  EXIT_INVALID,
-  EXIT_SEND_FAILED,
-  EXIT_SENT,
-  EXIT_TIMED_OUT,
-  countByKindAndNamespace,
-  formatDuration,
-  formatResult,
-  formatResultsStepSummary,
-  formatStepSummary,
-  formatSummary,
-  helpText,
-  main,
-  normalizeArgv,
-  parseConfig,
-  parseWaitTimeout,
-  waitExitCode
+  publishHelpText as helpText,
+  main
 };

@@ -3,7 +3,10 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { decodeMessage } from "../../lib/wire/message.ts";
-import { helpText, main, normalizeArgv, parseConfig, parseWaitTimeout, waitExitCode } from "../../publish.ts";
+import { normalizeArgv } from "../../lib/cli-options.ts";
+import { parsePublishConfig, parseWaitTimeout, publishHelpText, PUBLISH_OPTIONS } from "../../lib/publish/config.ts";
+import { waitExitCode } from "../../lib/publish/wait.ts";
+import { main } from "../../publish.ts";
 import { configProblems } from "../helpers/thrown.ts";
 
 const fixtures = resolve(import.meta.dir, "../fixtures");
@@ -24,11 +27,11 @@ async function run(argv: string[], env: Record<string, string> = {}) {
   return { code, stdout, stderr };
 }
 
-const problems = (argv: string[], env: Record<string, string> = {}) => configProblems(() => parseConfig(argv, env));
+const problems = (argv: string[], env: Record<string, string> = {}) => configProblems(() => parsePublishConfig(argv, env));
 
-describe("parseConfig()", () => {
-  test("parseConfig() applies the defaults", () => {
-    expect(parseConfig(["k8s", "--queue", "deploy"], {})).toEqual({
+describe("parsePublishConfig()", () => {
+  test("parsePublishConfig() applies the defaults", () => {
+    expect(parsePublishConfig(["k8s", "--queue", "deploy"], {})).toEqual({
       paths: ["k8s"],
       queues: [{ name: "deploy" }],
       ignore: [],
@@ -45,8 +48,8 @@ describe("parseConfig()", () => {
     });
   });
 
-  test("parseConfig() reads KUBE_PICO_CD_* variables, and flags win over them", () => {
-    const config = parseConfig(["--target", "prod"], {
+  test("parsePublishConfig() reads KUBE_PICO_CD_* variables, and flags win over them", () => {
+    const config = parsePublishConfig(["--target", "prod"], {
       KUBE_PICO_CD_PATHS: "k8s, crds",
       KUBE_PICO_CD_QUEUE: "a,b.fifo",
       KUBE_PICO_CD_TARGET: "staging",
@@ -64,8 +67,8 @@ describe("parseConfig()", () => {
     expect(config.endpointUrl).toBe("http://127.0.0.1:9324");
   });
 
-  test("parseConfig() reads the original implementation's queue variable and AWS_ENDPOINT_URL_SQS", () => {
-    const config = parseConfig(["k8s"], {
+  test("parsePublishConfig() reads the original implementation's queue variable and AWS_ENDPOINT_URL_SQS", () => {
+    const config = parsePublishConfig(["k8s"], {
       KUBE_PICO_CD_DEPLOY_QUEUE_NAME: "deploy",
       AWS_ENDPOINT_URL_SQS: "http://localhost:4566",
     });
@@ -73,7 +76,7 @@ describe("parseConfig()", () => {
     expect(config.endpointUrl).toBe("http://localhost:4566");
   });
 
-  test("parseConfig() names the flag or variable of every problem", () => {
+  test("parsePublishConfig() names the flag or variable of every problem", () => {
     expect(
       problems(["k8s", "-q", "htp:/x", "--max-message-bytes", "2000000", "--build-timestamp-ms", "1.5"], {
         KUBE_PICO_CD_DRY_RUN: "maybe",
@@ -88,26 +91,37 @@ describe("parseConfig()", () => {
     ]);
   });
 
-  test("parseConfig() rejects an unknown flag", () => {
+  test("parsePublishConfig() rejects an unknown flag", () => {
     expect(problems(["k8s", "--queue", "q", "--bogus"])).toEqual(["--bogus: unknown option (see --help)"]);
   });
 
-  test("parseConfig() rejects a flag without its value", () => {
+  test("parsePublishConfig() rejects a flag without its value", () => {
     expect(problems(["k8s", "--queue"])).toEqual(["--queue: argument missing"]);
   });
 
-  test("parseConfig() requires paths, and a queue unless --dry-run", () => {
+  test("parsePublishConfig() refuses a value that starts with a dash in one line naming the flag and the value", () => {
+    expect(problems(["k8s", "--queue", "q", "--max-message-bytes", "-5"])).toEqual([
+      `--max-message-bytes: a value that starts with a dash must be attached with '=' (--max-message-bytes=VALUE): current value is "-5"`,
+    ]);
+    expect(problems(["k8s", "-q", "--dry-run"])).toEqual([`--queue: a value that starts with a dash must be attached with '=' (--queue=VALUE): current value is "--dry-run"`]);
+  });
+
+  test("parsePublishConfig() checks a value that starts with a dash when it is attached with '='", () => {
+    expect(problems(["k8s", "--queue", "q", "--max-message-bytes=-5"])).toEqual(["--max-message-bytes: must be a whole number of bytes"]);
+  });
+
+  test("parsePublishConfig() requires paths, and a queue unless --dry-run", () => {
     expect(problems([])).toEqual([
       "no manifest paths given: pass files or directories as arguments, or set KUBE_PICO_CD_PATHS",
       "--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending",
     ]);
-    expect(parseConfig(["k8s", "--dry-run"], {}).queues).toEqual([]);
+    expect(parsePublishConfig(["k8s", "--dry-run"], {}).queues).toEqual([]);
   });
 });
 
-describe("helpText()", () => {
-  test("helpText() lists every option with its default and the exit codes", () => {
-    const help = helpText();
+describe("publishHelpText()", () => {
+  test("publishHelpText() lists every option with its default and the exit codes", () => {
+    const help = publishHelpText();
     for (const flag of [
       "--queue URL|NAME",
       "--target NAME",
@@ -142,7 +156,7 @@ describe("main()", () => {
   test("main() --help prints the help and exits 0", async () => {
     const { code, stdout } = await run(["--help"]);
     expect(code).toBe(0);
-    expect(stdout).toBe(`${helpText()}\n`);
+    expect(stdout).toBe(`${publishHelpText()}\n`);
   });
 
   test("main() --dry-run prints objects by kind and namespace, sizes and digest, and exits 0", async () => {
@@ -225,6 +239,15 @@ describe("main()", () => {
     expect(code).toBe(1);
     expect(stderr).toBe("publish: Invalid configuration:\n  - --nope: unknown option (see --help)\n");
   });
+
+  test("main() prints a value that starts with a dash as one line naming the flag and the value", async () => {
+    const { code, stdout, stderr } = await run([...basic, "--dry-run", "--max-message-bytes", "-5"]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(
+      `publish: Invalid configuration:\n  - --max-message-bytes: a value that starts with a dash must be attached with '=' (--max-message-bytes=VALUE): current value is "-5"\n`,
+    );
+  });
 });
 
 describe("waitExitCode()", () => {
@@ -245,17 +268,17 @@ describe("waitExitCode()", () => {
   });
 });
 
-describe("normalizeArgv()", () => {
+describe("normalizeArgv() with publish's options", () => {
   test("normalizeArgv() turns a bare --wait into --wait=900 and leaves --wait=TIMEOUT alone", () => {
-    expect(normalizeArgv(["k8s", "--wait"])).toEqual(["k8s", "--wait=900"]);
-    expect(normalizeArgv(["--wait", "k8s"])).toEqual(["--wait=900", "k8s"]);
-    expect(normalizeArgv(["--wait=10m", "k8s"])).toEqual(["--wait=10m", "k8s"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["k8s", "--wait"])).toEqual(["k8s", "--wait=900"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["--wait", "k8s"])).toEqual(["--wait=900", "k8s"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["--wait=10m", "k8s"])).toEqual(["--wait=10m", "k8s"]);
   });
 
   test("normalizeArgv() leaves a --wait that is another option's value, or after --, as it is", () => {
-    expect(normalizeArgv(["--target", "--wait", "k8s"])).toEqual(["--target", "--wait", "k8s"]);
-    expect(normalizeArgv(["-q", "--wait"])).toEqual(["-q", "--wait"]);
-    expect(normalizeArgv(["k8s", "--", "--wait"])).toEqual(["k8s", "--", "--wait"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["--target", "--wait", "k8s"])).toEqual(["--target", "--wait", "k8s"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["-q", "--wait"])).toEqual(["-q", "--wait"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["k8s", "--", "--wait"])).toEqual(["k8s", "--", "--wait"]);
   });
 });
 describe("parseWaitTimeout()", () => {
@@ -283,35 +306,35 @@ describe("parseWaitTimeout()", () => {
     expect(parseWaitTimeout("7h", false)).toEqual({ problem: 'must be at most 6h (21600 seconds): current value is "7h"' });
   });
 });
-describe("parseConfig() with --wait", () => {
-  test("parseConfig() reads --wait, --wait=TIMEOUT and the variables", () => {
-    expect(parseConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait"], {}).waitTimeoutMs).toBe(900_000);
-    expect(parseConfig(["--wait", "k8s", "--queue", "q", "--result-queue", "r"], {}).paths).toEqual(["k8s"]);
-    expect(parseConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait=90s"], {})).toMatchObject({ waitTimeoutMs: 90_000, resultQueue: { name: "r" } });
-    expect(parseConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_RESULT_QUEUE: "r", KUBE_PICO_CD_WAIT: "10m" }).waitTimeoutMs).toBe(600_000);
-    expect(parseConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "false" }).waitTimeoutMs).toBeUndefined();
-    expect(parseConfig(["k8s", "--queue", "q"], {}).waitTimeoutMs).toBeUndefined();
+describe("parsePublishConfig() with --wait", () => {
+  test("parsePublishConfig() reads --wait, --wait=TIMEOUT and the variables", () => {
+    expect(parsePublishConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait"], {}).waitTimeoutMs).toBe(900_000);
+    expect(parsePublishConfig(["--wait", "k8s", "--queue", "q", "--result-queue", "r"], {}).paths).toEqual(["k8s"]);
+    expect(parsePublishConfig(["k8s", "--queue", "q", "--result-queue", "r", "--wait=90s"], {})).toMatchObject({ waitTimeoutMs: 90_000, resultQueue: { name: "r" } });
+    expect(parsePublishConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_RESULT_QUEUE: "r", KUBE_PICO_CD_WAIT: "10m" }).waitTimeoutMs).toBe(600_000);
+    expect(parsePublishConfig(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "false" }).waitTimeoutMs).toBeUndefined();
+    expect(parsePublishConfig(["k8s", "--queue", "q"], {}).waitTimeoutMs).toBeUndefined();
   });
 
-  test("parseConfig() refuses --wait without a result queue", () => {
+  test("parsePublishConfig() refuses --wait without a result queue", () => {
     expect(problems(["k8s", "--queue", "q", "--wait"])).toEqual([
       "--wait: no result queue to wait on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to",
     ]);
     expect(problems(["k8s", "--queue", "q"], { KUBE_PICO_CD_WAIT: "true" })[0]).toStartWith("KUBE_PICO_CD_WAIT: no result queue to wait on");
   });
 
-  test("parseConfig() names the flag or variable of a bad TIMEOUT", () => {
+  test("parsePublishConfig() names the flag or variable of a bad TIMEOUT", () => {
     expect(problems(["k8s", "--queue", "q", "--result-queue", "r", "--wait=soon"])).toEqual([
       '--wait: must be a timeout such as 300, 90s or 10m (seconds, or a number ending in s, m or h): current value is "soon"',
     ]);
     expect(problems(["k8s", "--queue", "q", "--result-queue", "r"], { KUBE_PICO_CD_WAIT: "0" })).toEqual(['KUBE_PICO_CD_WAIT: must be at least 1 second: current value is "0"']);
   });
 
-  test("parseConfig() ignores --wait with --dry-run, as nothing is sent", () => {
-    expect(parseConfig(["k8s", "--dry-run", "--wait"], {}).waitTimeoutMs).toBeUndefined();
+  test("parsePublishConfig() ignores --wait with --dry-run, as nothing is sent", () => {
+    expect(parsePublishConfig(["k8s", "--dry-run", "--wait"], {}).waitTimeoutMs).toBeUndefined();
   });
 
-  test("parseConfig() refuses a result queue that is neither a URL nor a name", () => {
+  test("parsePublishConfig() refuses a result queue that is neither a URL nor a name", () => {
     expect(problems(["k8s", "--queue", "q", "--result-queue", "no such queue"])[0]).toStartWith('--result-queue: "no such queue" is neither a queue URL nor a queue name');
   });
 });

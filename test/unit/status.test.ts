@@ -295,7 +295,7 @@ describe("runStatus()", () => {
     expect(await run(["--namespace", "ns", "--limit", "-3"])).toEqual({
       code: 1,
       out: "",
-      err: "listener status: --limit: its value starts with a dash; write --limit=VALUE\n",
+      err: "listener status: --limit: a value that starts with a dash must be attached with '=' (--limit=VALUE): current value is \"-3\"\n",
     });
   });
 

@@ -1,0 +1,191 @@
+/**
+ * What publish prints about a run: the human summary, the Markdown for GitHub's job summary
+ * (`GITHUB_STEP_SUMMARY`), and with --wait each listener's result and the verdict. The JSON
+ * output is {@link PublishResult} itself.
+ */
+import type { SentMessage } from "../sqs/send.ts";
+import type { BuildInfo } from "../wire/message.ts";
+import type { ResultMessage } from "../wire/result.ts";
+import type { Bundle } from "../manifests/bundle.ts";
+import { EXIT_DEPLOY_FAILED, EXIT_SENT } from "./exit-codes.ts";
+
+/** What a run did: printed as the human summary, as JSON, and into GITHUB_STEP_SUMMARY. */
+export interface PublishResult {
+  dryRun: boolean;
+  build: BuildInfo;
+  target?: string;
+  digest: string;
+  objects: number;
+  rawBytes: number;
+  compressedBytes: number;
+  bodyBytes: number;
+  maxMessageBytes: number;
+  byKindAndNamespace: { kind: string; namespace: string; count: number }[];
+  inputs: string[];
+  /** Sent messages (empty for a dry run). */
+  sent: (SentMessage & { queue: string })[];
+  /** Queues as given, for a dry run. */
+  queues: string[];
+  /** Key id of the signing key, when the bundle is signed. */
+  signedBy?: string;
+  /** With --wait: the results. */
+  wait?: WaitReport;
+}
+
+/** What --wait found: printed, in the JSON output and in the job summary. */
+export interface WaitReport {
+  resultQueueUrl: string;
+  timeoutSeconds: number;
+  /** In the order they arrived. */
+  results: { queue: string; queueUrl: string; messageId: string; receivedAfterMs: number; result: ResultMessage }[];
+  /** Queues without a result when the time ran out. */
+  missing: { queue: string; queueUrl: string; messageId: string }[];
+  exitCode: number;
+}
+
+/** Objects counted by kind and namespace, sorted by kind then namespace (`""` for none). */
+export function countByKindAndNamespace(bundle: Pick<Bundle, "objects">): { kind: string; namespace: string; count: number }[] {
+  const counts = new Map<string, { kind: string; namespace: string; count: number }>();
+  for (const object of bundle.objects) {
+    const namespace = object.metadata.namespace ?? "";
+    const key = `${object.kind}\u0000${namespace}`;
+    const entry = counts.get(key) ?? { kind: object.kind, namespace, count: 0 };
+    entry.count++;
+    counts.set(key, entry);
+  }
+  return [...counts.values()].sort((a, b) =>
+    a.kind === b.kind ? (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0) : a.kind < b.kind ? -1 : 1,
+  );
+}
+
+/** Rows as aligned columns, two spaces apart, without trailing spaces. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+}
+
+/** The human summary. */
+export function formatSummary(result: PublishResult): string {
+  const { build } = result;
+  const when = new Date(build.timestampMs).toISOString();
+  const lines = [
+    result.dryRun
+      ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent`
+      : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`,
+  ];
+  const facts: string[][] = [];
+  if (result.target !== undefined) facts.push(["target", result.target]);
+  facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
+  if (build.commit !== undefined) facts.push(["commit", build.commit]);
+  if (build.url !== undefined) facts.push(["run", build.url]);
+  facts.push(["objects", `${result.objects} from ${result.inputs.length} input${result.inputs.length === 1 ? "" : "s"}`]);
+  facts.push(["digest", `sha256:${result.digest}`]);
+  facts.push([
+    "size",
+    `${result.rawBytes} bytes raw, ${result.compressedBytes} gzipped, message ${result.bodyBytes} of ${result.maxMessageBytes} bytes allowed`,
+  ]);
+  for (const sent of result.sent) {
+    facts.push(["queue", `${sent.queueUrl} (message id ${sent.messageId})`]);
+  }
+  if (result.dryRun) for (const queue of result.queues) facts.push(["would send to", queue]);
+  lines.push(...table(facts).map((line) => `  ${line}`));
+  if (result.byKindAndNamespace.length > 0) {
+    lines.push("");
+    const rows = [["KIND", "NAMESPACE", "OBJECTS"]];
+    for (const entry of result.byKindAndNamespace) rows.push([entry.kind, entry.namespace || "-", String(entry.count)]);
+    lines.push(...table(rows).map((line) => `  ${line}`));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function markdownCell(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\n/g, " ");
+}
+
+/** The Markdown appended to `GITHUB_STEP_SUMMARY`. */
+export function formatStepSummary(result: PublishResult): string {
+  const { build } = result;
+  const lines = [
+    `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
+    "",
+    "| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
+    "|---|---|---:|---:|---:|---:|---|",
+    `| ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
+    "",
+    "| Kind | Namespace | Objects |",
+    "|---|---|---:|",
+    ...result.byKindAndNamespace.map(
+      (entry) => `| ${markdownCell(entry.kind)} | ${markdownCell(entry.namespace || "-")} | ${entry.count} |`,
+    ),
+  ];
+  if (result.sent.length > 0) {
+    lines.push("", "| Queue | Message id |", "|---|---|");
+    for (const sent of result.sent) lines.push(`| ${markdownCell(sent.queueUrl)} | \`${markdownCell(sent.messageId)}\` |`);
+  }
+  return `${lines.join("\n")}\n\n`;
+}
+
+/** "applied, Healthy: applied 3 objects, pruned 0" and the like (the message names an unhealthy object). */
+export function verdictText(result: ResultMessage): string {
+  return `${result.result}${result.health === undefined ? "" : `, ${result.health.status}`}: ${result.message}`;
+}
+
+/** 850 ms, 1.2 s, 4 min 10 s. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${Number((ms / 1000).toFixed(1))} s`;
+  const seconds = Math.round(ms / 1000);
+  return seconds % 60 === 0 ? `${seconds / 60} min` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
+function durationsText(result: ResultMessage): string {
+  const { pickupMs, applyMs, healthMs } = result.durations;
+  const parts: string[] = [];
+  if (pickupMs !== undefined) parts.push(`pickup ${formatDuration(pickupMs)}`);
+  if (applyMs !== undefined) parts.push(`apply ${formatDuration(applyMs)}`);
+  if (healthMs !== undefined) parts.push(`health ${formatDuration(healthMs)}`);
+  return parts.join(", ");
+}
+
+/** One result, as printed when it arrives. */
+export function formatResult(entry: WaitReport["results"][number]): string {
+  const { result } = entry;
+  const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
+  const facts: string[][] = [["listener", `namespace ${result.namespace}, queue ${result.queue}${result.target === undefined ? "" : `, target ${result.target}`}`]];
+  const durations = durationsText(result);
+  if (durations !== "") facts.push(["took", durations]);
+  if (result.result === "failed") {
+    facts.push([
+      "retry",
+      result.willRetry === false
+        ? `attempt ${result.receiveCount ?? 1} failed and was the last: the message goes to the queue's dead-letter queue`
+        : `attempt ${result.receiveCount ?? 1} failed; the listener retries it until the queue's dead-letter queue takes it`,
+    ]);
+  }
+  if (result.result === "superseded") facts.push(["note", "a newer build replaced this one; nothing left to do"]);
+  lines.push(...table(facts).map((line) => `  ${line}`));
+  return `${lines.join("\n")}\n`;
+}
+
+/** The Markdown of the results appended to `GITHUB_STEP_SUMMARY`. */
+export function formatResultsStepSummary(report: WaitReport): string {
+  const verdict =
+    report.exitCode === EXIT_SENT ? "deploy succeeded" : report.exitCode === EXIT_DEPLOY_FAILED ? "deploy failed" : "timed out waiting";
+  const lines = [
+    `#### kube-pico-cd: ${verdict}`,
+    "",
+    "| Queue | Namespace | Result | Health | Message | Pickup | Apply | Health wait |",
+    "|---|---|---|---|---|---:|---:|---:|",
+  ];
+  const ms = (value: number | undefined) => (value === undefined ? "-" : formatDuration(value));
+  for (const { queueUrl, result } of report.results) {
+    const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
+    lines.push(
+      `| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`,
+    );
+  }
+  for (const missing of report.missing) {
+    lines.push(`| ${markdownCell(missing.queueUrl)} | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
+  }
+  return `${lines.join("\n")}\n\n`;
+}
