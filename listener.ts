@@ -6,6 +6,7 @@
  *   KUBE_PICO_CD_QUEUE=https://sqs.eu-west-1.amazonaws.com/123456789012/deploy listener
  *   bun listener.ts --queue deploy --namespace kube-pico-cd --once
  *   listener status --namespace kube-pico-cd     (the current build and the history; lib/listener/status.ts)
+ *   listener record forget-build --future        (repairs the record; lib/listener/record-command.ts)
  *
  * Runs under Bun and Deno (`deno run -A listener.ts`). `--help` lists every option.
  * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration or a queue
@@ -29,8 +30,9 @@ import { readRecord } from "./lib/kube/record.ts";
 import { KubeApi } from "./lib/kube/api.ts";
 import { loadKubeConnection } from "./lib/kube/kubeconfig.ts";
 import { runStatus } from "./lib/listener/status.ts";
+import { runRecordCommand } from "./lib/listener/record-command.ts";
 import { createResultSender } from "./lib/sqs/result-sender.ts";
-import { checkSignature } from "./lib/listener/trust.ts";
+import { checkEnvelopeSignature } from "./lib/listener/trust.ts";
 
 /** How often the API server is probed while no deploy touches it, in ms. */
 const API_PROBE_INTERVAL_MS = 30_000;
@@ -49,6 +51,7 @@ export interface MainOptions {
 /** Runs the listener until stopped; resolves with the exit code. */
 export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, options: MainOptions = {}): Promise<number> {
   if (argv[0] === "status") return await runStatus(argv.slice(1), env);
+  if (argv[0] === "record") return await runRecordCommand(argv.slice(1), env);
   let config: ListenerConfig;
   try {
     config = parseListenerConfig(argv, env);
@@ -160,6 +163,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
       queueUrl,
       namespace: config.namespace,
       target: config.target ?? null,
+      requireTarget: config.requireTarget,
       stateConfigMap: config.stateConfigMap,
       once: config.once,
       httpPort: health?.port ?? null,
@@ -204,16 +208,18 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         stopping: stop.signal,
         noHold: config.once,
         target: config.target,
+        requireTarget: config.requireTarget,
         historyLimit: config.historyLimit,
         retryBaseSeconds: config.retryBaseSeconds,
         retryMaxSeconds: config.retryMaxSeconds,
-        // Who signed it first, then what it holds: both before anything is applied.
-        admit: (decoded) => {
-          checkSignature(decoded, config.trustedKeys);
-          checkPolicy(decoded.objects, config.policy);
-        },
+        // Who signed it, before anything is inflated; then what it holds, before anything is applied.
+        checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, config.trustedKeys),
+        decodeLimits: config.decodeLimits,
+        maxFutureSkewMs: config.maxFutureSkewMs,
+        admit: (decoded) => checkPolicy(decoded.objects, config.policy),
         afterApply: operations.afterApply,
         onOutcome: operations.onOutcome,
+        onUnrecorded: (outcome) => operations.metrics.unrecordedOutcomes.inc({ result: outcome.result }),
         allowEmptyBundle: config.allowEmptyBundle,
         onApiStatus: (reachable) => {
           if (!reachable) operations.metrics.apiErrors.inc({ operation: "deploy" });

@@ -25,6 +25,11 @@
  *    a new build, the next sent as soon as the last is recorded), against a compiled bun
  *    hello-world (bench/hello.ts) started at the same moment and read at the same moments.
  *
+ * Also printed, to tell where the time goes: the spans between the listener's steps as seen
+ * from outside (watches on its Lease and record, its log lines), what one GET and one
+ * compare-and-swap PUT cost through lib/kube/api.ts, and each 300-object round applied a third
+ * time with the listener's own kubectl flags (-o json, --force-conflicts).
+ *
  * Order: idle, pickup, MANY deploys, the 300-object rounds; so the memory "after MANY deploys"
  * is after DEPLOYS + MANY deploys, and the final peak includes the 300-object rounds.
  *
@@ -41,11 +46,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { toListJson } from "../lib/kube/apply.ts";
+import { KubeApi } from "../lib/kube/api.ts";
+import { applyArgs, toListJson } from "../lib/kube/apply.ts";
+import { loadKubeConnection } from "../lib/kube/kubeconfig.ts";
 import { DEFAULT_LOCK_LEASE } from "../lib/kube/lease.ts";
-import { decodeRecord, DEFAULT_STATE_CONFIGMAP, type VersionRecord } from "../lib/kube/record.ts";
+import { decodeRecord, DEFAULT_STATE_CONFIGMAP, encodeRecord, type VersionRecord } from "../lib/kube/record.ts";
 import type { KubeObject } from "../lib/manifests/bundle.ts";
-import { encodeMessage, type BuildInfo } from "../lib/wire/message.ts";
+import { decodeMessage, encodeMessage, type BuildInfo } from "../lib/wire/message.ts";
 import { environmentInfo, startEnvironment, type Environment } from "../test/env/environment.ts";
 import { listenerEnv } from "../test/helpers/listener-process.ts";
 import { compileForHost, type Compiled } from "./compile.ts";
@@ -144,6 +151,8 @@ async function runTimed(argv: readonly string[], stdin = ""): Promise<{ ms: numb
 /** What one deploy took, all wall-clock ms since the epoch except where named. */
 interface DeployTimes {
   sentMs: number;
+  /** How long the SendMessage call took (ms): an upper bound of how late `sentMs` may be stamped. */
+  sendCallMs: number;
   /** The Lease written with a holder (watch event arrived). */
   leaseMs: number | undefined;
   /** The record written with this build as the in-flight intent (watch event arrived). */
@@ -246,6 +255,26 @@ try {
     floor.push(performance.now() - sent);
   }
 
+  // What one API request costs here, through the listener's own client (keep-alive, like the
+  // listener's): the pickup path is a handful of them, so this is the unit to count it in.
+  const apiNs = `bench-api-${randomBytes(3).toString("hex")}`;
+  await runTimed(kubectlArgv("create", "namespace", apiNs));
+  const api = new KubeApi(await loadKubeConnection({ kubeconfig: cluster.kubeconfig, env: {} }));
+  const probePath = `/api/v1/namespaces/${apiNs}/configmaps/probe`;
+  await api.request({ method: "POST", path: `/api/v1/namespaces/${apiNs}/configmaps`, body: cm(apiNs, "probe", { i: "0" }) });
+  const apiGetMs: number[] = [];
+  const apiPutMs: number[] = [];
+  for (let i = 1; i <= 30; i++) {
+    const t0 = performance.now();
+    const got = await api.request<{ metadata: { resourceVersion: string } }>({ method: "GET", path: probePath });
+    const t1 = performance.now();
+    // A compare-and-swap write, as the record's and the Lease's are.
+    await api.request({ method: "PUT", path: probePath, body: { ...cm(apiNs, "probe", { i: String(i) }), metadata: { name: "probe", namespace: apiNs, resourceVersion: got.metadata.resourceVersion } } });
+    apiPutMs.push(performance.now() - t1);
+    apiGetMs.push(t1 - t0);
+  }
+  api.close();
+
   // The listener and the hello-world, started together; watches on the listener's Lease and record.
   const ns = `bench-${randomBytes(3).toString("hex")}`;
   await runTimed(kubectlArgv("create", "namespace", ns));
@@ -283,21 +312,29 @@ try {
   const helloPid = hello.child.pid!;
   await running.waitForLine((l) => l.msg === "listening", 30_000);
 
+  // The listener deploys one build at a time, so the first kubectl start after the last outcome
+  // was recorded is the next build's. (Not "after SendMessage returned": a busy benchmark may
+  // stamp that late, after the listener has already received the message.)
+  let lastRecordedMs = 0;
   /** Sends one bundle and waits until its outcome is in the record. */
   const deploy = async (build: BuildInfo, objects: KubeObject[], timeoutMs: number): Promise<DeployTimes> => {
     const { body } = encodeMessage({ build, objects });
+    const sending = performance.now();
     await sqs.send(new SendMessageCommand({ QueueUrl: queue, MessageBody: body }));
     const sentMs = Date.now();
+    const sendCallMs = performance.now() - sending;
     const recorded = await records.waitFor(sentMs, (r) => r.record.current?.build.id === build.id || r.record.history[0]?.buildId === build.id, timeoutMs, `the outcome of build ${build.id} in the record`);
     const outcome = recorded.record.history.find((o) => o.buildId === build.id);
     if (outcome?.result !== "applied") throw new Error(`Build ${build.id} was not applied: ${JSON.stringify(outcome)}`);
     const applying = running.lines.find((l) => l.msg === "applying build" && l.build === build.id);
     // Logged before the record is written, but read from a pipe: it may arrive after the watch event.
     const applied = await running.waitForLine((l) => l.msg === "build applied" && l.build === build.id, 5_000);
-    const kubectlMs = kubectlStarts().find((t) => t >= sentMs - 1);
-    if (kubectlMs === undefined) throw new Error(`Build ${build.id} was recorded but the kubectl wrapper recorded no start after it was sent`);
+    const kubectlMs = kubectlStarts().find((t) => t > lastRecordedMs);
+    if (kubectlMs === undefined) throw new Error(`Build ${build.id} was recorded but the kubectl wrapper recorded no start since the last outcome`);
+    lastRecordedMs = recorded.arrivedMs;
     return {
       sentMs,
+      sendCallMs,
       leaseMs: leases.first(sentMs, (l) => l.holder !== "")?.arrivedMs,
       intentMs: records.first(sentMs, (r) => r.record.inflight?.build.id === build.id)?.arrivedMs,
       applyingLoggedMs: applying ? Date.parse(applying.time) : undefined,
@@ -328,9 +365,15 @@ try {
   // 3b. Many deploys, back to back.
   progress(`many: ${MANY} one-ConfigMap deploys, back to back`);
   const manyStarted = performance.now();
+  // RSS every 100 deploys: a figure that keeps growing is a leak, one that levels off is the heap's working size.
+  const manyRssMiB: number[] = [];
   for (let i = 1; i <= MANY; i++) {
     await deploy(newBuild(`many-${i}`), [cm(ns, "many", { i: String(i) })], 60_000);
-    if (i % 100 === 0 || i === MANY) progress(`many: ${i}/${MANY} (${((performance.now() - manyStarted) / i).toFixed(0)} ms per deploy)`);
+    if (i % 100 === 0 || i === MANY) {
+      const rss = mib(readMemory(running.child.pid!).rssKiB);
+      manyRssMiB.push(Math.round(rss * 10) / 10);
+      progress(`many: ${i}/${MANY} (${((performance.now() - manyStarted) / i).toFixed(0)} ms per deploy), listener RSS ${rss.toFixed(1)} MiB`);
+    }
   }
   await sleep(1_000);
   const afterMany = { listener: readMemory(running.child.pid!), hello: readMemory(helloPid) };
@@ -340,21 +383,59 @@ try {
   await runTimed(kubectlArgv("create", "namespace", bareNs));
   const big: DeployTimes[] = [];
   const bare: number[] = [];
+  // Not a floor: the bare apply with the listener's own flags (-o json, --force-conflicts), into a
+  // third namespace, to tell what those flags cost from what the listener adds around kubectl.
+  const flaggedNs = `${ns}-flags`;
+  await runTimed(kubectlArgv("create", "namespace", flaggedNs));
+  const flagged: number[] = [];
   let kubectlPeakRssBytes = 0;
   for (let round = 0; round <= ROUNDS; round++) {
     const objects = Array.from({ length: OBJECTS }, (_, i) => cm(ns, `obj-${i}`, { round: String(round), payload: "x".repeat(200) }));
-    const times = await deploy(newBuild(`big-${round}`), objects, 180_000);
-    await sleep(SETTLE_MS);
-    const bareObjects = objects.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: bareNs } }));
-    const bareRun = await runTimed(kubectlArgv("apply", "--server-side", "--field-manager=bench", "-f", "-"), toListJson(bareObjects));
-    kubectlPeakRssBytes = Math.max(kubectlPeakRssBytes, bareRun.maxRssBytes);
-    await sleep(SETTLE_MS);
-    progress(`300 objects, round ${round}${round === 0 ? " (warm-up, creates)" : `/${ROUNDS}`}: listener ${times.recordedMs - times.sentMs} ms, bare apply ${bareRun.ms.toFixed(0)} ms`);
+    const inNamespace = (namespace: string) => toListJson(objects.map((o) => ({ ...o, metadata: { ...o.metadata, namespace } })));
+    let times: DeployTimes | undefined;
+    let bareRun: { ms: number; maxRssBytes: number } | undefined;
+    let flaggedRun: { ms: number; maxRssBytes: number } | undefined;
+    const steps = [
+      async () => void (times = await deploy(newBuild(`big-${round}`), objects, 180_000)),
+      async () => void (bareRun = await runTimed(kubectlArgv("apply", "--server-side", "--field-manager=bench", "-f", "-"), inNamespace(bareNs))),
+      async () => void (flaggedRun = await runTimed(kubectlArgv(...applyArgs({ fieldManager: "bench", forceConflicts: true })), inNamespace(flaggedNs))),
+    ];
+    // Each round starts with another of the three, so that none always runs first (or right after the listener's deploy).
+    for (let step = 0; step < steps.length; step++) {
+      await steps[(round + step) % steps.length]!();
+      await sleep(SETTLE_MS);
+    }
+    kubectlPeakRssBytes = Math.max(kubectlPeakRssBytes, bareRun!.maxRssBytes);
+    progress(
+      `300 objects, round ${round}${round === 0 ? " (warm-up, creates)" : `/${ROUNDS}`}: listener ${times!.recordedMs - times!.sentMs} ms, bare apply ${bareRun!.ms.toFixed(0)} ms, with the listener's flags ${flaggedRun!.ms.toFixed(0)} ms`,
+    );
     if (round === 0) continue;
-    big.push(times);
-    bare.push(bareRun.ms);
+    big.push(times!);
+    bare.push(bareRun!.ms);
+    flagged.push(flaggedRun!.ms);
   }
   const final = readMemory(running.child.pid!);
+
+  // In-process work on the pickup path, timed here (bun, warm) on the run's own data: decoding a
+  // one-ConfigMap message, and decoding and encoding the record as it stands now.
+  const timeEach = (fn: () => unknown) => {
+    const spans: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const t0 = performance.now();
+      fn();
+      spans.push(performance.now() - t0);
+    }
+    return median(spans);
+  };
+  const smallBody = encodeMessage({ build: newBuild("probe"), objects: [cm(ns, "app", { i: "0" })] }).body;
+  const lastRecord = records.items.at(-1)!.record;
+  const lastData = encodeRecord(lastRecord);
+  const inProcessMs = {
+    decodeMessage: timeEach(() => decodeMessage(smallBody)),
+    decodeRecord: timeEach(() => decodeRecord(lastData)),
+    encodeRecord: timeEach(() => encodeRecord(lastRecord)),
+    recordBytes: JSON.stringify(lastData).length,
+  };
 
   // Results.
   const pickupMs = pickups.map((t) => t.kubectlMs - t.sentMs);
@@ -379,6 +460,8 @@ try {
     parameters: { DEPLOYS, ROUNDS, IDLE_SECONDS, MANY, objects: OBJECTS, settleMs: SETTLE_MS },
     listenerBinaryMiB: mib(listenerBinary.sizeBytes / 1024),
     wrapperStartMs: median(wrapperStartMs),
+    apiRequestMs: { getP50: median(apiGetMs), putP50: median(apiPutMs) },
+    inProcessMs,
     pickup: {
       floorMs: { p50: median(floor), p99: percentile(floor, 99) },
       listenerMs: { p50: median(pickupMs), p99: percentile(pickupMs, 99) },
@@ -389,14 +472,28 @@ try {
       medianSpansMs: {
         sendToLease: between(pickups, (t) => t.sentMs, (t) => t.leaseMs),
         leaseToIntent: between(pickups, (t) => t.leaseMs, (t) => t.intentMs),
-        intentToApplyingLogged: between(pickups, (t) => t.intentMs, (t) => t.applyingLoggedMs),
+        intentToKubectl: between(pickups, (t) => t.intentMs, (t) => t.kubectlMs),
+        // Of which: spawning kubectl (the wrapper) after the last log line before it.
         applyingLoggedToKubectl: between(pickups, (t) => t.applyingLoggedMs, (t) => t.kubectlMs),
       },
+      // The slowest pickups, with the same spans, to tell what makes the p99.
+      slowest: [...pickups]
+        .sort((a, b) => b.kubectlMs - b.sentMs - (a.kubectlMs - a.sentMs))
+        .slice(0, 3)
+        .map((t) => ({
+          totalMs: Math.round(t.kubectlMs - t.sentMs),
+          sendToLease: t.leaseMs === undefined ? null : t.leaseMs - t.sentMs,
+          leaseToIntent: t.leaseMs === undefined || t.intentMs === undefined ? null : t.intentMs - t.leaseMs,
+          intentToKubectl: t.intentMs === undefined ? null : Math.round(t.kubectlMs - t.intentMs),
+        })),
+      allMs: pickupMs.map(Math.round),
+      sendCallMs: { p50: median(pickups.map((t) => t.sendCallMs)), max: Math.max(...pickups.map((t) => t.sendCallMs)) },
     },
     deploy300: {
       listenerMs: { median: median(e2eMs), all: e2eMs },
       bareApplyMs: { median: median(bare), all: bare.map(Math.round) },
       ratio: median(e2eMs) / median(bare),
+      bareWithListenerFlagsMs: { median: median(flagged), all: flagged.map(Math.round) },
       medianSpansMs: {
         sendToKubectl: between(big, (t) => t.sentMs, (t) => t.kubectlMs),
         kubectlAsTimedByListener: between(big, () => 0, (t) => t.kubectlDurationMs),
@@ -407,6 +504,7 @@ try {
     memory: {
       idle: memoryRatio(idle),
       afterMany: memoryRatio(afterMany),
+      rssEvery100DeploysMiB: manyRssMiB,
       listenerFinalHwmMiB: mib(final.hwmKiB),
     },
     listenerWarnings: running.lines.filter((l) => l.level === "warn" || l.level === "error").map((l) => l.msg),
@@ -432,8 +530,13 @@ try {
   for (const r of rows) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  "));
   const s = p.medianSpansMs;
   console.log(
-    `\npickup, median spans: send → Lease written ${ms(s.sendToLease)}, → intent written ${ms(s.leaseToIntent)}, → "applying build" ${ms(s.intentToApplyingLogged)}, → kubectl started ${ms(s.applyingLoggedToKubectl)} (the wrapper's bash start: ${ms(result.wrapperStartMs)})` +
-      `\n${OBJECTS}-object deploy, median spans: send → kubectl started ${ms(d.medianSpansMs.sendToKubectl)}, kubectl (as the listener timed it, -o json) ${ms(d.medianSpansMs.kubectlAsTimedByListener)}, "build applied" → recorded ${ms(d.medianSpansMs.appliedLoggedToRecorded)}` +
+    `\npickup, median spans: send → Lease written ${ms(s.sendToLease)}, → intent written ${ms(s.leaseToIntent)}, → kubectl started ${ms(s.intentToKubectl)} (of which "applying build" logged → kubectl started ${ms(s.applyingLoggedToKubectl)}, the wrapper's bash start alone ${ms(result.wrapperStartMs)})` +
+      `\nslowest pickups (total: send → Lease, → intent, → kubectl): ${p.slowest.map((t) => `${t.totalMs} ms: ${t.sendToLease}, ${t.leaseToIntent}, ${t.intentToKubectl}`).join("; ")}` +
+      `\none API request here, median: GET ${ms(result.apiRequestMs.getP50)}, PUT (compare-and-swap) ${ms(result.apiRequestMs.putP50)}; in process: decode a message ${ms(inProcessMs.decodeMessage)}, decode the record ${ms(inProcessMs.decodeRecord)}, encode it ${ms(inProcessMs.encodeRecord)} (${(inProcessMs.recordBytes / 1024).toFixed(0)} KiB)` +
+      `\nSendMessage call (pickup deploys): p50 ${ms(p.sendCallMs.p50)}, max ${ms(p.sendCallMs.max)}` +
+      `\n${OBJECTS}-object deploy, median spans: send → kubectl started ${ms(d.medianSpansMs.sendToKubectl)}, kubectl (as the listener timed it) ${ms(d.medianSpansMs.kubectlAsTimedByListener)}, "build applied" → recorded ${ms(d.medianSpansMs.appliedLoggedToRecorded)}` +
+      `\nbare apply with the listener's flags (-o json --force-conflicts): median ${d.bareWithListenerFlagsMs.median.toFixed(0)} ms; the listener's deploy is ${(d.listenerMs.median / d.bareWithListenerFlagsMs.median).toFixed(2)}x of it` +
+      `\nlistener RSS every 100 of the ${MANY} deploys: ${result.memory.rssEvery100DeploysMiB.join(", ")} MiB` +
       `\nlistener peak RSS over the whole run ${result.memory.listenerFinalHwmMiB.toFixed(1)} MiB; bare kubectl apply of ${OBJECTS} objects peak RSS ${d.bareKubectlPeakRssMiB.toFixed(1)} MiB` +
       (result.listenerWarnings.length === 0 ? "" : `\nlistener warnings: ${[...new Set(result.listenerWarnings)].join("; ")}`),
   );

@@ -17,7 +17,7 @@ var __export = (target, all) => {
 };
 var __require = /* @__PURE__ */ createRequire(import.meta.url);
 
-// ../../work/main/node_modules/@smithy/types/dist-cjs/index.js
+// node_modules/@smithy/types/dist-cjs/index.js
 var require_dist_cjs = __commonJS(function(exports) {
   var HttpAuthLocation;
   (function(HttpAuthLocation) {
@@ -108,7 +108,7 @@ var require_dist_cjs = __commonJS(function(exports) {
   exports.resolveDefaultRuntimeConfig = resolveDefaultRuntimeConfig;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/transport/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/transport/index.js
 var require_transport = __commonJS(function(exports) {
   var { SMITHY_CONTEXT_KEY } = require_dist_cjs();
   var getSmithyContext = (context) => context[SMITHY_CONTEXT_KEY] || (context[SMITHY_CONTEXT_KEY] = {});
@@ -284,7 +284,7 @@ var require_transport = __commonJS(function(exports) {
   exports.toEndpointV1 = toEndpointV1;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/schema/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/schema/index.js
 var require_schema = __commonJS(function(exports) {
   var { getSmithyContext, HttpResponse, toEndpointV1 } = require_transport();
   var deref = (schemaRef) => {
@@ -961,7 +961,7 @@ var require_schema = __commonJS(function(exports) {
   exports.translateTraits = translateTraits;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/client/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/client/index.js
 var require_client = __commonJS(function(exports) {
   var { hasOwn } = require_transport();
   var { getSmithyContext, normalizeProvider } = require_transport();
@@ -2112,7 +2112,7 @@ var require_client = __commonJS(function(exports) {
   exports.withBaseException = withBaseException;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/config/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/config/index.js
 var require_config = __commonJS(function(exports) {
   var { homedir } = __require("node:os");
   var { sep, join } = __require("node:path");
@@ -2815,7 +2815,7 @@ var require_config = __commonJS(function(exports) {
   exports.resolveRegionConfig = resolveRegionConfig;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/endpoints/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/endpoints/index.js
 var require_endpoints = __commonJS(function(exports) {
   var { CONFIG_PREFIX_SEPARATOR, booleanSelector, SelectorType, loadConfig } = require_config();
   var { toEndpointV1, getSmithyContext, normalizeProvider, isValidHostLabel, hasOwn } = require_transport();
@@ -3635,7 +3635,7 @@ var require_endpoints = __commonJS(function(exports) {
   exports.resolveParams = resolveParams;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/serde/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/serde/index.js
 var require_serde = __commonJS(function(exports) {
   var { createHmac, createHash, getRandomValues } = __require("node:crypto");
   var { hasOwn, HttpResponse } = require_transport();
@@ -5300,7 +5300,7 @@ ${value}\r
   exports.writeKey = writeKey;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/checksum/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/checksum/index.js
 var require_checksum = __commonJS(function(exports) {
   var { createReadStream } = __require("node:fs");
   var { Writable } = __require("node:stream");
@@ -5916,7 +5916,7 @@ var require_checksum = __commonJS(function(exports) {
   exports.readableStreamHasher = readableStreamHasher;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/event-streams/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/event-streams/index.js
 var require_event_streams = __commonJS(function(exports) {
   var { Crc32 } = require_checksum();
   var { hasOwn } = require_transport();
@@ -6827,7 +6827,7 @@ var require_event_streams = __commonJS(function(exports) {
   exports.universalEventStreamSerdeProvider = eventStreamSerdeProvider$1;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/protocols/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/protocols/index.js
 var require_protocols = __commonJS(function(exports) {
   var { Uint8ArrayBlobAdapter, writeKey, sdkStreamMixin, splitEvery, splitHeader, NumericValue, toUtf8, fromBase64, LazyJsonString, _parseEpochTimestamp, _parseRfc7231DateTime, _parseRfc3339DateTimeWithOffset, fromUtf8, generateIdempotencyToken, toBase64, dateToUtcString, quoteHeader, parseEpochTimestamp, parseRfc7231DateTime, parseRfc3339DateTimeWithOffset } = require_serde();
   var { HttpRequest, HttpResponse, hasOwn, isValidHostname, getSmithyContext } = require_transport();
@@ -9753,7 +9753,7 @@ var require_protocols = __commonJS(function(exports) {
   exports.resolvedPath = resolvedPath;
 });
 
-// ../../work/main/node_modules/@aws/lambda-invoke-store/dist-cjs/invoke-store.js
+// node_modules/@aws/lambda-invoke-store/dist-cjs/invoke-store.js
 var require_invoke_store = __commonJS(function(exports) {
   var PROTECTED_KEYS = {
     REQUEST_ID: Symbol.for("_AWS_LAMBDA_REQUEST_ID"),
@@ -9882,7 +9882,7 @@ var require_invoke_store = __commonJS(function(exports) {
   exports.InvokeStoreBase = InvokeStoreBase;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/index.js
+// node_modules/@smithy/core/dist-cjs/index.js
 var require_dist_cjs2 = __commonJS(function(exports) {
   var { getSmithyContext, hasOwn } = require_transport();
   exports.getSmithyContext = getSmithyContext;
@@ -10212,7 +10212,7 @@ var require_dist_cjs2 = __commonJS(function(exports) {
   exports.setFeature = setFeature;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/retry/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/retry/index.js
 var require_retry = __commonJS(function(exports) {
   var { Readable } = __require("node:stream");
   var { NoOpLogger, normalizeProvider } = require_client();
@@ -11049,7 +11049,7 @@ var require_retry = __commonJS(function(exports) {
   exports.retryMiddlewareOptions = retryMiddlewareOptions;
 });
 
-// ../../work/main/node_modules/bowser/es5.js
+// node_modules/bowser/es5.js
 var require_es5 = __commonJS(function(exports, module) {
   /*!
    * Bowser - a browser detector
@@ -11874,7 +11874,7 @@ var require_es5 = __commonJS(function(exports, module) {
   });
 });
 
-// ../../work/main/node_modules/@aws-sdk/core/dist-cjs/submodules/client/index.js
+// node_modules/@aws-sdk/core/dist-cjs/submodules/client/index.js
 var require_client2 = __commonJS(function(exports) {
   var { HttpRequest, parseUrl } = require_protocols();
   var { NoOpLogger } = require_client();
@@ -12846,7 +12846,7 @@ More information can be found at: https://a.co/c895JFp`);
   exports.userAgentMiddleware = userAgentMiddleware;
 });
 
-// ../../work/main/node_modules/@aws-sdk/middleware-sdk-sqs/dist-cjs/index.js
+// node_modules/@aws-sdk/middleware-sdk-sqs/dist-cjs/index.js
 var require_dist_cjs3 = __commonJS(function(exports) {
   var { NoOpLogger } = require_client();
   var { toUint8Array, toHex } = require_serde();
@@ -13007,7 +13007,7 @@ Set [endpoint=string] or [useQueueUrlAsEndpoint=false] on the SQSClient.`);
   exports.sendMessageMiddlewareOptions = sendMessageMiddlewareOptions;
 });
 
-// ../../work/main/node_modules/@smithy/signature-v4/dist-cjs/index.js
+// node_modules/@smithy/signature-v4/dist-cjs/index.js
 var require_dist_cjs4 = __commonJS(function(exports) {
   var { hasOwn, fromUtf8, fromHex, toHex, toUint8Array, writeKey, isArrayBuffer } = require_serde();
   var { normalizeProvider } = require_client();
@@ -13571,7 +13571,7 @@ ${toHex(hashedRequest)}`;
   exports.signatureV4aContainer = signatureV4aContainer;
 });
 
-// ../../work/main/node_modules/@aws-sdk/core/dist-cjs/submodules/httpAuthSchemes/index.js
+// node_modules/@aws-sdk/core/dist-cjs/submodules/httpAuthSchemes/index.js
 var require_httpAuthSchemes = __commonJS(function(exports) {
   var { ProviderError, booleanSelector, SelectorType, loadConfig } = require_config();
   var { setCredentialFeature } = require_client2();
@@ -13914,7 +13914,7 @@ var require_httpAuthSchemes = __commonJS(function(exports) {
   exports.validateSigningProperties = validateSigningProperties;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-env/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-env/dist-cjs/index.js
 var require_dist_cjs5 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError } = require_config();
@@ -13955,7 +13955,7 @@ var require_dist_cjs5 = __commonJS(function(exports) {
   exports.fromEnv = fromEnv;
 });
 
-// ../../work/main/node_modules/@smithy/credential-provider-imds/dist-cjs/index.js
+// node_modules/@smithy/credential-provider-imds/dist-cjs/index.js
 var require_dist_cjs6 = __commonJS(function(exports) {
   var { ProviderError, CredentialsProviderError, loadConfig } = require_config();
   var node_http = __require("node:http");
@@ -14298,7 +14298,7 @@ For more information, please visit: ` + STATIC_STABILITY_DOC_URL);
   exports.providerConfigFromInit = providerConfigFromInit;
 });
 
-// ../../work/main/node_modules/@smithy/node-http-handler/dist-cjs/index.js
+// node_modules/@smithy/node-http-handler/dist-cjs/index.js
 var require_dist_cjs7 = __commonJS(function(exports) {
   var { hasOwn } = require_serde();
   var { streamCollector } = require_serde();
@@ -15173,7 +15173,7 @@ or increase socketAcquisitionWarningTimeout=(millis) in the NodeHttpHandler conf
   exports.NodeHttpHandler = NodeHttpHandler;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-http/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-http/dist-cjs/index.js
 var require_dist_cjs8 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError } = require_config();
@@ -15330,7 +15330,7 @@ Set AWS_CONTAINER_CREDENTIALS_FULL_URI or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
   exports.fromHttp = fromHttp;
 });
 
-// ../../work/main/node_modules/@smithy/core/dist-cjs/submodules/cbor/index.js
+// node_modules/@smithy/core/dist-cjs/submodules/cbor/index.js
 var require_cbor = __commonJS(function(exports) {
   var { nv, NumericValue, calculateBodyLength, generateIdempotencyToken, fromBase64, _parseEpochTimestamp } = require_serde();
   var { hasOwn } = require_transport();
@@ -17760,7 +17760,7 @@ var require_cbor = __commonJS(function(exports) {
   exports.tagSymbol = tagSymbol;
 });
 
-// ../../work/main/node_modules/@aws-sdk/xml-builder/dist-cjs/index.js
+// node_modules/@aws-sdk/xml-builder/dist-cjs/index.js
 var require_dist_cjs9 = __commonJS(function(exports) {
   var ATTR_ESCAPE_RE = /[&<>"]/g;
   var ATTR_ESCAPE_MAP = {
@@ -18128,7 +18128,7 @@ var require_dist_cjs9 = __commonJS(function(exports) {
   exports.parseXML = parseXML;
 });
 
-// ../../work/main/node_modules/@aws-sdk/core/dist-cjs/submodules/protocols/index.js
+// node_modules/@aws-sdk/core/dist-cjs/submodules/protocols/index.js
 var require_protocols2 = __commonJS(function(exports) {
   var { SmithyRpcV2CborProtocol, loadSmithyRpcV2CborErrorCode } = require_cbor();
   var { TypeRegistry, NormalizedSchema, deref } = require_schema();
@@ -19567,7 +19567,7 @@ var require_protocols2 = __commonJS(function(exports) {
   exports.parseXmlErrorBody = parseXmlErrorBody;
 });
 
-// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso-oidc/index.js
+// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso-oidc/index.js
 var require_sso_oidc = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -20335,7 +20335,7 @@ var require_sso_oidc = __commonJS(function(exports) {
   exports.errorTypeRegistries = errorTypeRegistries;
 });
 
-// ../../work/main/node_modules/@aws-sdk/token-providers/dist-cjs/index.js
+// node_modules/@aws-sdk/token-providers/dist-cjs/index.js
 var require_dist_cjs10 = __commonJS(function(exports) {
   var { setTokenFeature } = require_client2();
   var { getBearerTokenEnvKey } = require_httpAuthSchemes();
@@ -20498,7 +20498,7 @@ var require_dist_cjs10 = __commonJS(function(exports) {
   exports.nodeProvider = nodeProvider;
 });
 
-// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso/index.js
+// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sso/index.js
 var require_sso = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -21029,14 +21029,14 @@ var require_sso = __commonJS(function(exports) {
   exports.errorTypeRegistries = errorTypeRegistries;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-sso/dist-cjs/loadSso-BGYXHf8s.js
+// node_modules/@aws-sdk/credential-provider-sso/dist-cjs/loadSso-BGYXHf8s.js
 var require_loadSso_BGYXHf8s = __commonJS(function(exports) {
   var { GetRoleCredentialsCommand, SSOClient } = require_sso();
   exports.GetRoleCredentialsCommand = GetRoleCredentialsCommand;
   exports.SSOClient = SSOClient;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-sso/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-sso/dist-cjs/index.js
 var require_dist_cjs11 = __commonJS(function(exports) {
   var { CredentialsProviderError, getSSOTokenFromFile, getProfileName, parseKnownFiles, loadSsoSessionData } = require_config();
   var { setCredentialFeature } = require_client2();
@@ -21213,7 +21213,7 @@ Reference: https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-sso.ht
   exports.validateSsoProfile = validateSsoProfile;
 });
 
-// ../../work/main/node_modules/@aws-sdk/signature-v4-multi-region/dist-cjs/index.js
+// node_modules/@aws-sdk/signature-v4-multi-region/dist-cjs/index.js
 var require_dist_cjs12 = __commonJS(function(exports) {
   var { SignatureV4, signatureV4aContainer } = require_dist_cjs4();
   var signatureV4CrtContainer = {
@@ -21345,7 +21345,7 @@ var require_dist_cjs12 = __commonJS(function(exports) {
   exports.signatureV4CrtContainer = signatureV4CrtContainer;
 });
 
-// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sts/index.js
+// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/sts/index.js
 var require_sts = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin, setCredentialFeature, stsRegionDefaultResolver } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -22379,7 +22379,7 @@ var require_sts = __commonJS(function(exports) {
   exports.getDefaultRoleAssumerWithWebIdentity = getDefaultRoleAssumerWithWebIdentity;
 });
 
-// ../../work/main/node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/signin/index.js
+// node_modules/@aws-sdk/nested-clients/dist-cjs/submodules/signin/index.js
 var require_signin = __commonJS(function(exports) {
   var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
   var { NoAuthSigner, getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin } = require_dist_cjs2();
@@ -23124,7 +23124,7 @@ var require_signin = __commonJS(function(exports) {
   exports.errorTypeRegistries = errorTypeRegistries;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-login/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-login/dist-cjs/index.js
 var require_dist_cjs13 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError, parseKnownFiles, getProfileName } = require_config();
@@ -23409,7 +23409,7 @@ var require_dist_cjs13 = __commonJS(function(exports) {
   exports.fromLoginCredentials = fromLoginCredentials;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-process/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-process/dist-cjs/index.js
 var require_dist_cjs14 = __commonJS(function(exports) {
   var { externalDataInterceptor, CredentialsProviderError, parseKnownFiles, getProfileName } = require_config();
   var { exec } = __require("node:child_process");
@@ -23481,7 +23481,7 @@ var require_dist_cjs14 = __commonJS(function(exports) {
   exports.fromProcess = fromProcess;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-web-identity/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-web-identity/dist-cjs/index.js
 var require_dist_cjs15 = __commonJS(function(exports) {
   var { setCredentialFeature } = require_client2();
   var { CredentialsProviderError, externalDataInterceptor } = require_config();
@@ -23539,7 +23539,7 @@ var require_dist_cjs15 = __commonJS(function(exports) {
   exports.fromWebToken = fromWebToken;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-ini/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-ini/dist-cjs/index.js
 var require_dist_cjs16 = __commonJS(function(exports) {
   var { CredentialsProviderError, chain, getProfileName, parseKnownFiles } = require_config();
   var { setCredentialFeature } = require_client2();
@@ -23734,7 +23734,7 @@ var require_dist_cjs16 = __commonJS(function(exports) {
   exports.fromIni = fromIni;
 });
 
-// ../../work/main/node_modules/@aws-sdk/credential-provider-node/dist-cjs/index.js
+// node_modules/@aws-sdk/credential-provider-node/dist-cjs/index.js
 var require_dist_cjs17 = __commonJS(function(exports) {
   var { ENV_KEY, ENV_SECRET, fromEnv } = require_dist_cjs5();
   var { chain, CredentialsProviderError, ENV_PROFILE } = require_config();
@@ -23887,7 +23887,7 @@ var require_dist_cjs17 = __commonJS(function(exports) {
   exports.defaultProvider = defaultProvider;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/identity.js
+// node_modules/yaml/dist/nodes/identity.js
 var require_identity = __commonJS(function(exports) {
   var ALIAS = Symbol.for("yaml.alias");
   var DOC = Symbol.for("yaml.document");
@@ -23941,7 +23941,7 @@ var require_identity = __commonJS(function(exports) {
   exports.isSeq = isSeq;
 });
 
-// ../../work/main/node_modules/yaml/dist/visit.js
+// node_modules/yaml/dist/visit.js
 var require_visit = __commonJS(function(exports) {
   var identity = require_identity();
   var BREAK = Symbol("break visit");
@@ -24096,7 +24096,7 @@ var require_visit = __commonJS(function(exports) {
   exports.visitAsync = visitAsync;
 });
 
-// ../../work/main/node_modules/yaml/dist/doc/directives.js
+// node_modules/yaml/dist/doc/directives.js
 var require_directives = __commonJS(function(exports) {
   var identity = require_identity();
   var visit = require_visit();
@@ -24248,7 +24248,7 @@ var require_directives = __commonJS(function(exports) {
   exports.Directives = Directives;
 });
 
-// ../../work/main/node_modules/yaml/dist/doc/anchors.js
+// node_modules/yaml/dist/doc/anchors.js
 var require_anchors = __commonJS(function(exports) {
   var identity = require_identity();
   var visit = require_visit();
@@ -24310,7 +24310,7 @@ var require_anchors = __commonJS(function(exports) {
   exports.findNewAnchor = findNewAnchor;
 });
 
-// ../../work/main/node_modules/yaml/dist/doc/applyReviver.js
+// node_modules/yaml/dist/doc/applyReviver.js
 var require_applyReviver = __commonJS(function(exports) {
   function applyReviver(reviver, obj, key, val) {
     if (val && typeof val === "object") {
@@ -24357,7 +24357,7 @@ var require_applyReviver = __commonJS(function(exports) {
   exports.applyReviver = applyReviver;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/toJS.js
+// node_modules/yaml/dist/nodes/toJS.js
 var require_toJS = __commonJS(function(exports) {
   var identity = require_identity();
   function toJS(value, arg, ctx) {
@@ -24384,7 +24384,7 @@ var require_toJS = __commonJS(function(exports) {
   exports.toJS = toJS;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/Node.js
+// node_modules/yaml/dist/nodes/Node.js
 var require_Node = __commonJS(function(exports) {
   var applyReviver = require_applyReviver();
   var identity = require_identity();
@@ -24421,7 +24421,7 @@ var require_Node = __commonJS(function(exports) {
   exports.NodeBase = NodeBase;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/Alias.js
+// node_modules/yaml/dist/nodes/Alias.js
 var require_Alias = __commonJS(function(exports) {
   var anchors = require_anchors();
   var visit = require_visit();
@@ -24533,7 +24533,7 @@ var require_Alias = __commonJS(function(exports) {
   exports.Alias = Alias;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/Scalar.js
+// node_modules/yaml/dist/nodes/Scalar.js
 var require_Scalar = __commonJS(function(exports) {
   var identity = require_identity();
   var Node = require_Node();
@@ -24561,7 +24561,7 @@ var require_Scalar = __commonJS(function(exports) {
   exports.isScalarValue = isScalarValue;
 });
 
-// ../../work/main/node_modules/yaml/dist/doc/createNode.js
+// node_modules/yaml/dist/doc/createNode.js
 var require_createNode = __commonJS(function(exports) {
   var Alias = require_Alias();
   var identity = require_identity();
@@ -24633,7 +24633,7 @@ var require_createNode = __commonJS(function(exports) {
   exports.createNode = createNode;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/Collection.js
+// node_modules/yaml/dist/nodes/Collection.js
 var require_Collection = __commonJS(function(exports) {
   var createNode = require_createNode();
   var identity = require_identity();
@@ -24748,7 +24748,7 @@ var require_Collection = __commonJS(function(exports) {
   exports.isEmptyPath = isEmptyPath;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringifyComment.js
+// node_modules/yaml/dist/stringify/stringifyComment.js
 var require_stringifyComment = __commonJS(function(exports) {
   var stringifyComment = (str) => str.replace(/^(?!$)(?: $)?/gm, "#");
   function indentComment(comment, indent) {
@@ -24765,7 +24765,7 @@ var require_stringifyComment = __commonJS(function(exports) {
   exports.stringifyComment = stringifyComment;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/foldFlowLines.js
+// node_modules/yaml/dist/stringify/foldFlowLines.js
 var require_foldFlowLines = __commonJS(function(exports) {
   var FOLD_FLOW = "flow";
   var FOLD_BLOCK = "block";
@@ -24902,7 +24902,7 @@ ${indent}${text.slice(fold + 1, end)}`;
   exports.foldFlowLines = foldFlowLines;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringifyString.js
+// node_modules/yaml/dist/stringify/stringifyString.js
 var require_stringifyString = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var foldFlowLines = require_foldFlowLines();
@@ -25200,7 +25200,7 @@ ${indent}`);
   exports.stringifyString = stringifyString;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringify.js
+// node_modules/yaml/dist/stringify/stringify.js
 var require_stringify = __commonJS(function(exports) {
   var anchors = require_anchors();
   var identity = require_identity();
@@ -25321,7 +25321,7 @@ ${ctx.indent}${str}`;
   exports.stringify = stringify;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringifyPair.js
+// node_modules/yaml/dist/stringify/stringifyPair.js
 var require_stringifyPair = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -25457,7 +25457,7 @@ ${ctx.indent}`;
   exports.stringifyPair = stringifyPair;
 });
 
-// ../../work/main/node_modules/yaml/dist/log.js
+// node_modules/yaml/dist/log.js
 var require_log = __commonJS(function(exports) {
   var node_process = __require("process");
   function debug(logLevel, ...messages) {
@@ -25476,7 +25476,7 @@ var require_log = __commonJS(function(exports) {
   exports.warn = warn;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/merge.js
+// node_modules/yaml/dist/schema/yaml-1.1/merge.js
 var require_merge = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -25533,7 +25533,7 @@ var require_merge = __commonJS(function(exports) {
   exports.merge = merge;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/addPairToJSMap.js
+// node_modules/yaml/dist/nodes/addPairToJSMap.js
 var require_addPairToJSMap = __commonJS(function(exports) {
   var log = require_log();
   var merge = require_merge();
@@ -25594,7 +25594,7 @@ var require_addPairToJSMap = __commonJS(function(exports) {
   exports.addPairToJSMap = addPairToJSMap;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/Pair.js
+// node_modules/yaml/dist/nodes/Pair.js
 var require_Pair = __commonJS(function(exports) {
   var createNode = require_createNode();
   var stringifyPair = require_stringifyPair();
@@ -25632,7 +25632,7 @@ var require_Pair = __commonJS(function(exports) {
   exports.createPair = createPair;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringifyCollection.js
+// node_modules/yaml/dist/stringify/stringifyCollection.js
 var require_stringifyCollection = __commonJS(function(exports) {
   var identity = require_identity();
   var stringify = require_stringify();
@@ -25784,7 +25784,7 @@ ${indent}${end}`;
   exports.stringifyCollection = stringifyCollection;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/YAMLMap.js
+// node_modules/yaml/dist/nodes/YAMLMap.js
 var require_YAMLMap = __commonJS(function(exports) {
   var stringifyCollection = require_stringifyCollection();
   var addPairToJSMap = require_addPairToJSMap();
@@ -25911,7 +25911,7 @@ var require_YAMLMap = __commonJS(function(exports) {
   exports.findPair = findPair;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/common/map.js
+// node_modules/yaml/dist/schema/common/map.js
 var require_map = __commonJS(function(exports) {
   var identity = require_identity();
   var YAMLMap = require_YAMLMap();
@@ -25930,7 +25930,7 @@ var require_map = __commonJS(function(exports) {
   exports.map = map;
 });
 
-// ../../work/main/node_modules/yaml/dist/nodes/YAMLSeq.js
+// node_modules/yaml/dist/nodes/YAMLSeq.js
 var require_YAMLSeq = __commonJS(function(exports) {
   var createNode = require_createNode();
   var stringifyCollection = require_stringifyCollection();
@@ -26023,7 +26023,7 @@ var require_YAMLSeq = __commonJS(function(exports) {
   exports.YAMLSeq = YAMLSeq;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/common/seq.js
+// node_modules/yaml/dist/schema/common/seq.js
 var require_seq = __commonJS(function(exports) {
   var identity = require_identity();
   var YAMLSeq = require_YAMLSeq();
@@ -26042,7 +26042,7 @@ var require_seq = __commonJS(function(exports) {
   exports.seq = seq;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/common/string.js
+// node_modules/yaml/dist/schema/common/string.js
 var require_string = __commonJS(function(exports) {
   var stringifyString = require_stringifyString();
   var string = {
@@ -26058,7 +26058,7 @@ var require_string = __commonJS(function(exports) {
   exports.string = string;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/common/null.js
+// node_modules/yaml/dist/schema/common/null.js
 var require_null = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var nullTag = {
@@ -26073,7 +26073,7 @@ var require_null = __commonJS(function(exports) {
   exports.nullTag = nullTag;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/core/bool.js
+// node_modules/yaml/dist/schema/core/bool.js
 var require_bool = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var boolTag = {
@@ -26094,7 +26094,7 @@ var require_bool = __commonJS(function(exports) {
   exports.boolTag = boolTag;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringifyNumber.js
+// node_modules/yaml/dist/stringify/stringifyNumber.js
 var require_stringifyNumber = __commonJS(function(exports) {
   function stringifyNumber({ format, minFractionDigits, tag, value }) {
     if (typeof value === "bigint")
@@ -26118,7 +26118,7 @@ var require_stringifyNumber = __commonJS(function(exports) {
   exports.stringifyNumber = stringifyNumber;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/core/float.js
+// node_modules/yaml/dist/schema/core/float.js
 var require_float = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var stringifyNumber = require_stringifyNumber();
@@ -26161,7 +26161,7 @@ var require_float = __commonJS(function(exports) {
   exports.floatNaN = floatNaN;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/core/int.js
+// node_modules/yaml/dist/schema/core/int.js
 var require_int = __commonJS(function(exports) {
   var stringifyNumber = require_stringifyNumber();
   var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
@@ -26203,7 +26203,7 @@ var require_int = __commonJS(function(exports) {
   exports.intOct = intOct;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/core/schema.js
+// node_modules/yaml/dist/schema/core/schema.js
 var require_schema2 = __commonJS(function(exports) {
   var map = require_map();
   var _null = require_null();
@@ -26228,7 +26228,7 @@ var require_schema2 = __commonJS(function(exports) {
   exports.schema = schema;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/json/schema.js
+// node_modules/yaml/dist/schema/json/schema.js
 var require_schema3 = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var map = require_map();
@@ -26292,7 +26292,7 @@ var require_schema3 = __commonJS(function(exports) {
   exports.schema = schema;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/binary.js
+// node_modules/yaml/dist/schema/yaml-1.1/binary.js
 var require_binary = __commonJS(function(exports) {
   var node_buffer = __require("buffer");
   var Scalar = require_Scalar();
@@ -26347,7 +26347,7 @@ var require_binary = __commonJS(function(exports) {
   exports.binary = binary;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/pairs.js
+// node_modules/yaml/dist/schema/yaml-1.1/pairs.js
 var require_pairs = __commonJS(function(exports) {
   var identity = require_identity();
   var Pair = require_Pair();
@@ -26422,7 +26422,7 @@ ${cn.comment}` : item.comment;
   exports.resolvePairs = resolvePairs;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/omap.js
+// node_modules/yaml/dist/schema/yaml-1.1/omap.js
 var require_omap = __commonJS(function(exports) {
   var identity = require_identity();
   var toJS = require_toJS();
@@ -26494,7 +26494,7 @@ var require_omap = __commonJS(function(exports) {
   exports.omap = omap;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/bool.js
+// node_modules/yaml/dist/schema/yaml-1.1/bool.js
 var require_bool2 = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   function boolStringify({ value, source }, ctx) {
@@ -26523,7 +26523,7 @@ var require_bool2 = __commonJS(function(exports) {
   exports.trueTag = trueTag;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/float.js
+// node_modules/yaml/dist/schema/yaml-1.1/float.js
 var require_float2 = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var stringifyNumber = require_stringifyNumber();
@@ -26569,7 +26569,7 @@ var require_float2 = __commonJS(function(exports) {
   exports.floatNaN = floatNaN;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/int.js
+// node_modules/yaml/dist/schema/yaml-1.1/int.js
 var require_int2 = __commonJS(function(exports) {
   var stringifyNumber = require_stringifyNumber();
   var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
@@ -26645,7 +26645,7 @@ var require_int2 = __commonJS(function(exports) {
   exports.intOct = intOct;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/set.js
+// node_modules/yaml/dist/schema/yaml-1.1/set.js
 var require_set = __commonJS(function(exports) {
   var identity = require_identity();
   var Pair = require_Pair();
@@ -26728,7 +26728,7 @@ var require_set = __commonJS(function(exports) {
   exports.set = set;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/timestamp.js
+// node_modules/yaml/dist/schema/yaml-1.1/timestamp.js
 var require_timestamp = __commonJS(function(exports) {
   var stringifyNumber = require_stringifyNumber();
   function parseSexagesimal(str, asBigInt) {
@@ -26810,7 +26810,7 @@ var require_timestamp = __commonJS(function(exports) {
   exports.timestamp = timestamp;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/yaml-1.1/schema.js
+// node_modules/yaml/dist/schema/yaml-1.1/schema.js
 var require_schema4 = __commonJS(function(exports) {
   var map = require_map();
   var _null = require_null();
@@ -26851,7 +26851,7 @@ var require_schema4 = __commonJS(function(exports) {
   exports.schema = schema;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/tags.js
+// node_modules/yaml/dist/schema/tags.js
 var require_tags = __commonJS(function(exports) {
   var map = require_map();
   var _null = require_null();
@@ -26942,7 +26942,7 @@ var require_tags = __commonJS(function(exports) {
   exports.getTags = getTags;
 });
 
-// ../../work/main/node_modules/yaml/dist/schema/Schema.js
+// node_modules/yaml/dist/schema/Schema.js
 var require_Schema = __commonJS(function(exports) {
   var identity = require_identity();
   var map = require_map();
@@ -26972,7 +26972,7 @@ var require_Schema = __commonJS(function(exports) {
   exports.Schema = Schema;
 });
 
-// ../../work/main/node_modules/yaml/dist/stringify/stringifyDocument.js
+// node_modules/yaml/dist/stringify/stringifyDocument.js
 var require_stringifyDocument = __commonJS(function(exports) {
   var identity = require_identity();
   var stringify = require_stringify();
@@ -27052,7 +27052,7 @@ var require_stringifyDocument = __commonJS(function(exports) {
   exports.stringifyDocument = stringifyDocument;
 });
 
-// ../../work/main/node_modules/yaml/dist/doc/Document.js
+// node_modules/yaml/dist/doc/Document.js
 var require_Document = __commonJS(function(exports) {
   var Alias = require_Alias();
   var Collection = require_Collection();
@@ -27287,7 +27287,7 @@ var require_Document = __commonJS(function(exports) {
   exports.Document = Document;
 });
 
-// ../../work/main/node_modules/yaml/dist/errors.js
+// node_modules/yaml/dist/errors.js
 var require_errors = __commonJS(function(exports) {
   class YAMLError extends Error {
     constructor(name, pos, code, message) {
@@ -27352,7 +27352,7 @@ ${pointer}
   exports.prettifyError = prettifyError;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-props.js
+// node_modules/yaml/dist/compose/resolve-props.js
 var require_resolve_props = __commonJS(function(exports) {
   function resolveProps(tokens, { flow, indicator, next, offset, onError, parentIndent, startOnNewline }) {
     let spaceBefore = false;
@@ -27482,7 +27482,7 @@ var require_resolve_props = __commonJS(function(exports) {
   exports.resolveProps = resolveProps;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/util-contains-newline.js
+// node_modules/yaml/dist/compose/util-contains-newline.js
 var require_util_contains_newline = __commonJS(function(exports) {
   function containsNewline(key) {
     if (!key)
@@ -27522,7 +27522,7 @@ var require_util_contains_newline = __commonJS(function(exports) {
   exports.containsNewline = containsNewline;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/util-flow-indent-check.js
+// node_modules/yaml/dist/compose/util-flow-indent-check.js
 var require_util_flow_indent_check = __commonJS(function(exports) {
   var utilContainsNewline = require_util_contains_newline();
   function flowIndentCheck(indent, fc, onError) {
@@ -27537,7 +27537,7 @@ var require_util_flow_indent_check = __commonJS(function(exports) {
   exports.flowIndentCheck = flowIndentCheck;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/util-map-includes.js
+// node_modules/yaml/dist/compose/util-map-includes.js
 var require_util_map_includes = __commonJS(function(exports) {
   var identity = require_identity();
   function mapIncludes(ctx, items, search) {
@@ -27550,7 +27550,7 @@ var require_util_map_includes = __commonJS(function(exports) {
   exports.mapIncludes = mapIncludes;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-block-map.js
+// node_modules/yaml/dist/compose/resolve-block-map.js
 var require_resolve_block_map = __commonJS(function(exports) {
   var Pair = require_Pair();
   var YAMLMap = require_YAMLMap();
@@ -27657,7 +27657,7 @@ var require_resolve_block_map = __commonJS(function(exports) {
   exports.resolveBlockMap = resolveBlockMap;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-block-seq.js
+// node_modules/yaml/dist/compose/resolve-block-seq.js
 var require_resolve_block_seq = __commonJS(function(exports) {
   var YAMLSeq = require_YAMLSeq();
   var resolveProps = require_resolve_props();
@@ -27705,7 +27705,7 @@ var require_resolve_block_seq = __commonJS(function(exports) {
   exports.resolveBlockSeq = resolveBlockSeq;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-end.js
+// node_modules/yaml/dist/compose/resolve-end.js
 var require_resolve_end = __commonJS(function(exports) {
   function resolveEnd(end, offset, reqSpace, onError) {
     let comment = "";
@@ -27745,7 +27745,7 @@ var require_resolve_end = __commonJS(function(exports) {
   exports.resolveEnd = resolveEnd;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-flow-collection.js
+// node_modules/yaml/dist/compose/resolve-flow-collection.js
 var require_resolve_flow_collection = __commonJS(function(exports) {
   var identity = require_identity();
   var Pair = require_Pair();
@@ -27936,7 +27936,7 @@ var require_resolve_flow_collection = __commonJS(function(exports) {
   exports.resolveFlowCollection = resolveFlowCollection;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/compose-collection.js
+// node_modules/yaml/dist/compose/compose-collection.js
 var require_compose_collection = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -27998,7 +27998,7 @@ var require_compose_collection = __commonJS(function(exports) {
   exports.composeCollection = composeCollection;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-block-scalar.js
+// node_modules/yaml/dist/compose/resolve-block-scalar.js
 var require_resolve_block_scalar = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   function resolveBlockScalar(ctx, scalar, onError) {
@@ -28191,7 +28191,7 @@ var require_resolve_block_scalar = __commonJS(function(exports) {
   exports.resolveBlockScalar = resolveBlockScalar;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/resolve-flow-scalar.js
+// node_modules/yaml/dist/compose/resolve-flow-scalar.js
 var require_resolve_flow_scalar = __commonJS(function(exports) {
   var Scalar = require_Scalar();
   var resolveEnd = require_resolve_end();
@@ -28407,7 +28407,7 @@ var require_resolve_flow_scalar = __commonJS(function(exports) {
   exports.resolveFlowScalar = resolveFlowScalar;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/compose-scalar.js
+// node_modules/yaml/dist/compose/compose-scalar.js
 var require_compose_scalar = __commonJS(function(exports) {
   var identity = require_identity();
   var Scalar = require_Scalar();
@@ -28485,7 +28485,7 @@ var require_compose_scalar = __commonJS(function(exports) {
   exports.composeScalar = composeScalar;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/util-empty-scalar-position.js
+// node_modules/yaml/dist/compose/util-empty-scalar-position.js
 var require_util_empty_scalar_position = __commonJS(function(exports) {
   function emptyScalarPosition(offset, before, pos) {
     if (before) {
@@ -28512,7 +28512,7 @@ var require_util_empty_scalar_position = __commonJS(function(exports) {
   exports.emptyScalarPosition = emptyScalarPosition;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/compose-node.js
+// node_modules/yaml/dist/compose/compose-node.js
 var require_compose_node = __commonJS(function(exports) {
   var Alias = require_Alias();
   var identity = require_identity();
@@ -28615,7 +28615,7 @@ var require_compose_node = __commonJS(function(exports) {
   exports.composeNode = composeNode;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/compose-doc.js
+// node_modules/yaml/dist/compose/compose-doc.js
 var require_compose_doc = __commonJS(function(exports) {
   var Document = require_Document();
   var composeNode = require_compose_node();
@@ -28655,7 +28655,7 @@ var require_compose_doc = __commonJS(function(exports) {
   exports.composeDoc = composeDoc;
 });
 
-// ../../work/main/node_modules/yaml/dist/compose/composer.js
+// node_modules/yaml/dist/compose/composer.js
 var require_composer = __commonJS(function(exports) {
   var node_process = __require("process");
   var directives = require_directives();
@@ -28846,7 +28846,7 @@ ${end.comment}` : end.comment;
   exports.Composer = Composer;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/cst-scalar.js
+// node_modules/yaml/dist/parse/cst-scalar.js
 var require_cst_scalar = __commonJS(function(exports) {
   var resolveBlockScalar = require_resolve_block_scalar();
   var resolveFlowScalar = require_resolve_flow_scalar();
@@ -29036,7 +29036,7 @@ var require_cst_scalar = __commonJS(function(exports) {
   exports.setScalarValue = setScalarValue;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/cst-stringify.js
+// node_modules/yaml/dist/parse/cst-stringify.js
 var require_cst_stringify = __commonJS(function(exports) {
   var stringify = (cst) => ("type" in cst) ? stringifyToken(cst) : stringifyItem(cst);
   function stringifyToken(token) {
@@ -29094,7 +29094,7 @@ var require_cst_stringify = __commonJS(function(exports) {
   exports.stringify = stringify;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/cst-visit.js
+// node_modules/yaml/dist/parse/cst-visit.js
 var require_cst_visit = __commonJS(function(exports) {
   var BREAK = Symbol("break visit");
   var SKIP = Symbol("skip children");
@@ -29153,7 +29153,7 @@ var require_cst_visit = __commonJS(function(exports) {
   exports.visit = visit;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/cst.js
+// node_modules/yaml/dist/parse/cst.js
 var require_cst = __commonJS(function(exports) {
   var cstScalar = require_cst_scalar();
   var cstStringify = require_cst_stringify();
@@ -29254,7 +29254,7 @@ var require_cst = __commonJS(function(exports) {
   exports.tokenType = tokenType;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/lexer.js
+// node_modules/yaml/dist/parse/lexer.js
 var require_lexer = __commonJS(function(exports) {
   var cst = require_cst();
   function isEmpty(ch) {
@@ -29851,7 +29851,7 @@ var require_lexer = __commonJS(function(exports) {
   exports.Lexer = Lexer;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/line-counter.js
+// node_modules/yaml/dist/parse/line-counter.js
 var require_line_counter = __commonJS(function(exports) {
   class LineCounter {
     constructor() {
@@ -29879,7 +29879,7 @@ var require_line_counter = __commonJS(function(exports) {
   exports.LineCounter = LineCounter;
 });
 
-// ../../work/main/node_modules/yaml/dist/parse/parser.js
+// node_modules/yaml/dist/parse/parser.js
 var require_parser = __commonJS(function(exports) {
   var node_process = __require("process");
   var cst = require_cst();
@@ -30735,7 +30735,7 @@ var require_parser = __commonJS(function(exports) {
   exports.Parser = Parser;
 });
 
-// ../../work/main/node_modules/yaml/dist/public-api.js
+// node_modules/yaml/dist/public-api.js
 var require_public_api = __commonJS(function(exports) {
   var composer = require_composer();
   var Document = require_Document();
@@ -30829,7 +30829,7 @@ var require_public_api = __commonJS(function(exports) {
   exports.stringify = stringify;
 });
 
-// ../../work/main/node_modules/zod/v4/classic/iso.js
+// node_modules/zod/v4/classic/iso.js
 var exports_iso = {};
 __export(exports_iso, {
   ZodISODate: () => ZodISODate,
@@ -30847,7 +30847,7 @@ import { appendFileSync, writeFileSync } from "node:fs";
 import { resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
 
-// ../../work/main/node_modules/@aws-sdk/client-sqs/dist-cjs/index.js
+// node_modules/@aws-sdk/client-sqs/dist-cjs/index.js
 var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin, getLongPollPlugin } = require_client2();
 var { resolveQueueUrlConfig, getQueueUrlPlugin, getReceiveMessagePlugin, getSendMessageBatchPlugin, getSendMessagePlugin } = require_dist_cjs3();
 var { getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin, createPaginator } = require_dist_cjs2();
@@ -32993,7 +32993,7 @@ class ResultRejectedError extends KubePicoCdError {
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 
-// ../../work/main/node_modules/yaml/dist/index.js
+// node_modules/yaml/dist/index.js
 var composer = require_composer();
 var Document = require_Document();
 var Schema = require_Schema();
@@ -33506,7 +33506,7 @@ function resolveBuildInfo(options = {}) {
   return build;
 }
 
-// ../../work/main/node_modules/zod/v4/core/util.js
+// node_modules/zod/v4/core/util.js
 function getEnumValues(entries) {
   const numericValues = Object.values(entries).filter((v) => typeof v === "number");
   const values = Object.entries(entries).filter(([k, _]) => numericValues.indexOf(+k) === -1).map(([_, v]) => v);
@@ -34061,7 +34061,7 @@ function constantCatch(value) {
   return fn;
 }
 
-// ../../work/main/node_modules/zod/v4/core/core.js
+// node_modules/zod/v4/core/core.js
 var _a;
 var NEVER = /* @__PURE__ */ Object.freeze({
   status: "aborted"
@@ -34182,7 +34182,7 @@ function config(newConfig) {
     Object.assign(globalConfig, newConfig);
   return globalConfig;
 }
-// ../../work/main/node_modules/zod/v4/core/errors.js
+// node_modules/zod/v4/core/errors.js
 function _getMessage() {
   const internals = this._zod;
   internals.message ?? (internals.message = JSON.stringify(internals.def, jsonStringifyReplacer, 2));
@@ -34297,7 +34297,7 @@ function formatError(error, mapper = (issue) => issue.message) {
   return fieldErrors;
 }
 
-// ../../work/main/node_modules/zod/v4/core/parse.js
+// node_modules/zod/v4/core/parse.js
 function finalizeParams(callee, params) {
   return { callee: params?.callee ?? callee, Err: params?.Err };
 }
@@ -34444,7 +34444,7 @@ var _safeEncodeAsync = (_Err) => async (schema, value, _ctx) => {
 var _safeDecodeAsync = (_Err) => async (schema, value, _ctx) => {
   return _safeParseAsync(_Err)(schema, value, _ctx);
 };
-// ../../work/main/node_modules/zod/v4/core/regexes.js
+// node_modules/zod/v4/core/regexes.js
 var cuid = /^[cC][0-9a-z]{6,}$/;
 var cuid2 = /^[0-9a-z]+$/;
 var ulid = /^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$/;
@@ -34502,7 +34502,7 @@ var boolean = /^(?:true|false)$/i;
 var lowercase = /^[^A-Z]*$/;
 var uppercase = /^[^a-z]*$/;
 
-// ../../work/main/node_modules/zod/v4/core/checks.js
+// node_modules/zod/v4/core/checks.js
 var $ZodCheck = /* @__PURE__ */ $constructor("$ZodCheck", (inst, def) => {
   var _a;
   inst._zod ?? (inst._zod = {});
@@ -34818,7 +34818,7 @@ var $ZodCheckOverwrite = /* @__PURE__ */ $constructor("$ZodCheckOverwrite", (ins
   };
 });
 
-// ../../work/main/node_modules/zod/v4/core/doc.js
+// node_modules/zod/v4/core/doc.js
 class Doc {
   constructor(args = [], closed = {}) {
     this.content = [];
@@ -34860,14 +34860,14 @@ ${content.join(`
   }
 }
 
-// ../../work/main/node_modules/zod/v4/core/versions.js
+// node_modules/zod/v4/core/versions.js
 var version2 = {
   major: 4,
   minor: 6,
   patch: 7
 };
 
-// ../../work/main/node_modules/zod/v4/core/schemas.js
+// node_modules/zod/v4/core/schemas.js
 var $ZodType = /* @__PURE__ */ $constructor("$ZodType", (inst, def) => {
   var _a;
   inst ?? (inst = {});
@@ -36420,7 +36420,7 @@ function handleRefineResult(result, payload, input, inst) {
     payload.issues.push(issue(_iss));
   }
 }
-// ../../work/main/node_modules/zod/v4/core/memoizer.js
+// node_modules/zod/v4/core/memoizer.js
 class $ZodCyclicError extends Error {
   constructor() {
     super(`Cannot parse a reference cycle that closes through a transform`);
@@ -36689,7 +36689,7 @@ function isBackEdge(ctx, value) {
   const backEdges = ctx[STATE]?.backEdges;
   return backEdges !== undefined && isRef(value) && backEdges.has(value);
 }
-// ../../work/main/node_modules/zod/v4/locales/en.js
+// node_modules/zod/v4/locales/en.js
 var error = () => {
   const Sizable = {
     string: { unit: "characters", verb: "to have" },
@@ -36811,7 +36811,7 @@ function en_default() {
     localeError: error()
   };
 }
-// ../../work/main/node_modules/zod/v4/core/registries.js
+// node_modules/zod/v4/core/registries.js
 var _a2;
 class $ZodRegistry {
   constructor() {
@@ -36858,7 +36858,7 @@ function registry() {
 }
 (_a2 = globalThis).__zod_globalRegistry ?? (_a2.__zod_globalRegistry = registry());
 var globalRegistry = globalThis.__zod_globalRegistry;
-// ../../work/main/node_modules/zod/v4/core/api.js
+// node_modules/zod/v4/core/api.js
 function snapshotChecks(def) {
   if (def.checks)
     def.checks = [...def.checks];
@@ -37306,7 +37306,7 @@ function _check(fn, params) {
   ch._zod.check = fn;
   return ch;
 }
-// ../../work/main/node_modules/zod/v4/core/to-json-schema.js
+// node_modules/zod/v4/core/to-json-schema.js
 function assignProps(target, ...sources) {
   for (const source of sources) {
     for (const key of Reflect.ownKeys(source)) {
@@ -37829,7 +37829,7 @@ var createStandardJSONSchemaMethod = (schema, io, processors = {}) => (params) =
   extractDefs(ctx, schema);
   return finalize(ctx, schema);
 };
-// ../../work/main/node_modules/zod/v4/core/json-schema-processors.js
+// node_modules/zod/v4/core/json-schema-processors.js
 var narrowMin = (agg, key, value) => {
   if (agg[key] === undefined || value > agg[key])
     agg[key] = value;
@@ -38354,7 +38354,7 @@ var optionalProcessor = (schema, ctx, _json, params) => {
   const seen = ctx.seen.get(schema);
   seen.ref = def.innerType;
 };
-// ../../work/main/node_modules/zod/v4/classic/errors.js
+// node_modules/zod/v4/classic/errors.js
 var _installedErrorProtos = /* @__PURE__ */ new WeakSet([Object.prototype, Error.prototype]);
 function _lazyMethod(proto, key, make) {
   Object.defineProperty(proto, key, {
@@ -38399,7 +38399,7 @@ var ZodRealError = /* @__PURE__ */ $constructor("ZodError", initializer2, undefi
   Parent: Error
 });
 
-// ../../work/main/node_modules/zod/v4/classic/parse.js
+// node_modules/zod/v4/classic/parse.js
 var parse2 = /* @__PURE__ */ _parse(ZodRealError);
 var parseAsync = /* @__PURE__ */ _parseAsync(ZodRealError);
 var safeParse = /* @__PURE__ */ _safeParse(ZodRealError);
@@ -38413,7 +38413,7 @@ var safeDecode = /* @__PURE__ */ _safeDecode(ZodRealError);
 var safeEncodeAsync = /* @__PURE__ */ _safeEncodeAsync(ZodRealError);
 var safeDecodeAsync = /* @__PURE__ */ _safeDecodeAsync(ZodRealError);
 
-// ../../work/main/node_modules/zod/v4/classic/schemas.js
+// node_modules/zod/v4/classic/schemas.js
 function _ensureDefaultLocale() {
   if (!globalConfig.localeError)
     config(en_default());
@@ -39312,7 +39312,7 @@ function refine(fn, _params = {}) {
 function superRefine(fn, params) {
   return _superRefine(fn, params);
 }
-// ../../work/main/node_modules/zod/v4/classic/iso.js
+// node_modules/zod/v4/classic/iso.js
 function datetime2(params) {
   return _isoDateTime(ZodISODateTime, params);
 }
@@ -39528,7 +39528,17 @@ import { gunzipSync, gzipSync } from "node:zlib";
 var MESSAGE_KIND = "kube-pico-cd.bundle";
 var MESSAGE_VERSION = 1;
 var MANIFESTS_ENCODING = "gzip+base64";
-var DEFAULT_MAX_DECOMPRESSED_BYTES = 50 * 1024 * 1024;
+var DEFAULT_MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024;
+var DEFAULT_DECODE_LIMITS = Object.freeze({
+  maxInflatedBytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+  maxObjects: 1e4,
+  maxValues: 250000,
+  maxDepth: 100,
+  maxStringBytes: 1024 * 1024,
+  maxLegacyYamlTokens: 65536
+});
+var DEFAULT_MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
+var MAX_LEGACY_TIMESTAMP_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
 var OPTIONAL_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
 var buildSchema = object({
   id: string2().min(1),
@@ -39628,6 +39638,9 @@ function describeIssues(error) {
   const more = error.issues.length - shown.length;
   return shown.join("; ") + (more > 0 ? `; and ${more} more` : "");
 }
+var SCALAR_BYTE = new Uint8Array(256);
+for (const c of "0123456789+-.eEtrufalsn")
+  SCALAR_BYTE[c.charCodeAt(0)] = 1;
 var legacySchema = object({
   data: object({
     BUILD_TIMESTAMP: union([string2().regex(/^\d{1,15}$/, "must be whole seconds since the epoch"), int().nonnegative()]),
@@ -40253,6 +40266,22 @@ function delay(ms, options = {}) {
 var TRANSIENT_REASONS = new Set(["ServiceUnavailable", "Timeout", "ServerTimeout", "TooManyRequests", "InternalError"]);
 
 // lib/kube/record.ts
+var MAX_OUTCOME_ERROR_LENGTH = 2000;
+var RECORD_LIMITS = {
+  budgetBytes: 512 * 1024,
+  compressAboveBytes: 64 * 1024,
+  idLength: 256,
+  refLength: 256,
+  commitLength: 128,
+  urlLength: 2048,
+  digestLength: 128,
+  errorLength: MAX_OUTCOME_ERROR_LENGTH,
+  noteLength: 500,
+  nameLength: 512,
+  sampleObjects: 20,
+  sampleWarnings: 10,
+  maxInflatedBytes: 64 * 1024 * 1024
+};
 var buildInfoSchema = object({
   id: string2(),
   timestampMs: number2().int().nonnegative(),
@@ -40309,8 +40338,12 @@ var outcomeSchema = object({
     object: string2().optional(),
     reason: string2().optional()
   }).optional(),
-  warnings: array(string2()).optional()
+  warnings: array(string2()).optional(),
+  prunedCount: number2().int().nonnegative().optional(),
+  keptCount: number2().int().nonnegative().optional(),
+  warningsCount: number2().int().nonnegative().optional()
 });
+var encoder = new TextEncoder;
 var configMapSchema = object({ metadata: object({ resourceVersion: string2() }), data: record(string2(), string2()).optional() });
 
 // lib/wire/result.ts

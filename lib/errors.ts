@@ -204,12 +204,20 @@ export type MessageRejectedReason =
   | "too-large"
   | "digest-mismatch"
   | "invalid-manifests"
-  // Trust (lib/listener/trust.ts) and policy (lib/listener/policy.ts), checked after decoding:
+  // A build stamped further ahead of the clocks than the allowed skew (checked before inflating):
+  | "future-build"
+  // Trust (lib/listener/trust.ts, checked before inflating) and policy (lib/listener/policy.ts, after decoding):
   | "unsigned"
   | "malformed-signature"
   | "unknown-key"
   | "bad-signature"
-  | "policy";
+  | "policy"
+  // The listener's own checks of what a decoded bundle holds and whom it is for (lib/listener/deployer.ts):
+  | "list-object"
+  | "target"
+  | "require-target"
+  | "empty-bundle"
+  | "protected-object";
 
 /**
  * A message body is not something this reader can apply: not JSON, not our shape, a version

@@ -20,6 +20,20 @@
  *
  * Never manifest contents or Secret data: only names, build metadata and error text.
  *
+ * Every write fits (see {@link RECORD_LIMITS}), so no message can make the record unwritable:
+ * text that came with a message (build id, ref, commit, repository, url, target, error text,
+ * message id) is cut to a bounded length; long lists of an outcome (`pruned`, `kept`,
+ * `warnings`) keep a bounded sample and their count (`prunedCount`, `keptCount`,
+ * `warningsCount`); the history is trimmed, oldest first, until the whole data fits a byte
+ * budget (512 KiB, half the ConfigMap limit of 1 MiB). The inventories (`inventory`, and the
+ * intent's in `inflight`) must stay complete for prune, so they are never cut: a key whose JSON
+ * is longer than 64 KiB is stored gzip-compressed and base64-encoded under `<key>.gz`
+ * (`inventory.gz`, `inflight.gz`) instead; 5,000 objects take about 30 KiB that way. A record
+ * that still does not fit without any history (an inventory of tens of thousands of objects
+ * with long names) cannot be written: the write throws a {@link StateWriteError} that
+ * {@link isPermanentWriteFailure} recognises, as it does the API server's 413 and 422.
+ * Reading takes every record format 1 ever held, including ones written before these bounds.
+ *
  * Reading distinguishes "no record yet" (the ConfigMap does not exist, or has no `current`:
  * version "none") from "cannot read the record" (forbidden, API server down, content that
  * does not parse): the latter throws {@link StateReadError}, and the caller must apply
@@ -28,8 +42,10 @@
  * Writes are compare-and-swap: a replace carries the resourceVersion that was read, a first
  * write is a create; either losing a race throws {@link StateConflictError}.
  */
+import { Buffer } from "node:buffer";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
-import { errorMessage, StateConflictError, StateReadError, StateWriteError } from "../errors.ts";
+import { errorMessage, KubeApiError, StateConflictError, StateReadError, StateWriteError } from "../errors.ts";
 import { isConflict, isNotFound, KubeApi } from "./api.ts";
 
 /** Default name of the record's ConfigMap. */
@@ -40,6 +56,39 @@ export const DEFAULT_HISTORY_LIMIT = 20;
 export const MAX_OUTCOME_ERROR_LENGTH = 2_000;
 /** The `format` value this module writes and reads. */
 export const STATE_FORMAT = "1";
+
+/**
+ * The bounds every write keeps (see the module comment). Lengths are in UTF-16 code units
+ * (JavaScript string length), sizes in UTF-8 bytes; cut text ends with "…".
+ */
+export const RECORD_LIMITS = {
+  /** The whole data (keys and values), in bytes: 512 KiB, half the ConfigMap limit of 1 MiB. */
+  budgetBytes: 512 * 1024,
+  /** `inventory` and `inflight` longer than this, in bytes of JSON, are stored as `<key>.gz`. */
+  compressAboveBytes: 64 * 1024,
+  /** Build id, run id, run attempt, actor, target, message id. */
+  idLength: 256,
+  /** Ref and repository. */
+  refLength: 256,
+  /** Commit (a SHA-1 or SHA-256 in hex is 40 or 64). */
+  commitLength: 128,
+  /** The build's url. */
+  urlLength: 2_048,
+  /** Digest (sha256 hex is 64). */
+  digestLength: 128,
+  /** Error text of an outcome: {@link MAX_OUTCOME_ERROR_LENGTH}. */
+  errorLength: MAX_OUTCOME_ERROR_LENGTH,
+  /** Each warning, the `why` of a kept object, and a health reason. */
+  noteLength: 500,
+  /** Each name of an object in an outcome's `pruned` or `kept` sample, and a health `object`. */
+  nameLength: 512,
+  /** Objects kept of an outcome's `pruned` and of its `kept`; the rest is only counted. */
+  sampleObjects: 20,
+  /** Warnings kept per outcome; the rest is only counted. */
+  sampleWarnings: 10,
+  /** Largest decompressed `<key>.gz` read back, in bytes. */
+  maxInflatedBytes: 64 * 1024 * 1024,
+} as const;
 
 const buildInfoSchema = z.object({
   id: z.string(),
@@ -137,6 +186,13 @@ const outcomeSchema = z.object({
     .optional(),
   /** What went wrong without failing the deploy (a prune that failed, a skipped step). */
   warnings: z.array(z.string()).optional(),
+  // Added with the record's bounds: set when `pruned`, `kept` or `warnings` holds only a sample.
+  /** How many objects were pruned, when `pruned` holds only the first of them. */
+  prunedCount: z.number().int().nonnegative().optional(),
+  /** How many objects were kept, when `kept` holds only the first of them. */
+  keptCount: z.number().int().nonnegative().optional(),
+  /** How many warnings there were, when `warnings` holds only the first of them. */
+  warningsCount: z.number().int().nonnegative().optional(),
 });
 
 /** One entry of the history. */
@@ -164,23 +220,187 @@ export function emptyRecord(): VersionRecord {
   return { current: null, inflight: null, inventory: [], history: [] };
 }
 
-/**
- * The record's ConfigMap data. Keys are written in a fixed order so equal records give
- * byte-identical data.
- */
-export function encodeRecord(record: VersionRecord): Record<string, string> {
-  const data: Record<string, string> = { format: STATE_FORMAT };
-  if (record.current !== null) data["current"] = JSON.stringify(currentSchema.parse(record.current));
-  if (record.inflight !== null) data["inflight"] = JSON.stringify(inflightSchema.parse(record.inflight));
-  data["inventory"] = JSON.stringify(z.array(inventoryItemSchema).parse(record.inventory));
-  data["history"] = JSON.stringify(z.array(outcomeSchema).parse(record.history));
-  return data;
+/** `text` cut to `max` characters, ending with "…" when it was longer. */
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+function cutOptional(text: string | undefined, max: number): string | undefined {
+  return text === undefined ? undefined : cut(text, max);
+}
+
+/** `value` without its undefined fields (exactOptionalPropertyTypes: absent, never undefined). */
+function defined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** Build information with every text field cut to {@link RECORD_LIMITS}. */
+export function boundBuildInfo(build: RecordedBuildInfo): RecordedBuildInfo {
+  const L = RECORD_LIMITS;
+  return defined({
+    id: cut(build.id, L.idLength),
+    timestampMs: build.timestampMs,
+    commit: cutOptional(build.commit, L.commitLength),
+    ref: cutOptional(build.ref, L.refLength),
+    repository: cutOptional(build.repository, L.refLength),
+    runId: cutOptional(build.runId, L.idLength),
+    runAttempt: cutOptional(build.runAttempt, L.idLength),
+    actor: cutOptional(build.actor, L.idLength),
+    url: cutOptional(build.url, L.urlLength),
+  });
+}
+
+function boundSampleObject<T extends RecordedObject>(object: T): T {
+  const n = RECORD_LIMITS.nameLength;
+  return defined({ ...object, group: cut(object.group, n), kind: cut(object.kind, n), namespace: cutOptional(object.namespace, n), name: cut(object.name, n) });
 }
 
 /**
- * The record held by ConfigMap `data`; no data at all is the empty record.
+ * An outcome with every text field cut and every list cut to a sample (its count kept), as
+ * {@link RECORD_LIMITS} says. A build timestamp that is not a safe integer is left out: the
+ * outcome is still worth recording, the number is not.
+ */
+export function boundOutcome(outcome: Outcome): Outcome {
+  const L = RECORD_LIMITS;
+  const { pruned, kept, warnings, health, timestampMs } = outcome;
+  const bounded: Outcome = {
+    ...outcome,
+    buildId: cutOptional(outcome.buildId, L.idLength),
+    timestampMs: timestampMs !== undefined && Number.isSafeInteger(timestampMs) && timestampMs >= 0 ? timestampMs : undefined,
+    commit: cutOptional(outcome.commit, L.commitLength),
+    target: cutOptional(outcome.target, L.idLength),
+    digest: cutOptional(outcome.digest, L.digestLength),
+    messageId: cutOptional(outcome.messageId, L.idLength),
+    error: cutOptional(outcome.error, L.errorLength),
+  } as Outcome;
+  if (pruned !== undefined) {
+    bounded.pruned = pruned.slice(0, L.sampleObjects).map(boundSampleObject);
+    if (pruned.length > L.sampleObjects) bounded.prunedCount = Math.max(outcome.prunedCount ?? 0, pruned.length);
+  }
+  if (kept !== undefined) {
+    bounded.kept = kept.slice(0, L.sampleObjects).map((k) => ({ ...boundSampleObject(k), why: cut(k.why, L.noteLength) }));
+    if (kept.length > L.sampleObjects) bounded.keptCount = Math.max(outcome.keptCount ?? 0, kept.length);
+  }
+  if (warnings !== undefined) {
+    bounded.warnings = warnings.slice(0, L.sampleWarnings).map((w) => cut(w, L.noteLength));
+    if (warnings.length > L.sampleWarnings) bounded.warningsCount = Math.max(outcome.warningsCount ?? 0, warnings.length);
+  }
+  if (health !== undefined) {
+    bounded.health = defined({ ...health, object: cutOptional(health.object, L.nameLength), reason: cutOptional(health.reason, L.noteLength) });
+  }
+  return defined(bounded);
+}
+
+/** How many objects an outcome pruned: its count when `pruned` holds a sample; undefined when it says nothing. */
+export function prunedCountOf(outcome: Outcome): number | undefined {
+  return outcome.prunedCount ?? outcome.pruned?.length;
+}
+
+/**
+ * The record with every field bounded (see {@link RECORD_LIMITS}); inventories are kept whole.
+ * The deploy holder and times are the listener's own and are kept as they are, since the
+ * deployer recognises its intent by them.
+ */
+export function boundRecord(record: VersionRecord): VersionRecord {
+  const L = RECORD_LIMITS;
+  const current =
+    record.current === null
+      ? null
+      : { ...record.current, build: boundBuildInfo(record.current.build), digest: cut(record.current.digest, L.digestLength), messageId: cut(record.current.messageId, L.idLength) };
+  const inflight =
+    record.inflight === null
+      ? null
+      : { ...record.inflight, build: boundBuildInfo(record.inflight.build), digest: cut(record.inflight.digest, L.digestLength), messageId: cut(record.inflight.messageId, L.idLength) };
+  return { current, inflight, inventory: record.inventory, history: record.history.map(boundOutcome) };
+}
+
+const encoder = new TextEncoder();
+const byteLength = (text: string) => encoder.encode(text).length;
+
+/** Thrown (as the cause of a StateWriteError) when a record cannot be encoded to fit its budget. */
+function tooLarge(message: string): RangeError {
+  return new RangeError(message);
+}
+
+function encodeKey<T>(name: string, schema: z.ZodType<T>, value: unknown): string {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw tooLarge(`Cannot encode the version record as key '${name}' is invalid: ${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "invalid"}`);
+  }
+  return JSON.stringify(result.data);
+}
+
+/** A key's JSON, compressed under `<name>.gz` when it is longer than the threshold. */
+function putMaybeCompressed(data: Record<string, string>, name: string, json: string, compressAboveBytes: number): void {
+  if (byteLength(json) <= compressAboveBytes) data[name] = json;
+  else data[`${name}.gz`] = gzipSync(Buffer.from(json, "utf8"), { level: 9 }).toString("base64");
+}
+
+/** Bytes the data takes toward the ConfigMap's limit: every key and value, in UTF-8. */
+export function recordDataBytes(data: Readonly<Record<string, string>>): number {
+  let total = 0;
+  for (const [key, value] of Object.entries(data)) total += byteLength(key) + byteLength(value);
+  return total;
+}
+
+/** Options of {@link encodeRecord} and {@link fitRecord}. */
+export interface EncodeOptions {
+  /** Largest data, in bytes. Default {@link RECORD_LIMITS}.budgetBytes (512 KiB). */
+  budgetBytes?: number;
+  /** Inventories with longer JSON are stored compressed, in bytes. Default {@link RECORD_LIMITS}.compressAboveBytes (64 KiB). */
+  compressAboveBytes?: number;
+}
+
+/**
+ * The record as it will be stored, and its data: fields bounded, history trimmed oldest first
+ * until the data fits the budget.
  *
- * @throws {Error} naming the first key that does not parse; {@link readState} turns it into
+ * @throws {RangeError} when a field does not fit the record's schema (a timestamp that is not
+ * a safe integer), or when the record does not fit its budget even without history.
+ */
+export function fitRecord(record: VersionRecord, options: EncodeOptions = {}): { record: VersionRecord; data: Record<string, string> } {
+  const { budgetBytes = RECORD_LIMITS.budgetBytes, compressAboveBytes = RECORD_LIMITS.compressAboveBytes } = options;
+  const bounded = boundRecord(record);
+  const data: Record<string, string> = { format: STATE_FORMAT };
+  if (bounded.current !== null) data["current"] = encodeKey("current", currentSchema, bounded.current);
+  if (bounded.inflight !== null) putMaybeCompressed(data, "inflight", encodeKey("inflight", inflightSchema, bounded.inflight), compressAboveBytes);
+  putMaybeCompressed(data, "inventory", encodeKey("inventory", z.array(inventoryItemSchema), bounded.inventory), compressAboveBytes);
+  const fixedBytes = recordDataBytes(data) + byteLength("history");
+  // The newest outcomes that fit: "[" + entries joined by "," + "]".
+  const entries = bounded.history.map((o, i) => encodeKey(`history.${i}`, outcomeSchema, o));
+  let bytes = fixedBytes + 2;
+  if (bytes > budgetBytes) {
+    throw tooLarge(
+      `Cannot encode the version record within its budget of ${budgetBytes} bytes: without any history it takes ${bytes} bytes (inventory of ${bounded.inventory.length} objects${bounded.inflight === null ? "" : `, in-flight inventory of ${bounded.inflight.inventory.length}`})`,
+    );
+  }
+  let kept = 0;
+  for (const entry of entries) {
+    const more = byteLength(entry) + (kept === 0 ? 0 : 1);
+    if (bytes + more > budgetBytes) break;
+    bytes += more;
+    kept++;
+  }
+  data["history"] = `[${entries.slice(0, kept).join(",")}]`;
+  return { record: { ...bounded, history: bounded.history.slice(0, kept) }, data };
+}
+
+/**
+ * The record's ConfigMap data (see {@link fitRecord}). Keys are written in a fixed order so
+ * equal records give byte-identical data.
+ *
+ * @throws {RangeError} as {@link fitRecord} does.
+ */
+export function encodeRecord(record: VersionRecord, options: EncodeOptions = {}): Record<string, string> {
+  return fitRecord(record, options).data;
+}
+
+/**
+ * The record held by ConfigMap `data`; no data at all is the empty record. Takes `<key>.gz`
+ * for `inflight` and `inventory` (gzip, base64), and records written before the bounds.
+ *
+ * @throws {Error} naming the first key that does not parse; {@link readRecord} turns it into
  * a StateReadError, since a record that cannot be understood must not count as "none".
  */
 export function decodeRecord(data: Readonly<Record<string, string>> | undefined): VersionRecord {
@@ -195,8 +415,18 @@ export function decodeRecord(data: Readonly<Record<string, string>> | undefined)
   if (format !== STATE_FORMAT) {
     throw new Error(`Cannot decode the version record as its 'format' is not ${STATE_FORMAT}: current value is ${JSON.stringify(format)}`);
   }
+  const textOf = (name: string): string | undefined => {
+    const packed = data[`${name}.gz`];
+    if (packed === undefined) return data[name];
+    if (data[name] !== undefined) throw new Error(`Cannot decode the version record as it has both '${name}' and '${name}.gz'`);
+    try {
+      return gunzipSync(Buffer.from(packed, "base64"), { maxOutputLength: RECORD_LIMITS.maxInflatedBytes }).toString("utf8");
+    } catch (error) {
+      throw new Error(`Cannot decode the version record as key '${name}.gz' is not gzip in base64 of at most ${RECORD_LIMITS.maxInflatedBytes} bytes: ${errorMessage(error)}`);
+    }
+  };
   const key = <T>(name: string, schema: z.ZodType<T>, fallback: T): T => {
-    const text = data[name];
+    const text = textOf(name);
     if (text === undefined) return fallback;
     let parsed: unknown;
     try {
@@ -217,6 +447,18 @@ export function decodeRecord(data: Readonly<Record<string, string>> | undefined)
     inventory: key("inventory", z.array(inventoryItemSchema), []),
     history: key("history", z.array(outcomeSchema), []),
   };
+}
+
+/**
+ * True when writing the record failed in a way that trying again cannot cure: the record does
+ * not fit its budget or schema (see {@link fitRecord}), or the API server refused it as too
+ * large (413 RequestEntityTooLarge) or invalid (422 Invalid). A caller must not hold work for it.
+ */
+export function isPermanentWriteFailure(error: unknown): boolean {
+  if (!(error instanceof StateWriteError)) return false;
+  const cause = error.cause;
+  if (cause instanceof RangeError) return true;
+  return cause instanceof KubeApiError && (cause.status.code === 413 || cause.status.code === 422);
 }
 
 /**
@@ -321,12 +563,18 @@ export async function readRecord(options: RecordOptions): Promise<StoredRecord> 
  * not exist) and resolves with the new resourceVersion.
  *
  * @throws {StateConflictError} when the ConfigMap changed, appeared or vanished since the read.
- * @throws {StateWriteError} on any other failure.
+ * @throws {StateWriteError} on any other failure; {@link isPermanentWriteFailure} tells the
+ * ones that no retry cures (the record does not fit, or the API server refused it).
  */
 export async function writeRecord(record: VersionRecord, resourceVersion: string | null, options: RecordOptions): Promise<string> {
   const { api, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal } = options;
   const where = { namespace, configMapName: name };
-  const body = stateConfigMap(record, { namespace, name, resourceVersion });
+  let body: Record<string, unknown>;
+  try {
+    body = stateConfigMap(record, { namespace, name, resourceVersion });
+  } catch (error) {
+    throw new StateWriteError(`Cannot write the version record ConfigMap ${namespace}/${name}: ${errorMessage(error)}`, where, { cause: error });
+  }
   let written: unknown;
   try {
     written =
@@ -352,20 +600,22 @@ export async function writeRecord(record: VersionRecord, resourceVersion: string
  * Reads, changes and writes the record, retrying on a fresh read when another writer won the
  * race (up to `attempts` times). `change` returns null to write nothing.
  *
- * @returns the record as written (or as read, when nothing was written).
+ * @returns the record as written, bounded and trimmed (or as read, when nothing was written).
  */
 export async function updateRecord(
   change: (record: StoredRecord) => VersionRecord | null,
-  options: RecordOptions & { attempts?: number },
+  options: RecordOptions & { attempts?: number; initial?: StoredRecord | undefined },
 ): Promise<VersionRecord> {
-  const { attempts = 5 } = options;
+  const { attempts = 5, initial } = options;
   for (let attempt = 1; ; attempt++) {
-    const stored = await readRecord(options);
+    // A record the caller has just read saves the first read; a stale one only costs a conflict and a fresh read.
+    const stored = attempt === 1 && initial !== undefined ? initial : await readRecord(options);
     const next = change(stored);
     if (next === null) return stored;
     try {
       await writeRecord(next, stored.resourceVersion, options);
-      return next;
+      // What was stored: bounded and trimmed (fitRecord cannot throw here, the write encoded it).
+      return fitRecord(next).record;
     } catch (error) {
       if (error instanceof StateConflictError && attempt < attempts) continue;
       throw error;

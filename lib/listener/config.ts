@@ -5,12 +5,12 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "../cli-options.ts";
+import { envBoolean, gatherOptions, optionsHelp, schemaProblems, type OptionTable } from "../cli-options.ts";
 import { DEFAULT_BUNDLE_SECRET, MAX_KEPT_BUNDLE_BYTES } from "./drift.ts";
 import { ConfigError } from "../errors.ts";
 import { DEFAULT_LOCK_LEASE } from "../kube/lease.ts";
 import type { LogLevel } from "../log.ts";
-import { DEFAULT_MAX_DECOMPRESSED_BYTES } from "../wire/message.ts";
+import { DEFAULT_DECODE_LIMITS, DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_FUTURE_SKEW_MS, type DecodeLimits } from "../wire/message.ts";
 import { kindPatternProblem, namespacePatternProblem, type Policy } from "./policy.ts";
 import { loadTrustedKeys, type TrustedKeys } from "./trust.ts";
 import { parseQueueRef } from "../sqs/send.ts";
@@ -47,9 +47,16 @@ export const LISTENER_OPTIONS = {
   "visibility-timeout-seconds": { type: "string", env: ["KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS"], value: "N", defaultText: "60", help: "How long a received message stays hidden; renewed while its deploy runs." },
   "retry-base-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_BASE_SECONDS"], value: "N", defaultText: "30", help: "Delay before a failed deploy is retried; doubles with each receive." },
   "retry-max-seconds": { type: "string", env: ["KUBE_PICO_CD_RETRY_MAX_SECONDS"], value: "N", defaultText: "900", help: "Largest retry delay." },
-  "max-decompressed-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_DECOMPRESSED_BYTES"], value: "N", defaultText: String(DEFAULT_MAX_DECOMPRESSED_BYTES), help: "Largest uncompressed bundle accepted." },
+  "max-decompressed-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_DECOMPRESSED_BYTES"], value: "N", defaultText: String(DEFAULT_MAX_DECOMPRESSED_BYTES), help: "Largest uncompressed bundle accepted, in bytes; inflating stops there (docs/protocol.md, Decoding limits)." },
+  "max-objects": { type: "string", env: ["KUBE_PICO_CD_MAX_OBJECTS"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxObjects), help: "Most objects in one bundle." },
+  "max-json-values": { type: "string", env: ["KUBE_PICO_CD_MAX_JSON_VALUES"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxValues), help: "Most JSON values (objects, arrays, strings, numbers, literals) in one bundle's payload: what bounds the memory a parsed bundle takes." },
+  "max-depth": { type: "string", env: ["KUBE_PICO_CD_MAX_DEPTH"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxDepth), help: "Deepest nesting of arrays and objects in a payload (its array is depth 1)." },
+  "max-string-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_STRING_BYTES"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxStringBytes), help: "Longest string in a payload, in bytes." },
+  "max-legacy-yaml-tokens": { type: "string", env: ["KUBE_PICO_CD_MAX_LEGACY_YAML_TOKENS"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxLegacyYamlTokens), help: "Legacy messages: most line feeds and [ { , : - in the YAML, counted before it is parsed (each costs the YAML parser several hundred bytes)." },
+  "max-future-skew-seconds": { type: "string", env: ["KUBE_PICO_CD_MAX_FUTURE_SKEW_SECONDS"], value: "N", defaultText: String(DEFAULT_MAX_FUTURE_SKEW_MS / 1000), help: "A build stamped more than N seconds after SQS sent it, or after the listener's clock, is rejected as future-build." },
   "trusted-keys": { type: "string", multiple: true, env: ["KUBE_PICO_CD_TRUSTED_KEYS"], value: "PEM|PATH", defaultText: "none: signatures are not checked (a warning at start-up)", help: "Ed25519 public keys whose signatures are trusted: PEM text, a file of PEM blocks, or a directory of *.pem files. Repeatable; the variable takes a comma-separated list. With keys, only bundles signed by one of them are applied." },
   "require-signatures": { type: "boolean", env: ["KUBE_PICO_CD_REQUIRE_SIGNATURES"], defaultText: "false", help: "Refuse to start without trusted keys." },
+  "require-target": { type: "string", env: ["KUBE_PICO_CD_REQUIRE_TARGET"], value: "auto|true|false", defaultText: "auto: true when --target and trusted keys are both given", help: "Reject bundles that name no target (require-target), so that a bundle signed for no cluster in particular cannot be replayed here; true needs --target (docs/security.md)." },
   "allow-namespaces": { type: "string", multiple: true, env: ["KUBE_PICO_CD_ALLOW_NAMESPACES"], value: "GLOB", defaultText: "any", help: "Namespaces bundles may touch (globs: * and ?). Objects must then name their namespace, and Namespace objects must be named so." },
   "allow-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_ALLOW_KINDS"], value: "[GROUP/]KIND", defaultText: "any", help: "Kinds bundles may hold: Kind (any group) or group/Kind, core for the core group; globs allowed (apps/*)." },
   "deny-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_DENY_KINDS"], value: "[GROUP/]KIND", defaultText: "none", help: "Kinds bundles may not hold (e.g. Secret, rbac.authorization.k8s.io/ClusterRoleBinding); wins over --allow-kinds." },
@@ -97,9 +104,15 @@ export interface ListenerConfig {
   retryBaseSeconds: number;
   retryMaxSeconds: number;
   maxDecompressedBytes: number;
+  /** The other limits of decoding (maxInflatedBytes is `maxDecompressedBytes`). */
+  decodeLimits: Omit<DecodeLimits, "maxInflatedBytes">;
+  /** A build stamped further than this ahead of SQS's or the listener's clock is rejected, in ms. */
+  maxFutureSkewMs: number;
   /** Public keys by key id; empty: signatures are not checked. */
   trustedKeys: TrustedKeys;
   requireSignatures: boolean;
+  /** Bundles that name no target are rejected (`require-target`); resolved from `auto` at parse time. */
+  requireTarget: boolean;
   policy: Policy;
   sqsEndpoint?: string;
   region?: string;
@@ -188,8 +201,26 @@ const schema = z.object({
   "retry-base-seconds": int(0, 43_200, 30),
   "retry-max-seconds": int(0, 43_200, 900),
   "max-decompressed-bytes": int(1024, 1024 * 1024 * 1024, DEFAULT_MAX_DECOMPRESSED_BYTES),
+  "max-objects": int(1, 1_000_000, DEFAULT_DECODE_LIMITS.maxObjects),
+  "max-json-values": int(1, 100_000_000, DEFAULT_DECODE_LIMITS.maxValues),
+  "max-depth": int(2, 10_000, DEFAULT_DECODE_LIMITS.maxDepth),
+  "max-string-bytes": int(1, 1024 * 1024 * 1024, DEFAULT_DECODE_LIMITS.maxStringBytes),
+  "max-legacy-yaml-tokens": int(1, 100_000_000, DEFAULT_DECODE_LIMITS.maxLegacyYamlTokens),
+  "max-future-skew-seconds": int(0, 31_536_000, DEFAULT_MAX_FUTURE_SKEW_MS / 1000),
   "trusted-keys": z.array(z.string().min(1, "must not be empty")),
   "require-signatures": z.boolean(),
+  "require-target": z
+    .string()
+    .default("auto")
+    .transform((text, ctx) => {
+      if (text.trim().toLowerCase() === "auto") return "auto" as const;
+      const value = envBoolean(text.trim());
+      if (value === undefined) {
+        ctx.addIssue({ code: "custom", message: `must be auto, true or false: current value is ${JSON.stringify(text)}` });
+        return z.NEVER;
+      }
+      return value;
+    }),
   "allow-namespaces": patterns(namespacePatternProblem),
   "allow-kinds": patterns(kindPatternProblem),
   "deny-kinds": patterns(kindPatternProblem),
@@ -236,6 +267,9 @@ export function parseListenerConfig(
   if (d["require-signatures"] && d["trusted-keys"].length === 0) {
     problems.push(`${origin["require-signatures"]}: signatures are required but no trusted key is given (set KUBE_PICO_CD_TRUSTED_KEYS to the public key printed by 'publish keygen')`);
   }
+  if (d["require-target"] === true && d.target === undefined) {
+    problems.push(`${origin["require-target"]}: bundles must name this listener's target, but no target is given (set KUBE_PICO_CD_TARGET)`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const policy: Policy = {
     deniedKinds: d["deny-kinds"],
@@ -268,8 +302,18 @@ export function parseListenerConfig(
     retryBaseSeconds: d["retry-base-seconds"],
     retryMaxSeconds: d["retry-max-seconds"],
     maxDecompressedBytes: d["max-decompressed-bytes"],
+    decodeLimits: {
+      maxObjects: d["max-objects"],
+      maxValues: d["max-json-values"],
+      maxDepth: d["max-depth"],
+      maxStringBytes: d["max-string-bytes"],
+      maxLegacyYamlTokens: d["max-legacy-yaml-tokens"],
+    },
+    maxFutureSkewMs: d["max-future-skew-seconds"] * 1000,
     trustedKeys: trusted.keys,
     requireSignatures: d["require-signatures"],
+    // auto: only where the target binds a signature to this cluster (a signed target cannot be forged).
+    requireTarget: d["require-target"] === "auto" ? d.target !== undefined && trusted.keys.size > 0 : d["require-target"],
     policy,
     httpHost: d["http-host"],
     httpPort: d["http-port"],

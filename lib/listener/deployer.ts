@@ -32,11 +32,13 @@ import type { KubectlTarget } from "../kube/kubectl.ts";
 import type { KubeObject } from "../manifests/bundle.ts";
 import { acquireLease, DEFAULT_LOCK_LEASE, type HeldLease } from "../kube/lease.ts";
 import type { Logger } from "../log.ts";
-import { compareBuilds, decodeMessage, type DecodedMessage } from "../wire/message.ts";
-import { redactError } from "./policy.ts";
+import { compareBuilds, decodeMessage, DEFAULT_MAX_FUTURE_SKEW_MS, type DecodedMessage, type DecodeLimits, type MessageEnvelope } from "../wire/message.ts";
+import { checkListObjects, everyObject, redactError } from "./policy.ts";
+import { rejectionDisposition } from "./rejections.ts";
 import { decide, type Attempt, type BuildKey } from "./decide.ts";
 import {
   DEFAULT_STATE_CONFIGMAP,
+  isPermanentWriteFailure,
   readRecord,
   recordApplied,
   recordOutcome,
@@ -57,6 +59,12 @@ export interface DeployerOptions {
   logger: Logger;
   /** Only messages without a target or with this one are applied. */
   target?: string | undefined;
+  /**
+   * Refuse a bundle that names no target (reason `require-target`), so that a bundle signed
+   * for no cluster in particular cannot be replayed here (docs/security.md). Needs `target`.
+   * Default false.
+   */
+  requireTarget?: boolean;
   stateName?: string;
   lockName?: string;
   /** The Secret keeping the bundle for drift correction (lib/listener/drift.ts); a bundle may not overwrite it. Default "kube-pico-cd-bundle". */
@@ -69,6 +77,15 @@ export interface DeployerOptions {
   forceConflicts?: boolean;
   applyTimeoutMs?: number;
   maxDecompressedBytes?: number;
+  /** The other limits of decoding (lib/wire/message.ts `DecodeLimits`); each one left out is its default. */
+  decodeLimits?: Partial<DecodeLimits>;
+  /**
+   * Called with every message's envelope before its manifests are inflated (the signature:
+   * lib/listener/trust.ts `checkEnvelopeSignature`); throws a MessageRejectedError to refuse it.
+   */
+  checkEnvelope?: (envelope: MessageEnvelope) => void;
+  /** A build stamped more than this after SQS sent it, or after `now()`, is rejected as future-build, in ms. Default 600,000 (10 minutes). */
+  maxFutureSkewMs?: number;
   /**
    * Called with every decoded message before anything else looks at it; throws a
    * MessageRejectedError when the message must not be applied (an untrusted signature, a
@@ -84,6 +101,12 @@ export interface DeployerOptions {
   holdBackoffMaxMs?: number;
   /** Told about every outcome once it is recorded (metrics, events, the result queue), with its message when known. */
   onOutcome?: (outcome: Outcome, message?: ReceivedMessage) => void;
+  /**
+   * Told about every outcome that could not be recorded because no retry can write it
+   * (lib/kube/record.ts isPermanentWriteFailure): it is logged and dropped, and its message is
+   * disposed as if it had been recorded (metrics count it).
+   */
+  onUnrecorded?: (outcome: Outcome, message?: ReceivedMessage) => void;
   /**
    * Runs after a successful apply, still under the Lease (lib/listener/after-apply.ts: health,
    * prune, the bundle kept for drift). Returns the inventory to record and fields of the outcome.
@@ -136,6 +159,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     namespace,
     logger,
     target,
+    requireTarget = false,
     stateName = DEFAULT_STATE_CONFIGMAP,
     lockName = DEFAULT_LOCK_LEASE,
     bundleSecret = DEFAULT_BUNDLE_SECRET,
@@ -146,11 +170,15 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     forceConflicts = true,
     applyTimeoutMs = 300_000,
     maxDecompressedBytes,
+    decodeLimits,
+    checkEnvelope,
+    maxFutureSkewMs = DEFAULT_MAX_FUTURE_SKEW_MS,
     retryBaseSeconds = 30,
     retryMaxSeconds = 900,
     holdBackoffBaseMs = 500,
     holdBackoffMaxMs = 15_000,
     onOutcome,
+    onUnrecorded,
     onApiStatus,
     stopping,
     noHold = false,
@@ -165,16 +193,31 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
   const decode = (message: ReceivedMessage): Accepted | Rejected => {
     let decoded: DecodedMessage | undefined;
     try {
-      decoded = decodeMessage(message.body, maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes });
+      decoded = decodeMessage(message.body, {
+        ...(maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes }),
+        ...(decodeLimits === undefined ? {} : { limits: decodeLimits }),
+        ...(checkEnvelope === undefined ? {} : { checkEnvelope }),
+        time: { nowMs: now(), sentTimestampMs: message.sentTimestampMs, maxFutureSkewMs },
+      });
       admit?.(decoded);
+      // Whatever admit checks: kubectl would apply a list's items past every check below.
+      checkListObjects(decoded.objects);
       if (decoded.target !== undefined && decoded.target !== target) {
         const mine = target === undefined ? "no target" : `target ${JSON.stringify(target)}`;
         return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}`, refused: decoded };
       }
+      if (decoded.target === undefined && requireTarget) {
+        return {
+          message,
+          reason: "require-target",
+          error: `The message names no target, and this listener (target ${JSON.stringify(target ?? "")}) applies only bundles made for it, so that a bundle signed for no cluster in particular cannot be replayed here (publish with --target ${target ?? "NAME"}, or start the listener with KUBE_PICO_CD_REQUIRE_TARGET=false)`,
+          refused: decoded,
+        };
+      }
       if (decoded.objects.length === 0 && !allowEmptyBundle) {
         return { message, reason: "empty-bundle", error: "The bundle holds no objects; applying it would leave the cluster as it is and prune nothing, so it is refused (start the listener with --allow-empty-bundle to accept it)", refused: decoded };
       }
-      const protectedObject = decoded.objects.find((o) => isProtected(o, namespace, stateName, lockName, bundleSecret));
+      const protectedObject = everyObject(decoded.objects).find((o) => isProtected(o, namespace, stateName, lockName, bundleSecret));
       if (protectedObject) {
         return {
           message,
@@ -200,10 +243,28 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     ...extra,
   });
 
-  /** Adds outcomes to the history (CAS), then tells the listeners of outcomes. */
+  /** Logs and counts outcomes that no retry can record, so that they never hold a batch. */
+  const dropUnrecordable = (outcomes: readonly { outcome: Outcome; message?: ReceivedMessage | undefined }[], error: unknown) => {
+    logger.error("cannot record outcomes and no retry can; they are dropped and their messages disposed as if recorded", {
+      error: error as Error,
+      outcomes: outcomes.map((o) => ({ result: o.outcome.result, messageId: o.message?.messageId ?? null })),
+    });
+    for (const o of outcomes) onUnrecorded?.(o.outcome, o.message);
+  };
+
+  /**
+   * Adds outcomes to the history (CAS), then tells the listeners of outcomes. A write that no
+   * retry can cure drops them (logged, counted) instead of holding the batch.
+   */
   const recordOutcomes = async (outcomes: readonly { outcome: Outcome; message?: ReceivedMessage | undefined }[], signal: AbortSignal) => {
     if (outcomes.length === 0) return;
-    await updateRecord((record) => outcomes.reduce<VersionRecord>((r, o) => recordOutcome(r, o.outcome, historyLimit), record), recordOptions(signal));
+    try {
+      await updateRecord((record) => outcomes.reduce<VersionRecord>((r, o) => recordOutcome(r, o.outcome, historyLimit), record), recordOptions(signal));
+    } catch (error) {
+      if (!isPermanentWriteFailure(error)) throw error;
+      dropUnrecordable(outcomes, error);
+      return;
+    }
     for (const o of outcomes) onOutcome?.(o.outcome, o.message);
   };
 
@@ -212,7 +273,12 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
    * Resolves "applied" or "failed" (the build's own fault, recorded); throws HoldError or
    * MovedOnError when it was not the build's fault.
    */
-  const tryAttempt = async (a: Accepted, attempt: Attempt, lease: HeldLease, signal: AbortSignal): Promise<{ result: "applied" | "failed"; outcome: Outcome }> => {
+  const tryAttempt = async (held: Accepted, attempt: Attempt, lease: HeldLease, signal: AbortSignal, seen?: StoredRecord): Promise<{ result: "applied" | "failed"; outcome: Outcome }> => {
+    // The batch keeps only what orders builds; the one being applied is decoded again here, so
+    // ten large bundles in one receive never sit in memory at once.
+    const again = decode(held.message);
+    if (!("decoded" in again)) throw new Error(`Build ${held.decoded.build.id} decoded once but not twice: ${again.reason}: ${again.error}`);
+    const a: Accepted = again;
     const { decoded, message } = a;
     const log = logger.child({ build: decoded.build.id, buildTimestampMs: decoded.build.timestampMs, digest: decoded.digest, messageId: message.messageId });
     const leaseSignal = AbortSignal.any([signal, lease.lost]);
@@ -228,14 +294,26 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     // 1. The intent, before kubectl starts: from here on the record says this build may be live.
     let previousInventory: RecordedObject[] = [];
     let recordedBuild: string | undefined;
-    await updateRecord((record) => {
+    const intentWritten = await updateRecord((record) => {
       const again = decide([{ messageId: message.messageId, build: keyOf(decoded) }], keysOf(record));
       if (again.attempts.length === 0) throw new MovedOnError(`The record moved past build ${decoded.build.id} before its apply started`);
       // Objects of an interrupted build (ours resumed, or one that this build overtakes) may be live: prune sees them.
       previousInventory = mergeInventories(record.inventory, record.inflight?.inventory ?? []);
       recordedBuild = record.current?.build.id;
       return { ...record, inflight: intent, inventory: previousInventory };
-    }, recordOptions(leaseSignal)).catch(asHold("write the deploy intent"));
+    }, { ...recordOptions(leaseSignal), initial: seen }).catch((error: unknown) => {
+      // The intent does not fit the record (an inventory too large for it): the build's own
+      // fault, and nothing was applied. It fails like a bad apply and ends in the dead-letter queue.
+      if (isPermanentWriteFailure(error)) return error as Error;
+      return asHold("write the deploy intent")(error);
+    });
+    if (intentWritten instanceof Error) {
+      const delaySeconds = retryDelaySeconds(message);
+      log.error("the deploy intent cannot be recorded; nothing applied, the message stays for a retry", { error: intentWritten, retryInSeconds: delaySeconds, receiveCount: message.receiveCount });
+      const outcome = outcomeOf(a, "failed", { error: `record: ${intentWritten.message}` });
+      await recordOutcomes([{ outcome }], signal).catch(asHold("record the failed apply"));
+      return { result: "failed", outcome };
+    }
 
     // 2. Apply.
     const pickupMs = message.sentTimestampMs === undefined ? undefined : Math.max(0, now() - message.sentTimestampMs);
@@ -266,7 +344,10 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       await updateRecord((record) => {
         if (!isOurs(record.inflight, intent)) return recordOutcome(record, outcome, historyLimit);
         return recordOutcome({ ...record, inflight: null, inventory: mergeInventories(record.inventory, intent.inventory) }, outcome, historyLimit);
-      }, recordOptions(signal)).catch(asHold("record the failed apply"));
+      }, recordOptions(signal)).catch((error: unknown) => {
+        if (!isPermanentWriteFailure(error)) return asHold("record the failed apply")(error);
+        dropUnrecordable([{ outcome, message }], error);
+      });
       return { result: "failed", outcome };
     }
     log.info("build applied", { objects: applied.inventory.length, durationMs: applied.durationMs, phases: applied.phases.map((p) => `${p.phase}:${p.durationMs}`) });
@@ -299,7 +380,12 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         },
         historyLimit,
       );
-    }, recordOptions(leaseSignal)).catch(asHold("record the applied build"));
+    }, recordOptions(leaseSignal)).catch((error: unknown) => {
+      // The intent, written before kubectl started, stays in the record and names this build
+      // and its objects: newest-wins and the next prune still see it.
+      if (!isPermanentWriteFailure(error)) return asHold("record the applied build")(error);
+      dropUnrecordable([{ outcome, message }], error);
+    });
     if (moved) throw new MovedOnError(`The record moved on while build ${decoded.build.id} was applied (another replica took over); nothing recorded`);
     return { result: "applied", outcome };
   };
@@ -307,18 +393,23 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
   return async (batch, signal) => {
     const dispositions = new Map<string, Disposition>();
     const accepted = new Map<string, Accepted>();
-    const pendingRejections: { outcome: Outcome; message: ReceivedMessage }[] = [];
+    const pendingRejections: { outcome: Outcome; message: ReceivedMessage; disposition: Disposition }[] = [];
     // One message at a time: a hostile body cannot multiply its inflated size by ten.
     for (const message of batch) {
       const result = decode(message);
       if ("decoded" in result) {
-        accepted.set(message.messageId, result);
+        accepted.set(message.messageId, { message, decoded: { ...result.decoded, objects: [] } });
         continue;
       }
-      logger.warn("message rejected", { messageId: message.messageId, reason: result.reason, error: result.error });
+      // Curable rejections are kept for redrive, the rest deleted (lib/listener/rejections.ts); the record says which.
+      const keep = rejectionDisposition(result.reason) === "dead-letter";
+      const disposition: Disposition = keep ? { action: "dead-letter", reason: result.reason } : { action: "delete" };
+      const fate = keep ? "the message goes to the dead-letter queue for redrive" : "the message is deleted";
+      logger.warn("message rejected", { messageId: message.messageId, reason: result.reason, disposition: keep ? "dead-letter" : "delete", error: result.error });
       pendingRejections.push({
         message,
-        outcome: { result: "rejected", time: iso(), ...(result.refused ? buildFields(result.refused) : {}), messageId: message.messageId, error: `${result.reason}: ${result.error}` },
+        disposition,
+        outcome: { result: "rejected", time: iso(), ...(result.refused ? buildFields(result.refused) : {}), messageId: message.messageId, error: `${result.reason}: ${cut(result.error, 1_800)} (${fate})` },
       });
     }
     const waiting = stopping ? AbortSignal.any([signal, stopping]) : signal;
@@ -330,7 +421,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       try {
         if (pendingRejections.length > 0) {
           await recordOutcomes(pendingRejections, signal).catch(asHold("record the rejections"));
-          for (const r of pendingRejections.splice(0)) dispositions.set(r.message.messageId, { action: "delete" });
+          for (const r of pendingRejections.splice(0)) dispositions.set(r.message.messageId, r.disposition);
         }
         if (accepted.size === 0) break;
         let stored = await readRecord(recordOptions(waiting)).catch(asHold("read the version record"));
@@ -361,12 +452,14 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
             held = true;
           },
         });
-        // Under the Lease, decide again from what the record says now.
-        stored = await readRecord(recordOptions(waiting)).catch(asHold("read the version record"));
-        attempts = await settle(stored);
+        // Under the Lease the intent's compare-and-swap write decides again: it starts from the
+        // record read above, and a record that changed meanwhile costs a conflict and a re-read
+        // (MovedOnError when another replica moved past the build), not an extra read per deploy.
+        let seen: StoredRecord | undefined = stored;
         for (const attempt of attempts) {
           const primary = accepted.get(attempt.messageIds[0]!)!;
-          const { result, outcome } = await tryAttempt(primary, attempt, lease, signal);
+          const { result, outcome } = await tryAttempt(primary, attempt, lease, signal, seen);
+          seen = undefined;
           if (result === "failed") {
             for (const id of attempt.messageIds) {
               dispositions.set(id, { action: "retry", delaySeconds: retryDelaySeconds(accepted.get(id)!.message) });
@@ -415,6 +508,11 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     }
     return dispositions;
   };
+}
+
+/** `text` cut to `length` characters, so that what follows it survives the record's cut of error texts. */
+function cut(text: string, length: number): string {
+  return text.length > length ? `${text.slice(0, length)}…` : text;
 }
 
 /** Turns a failure of the record or the API into a HoldError (not the build's fault), keeping other errors. */

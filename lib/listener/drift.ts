@@ -160,7 +160,7 @@ export interface KeptBundle {
  * earlier versions) come back without a payload.
  *
  * @throws {KeptBundleError} when the Secret is not one this module wrote, or its payload
- * does not inflate within `maxDecompressedBytes` (default 50 MiB; a planted gzip bomb is
+ * does not inflate within `maxDecompressedBytes` (default 8 MiB; a planted gzip bomb is
  * never inflated in full).
  */
 export function readKeptPayload(secret: unknown, where: KeptBundleWhere & { maxDecompressedBytes?: number }): KeptBundle {
@@ -352,7 +352,7 @@ export interface DriftPassOptions {
   forceConflicts?: boolean;
   /** Budget of the re-apply, in ms. Default 300000. */
   applyTimeoutMs?: number;
-  /** Default 50 MiB. */
+  /** Default 8 MiB (DEFAULT_MAX_DECOMPRESSED_BYTES). */
   maxDecompressedBytes?: number;
   now?: () => number;
 }

@@ -203,6 +203,8 @@ export interface ListenerMetrics {
   sqsErrors: Counter;
   apiErrors: Counter;
   driftPasses: Counter;
+  /** Outcomes dropped because no retry could record them (lib/kube/record.ts isPermanentWriteFailure). */
+  unrecordedOutcomes: Counter;
 }
 
 /** Creates the listener's metric set (see the README's metric table). */
@@ -229,12 +231,16 @@ export function createListenerMetrics(): ListenerMetrics {
     sqsErrors: registry.register(new Counter("kube_pico_cd_sqs_errors_total", "Failed SQS calls, by operation.", ["operation"])),
     apiErrors: registry.register(new Counter("kube_pico_cd_api_errors_total", "Failed Kubernetes API calls (through kubectl), by operation.", ["operation"])),
     driftPasses: registry.register(new Counter("kube_pico_cd_drift_passes_total", "Drift correction passes, by result: applied, failed, skipped.", ["result"])),
+    unrecordedOutcomes: registry.register(
+      new Counter("kube_pico_cd_unrecorded_outcomes_total", "Outcomes that could not be written to the version record and were dropped (the record refused them for good), by outcome.", ["result"]),
+    ),
   };
   // Every known series exists from the start, so a rate() sees its first increase.
   metrics.pruned.inc({}, 0);
   for (const status of ["Healthy", "Degraded", "Timeout"]) metrics.health.inc({ status }, 0);
   for (const operation of ["ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"]) metrics.sqsErrors.inc({ operation }, 0);
   for (const result of ["applied", "failed", "skipped"]) metrics.driftPasses.inc({ result }, 0);
+  for (const result of RESULTS) metrics.unrecordedOutcomes.inc({ result }, 0);
   return metrics;
 }
 

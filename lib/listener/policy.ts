@@ -3,13 +3,20 @@
  * checked before anything is applied, and what of a bundle may be shown (Secret values are
  * masked in every error text that reaches the log or the version record).
  *
+ * Every object kubectl would apply is checked: kubectl unpacks any object that carries an
+ * `items` array (and applies the items, not the wrapper), so a ConfigMap named `innocent`
+ * could smuggle a ConfigMap into kube-system. Such list-shaped objects are refused outright
+ * ({@link checkListObjects}, reason `list-object`), and policy, the listener's protected-object
+ * check and Secret masking look at {@link everyObject}, the items included, in case one ever
+ * slips through.
+ *
  * Scope without asking the API server: an object is treated as cluster-scoped when its kind
  * is in {@link BUILT_IN_CLUSTER_SCOPED_KINDS} or in the configured extra list, or when it has
  * no `metadata.namespace`. The limitation: a cluster-scoped kind of a CustomResourceDefinition
  * that is not listed, written *with* a namespace, is taken for namespaced. Allowed kinds (or
  * `--cluster-scoped-kinds`) close that gap; RBAC remains the boundary (docs/security.md).
  */
-import type { KubeObject } from "../manifests/bundle.ts";
+import { isRecord, type KubeObject } from "../manifests/bundle.ts";
 import { KubePicoCdError, MessageRejectedError } from "../errors.ts";
 import { groupOf } from "../manifests/object-ref.ts";
 
@@ -118,14 +125,74 @@ function describe(object: KubeObject): string {
   return `${kind} ${where}${object.metadata.name}`;
 }
 
+/** How deep {@link everyObject} follows `items` inside `items`. kubectl follows any depth; deeper ones are refused anyway. */
+export const MAX_LIST_DEPTH = 16;
+
+/** True when kubectl would treat `object` as a list and apply its items: it has an `items` array, or its kind ends in `List`. */
+export function isListShaped(object: KubeObject): boolean {
+  return Array.isArray((object as Record<string, unknown>)["items"]) || (typeof object.kind === "string" && object.kind.endsWith("List"));
+}
+
 /**
- * Every object of `objects` that `policy` forbids, one line each: the object
- * (`group/Kind namespace/name`) and every rule it breaks.
+ * `objects` and, after each list-shaped one, the objects in its `items` (at any depth up to
+ * {@link MAX_LIST_DEPTH}), in order: everything kubectl could apply of them. Items that are
+ * not objects are left out (kubectl refuses them); an item's missing `apiVersion`, `kind` or
+ * `metadata` reads as empty, so that checks see it rather than skip it.
+ */
+export function everyObject(objects: readonly KubeObject[]): KubeObject[] {
+  const out: KubeObject[] = [];
+  const visit = (object: KubeObject, depth: number) => {
+    out.push(object);
+    const items = (object as Record<string, unknown>)["items"];
+    if (!Array.isArray(items) || depth >= MAX_LIST_DEPTH) return;
+    for (const item of items) if (isRecord(item)) visit(asObject(item), depth + 1);
+  };
+  for (const object of objects) visit(object, 0);
+  return out;
+}
+
+function asObject(item: Record<string, unknown>): KubeObject {
+  const metadata = isRecord(item["metadata"]) ? item["metadata"] : {};
+  return {
+    ...item,
+    apiVersion: typeof item["apiVersion"] === "string" ? item["apiVersion"] : "",
+    kind: typeof item["kind"] === "string" ? item["kind"] : "",
+    metadata: {
+      ...metadata,
+      name: typeof metadata["name"] === "string" ? metadata["name"] : "",
+      ...(typeof metadata["namespace"] === "string" ? { namespace: metadata["namespace"] } : {}),
+    },
+  } as KubeObject;
+}
+
+/**
+ * Rejects a bundle with any list-shaped object ({@link isListShaped}), naming each one and
+ * how many items it holds. Not a setting: a publisher flattens lists (`kind: List`) before
+ * sending, so a list in a payload is never needed, and its items would escape every check.
+ *
+ * @throws {MessageRejectedError} with reason `list-object`.
+ */
+export function checkListObjects(objects: readonly KubeObject[]): void {
+  const lists = objects.filter(isListShaped);
+  if (lists.length === 0) return;
+  const described = lists.map((object) => {
+    const items = (object as Record<string, unknown>)["items"];
+    return `${describe(object)} (${Array.isArray(items) ? `an items array of ${items.length}` : "a kind ending in List"})`;
+  });
+  throw new MessageRejectedError(
+    "list-object",
+    `Rejected message: ${lists.length} of ${objects.length} objects are list-shaped, and kubectl would apply their items past the listener's checks, so nothing is applied (send the items as objects of their own): ${described.join("; ")}`,
+  );
+}
+
+/**
+ * Every object that `policy` forbids, one line each: the object (`group/Kind namespace/name`)
+ * and every rule it breaks. Looks at {@link everyObject} of `objects`, list items included.
  */
 export function policyViolations(objects: readonly KubeObject[], policy: Policy): string[] {
   const { allowedNamespaces, allowedKinds, deniedKinds, allowClusterScoped, clusterScopedKinds } = policy;
   const violations: string[] = [];
-  for (const object of objects) {
+  for (const object of everyObject(objects)) {
     const broken: string[] = [];
     const denied = deniedKinds.find((pattern) => kindMatches(pattern, object));
     if (denied !== undefined) broken.push(`kind denied by ${JSON.stringify(denied)}`);
@@ -151,11 +218,13 @@ export function policyViolations(objects: readonly KubeObject[], policy: Policy)
 }
 
 /**
- * Rejects a bundle with any object that `policy` forbids, listing every such object.
+ * Rejects a bundle with a list-shaped object ({@link checkListObjects}), then one with any
+ * object that `policy` forbids, listing every such object.
  *
- * @throws {MessageRejectedError} with reason `policy`.
+ * @throws {MessageRejectedError} with reason `list-object` or `policy`.
  */
 export function checkPolicy(objects: readonly KubeObject[], policy: Policy): void {
+  checkListObjects(objects);
   const violations = policyViolations(objects, policy);
   if (violations.length === 0) return;
   throw new MessageRejectedError(
@@ -179,13 +248,14 @@ function scalarLeaves(value: unknown, out: string[], depth = 0): void {
 }
 
 /**
- * The values of every Secret of `objects` (under `data` and `stringData`, any depth, and the
+ * The values of every Secret of `objects`, list items included (under `data` and `stringData`, any depth, and the
  * decoded form of base64 `data`), in the forms they may take in an error text: as they are,
  * JSON-quoted, and line by line. Longest first, so that a value is masked before its parts.
  */
 export function secretValues(objects: readonly KubeObject[]): string[] {
   const leaves: string[] = [];
-  for (const object of objects) {
+  // Secrets inside list-shaped objects too: kubectl's errors may echo them.
+  for (const object of everyObject(objects)) {
     if (object.kind !== "Secret" || groupOf(object.apiVersion) !== "") continue;
     const data: string[] = [];
     scalarLeaves(object["data"], data);

@@ -17,7 +17,7 @@ import { ConfigError, errorMessage, KubeConfigError, StateReadError } from "../e
 import { int, LISTENER_OPTIONS, listenerOptionsSchema, NAMESPACE_MISSING_PROBLEM, resolveNamespace } from "./config.ts";
 import { KubeApi } from "../kube/api.ts";
 import { loadKubeConnection } from "../kube/kubeconfig.ts";
-import { readRecord, type CurrentBuild, type InFlightBuild, type Outcome, type StoredRecord } from "../kube/record.ts";
+import { prunedCountOf, readRecord, type CurrentBuild, type InFlightBuild, type Outcome, type StoredRecord } from "../kube/record.ts";
 import { oneLine } from "../text.ts";
 
 /** Largest `--limit`; the listener keeps at most this many outcomes (--history-limit). */
@@ -181,7 +181,8 @@ export function formatHistory(history: readonly Outcome[], current: CurrentBuild
       o.health?.status ?? "-",
       formatDuration(o.durationMs),
       o.objects === undefined ? "-" : String(o.objects),
-      o.pruned === undefined ? "-" : String(o.pruned.length),
+      // The record keeps a sample of what was pruned, and the count when it is only a sample.
+      prunedCountOf(o) === undefined ? "-" : String(prunedCountOf(o)),
       oneLine(outcomeMessage(o), messageWidth),
     ];
   });

@@ -1,15 +1,15 @@
 /**
  * Which signatures the listener trusts: the public keys it is given (PEM text, files or
- * directories of them), and the check of a decoded message against them. With no keys, every
- * message is trusted as before (the listener warns at start-up); with keys, only messages
- * signed by one of them are applied, and several keys may be trusted at once so that a key
- * can be rotated without downtime (docs/security.md).
+ * directories of them), and the check of a message's signed envelope against them, before its
+ * manifests are inflated. With no keys, every message is trusted as before (the listener warns
+ * at start-up); with keys, only messages signed by one of them are applied, and several keys
+ * may be trusted at once so that a key can be rotated without downtime (docs/security.md).
  */
 import type { KeyObject } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage, MessageRejectedError } from "../errors.ts";
-import type { DecodedMessage } from "../wire/message.ts";
+import type { DecodedMessage, MessageEnvelope, SignedFields } from "../wire/message.ts";
 import { keyIdOf, parsePublicKeys, signatureFormProblem, signatureMatches, signedFieldsOf } from "../wire/signature.ts";
 
 /** Trusted public keys by key id. Empty: signatures are not checked. */
@@ -68,19 +68,22 @@ function quoted(text: string): string {
 }
 
 /**
- * Checks that `decoded` is signed by one of `trusted`; does nothing when `trusted` is empty.
- * A legacy message cannot be signed, so it is rejected as unsigned when keys are configured.
+ * Checks that a message's envelope is signed by one of `trusted`; does nothing when `trusted`
+ * is empty. This is `decodeMessage`'s `checkEnvelope`: it runs before the manifests are
+ * inflated, since the signed fields fix their digest, size and object count, so an unsigned or
+ * untrusted message costs no inflating and no parsing. A legacy message cannot be signed, so
+ * it is rejected as unsigned when keys are configured.
  *
  * @throws {MessageRejectedError} with reason `unsigned`, `malformed-signature`,
  * `unknown-key` or `bad-signature`.
  */
-export function checkSignature(decoded: DecodedMessage, trusted: TrustedKeys): void {
+export function checkEnvelopeSignature(envelope: MessageEnvelope, trusted: TrustedKeys): void {
   if (trusted.size === 0) return;
-  const build = `build ${quoted(decoded.build.id)}`;
+  const build = `build ${quoted(envelope.build.id)}`;
   const ids = [...trusted.keys()].join(", ");
-  const { signature } = decoded;
+  const { signature } = envelope;
   if (signature === undefined) {
-    const legacy = decoded.format === "legacy" ? " (a legacy message cannot be signed)" : "";
+    const legacy = envelope.format === "legacy" ? " (a legacy message cannot be signed)" : "";
     throw new MessageRejectedError("unsigned", `Rejected message: ${build} is not signed${legacy}, and this listener applies only bundles signed by a trusted key (${ids})`);
   }
   const problem = signatureFormProblem(signature);
@@ -89,10 +92,33 @@ export function checkSignature(decoded: DecodedMessage, trusted: TrustedKeys): v
   if (key === undefined) {
     throw new MessageRejectedError("unknown-key", `Rejected message: ${build} is signed by key ${signature.keyId}, which this listener does not trust (trusted: ${ids})`);
   }
-  if (decoded.payloadBytes === undefined || !signatureMatches(signedFieldsOf(decoded), signature, key)) {
+  const { manifests } = envelope;
+  const fields: SignedFields | undefined = manifests === undefined ? undefined : { build: envelope.build, ...(envelope.target === undefined ? {} : { target: envelope.target }), manifests };
+  if (fields === undefined || !signatureMatches(fields, signature, key)) {
     throw new MessageRejectedError(
       "bad-signature",
       `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (build, target, manifests) changed after signing`,
     );
   }
+}
+
+/**
+ * Checks that an already decoded message is signed by one of `trusted` (as
+ * {@link checkEnvelopeSignature}, for a message decoded without it); does nothing when
+ * `trusted` is empty.
+ *
+ * @throws {MessageRejectedError} with reason `unsigned`, `malformed-signature`,
+ * `unknown-key` or `bad-signature`.
+ */
+export function checkSignature(decoded: DecodedMessage, trusted: TrustedKeys): void {
+  checkEnvelopeSignature(
+    {
+      format: decoded.format,
+      build: decoded.build,
+      ...(decoded.target === undefined ? {} : { target: decoded.target }),
+      ...(decoded.signature === undefined ? {} : { signature: decoded.signature }),
+      ...(decoded.payloadBytes === undefined ? {} : { manifests: signedFieldsOf(decoded).manifests }),
+    },
+    trusted,
+  );
 }

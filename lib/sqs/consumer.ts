@@ -17,9 +17,11 @@ import {
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
   type Message,
+  type MessageAttributeValue,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import { createBackoff, delay } from "../backoff.ts";
+import { createDeadLetterMover, type DeadLetterMover } from "./dead-letter.ts";
 import type { Logger } from "../log.ts";
 
 /** A received message, with what the handler needs to know of it. */
@@ -33,14 +35,22 @@ export interface ReceivedMessage {
   sentTimestampMs?: number;
   /** When this process received it (ms since the epoch). */
   receivedAtMs: number;
+  /** The message group, on a FIFO queue (kept when the message is moved to the dead-letter queue). */
+  messageGroupId?: string;
+  /** The sender's message attributes (kept when the message is moved to the dead-letter queue). */
+  messageAttributes?: Record<string, MessageAttributeValue>;
 }
 
 /**
  * What to do with a message after the handler:
  * - `delete`: its outcome is recorded; remove it from the queue;
- * - `retry`: leave it; it becomes visible again after `delaySeconds` (0..43200).
+ * - `retry`: leave it; it becomes visible again after `delaySeconds` (0..43200);
+ * - `dead-letter`: its outcome is recorded; move it to the queue's dead-letter queue at once
+ *   (lib/sqs/dead-letter.ts) to be redriven later. When it cannot be moved (no redrive
+ *   policy, no permission) it is logged as an error and left for retry after the longest
+ *   delay SQS allows (12 hours), so it is never lost.
  */
-export type Disposition = { action: "delete" } | { action: "retry"; delaySeconds: number };
+export type Disposition = { action: "delete" } | { action: "retry"; delaySeconds: number } | { action: "dead-letter"; reason: string };
 
 /** Decides the fate of every message of a batch; messages it leaves out are retried. */
 export type BatchHandler = (messages: readonly ReceivedMessage[], signal: AbortSignal) => Promise<ReadonlyMap<string, Disposition>>;
@@ -63,7 +73,7 @@ export interface ConsumerOptions {
   /** Called after every successful receive (for readiness). */
   onReceive?: () => void;
   /** Called for every failed SQS call, receive included, by its operation name (metrics). */
-  onSqsError?: (operation: "ReceiveMessage" | "DeleteMessageBatch" | "ChangeMessageVisibilityBatch", error: unknown) => void;
+  onSqsError?: (operation: "ReceiveMessage" | "DeleteMessageBatch" | "ChangeMessageVisibilityBatch" | "SendMessage", error: unknown) => void;
   /** Backoff after failed receives, in milliseconds. Defaults 1000 and 60000. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -73,6 +83,7 @@ const MAX_VISIBILITY_SECONDS = 43_200;
 
 export class Consumer {
   readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onSqsError">> & Pick<ConsumerOptions, "onReceive" | "onSqsError">;
+  readonly #deadLetter: DeadLetterMover;
   /** Aborts receives and sleeps: receiving stops. */
   readonly #stopReceiving = new AbortController();
   /** Aborts the handler (kills kubectl): only when the grace period ran out. */
@@ -99,6 +110,7 @@ export class Consumer {
       throw new RangeError(`Cannot create the consumer as 'visibilityTimeoutSeconds' must be an integer from 3 to ${MAX_VISIBILITY_SECONDS}: current value is ${visibilityTimeoutSeconds}`);
     }
     this.#options = { ...options, waitTimeSeconds, maxMessages, visibilityTimeoutSeconds, crashRetrySeconds, once, backoffBaseMs, backoffMaxMs };
+    this.#deadLetter = createDeadLetterMover({ sqs: options.sqs, queueUrl: options.queueUrl });
   }
 
   /** Starts the loop; the promise resolves when it has stopped (by `stop()` or `once`). */
@@ -139,7 +151,9 @@ export class Consumer {
             MaxNumberOfMessages: maxMessages,
             WaitTimeSeconds: once ? Math.min(waitTimeSeconds, 1) : waitTimeSeconds,
             VisibilityTimeout: visibilityTimeoutSeconds,
-            MessageSystemAttributeNames: ["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames: ["ApproximateReceiveCount", "SentTimestamp", "MessageGroupId"],
+            // Kept on a copy moved to the dead-letter queue.
+            MessageAttributeNames: ["All"],
           }),
           { abortSignal: stop },
         );
@@ -176,14 +190,40 @@ export class Consumer {
       heartbeat.stop();
     }
     await heartbeat.done;
-    const toDelete = batch.filter((m) => decisions.get(m.messageId)?.action === "delete");
+    const moved = await this.#moveToDeadLetter(batch, decisions);
+    const toDelete = batch.filter((m) => decisions.get(m.messageId)?.action === "delete" || moved.has(m.messageId));
     const toRetry = batch
-      .filter((m) => decisions.get(m.messageId)?.action !== "delete")
+      .filter((m) => decisions.get(m.messageId)?.action !== "delete" && !moved.has(m.messageId))
       .map((m) => {
         const d = decisions.get(m.messageId);
-        return { message: m, delaySeconds: d?.action === "retry" ? d.delaySeconds : crashRetrySeconds };
+        return { message: m, delaySeconds: d?.action === "retry" ? d.delaySeconds : d?.action === "dead-letter" ? MAX_VISIBILITY_SECONDS : crashRetrySeconds };
       });
     await Promise.all([this.#delete(toDelete), this.#changeVisibility(toRetry)]);
+  }
+
+  /** Copies the messages the handler sent to the dead-letter queue there; returns the ids of those copied (to delete). */
+  async #moveToDeadLetter(batch: readonly ReceivedMessage[], decisions: ReadonlyMap<string, Disposition>): Promise<Set<string>> {
+    const { logger, queueUrl } = this.#options;
+    const moved = new Set<string>();
+    for (const message of batch) {
+      const d = decisions.get(message.messageId);
+      if (d?.action !== "dead-letter") continue;
+      const result = await this.#deadLetter(message, d.reason, this.#abortHandler.signal);
+      if (result.moved) {
+        moved.add(message.messageId);
+        logger.info("rejected message moved to the dead-letter queue for redrive", { messageId: message.messageId, reason: d.reason, deadLetterUrl: result.deadLetterUrl });
+        continue;
+      }
+      this.#options.onSqsError?.("SendMessage", new Error(result.why));
+      logger.error("a rejected message that a configuration change could cure cannot be moved to the dead-letter queue; it stays in the queue and comes back in 12 hours (give the queue a dead-letter queue and the listener sqs:SendMessage on it)", {
+        messageId: message.messageId,
+        reason: d.reason,
+        queueUrl,
+        why: result.why,
+        retryInSeconds: MAX_VISIBILITY_SECONDS,
+      });
+    }
+    return moved;
   }
 
   /** Renews the visibility of the batch every third of the timeout until stopped. */
@@ -272,6 +312,9 @@ function toReceived(message: Message): ReceivedMessage {
     receivedAtMs: Date.now(),
   };
   if (Number.isFinite(sent)) received.sentTimestampMs = sent;
+  const group = message.Attributes?.MessageGroupId;
+  if (group !== undefined) received.messageGroupId = group;
+  if (message.MessageAttributes !== undefined && Object.keys(message.MessageAttributes).length > 0) received.messageAttributes = message.MessageAttributes;
   return received;
 }
 

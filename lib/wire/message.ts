@@ -19,8 +19,55 @@ export const MESSAGE_KIND = "kube-pico-cd.bundle";
 export const MESSAGE_VERSION = 1;
 /** The only manifests encoding of version 1. */
 export const MANIFESTS_ENCODING = "gzip+base64";
-/** Default of `decodeMessage`'s `maxDecompressedBytes`: 50 MiB. */
-export const DEFAULT_MAX_DECOMPRESSED_BYTES = 50 * 1024 * 1024;
+/** Default of `decodeMessage`'s `maxDecompressedBytes` (and {@link DecodeLimits}' `maxInflatedBytes`): 8 MiB. */
+export const DEFAULT_MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024;
+
+/**
+ * What {@link decodeMessage} accepts at most, each enforced before or while the payload is
+ * inflated and parsed, so that no message can make the reader hold more than the limits allow.
+ * A message over any of them is rejected as `too-large`. The defaults
+ * ({@link DEFAULT_DECODE_LIMITS}) keep a listener within its pod's 384 MiB memory limit for
+ * the worst message they allow (docs/protocol.md, "Decoding limits").
+ */
+export interface DecodeLimits {
+  /** Largest uncompressed payload (v1: the inflated JSON; legacy: the YAML text), in bytes. Default 8 MiB. */
+  maxInflatedBytes: number;
+  /** Most objects in one bundle (checked against `manifests.objects` before inflating). Default 10,000. */
+  maxObjects: number;
+  /**
+   * Most JSON values in a payload: objects, arrays, strings (keys included), numbers, booleans
+   * and nulls; for a legacy message, of the parsed objects with every alias expanded. What a
+   * parsed payload costs in memory grows with this number (about 90 bytes per object or array)
+   * more than with its bytes. Default 250,000.
+   */
+  maxValues: number;
+  /** Deepest nesting of arrays and objects; the payload's array is depth 1. Default 100. */
+  maxDepth: number;
+  /** Longest string, in bytes (v1: of its JSON text, escapes included; legacy: UTF-16 code units). Default 1 MiB. */
+  maxStringBytes: number;
+  /**
+   * Legacy messages only: most structural characters (line feeds and `[`, `{`, `,`, `:`, `-`)
+   * in the YAML text, counted before it is parsed. Each is at most one node of the YAML
+   * parser, which costs several hundred bytes, so this bounds the parser's memory. Default 65,536.
+   */
+  maxLegacyYamlTokens: number;
+}
+
+/** The default {@link DecodeLimits}. */
+export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
+  maxInflatedBytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+  maxObjects: 10_000,
+  maxValues: 250_000,
+  maxDepth: 100,
+  maxStringBytes: 1024 * 1024,
+  maxLegacyYamlTokens: 65_536,
+});
+
+/** Default of `decodeMessage`'s `time.maxFutureSkewMs`: 10 minutes. */
+export const DEFAULT_MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
+
+/** A legacy `BUILD_TIMESTAMP` at most this many seconds keeps `seconds × 1000` a safe integer. */
+export const MAX_LEGACY_TIMESTAMP_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
 
 /**
  * Who built the bundle and when. `timestampMs` (milliseconds since the epoch) orders builds;
@@ -71,6 +118,20 @@ export interface EncodedMessage {
   compressedBytes: number;
   /** UTF-8 length of `body` in bytes: what counts against the queue's maximum message size. */
   bodyBytes: number;
+}
+
+/**
+ * What {@link decodeMessage} knows of a message before it inflates or parses the manifests:
+ * handed to its `checkEnvelope` option, so that the signature is checked before any work
+ * whose size the sender chooses.
+ */
+export interface MessageEnvelope {
+  format: "v1" | "legacy";
+  build: BuildInfo;
+  target?: string;
+  /** v1: the manifests fields that are signed (not yet checked against the data); legacy: absent. */
+  manifests?: SignedFields["manifests"];
+  signature?: MessageSignature;
 }
 
 /** A message that was accepted by {@link decodeMessage}. */
@@ -212,9 +273,32 @@ export function encodeMessage(input: {
 export interface DecodeMessageOptions {
   /**
    * Largest uncompressed payload accepted (v1: the inflated JSON; legacy: the YAML text),
-   * in bytes. Inflating stops as soon as it is exceeded. Default 50 MiB.
+   * in bytes. Inflating stops as soon as it is exceeded. Default 8 MiB; wins over
+   * `limits.maxInflatedBytes`.
    */
   maxDecompressedBytes?: number;
+  /** The limits of decoding; each one left out is its {@link DEFAULT_DECODE_LIMITS} value. */
+  limits?: Partial<DecodeLimits>;
+  /**
+   * Called with the envelope once its schema is checked, before anything is inflated or
+   * parsed (a listener checks the signature here: lib/listener/trust.ts). Throws a
+   * MessageRejectedError to refuse the message. Default: every envelope passes.
+   */
+  checkEnvelope?: (envelope: MessageEnvelope) => void;
+  /**
+   * Refuse builds stamped in the future (reason `future-build`): a build whose timestampMs is
+   * more than `maxFutureSkewMs` (default 10 minutes) after `nowMs` or after
+   * `sentTimestampMs` (when SQS sent the message; both in ms since the epoch) is rejected
+   * before it is inflated. Default: not checked.
+   */
+  time?: { nowMs: number; sentTimestampMs?: number | undefined; maxFutureSkewMs?: number };
+}
+
+/** Everything decoding needs besides the body, defaults filled in. */
+interface Decoding {
+  limits: DecodeLimits;
+  checkEnvelope: ((envelope: MessageEnvelope) => void) | undefined;
+  time: { nowMs: number; sentTimestampMs?: number | undefined; maxFutureSkewMs: number } | undefined;
 }
 
 function describeIssues(error: z.ZodError): string {
@@ -238,9 +322,14 @@ function typeName(value: unknown): string {
  * @throws {MessageRejectedError} for anything it does not accept, and never anything else.
  */
 export function decodeMessage(body: string, options: DecodeMessageOptions = {}): DecodedMessage {
-  const { maxDecompressedBytes = DEFAULT_MAX_DECOMPRESSED_BYTES } = options;
+  const { maxDecompressedBytes, limits = {}, checkEnvelope, time } = options;
+  const decoding: Decoding = {
+    limits: { ...DEFAULT_DECODE_LIMITS, ...limits, ...(maxDecompressedBytes === undefined ? {} : { maxInflatedBytes: maxDecompressedBytes }) },
+    checkEnvelope,
+    time: time === undefined ? undefined : { ...time, maxFutureSkewMs: time.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS },
+  };
   try {
-    return decodeBody(body, maxDecompressedBytes, true);
+    return decodeBody(body, decoding, true);
   } catch (error) {
     if (error instanceof MessageRejectedError) throw error;
     // Anything else (a stack overflow on absurd nesting, say) still means "not accepted".
@@ -252,7 +341,7 @@ export function decodeMessage(body: string, options: DecodeMessageOptions = {}):
   }
 }
 
-function decodeBody(body: unknown, maxBytes: number, allowEnvelope: boolean): DecodedMessage {
+function decodeBody(body: unknown, decoding: Decoding, allowEnvelope: boolean): DecodedMessage {
   if (typeof body !== "string") {
     throw new MessageRejectedError("invalid-json", `Rejected message: the body is ${typeName(body)}, not a string`);
   }
@@ -270,7 +359,7 @@ function decodeBody(body: unknown, maxBytes: number, allowEnvelope: boolean): De
   }
   if (allowEnvelope && parsed["Type"] === "Notification" && typeof parsed["Message"] === "string") {
     try {
-      return decodeBody(parsed["Message"], maxBytes, false);
+      return decodeBody(parsed["Message"], decoding, false);
     } catch (error) {
       if (error instanceof MessageRejectedError) {
         throw new MessageRejectedError(error.reason, error.message.replace(/^Rejected message:/, "Rejected SNS message:"), {
@@ -280,8 +369,8 @@ function decodeBody(body: unknown, maxBytes: number, allowEnvelope: boolean): De
       throw error;
     }
   }
-  if ("kind" in parsed || "version" in parsed) return decodeV1(parsed, maxBytes);
-  if ("data" in parsed && "manifests" in parsed) return decodeLegacy(parsed, maxBytes);
+  if ("kind" in parsed || "version" in parsed) return decodeV1(parsed, decoding);
+  if ("data" in parsed && "manifests" in parsed) return decodeLegacy(parsed, decoding);
   throw new MessageRejectedError(
     "schema",
     `Rejected message: not a kube-pico-cd message (no "kind"; top-level keys: ${
@@ -290,7 +379,7 @@ function decodeBody(body: unknown, maxBytes: number, allowEnvelope: boolean): De
   );
 }
 
-function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMessage {
+function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedMessage {
   const kind = parsed["kind"];
   if (kind !== MESSAGE_KIND) {
     throw new MessageRejectedError(
@@ -314,25 +403,86 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
   }
   const message = result.data;
   const { manifests } = message;
-  if (manifests.bytes > maxBytes) {
+  const { limits } = decoding;
+  const build = buildInfoFrom(message.build);
+  const target = message.target === undefined ? {} : { target: message.target };
+  // Trust and time first: an unsigned or future-stamped message costs no inflating.
+  decoding.checkEnvelope?.({
+    format: "v1",
+    build,
+    ...target,
+    manifests: { encoding: manifests.encoding, sha256: manifests.sha256, objects: manifests.objects, bytes: manifests.bytes },
+    ...(message.signature === undefined ? {} : { signature: message.signature }),
+  });
+  checkTime(build, decoding);
+  if (manifests.bytes > limits.maxInflatedBytes) {
     throw new MessageRejectedError(
       "too-large",
-      `Rejected message: the manifests declare ${manifests.bytes} uncompressed bytes, over the limit of ${maxBytes}`,
+      `Rejected message: the manifests declare ${manifests.bytes} uncompressed bytes, over the limit of ${limits.maxInflatedBytes}`,
+    );
+  }
+  if (manifests.objects > limits.maxObjects) {
+    throw new MessageRejectedError(
+      "too-large",
+      `Rejected message: the manifests declare ${manifests.objects} objects, over the limit of ${limits.maxObjects}`,
     );
   }
   if (!BASE64.test(manifests.data)) {
     throw new MessageRejectedError("decode", "Rejected message: manifests.data is not valid base64");
   }
+  const { objects, digest } = inflateAndParse(manifests, limits);
+  const checked = checkObjects(objects, (index) => `object ${index + 1}`);
+  return {
+    format: "v1",
+    build,
+    ...target,
+    objects: checked,
+    digest,
+    payloadBytes: manifests.bytes,
+    ...(message.signature === undefined ? {} : { signature: message.signature }),
+  };
+}
+
+/** Rejects a build stamped more than the allowed skew after now or after SQS sent it. */
+function checkTime(build: BuildInfo, decoding: Decoding): void {
+  const { time } = decoding;
+  if (time === undefined) return;
+  const { nowMs, sentTimestampMs, maxFutureSkewMs } = time;
+  const clocks: [string, number][] = [["the listener's clock", nowMs]];
+  if (sentTimestampMs !== undefined) clocks.unshift(["the time SQS sent the message", sentTimestampMs]);
+  for (const [what, atMs] of clocks) {
+    const aheadMs = build.timestampMs - atMs;
+    if (aheadMs > maxFutureSkewMs) {
+      throw new MessageRejectedError(
+        "future-build",
+        `Rejected message: build ${JSON.stringify(build.id.slice(0, 200))} is stamped ${isoTime(build.timestampMs)}, ${Math.round(aheadMs / 1000)} s after ${what} (${isoTime(atMs)}); at most ${Math.round(maxFutureSkewMs / 1000)} s are allowed`,
+      );
+    }
+  }
+}
+
+/** ISO 8601 of ms since the epoch; the number itself beyond what a Date can hold (±8.64e15). */
+function isoTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? `${ms} ms after the epoch` : date.toISOString();
+}
+
+/**
+ * Inflates `manifests.data`, never past `manifests.bytes` (itself within the limit), checks
+ * length and digest, scans the JSON for the limits and only then parses it. The inflated bytes
+ * and their text live only in this function: nothing keeps them once the objects are parsed.
+ */
+function inflateAndParse(manifests: { data: string; sha256: string; objects: number; bytes: number }, limits: DecodeLimits): { objects: unknown[]; digest: string } {
   let payload: Buffer;
   try {
-    // maxOutputLength makes zlib stop inflating once the limit is passed: a gzip bomb is
-    // never inflated in full.
-    payload = gunzipSync(Buffer.from(manifests.data, "base64"), { maxOutputLength: Math.max(maxBytes, 1) });
+    // maxOutputLength makes zlib stop inflating one byte past what the (signed) header
+    // declares: a gzip bomb is never inflated further than that.
+    payload = gunzipSync(Buffer.from(manifests.data, "base64"), { maxOutputLength: manifests.bytes + 1 });
   } catch (error) {
-    if (isRecord(error) && error["code"] === "ERR_BUFFER_TOO_LARGE") {
+    if (isRecord(error) && (error["code"] === "ERR_BUFFER_TOO_LARGE" || error["code"] === "ERR_OUT_OF_RANGE")) {
       throw new MessageRejectedError(
-        "too-large",
-        `Rejected message: the manifests inflate to more than the limit of ${maxBytes} bytes`,
+        "decode",
+        `Rejected message: the manifests inflate to more than the ${manifests.bytes} bytes manifests.bytes says`,
         { cause: error },
       );
     }
@@ -342,16 +492,12 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
       { cause: error },
     );
   }
-  if (payload.length > maxBytes) {
-    throw new MessageRejectedError(
-      "too-large",
-      `Rejected message: the manifests inflate to more than the limit of ${maxBytes} bytes`,
-    );
-  }
   if (payload.length !== manifests.bytes) {
     throw new MessageRejectedError(
       "decode",
-      `Rejected message: the manifests inflate to ${payload.length} bytes but manifests.bytes says ${manifests.bytes}`,
+      payload.length > manifests.bytes
+        ? `Rejected message: the manifests inflate to more than the ${manifests.bytes} bytes manifests.bytes says`
+        : `Rejected message: the manifests inflate to ${payload.length} bytes but manifests.bytes says ${manifests.bytes}`,
     );
   }
   const digest = sha256Hex(payload);
@@ -360,6 +506,10 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
       "digest-mismatch",
       `Rejected message: the manifests' SHA-256 is ${digest} but manifests.sha256 says ${manifests.sha256}`,
     );
+  }
+  const problem = jsonLimitProblem(payload, limits, manifests.objects);
+  if (problem !== undefined) {
+    throw new MessageRejectedError(problem.reason, `Rejected message: the manifests payload ${problem.text}`);
   }
   let objects: unknown;
   try {
@@ -376,22 +526,75 @@ function decodeV1(parsed: Record<string, unknown>, maxBytes: number): DecodedMes
       `Rejected message: the manifests payload is ${typeName(objects)}, not an array of objects`,
     );
   }
-  const checked = checkObjects(objects, (index) => `object ${index + 1}`);
-  if (checked.length !== manifests.objects) {
+  if (objects.length !== manifests.objects) {
     throw new MessageRejectedError(
       "invalid-manifests",
-      `Rejected message: the manifests hold ${checked.length} objects but manifests.objects says ${manifests.objects}`,
+      `Rejected message: the manifests hold ${objects.length} objects but manifests.objects says ${manifests.objects}`,
     );
   }
-  return {
-    format: "v1",
-    build: buildInfoFrom(message.build),
-    ...(message.target === undefined ? {} : { target: message.target }),
-    objects: checked,
-    digest,
-    payloadBytes: payload.length,
-    ...(message.signature === undefined ? {} : { signature: message.signature }),
-  };
+  return { objects, digest };
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** Bytes that may continue a JSON number or literal (true, false, null). */
+const SCALAR_BYTE = new Uint8Array(256);
+for (const c of "0123456789+-.eEtrufalsn") SCALAR_BYTE[c.charCodeAt(0)] = 1;
+
+/**
+ * One pass over JSON text, without building anything: what breaks a limit (nesting depth,
+ * string length, number of values, number of top-level array elements over `declaredObjects`),
+ * or undefined. It does not validate the JSON; JSON.parse does that afterwards, once the text
+ * is known to be within the limits. Stops at the first problem.
+ */
+export function jsonLimitProblem(
+  bytes: Uint8Array,
+  limits: Pick<DecodeLimits, "maxDepth" | "maxStringBytes" | "maxValues">,
+  declaredObjects: number,
+): { reason: "too-large" | "invalid-manifests"; text: string } | undefined {
+  const { maxDepth, maxStringBytes, maxValues } = limits;
+  let depth = 0;
+  let values = 0;
+  let topLevel = 0;
+  let rootIsArray = false;
+  let inScalar = false;
+  const length = bytes.length;
+  for (let i = 0; i < length; i++) {
+    const c = bytes[i]!;
+    if (c === QUOTE) {
+      const start = i;
+      // To the closing quote, skipping escaped characters.
+      for (i++; i < length; i++) {
+        const d = bytes[i]!;
+        if (d === BACKSLASH) i++;
+        else if (d === QUOTE) break;
+      }
+      if (i - start - 1 > maxStringBytes) return { reason: "too-large", text: `holds a string of more than ${maxStringBytes} bytes at byte ${start}, over the limit` };
+      inScalar = false;
+    } else if (SCALAR_BYTE[c] === 1) {
+      if (inScalar) continue;
+      inScalar = true;
+    } else {
+      inScalar = false;
+      if (c === 0x5b || c === 0x7b) {
+        // [ or {: a value, counted below; then one level deeper.
+        if (depth === 0 && c === 0x5b) rootIsArray = true;
+      } else {
+        if (c === 0x5d || c === 0x7d) depth--;
+        continue;
+      }
+    }
+    // A value starts here.
+    if (++values > maxValues) return { reason: "too-large", text: `holds more than ${maxValues} JSON values, over the limit` };
+    if (depth === 1 && rootIsArray && ++topLevel > declaredObjects) {
+      return { reason: "invalid-manifests", text: `holds more than the ${declaredObjects} objects manifests.objects says` };
+    }
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return { reason: "too-large", text: `nests deeper than ${maxDepth} levels at byte ${i}, over the limit` };
+    }
+  }
+  return undefined;
 }
 
 /** Validates every object and rejects duplicates; `where(i)` names the i-th object. */
@@ -430,20 +633,20 @@ function defined(value: string | undefined): string | undefined {
   return value === undefined || value === "" || value === "undefined" ? undefined : value;
 }
 
-function decodeLegacy(parsed: Record<string, unknown>, maxBytes: number): DecodedMessage {
+function decodeLegacy(parsed: Record<string, unknown>, decoding: Decoding): DecodedMessage {
   const result = legacySchema.safeParse(parsed);
   if (!result.success) {
     throw new MessageRejectedError("schema", `Rejected message: not a valid legacy message: ${describeIssues(result.error)}`);
   }
   const { data, manifests } = result.data;
-  const manifestBytes = Buffer.byteLength(manifests, "utf8");
-  if (manifestBytes > maxBytes) {
+  const { limits } = decoding;
+  const seconds = String(data.BUILD_TIMESTAMP);
+  if (Number(seconds) > MAX_LEGACY_TIMESTAMP_SECONDS) {
     throw new MessageRejectedError(
-      "too-large",
-      `Rejected message: the legacy manifests are ${manifestBytes} bytes, over the limit of ${maxBytes}`,
+      "schema",
+      `Rejected message: not a valid legacy message: data.BUILD_TIMESTAMP ${seconds} is too large: in milliseconds it is not a safe integer (at most ${MAX_LEGACY_TIMESTAMP_SECONDS} seconds)`,
     );
   }
-  const seconds = String(data.BUILD_TIMESTAMP);
   const build: BuildInfo = { id: defined(data.COMMIT_HASH) ?? seconds, timestampMs: Number(seconds) * 1000 };
   const commit = defined(data.COMMIT_HASH);
   if (commit !== undefined) build.commit = commit;
@@ -452,7 +655,24 @@ function decodeLegacy(parsed: Record<string, unknown>, maxBytes: number): Decode
   const qualify = (prefix: string, name: string) => (name.startsWith("refs/") ? name : `${prefix}${name}`);
   if (tag !== undefined) build.ref = qualify("refs/tags/", tag);
   else if (branch !== undefined) build.ref = qualify("refs/heads/", branch);
+  // A legacy message is never signed: with trusted keys, it is refused before its YAML is parsed.
+  decoding.checkEnvelope?.({ format: "legacy", build });
+  checkTime(build, decoding);
 
+  const manifestBytes = Buffer.byteLength(manifests, "utf8");
+  if (manifestBytes > limits.maxInflatedBytes) {
+    throw new MessageRejectedError(
+      "too-large",
+      `Rejected message: the legacy manifests are ${manifestBytes} bytes, over the limit of ${limits.maxInflatedBytes}`,
+    );
+  }
+  const tokens = yamlTokenCount(manifests, limits.maxLegacyYamlTokens);
+  if (tokens > limits.maxLegacyYamlTokens) {
+    throw new MessageRejectedError(
+      "too-large",
+      `Rejected message: the legacy manifests hold more than ${limits.maxLegacyYamlTokens} structural characters (line feeds, [ { , : -), over the limit`,
+    );
+  }
   const { items, problems } = parseManifests(manifests, "manifests");
   if (problems.length > 0) {
     const more = problems.length > 3 ? `; and ${problems.length - 3} more` : "";
@@ -461,11 +681,64 @@ function decodeLegacy(parsed: Record<string, unknown>, maxBytes: number): Decode
       `Rejected message: invalid legacy manifests: ${problems.slice(0, 3).join("; ")}${more}`,
     );
   }
+  // Aliases share their values in what the parser returns; counted expanded, as the digest
+  // below and kubectl's input would write them out.
+  const problem = valueLimitProblem(items.map((item) => item.object), limits);
+  if (problem !== undefined) throw new MessageRejectedError("too-large", `Rejected message: the legacy manifests ${problem}`);
   const objects = checkObjects(
     items.map((item) => item.object),
     (index) => items[index]?.source ?? `object ${index + 1}`,
   );
   return { format: "legacy", build, objects, digest: sha256Hex(canonicalJson(objects)) };
+}
+
+/** Line feeds and `[ { , : -` in `text`: each starts at most one YAML node. Counting stops past `max`. */
+function yamlTokenCount(text: string, max: number): number {
+  let count = 0;
+  for (let i = 0; i < text.length && count <= max; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a || c === 0x5b || c === 0x7b || c === 0x2c || c === 0x3a || c === 0x2d) count++;
+  }
+  return count;
+}
+
+/**
+ * What breaks a limit in parsed values (depth, string length, number of values, and their
+ * size written out, which aliases can multiply), or undefined. Stops at the first problem, so
+ * it costs at most the limits, whatever the aliases would expand to.
+ */
+export function valueLimitProblem(roots: readonly unknown[], limits: Pick<DecodeLimits, "maxDepth" | "maxStringBytes" | "maxValues" | "maxInflatedBytes" | "maxObjects">): string | undefined {
+  const { maxDepth, maxStringBytes, maxValues, maxInflatedBytes, maxObjects } = limits;
+  if (roots.length > maxObjects) return `hold ${roots.length} objects, over the limit of ${maxObjects}`;
+  let values = 0;
+  let size = 0;
+  // Depth-first with an explicit stack: no recursion to overflow.
+  const stack: [unknown, number][] = roots.map((root): [unknown, number] => [root, 2]).reverse();
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (++values > maxValues) return `hold more than ${maxValues} values (aliases expanded), over the limit`;
+    if (typeof value === "string") {
+      if (value.length > maxStringBytes) return `hold a string of ${value.length} characters, over the limit of ${maxStringBytes}`;
+      size += value.length + 2;
+    } else if (typeof value === "object" && value !== null) {
+      if (depth > maxDepth) return `nest deeper than ${maxDepth} levels, over the limit`;
+      size += 2;
+      if (Array.isArray(value)) {
+        for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], depth + 1]);
+      } else {
+        for (const [key, item] of Object.entries(value)) {
+          // Keys count as values, as they do in a v1 payload.
+          if (++values > maxValues) return `hold more than ${maxValues} values (aliases expanded), over the limit`;
+          size += key.length + 3;
+          stack.push([item, depth + 1]);
+        }
+      }
+    } else {
+      size += 8;
+    }
+    if (size > maxInflatedBytes) return `are more than ${maxInflatedBytes} bytes written out (aliases expanded), over the limit`;
+  }
+  return undefined;
 }
 
 /**

@@ -109,7 +109,7 @@ describe("deploy/aws/kube-pico-cd.yaml", () => {
     ]);
   });
 
-  test("the listener role may only receive, delete, change visibility and read attributes of the deploy queue, and send results", () => {
+  test("the listener role may only receive, delete, change visibility and read attributes of the deploy queue, send results, and move rejections to the dead-letter queue", () => {
     expect(roleStatements(template, "ListenerRole")).toEqual([
       {
         Effect: "Allow",
@@ -117,6 +117,7 @@ describe("deploy/aws/kube-pico-cd.yaml", () => {
         Resource: { "Fn::GetAtt": ["Queue", "Arn"] },
       },
       { Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueUrl"], Resource: { "Fn::GetAtt": ["ResultQueue", "Arn"] } },
+      { Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueUrl"], Resource: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] } },
     ]);
   });
 

@@ -251,7 +251,7 @@ describe("drift correction", () => {
     expect(record?.current).toBeNull();
     expect(record?.history[0]).toMatchObject({ result: "rejected", messageId: sent.messageId });
     expect(record?.history[0]?.error).toBe(
-      `protected-object: The bundle holds Secret ${ns}/${SECRET}, which is the listener's own kept bundle for drift correction; a bundle may not overwrite it`,
+      `protected-object: The bundle holds Secret ${ns}/${SECRET}, which is the listener's own kept bundle for drift correction; a bundle may not overwrite it (the message is deleted)`,
     );
     expect(await getSecret(ns)).toBeUndefined();
     expect((await kubectl(["get", "configmap", "app", "-n", ns])).code).not.toBe(0);

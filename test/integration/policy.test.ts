@@ -19,9 +19,9 @@ async function exists(args: string[]): Promise<boolean> {
 }
 
 describe("policy", () => {
-  test("a bundle with a ClusterRoleBinding sent to a listener that denies cluster-scoped objects is rejected, and none of it is applied", async () => {
+  test("a bundle with a ClusterRoleBinding sent to a listener that denies cluster-scoped objects is rejected, none of it is applied, and it is kept in the dead-letter queue", async () => {
     const ns = await createNamespace("policy");
-    const queue = await createQueue();
+    const queue = await createQueue({ deadLetter: { maxReceiveCount: 5 } });
     const bindingName = `pwn-${randomBytes(4).toString("hex")}`;
     const binding = {
       apiVersion: "rbac.authorization.k8s.io/v1",
@@ -42,10 +42,11 @@ describe("policy", () => {
     expect(record?.history).toHaveLength(1);
     expect(record?.history[0]).toMatchObject({ result: "rejected", messageId: sent.messageId });
     expect(record?.history[0]?.error).toBe(
-      `policy: Rejected message: 1 of 2 objects break the listener's policy, so nothing is applied: rbac.authorization.k8s.io/ClusterRoleBinding ${bindingName}: cluster-scoped objects are not allowed`,
+      `policy: Rejected message: 1 of 2 objects break the listener's policy, so nothing is applied: rbac.authorization.k8s.io/ClusterRoleBinding ${bindingName}: cluster-scoped objects are not allowed (the message goes to the dead-letter queue for redrive)`,
     );
     expect(run.lines.find((l) => l.msg === "message rejected")?.["reason"]).toBe("policy");
     expect(await queueDepth(queue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
+    expect(await queueDepth(queue.deadLetterUrl!)).toEqual({ visible: 1, inFlight: 0, delayed: 0 });
   });
 
   test("a bundle outside the allowed namespaces and with a denied kind lists every violating object", async () => {
@@ -60,7 +61,7 @@ describe("policy", () => {
     expect(await exists(["configmap", "app", "-n", ns])).toBe(false);
     expect(await exists(["configmap", "sneaky", "-n", "kube-system"])).toBe(false);
     expect((await readRecord(ns))?.history[0]?.error).toBe(
-      `policy: Rejected message: 2 of 3 objects break the listener's policy, so nothing is applied: ConfigMap kube-system/sneaky: namespace "kube-system" not in the allowed namespaces; Secret ${ns}/db: kind denied by "core/Secret"`,
+      `policy: Rejected message: 2 of 3 objects break the listener's policy, so nothing is applied: ConfigMap kube-system/sneaky: namespace "kube-system" not in the allowed namespaces; Secret ${ns}/db: kind denied by "core/Secret" (the message goes to the dead-letter queue for redrive)`,
     );
   });
 });

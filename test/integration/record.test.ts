@@ -1,9 +1,16 @@
 /** The version record against the real kube-apiserver. */
 import { beforeAll, describe, expect, test } from "bun:test";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { KubeApiError, KubeUnreachableError, StateConflictError, StateReadError } from "../../lib/errors.ts";
 import { KubeApi } from "../../lib/kube/api.ts";
-import { emptyRecord, readRecord, recordApplied, recordOutcome, updateRecord, writeRecord, type VersionRecord } from "../../lib/kube/record.ts";
-import { createNamespace, kubectl, testEnv } from "../env/testenv.ts";
+import { emptyRecord, readRecord, recordApplied, recordDataBytes, RECORD_LIMITS, recordOutcome, updateRecord, writeRecord, type VersionRecord } from "../../lib/kube/record.ts";
+import { createNamespace, createQueue, kubectl, testEnv } from "../env/testenv.ts";
+import { configMap, sendBundle } from "../helpers/bundles.ts";
+import { startListener } from "../helpers/listener-process.ts";
+import { readRecord as readRecordAsOperator } from "../helpers/record.ts";
+import { runProcess, type ProcessRun } from "../helpers/run.ts";
+import { until } from "../helpers/until.ts";
 import { connectionOf } from "../helpers/kube-api.ts";
 import { closedPort } from "../helpers/unreachable.ts";
 
@@ -165,5 +172,129 @@ describe("readRecord() and writeRecord() against kube-apiserver", () => {
     const unchanged = await updateRecord(() => null, options);
     expect((await readRecord(options)).resourceVersion).toBe(before.resourceVersion);
     expect(unchanged.history).toEqual(before.history);
+  });
+});
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Runs `listener.ts record ARGS` with a clean environment, as an operator would. */
+async function recordCommand(...args: string[]): Promise<ProcessRun> {
+  return runProcess([process.execPath, join(root, "listener.ts"), "record", ...args], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" } });
+}
+
+const rawData = async (namespace: string): Promise<{ resourceVersion: string; data: Record<string, string> }> => {
+  const got = await kubectl(["get", "configmap", "kube-pico-cd-state", "-n", namespace, "-o", "json"]);
+  const cm = JSON.parse(got.stdout) as { metadata: { resourceVersion: string }; data: Record<string, string> };
+  return { resourceVersion: cm.metadata.resourceVersion, data: cm.data };
+};
+
+describe("repairing the record with listener record", () => {
+  test("a record holding a build stamped in the future, as written before the repair existed, is repaired with forget-build --future, and the next genuine build deploys", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("repair");
+    const queue = await createQueue();
+    const future = 9_999_999_999_999; // 2286-11-20
+    const genuineMs = Date.now() - 3_600_000;
+    // What the future build left live: ours (our field manager), and named in the inventory.
+    const evil = configMap(ns, "evil", { v: "future" });
+    expect((await kubectl(["apply", "--server-side", "--field-manager=kube-pico-cd", "-f", "-"], { stdin: JSON.stringify(evil) })).code).toBe(0);
+    // Format 1 as the listener wrote it before the in-flight intent and the bounds: no inflight key.
+    const data = {
+      format: "1",
+      current: JSON.stringify({ build: { id: "evil-build", timestampMs: future }, digest: "sha256:evil", appliedAt: "2026-01-01T00:00:00.000Z", messageId: "m-evil", objectCount: 1 }),
+      inventory: JSON.stringify([{ group: "", kind: "ConfigMap", namespace: ns, name: "evil" }]),
+      history: JSON.stringify([
+        { result: "superseded", time: "2026-01-01T00:01:00.000Z", buildId: "genuine-2", timestampMs: genuineMs + 1, digest: "sha256:g2", messageId: "m-g2" },
+        { result: "applied", time: "2026-01-01T00:00:00.000Z", buildId: "evil-build", timestampMs: future, digest: "sha256:evil", messageId: "m-evil", objects: 1, durationMs: 5 },
+        { result: "applied", time: "2025-12-31T00:00:00.000Z", buildId: "genuine-1", timestampMs: genuineMs, digest: "sha256:g1", messageId: "m-g1", commit: "1111111", objects: 1, durationMs: 5 },
+      ]),
+    };
+    const cm = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "kube-pico-cd-state", namespace: ns }, data };
+    expect((await kubectl(["create", "-f", "-"], { stdin: JSON.stringify(cm) })).code).toBe(0);
+    const where = ["--namespace", ns, "--kubeconfig", env.kubeconfig];
+
+    const shown = await recordCommand("show", ...where);
+    expect(shown.code).toBe(0);
+    expect((JSON.parse(shown.stdout) as { current: { build: { id: string } } }).current.build.id).toBe("evil-build");
+    expect(shown.stderr).toBe(
+      "listener record: the current build evil-build (built at 2286-11-20T17:46:39.999Z) is stamped in the future; every genuine build is superseded until it is forgotten: listener record forget-build --future\n",
+    );
+
+    const before = await rawData(ns);
+    const dry = await recordCommand("forget-build", "--future", "--dry-run", ...where);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toBe(
+      `dry run: would change ${ns}/kube-pico-cd-state (resourceVersion ${before.resourceVersion}):\n  current build evil-build (built at 2286-11-20T17:46:39.999Z) forgotten; current is now genuine-1 (built at ${new Date(genuineMs).toISOString()}) from the history, applied at 2025-12-31T00:00:00.000Z\n`,
+    );
+    expect(await rawData(ns)).toEqual(before);
+
+    const repaired = await recordCommand("forget-build", "--future", ...where);
+    expect(repaired.code).toBe(0);
+    expect(repaired.stdout).toStartWith(`changed ${ns}/kube-pico-cd-state:\n  current build evil-build`);
+    const record = await readRecord({ api: admin, namespace: ns });
+    expect(record.current).toEqual({ build: { id: "genuine-1", timestampMs: genuineMs, commit: "1111111" }, digest: "sha256:g1", appliedAt: "2025-12-31T00:00:00.000Z", messageId: "m-g1", objectCount: 1 });
+    expect(record.inventory).toEqual([{ group: "", kind: "ConfigMap", namespace: ns, name: "evil" }]);
+    expect(record.history).toHaveLength(3);
+    // Run again: nothing left to forget.
+    expect((await recordCommand("forget-build", "--future", ...where)).stdout).toBe(`Nothing to change in ${ns}/kube-pico-cd-state.\n`);
+
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns });
+    try {
+      const good = await sendBundle(queue.url, [configMap(ns, "app", { v: "genuine" })], { timestampMs: Date.now() });
+      const after = await until("the genuine build recorded as current", async () => {
+        const r = await readRecordAsOperator(ns);
+        return r?.current?.build.id === good.build.id ? r : undefined;
+      });
+      expect(after.history[0]).toMatchObject({ result: "applied", buildId: good.build.id });
+      expect((await kubectl(["get", "configmap", "app", "-n", ns, "-o", "jsonpath={.data.v}"])).stdout).toBe("genuine");
+      // The forgotten build's object was still in the inventory, so prune took it.
+      await until("the forgotten build's object pruned", async () => (await kubectl(["get", "configmap", "evil", "-n", ns])).code !== 0);
+    } finally {
+      listener.kill("SIGTERM");
+      expect(await listener.exited).toBe(0);
+    }
+  }, 120_000);
+
+  test("two rejected messages with 300 KiB build ids do not fill the record; a genuine build afterwards is applied and recorded", async () => {
+    const ns = await createNamespace("fill");
+    const queue = await createQueue({ attributes: { MaximumMessageSize: "1048576" } });
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_TARGET: "here" } });
+    try {
+      // For another target: rejected, and the outcome used to keep the whole build id.
+      const hostile = [
+        await sendBundle(queue.url, [configMap(ns, "x", { v: "1" })], { id: "a".repeat(300 * 1024), timestampMs: Date.now() - 2_000 }, "elsewhere"),
+        await sendBundle(queue.url, [configMap(ns, "x", { v: "2" })], { id: "b".repeat(300 * 1024), timestampMs: Date.now() - 1_000 }, "elsewhere"),
+      ];
+      await until("both rejections recorded", async () => {
+        const r = await readRecordAsOperator(ns);
+        const rejected = r?.history.filter((o) => o.result === "rejected").map((o) => o.messageId) ?? [];
+        return hostile.every((h) => rejected.includes(h.messageId));
+      });
+      const { data } = await rawData(ns);
+      expect(recordDataBytes(data)).toBeLessThan(16 * 1024);
+      const good = await sendBundle(queue.url, [configMap(ns, "app", { v: "genuine" })], { timestampMs: Date.now() }, "here");
+      const after = await until("the genuine build recorded as current", async () => {
+        const r = await readRecordAsOperator(ns);
+        return r?.current?.build.id === good.build.id ? r : undefined;
+      });
+      expect(after.history[0]).toMatchObject({ result: "applied", buildId: good.build.id });
+      for (const o of after.history) expect(o.buildId?.length ?? 0).toBeLessThanOrEqual(RECORD_LIMITS.idLength + 1);
+      expect((await kubectl(["get", "configmap", "app", "-n", ns, "-o", "jsonpath={.data.v}"])).stdout).toBe("genuine");
+      expect((await kubectl(["get", "configmap", "x", "-n", ns])).code).not.toBe(0);
+      expect(listener.lines.filter((l) => l.msg === "cannot deploy now; the batch is held and tried again")).toEqual([]);
+    } finally {
+      listener.kill("SIGTERM");
+      expect(await listener.exited).toBe(0);
+    }
+  }, 120_000);
+
+  test("writeRecord() of an inventory of 5,000 objects stores it compressed, and readRecord() gives it back whole", async () => {
+    const namespace = await createNamespace("state");
+    const inventory = Array.from({ length: 5_000 }, (_, i) => ({ group: "", kind: "ConfigMap", namespace: "app", name: `configuration-${String(i).padStart(5, "0")}` }));
+    const record = { ...applied(1), inventory };
+    await writeRecord(record, null, { api: admin, namespace });
+    const { data } = await rawData(namespace);
+    expect(Object.keys(data).sort()).toEqual(["current", "format", "history", "inventory.gz"]);
+    expect((await readRecord({ api: admin, namespace })).inventory).toEqual(inventory);
   });
 });

@@ -5,6 +5,7 @@
  * publish that the GitHub Action runs signs bundles the listener accepts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { rejectionDisposition } from "../../lib/listener/rejections.ts";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -64,7 +65,7 @@ async function configMapColor(ns: string, name: string): Promise<string | undefi
  */
 async function expectRejected(bodyFor: (ns: string) => string, reason: string): Promise<{ error: string; lines: LogLine[] }> {
   const ns = await createNamespace("trust");
-  const queue = await createQueue();
+  const queue = await createQueue({ deadLetter: { maxReceiveCount: 5 } });
   const sent = await sendRaw(queue.url, bodyFor(ns));
   const run = await runListenerOnce({ queueUrl: queue.url, namespace: ns, env: trusting });
   expect(run.code).toBe(0);
@@ -78,6 +79,9 @@ async function expectRejected(bodyFor: (ns: string) => string, reason: string): 
   const logged = run.lines.find((l) => l.msg === "message rejected");
   expect(logged?.["reason"]).toBe(reason);
   expect(await queueDepth(queue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
+  // A rejection a configuration change could cure (a key not trusted yet) is kept for redrive.
+  const kept = rejectionDisposition(reason) === "dead-letter";
+  expect(await queueDepth(queue.deadLetterUrl!)).toEqual({ visible: kept ? 1 : 0, inFlight: 0, delayed: 0 });
   return { error, lines: run.lines };
 }
 

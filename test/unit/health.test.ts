@@ -128,7 +128,7 @@ describe("isHealthChecked()", () => {
 
 describe("waitForHealth()", () => {
   test("waitForHealth() is Healthy at once, without a request, when nothing is checked", async () => {
-    const result = await waitForHealth([{ group: "", kind: "ConfigMap", namespace: "a", name: "b" }], { api: unusedApi });
+    const result = await waitForHealth([{ group: "", kind: "ConfigMap", namespace: "a", name: "b" }], { api: unusedApi, now: () => 1_000 });
     expect(result).toEqual({ status: "Healthy", durationMs: 0, checked: 0 });
   });
 

@@ -6,8 +6,13 @@ import {
   canonicalJson,
   compareBuilds,
   decodeMessage,
+  DEFAULT_DECODE_LIMITS,
   encodeMessage,
+  jsonLimitProblem,
+  MAX_LEGACY_TIMESTAMP_SECONDS,
   type BuildInfo,
+  type DecodeMessageOptions,
+  type MessageEnvelope,
   type KubeObject,
 } from "../../lib/wire/message.ts";
 import { thrown } from "../helpers/thrown.ts";
@@ -39,7 +44,7 @@ function v1Body(overrides: { payload?: string; manifests?: Record<string, unknow
   });
 }
 
-const rejection = (body: string, options?: { maxDecompressedBytes?: number }) => thrown(() => decodeMessage(body, options), MessageRejectedError);
+const rejection = (body: string, options?: DecodeMessageOptions) => thrown(() => decodeMessage(body, options), MessageRejectedError);
 
 describe("encodeMessage()", () => {
   test("encodeMessage() writes a v1 body whose data inflates to the canonical JSON the digest covers", () => {
@@ -188,23 +193,23 @@ describe("decodeMessage() of v1 bodies", () => {
     );
   });
 
-  test("decodeMessage() stops inflating a gzip bomb at the limit", () => {
+  test("decodeMessage() stops inflating a gzip bomb one byte past manifests.bytes", () => {
     const bomb = gzipSync(Buffer.alloc(200 * 1024 * 1024, 0x20)); // 200 MiB of spaces, ~200 KiB gzipped
     const started = performance.now();
     const error = rejection(
       v1Body({ manifests: { data: bomb.toString("base64"), bytes: 10, sha256: "0".repeat(64), objects: 0 } }),
     );
-    expect(error.reason).toBe("too-large");
-    expect(error.message).toBe("Rejected message: the manifests inflate to more than the limit of 52428800 bytes");
+    expect(error.reason).toBe("decode");
+    expect(error.message).toBe("Rejected message: the manifests inflate to more than the 10 bytes manifests.bytes says");
     expect(performance.now() - started).toBeLessThan(1_000);
   });
 
   test("decodeMessage() rejects a payload whose length differs from manifests.bytes with reason decode", () => {
     const error = rejection(v1Body({ manifests: { bytes: 3 } }));
     expect(error.reason).toBe("decode");
-    expect(error.message).toBe(
-      `Rejected message: the manifests inflate to ${Buffer.byteLength(JSON.stringify(objects))} bytes but manifests.bytes says 3`,
-    );
+    expect(error.message).toBe("Rejected message: the manifests inflate to more than the 3 bytes manifests.bytes says");
+    const short = rejection(v1Body({ manifests: { bytes: 1000 } }));
+    expect(short.message).toBe(`Rejected message: the manifests inflate to ${Buffer.byteLength(JSON.stringify(objects))} bytes but manifests.bytes says 1000`);
   });
 
   test("decodeMessage() rejects a payload whose SHA-256 differs with reason digest-mismatch", () => {
@@ -394,5 +399,185 @@ describe("compareBuilds()", () => {
 describe("canonicalJson()", () => {
   test("canonicalJson() sorts keys at every level and keeps array order", () => {
     expect(canonicalJson({ b: [{ z: 1, a: null }], a: "é" })).toBe('{"a":"é","b":[{"a":null,"z":1}]}');
+  });
+});
+
+describe("decodeMessage() limits", () => {
+  const cm = (data: string) => `[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":${data}}]`;
+
+  test("DEFAULT_DECODE_LIMITS are the documented defaults", () => {
+    expect(DEFAULT_DECODE_LIMITS).toEqual({
+      maxInflatedBytes: 8 * 1024 * 1024,
+      maxObjects: 10_000,
+      maxValues: 250_000,
+      maxDepth: 100,
+      maxStringBytes: 1024 * 1024,
+      maxLegacyYamlTokens: 65_536,
+    });
+  });
+
+  test("decodeMessage() rejects more declared objects than maxObjects before inflating", () => {
+    const error = rejection(v1Body({ manifests: { data: "AAAA" } }), { limits: { maxObjects: 1 } });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe("Rejected message: the manifests declare 2 objects, over the limit of 1");
+  });
+
+  test("decodeMessage() rejects a string longer than maxStringBytes as too-large", () => {
+    const payload = cm(`{"k":"${"x".repeat(17)}"}`);
+    const error = rejection(v1Body({ payload }), { limits: { maxStringBytes: 16 } });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe(`Rejected message: the manifests payload holds a string of more than 16 bytes at byte ${payload.indexOf('"xxx')}, over the limit`);
+    expect(decodeMessage(v1Body({ payload: cm(`{"k":"${"x".repeat(16)}"}`) }), { limits: { maxStringBytes: 16 } }).objects).toHaveLength(1);
+  });
+
+  test("decodeMessage() rejects more JSON values than maxValues as too-large", () => {
+    // The payload [{apiVersion, kind, metadata: {name}}] is 1 + 1 + 6 + 1 + 2 = 11 values (keys count).
+    const payload = '[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}]';
+    expect(decodeMessage(v1Body({ payload }), { limits: { maxValues: 10 } }).objects).toHaveLength(1);
+    const error = rejection(v1Body({ payload }), { limits: { maxValues: 9 } });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe("Rejected message: the manifests payload holds more than 9 JSON values, over the limit");
+  });
+
+  test("decodeMessage() rejects nesting deeper than maxDepth as too-large, before JSON.parse", () => {
+    const payload = cm(`{"k":${"[".repeat(5)}${"]".repeat(5)}}`);
+    // The payload's array is 1, the object 2, data 3, then five arrays: 8 levels.
+    expect(decodeMessage(v1Body({ payload }), { limits: { maxDepth: 8 } }).objects).toHaveLength(1);
+    const error = rejection(v1Body({ payload }), { limits: { maxDepth: 7 } });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe(`Rejected message: the manifests payload nests deeper than 7 levels at byte ${payload.lastIndexOf("[")}, over the limit`);
+  });
+
+  test("decodeMessage() rejects a payload with more elements than manifests.objects while scanning", () => {
+    const payload = JSON.stringify(objects);
+    const error = rejection(v1Body({ payload, manifests: { objects: 1 } }));
+    expect(error.reason).toBe("invalid-manifests");
+    expect(error.message).toBe("Rejected message: the manifests payload holds more than the 1 objects manifests.objects says");
+  });
+
+  test("decodeMessage() rejects a declared size over maxDecompressedBytes (limits.maxInflatedBytes too)", () => {
+    const size = Buffer.byteLength(JSON.stringify(objects));
+    expect(rejection(v1Body(), { limits: { maxInflatedBytes: 10 } }).message).toBe(`Rejected message: the manifests declare ${size} uncompressed bytes, over the limit of 10`);
+    expect(rejection(v1Body(), { maxDecompressedBytes: 10, limits: { maxInflatedBytes: 10_000 } }).message).toBe(`Rejected message: the manifests declare ${size} uncompressed bytes, over the limit of 10`);
+  });
+
+  test("decodeMessage() rejects an unsafe integer anywhere in a v1 envelope with reason schema", () => {
+    for (const field of ["timestampMs", "bytes", "objects"]) {
+      const body = JSON.parse(v1Body()) as Record<string, any>;
+      if (field === "timestampMs") body.build.timestampMs = Number.MAX_SAFE_INTEGER + 1;
+      else body.manifests[field] = Number.MAX_SAFE_INTEGER + 1;
+      const error = rejection(JSON.stringify(body));
+      expect(error.reason).toBe("schema");
+      expect(error.message).toStartWith(`Rejected message: not a valid kube-pico-cd.bundle version 1: ${field === "timestampMs" ? "build" : "manifests"}.${field}: `);
+    }
+  });
+
+  test("jsonLimitProblem() skips brackets and quotes inside strings", () => {
+    const text = Buffer.from(`[{"k":"[[[[\\"]]{{"}]`);
+    expect(jsonLimitProblem(text, { maxDepth: 2, maxStringBytes: 100, maxValues: 100 }, 1)).toBeUndefined();
+    expect(jsonLimitProblem(text, { maxDepth: 1, maxStringBytes: 100, maxValues: 100 }, 1)).toEqual({ reason: "too-large", text: "nests deeper than 1 levels at byte 1, over the limit" });
+  });
+});
+
+describe("decodeMessage() checkEnvelope", () => {
+  test("decodeMessage() hands checkEnvelope the signed fields of a v1 envelope before inflating", () => {
+    const seen: MessageEnvelope[] = [];
+    const body = JSON.parse(v1Body({ top: { target: "prod" } })) as Record<string, any>;
+    body.manifests.data = "AAAA"; // not gzip: inflating would fail with reason decode
+    const error = rejection(JSON.stringify(body), {
+      checkEnvelope: (envelope) => {
+        seen.push(envelope);
+        throw new MessageRejectedError("unsigned", "Rejected message: refused by the test");
+      },
+    });
+    expect(error.reason).toBe("unsigned");
+    expect(seen).toEqual([{ format: "v1", build, target: "prod", manifests: { encoding: "gzip+base64", sha256: body.manifests.sha256, objects: 2, bytes: body.manifests.bytes } }]);
+  });
+
+  test("decodeMessage() hands checkEnvelope a legacy envelope before parsing its YAML", () => {
+    const seen: MessageEnvelope[] = [];
+    const error = rejection(legacyBody({}, "{{{{ not yaml"), {
+      checkEnvelope: (envelope) => {
+        seen.push(envelope);
+        throw new MessageRejectedError("unsigned", "Rejected message: refused by the test");
+      },
+    });
+    expect(error.reason).toBe("unsigned");
+    expect(seen).toEqual([{ format: "legacy", build: { id: "0123abcd", timestampMs: 1_700_000_000_000, commit: "0123abcd", ref: "refs/heads/main" } }]);
+  });
+});
+
+describe("decodeMessage() time", () => {
+  const nowMs = build.timestampMs;
+
+  test("decodeMessage() accepts a build up to maxFutureSkewMs ahead of both clocks", () => {
+    expect(decodeMessage(v1Body(), { time: { nowMs: nowMs - 600_000, sentTimestampMs: nowMs - 600_000 } }).build).toEqual(build);
+    expect(decodeMessage(v1Body(), { time: { nowMs: nowMs - 1000, maxFutureSkewMs: 1000 } }).build).toEqual(build);
+  });
+
+  test("decodeMessage() rejects a v1 build stamped too far ahead of the listener's clock as future-build", () => {
+    const error = rejection(v1Body(), { time: { nowMs: nowMs - 600_001 } });
+    expect(error.reason).toBe("future-build");
+    expect(error.message).toBe(
+      `Rejected message: build "abc123-42-1" is stamped 2023-11-14T22:13:20.123Z, 600 s after the listener's clock (${new Date(nowMs - 600_001).toISOString()}); at most 600 s are allowed`,
+    );
+  });
+
+  test("decodeMessage() rejects a build stamped too far ahead of SQS's SentTimestamp as future-build, whatever the listener's clock", () => {
+    const error = rejection(v1Body(), { time: { nowMs: nowMs + 3_600_000, sentTimestampMs: nowMs - 61_000, maxFutureSkewMs: 60_000 } });
+    expect(error.reason).toBe("future-build");
+    expect(error.message).toBe(
+      `Rejected message: build "abc123-42-1" is stamped 2023-11-14T22:13:20.123Z, 61 s after the time SQS sent the message (${new Date(nowMs - 61_000).toISOString()}); at most 60 s are allowed`,
+    );
+  });
+
+  test("decodeMessage() rejects a future legacy build as future-build", () => {
+    const error = rejection(legacyBody({ BUILD_TIMESTAMP: "4102444800" }), { time: { nowMs } });
+    expect(error.reason).toBe("future-build");
+    expect(error.message).toStartWith('Rejected message: build "0123abcd" is stamped 2100-01-01T00:00:00.000Z, ');
+  });
+
+  test("decodeMessage() rejects a legacy BUILD_TIMESTAMP whose milliseconds are not a safe integer with reason schema", () => {
+    for (const seconds of [String(MAX_LEGACY_TIMESTAMP_SECONDS + 1), "999999999999999", MAX_LEGACY_TIMESTAMP_SECONDS + 1]) {
+      const error = rejection(legacyBody({ BUILD_TIMESTAMP: seconds }));
+      expect(error.reason).toBe("schema");
+      expect(error.message).toBe(
+        `Rejected message: not a valid legacy message: data.BUILD_TIMESTAMP ${seconds} is too large: in milliseconds it is not a safe integer (at most 9007199254740 seconds)`,
+      );
+    }
+    const largest = decodeMessage(legacyBody({ BUILD_TIMESTAMP: String(MAX_LEGACY_TIMESTAMP_SECONDS) }));
+    expect(largest.build.timestampMs).toBe(9_007_199_254_740_000);
+    expect(Number.isSafeInteger(largest.build.timestampMs)).toBe(true);
+  });
+});
+
+describe("decodeMessage() limits of legacy bodies", () => {
+  const yaml = (data: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n${data}`;
+
+  test("decodeMessage() rejects legacy YAML with more structural characters than maxLegacyYamlTokens before parsing it", () => {
+    const error = rejection(legacyBody({}, yaml("  k: [" + "a,".repeat(100) + "a]\n")), { limits: { maxLegacyYamlTokens: 100 } });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe("Rejected message: the legacy manifests hold more than 100 structural characters (line feeds, [ { , : -), over the limit");
+  });
+
+  test("decodeMessage() counts legacy aliases expanded: a large anchored string repeated is too-large", () => {
+    const manifests = yaml(`  a: &big "${"x".repeat(1000)}"\n  b: [${Array.from({ length: 100 }, () => "*big").join(",")}]\n`);
+    const error = rejection(legacyBody({}, manifests), { limits: { maxInflatedBytes: 50_000 } });
+    expect(error.reason).toBe("too-large");
+    expect(error.message).toBe("Rejected message: the legacy manifests are more than 50000 bytes written out (aliases expanded), over the limit");
+  });
+
+  test("decodeMessage() rejects legacy values over maxValues, maxDepth, maxStringBytes and maxObjects as too-large", () => {
+    const cases: [NonNullable<DecodeMessageOptions["limits"]>, string, string][] = [
+      [{ maxValues: 5 }, yaml("  k: v\n"), "hold more than 5 values (aliases expanded), over the limit"],
+      [{ maxDepth: 3 }, yaml("  k:\n    - [x]\n"), "nest deeper than 3 levels, over the limit"],
+      [{ maxStringBytes: 3 }, yaml("  k: four\n"), "hold a string of 4 characters, over the limit of 3"],
+      [{ maxObjects: 1 }, `${yaml("  k: v\n")}---\n${yaml("  k: v\n").replace("name: a", "name: b")}`, "hold 2 objects, over the limit of 1"],
+    ];
+    for (const [limits, manifests, problem] of cases) {
+      const error = rejection(legacyBody({}, manifests), { limits });
+      expect(error.reason).toBe("too-large");
+      expect(error.message).toBe(`Rejected message: the legacy manifests ${problem}`);
+    }
   });
 });

@@ -188,3 +188,117 @@ describe("listener configuration of the policy", () => {
     ]);
   });
 });
+
+describe("list-shaped objects", () => {
+  const smuggled = object("v1", "ConfigMap", "innocent", "web-prod", { items: [object("v1", "ConfigMap", "planted", "kube-system"), "not an object"] });
+
+  test("isListShaped() is true for an object with an items array or a kind ending in List, false otherwise", async () => {
+    const { isListShaped } = await import("../../lib/listener/policy.ts");
+    expect(isListShaped(smuggled)).toBe(true);
+    expect(isListShaped(object("v1", "ConfigMapList", "x", "web-prod"))).toBe(true);
+    expect(isListShaped(object("v1", "ConfigMap", "x", "web-prod", { items: "a string" }))).toBe(false);
+    expect(isListShaped(configMap)).toBe(false);
+  });
+
+  test("everyObject() adds the objects inside items, at any depth, and skips items that are not objects", async () => {
+    const { everyObject } = await import("../../lib/listener/policy.ts");
+    const nested = object("v1", "List", "outer", undefined, { items: [smuggled, { kind: "Secret" }] });
+    expect(everyObject([configMap, nested]).map((o) => `${o.kind}/${o.metadata.namespace ?? "-"}/${o.metadata.name}`)).toEqual([
+      "ConfigMap/web-prod/app",
+      "List/-/outer",
+      "ConfigMap/web-prod/innocent",
+      "ConfigMap/kube-system/planted",
+      "Secret/-/",
+    ]);
+  });
+
+  test("checkPolicy() rejects a list-shaped object as list-object, naming it, before it looks at the policy", () => {
+    let error: unknown;
+    try {
+      checkPolicy([configMap, smuggled], { ...OPEN_POLICY, allowedNamespaces: ["other"] });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(MessageRejectedError);
+    expect((error as MessageRejectedError).reason).toBe("list-object");
+    expect((error as MessageRejectedError).message).toBe(
+      "Rejected message: 1 of 2 objects are list-shaped, and kubectl would apply their items past the listener's checks, so nothing is applied (send the items as objects of their own): ConfigMap web-prod/innocent (an items array of 2)",
+    );
+  });
+
+  test("policyViolations() sees the objects inside items", () => {
+    expect(policyViolations([smuggled], { ...OPEN_POLICY, allowedNamespaces: ["web-*"] })).toEqual([`ConfigMap kube-system/planted: namespace "kube-system" not in the allowed namespaces`]);
+  });
+
+  test("redactError() masks the values of a Secret inside items", () => {
+    const wrapped = object("v1", "ConfigMapList", "wrapper", "web-prod", { items: [object("v1", "Secret", "db", "web-prod", { stringData: { password: "hunter2-secret" } })] });
+    expect(redactError(new Error("apply failed: hunter2-secret"), [wrapped]).message).toBe("apply failed: [redacted]");
+  });
+});
+
+describe("require-target", () => {
+  const base = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "ns" };
+  const key = (() => {
+    const { generateKeyPairSync } = require("node:crypto") as typeof import("node:crypto");
+    return generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString();
+  })();
+
+  test("parseListenerConfig() turns require-target on by default only when a target and trusted keys are both given", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
+    expect(parseListenerConfig([], base).requireTarget).toBe(false);
+    expect(parseListenerConfig([], { ...base, KUBE_PICO_CD_TARGET: "prod" }).requireTarget).toBe(false);
+    expect(parseListenerConfig([], { ...base, KUBE_PICO_CD_TRUSTED_KEYS: key }).requireTarget).toBe(false);
+    expect(parseListenerConfig([], { ...base, KUBE_PICO_CD_TARGET: "prod", KUBE_PICO_CD_TRUSTED_KEYS: key }).requireTarget).toBe(true);
+  });
+
+  test("parseListenerConfig() takes true and false over the default", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
+    expect(parseListenerConfig([], { ...base, KUBE_PICO_CD_TARGET: "prod", KUBE_PICO_CD_TRUSTED_KEYS: key, KUBE_PICO_CD_REQUIRE_TARGET: "false" }).requireTarget).toBe(false);
+    expect(parseListenerConfig(["--require-target", "true", "--target", "prod"], base).requireTarget).toBe(true);
+  });
+
+  test("parseListenerConfig() refuses require-target true without a target, and a value that is not auto, true or false", async () => {
+    const { parseListenerConfig } = await import("../../lib/listener/config.ts");
+    const { ConfigError } = await import("../../lib/errors.ts");
+    const problemsOf = (argv: string[], env: Record<string, string>) => {
+      try {
+        parseListenerConfig(argv, env);
+      } catch (e) {
+        if (e instanceof ConfigError) return e.problems;
+        throw e;
+      }
+      return [];
+    };
+    expect(problemsOf([], { ...base, KUBE_PICO_CD_REQUIRE_TARGET: "true" })).toEqual([
+      "KUBE_PICO_CD_REQUIRE_TARGET: bundles must name this listener's target, but no target is given (set KUBE_PICO_CD_TARGET)",
+    ]);
+    expect(problemsOf(["--require-target", "maybe"], base)).toEqual([`--require-target: must be auto, true or false: current value is "maybe"`]);
+  });
+});
+
+describe("rejection dispositions", () => {
+  test("rejectionDisposition() keeps what a configuration change could cure and deletes the rest", async () => {
+    const { REJECTION_DISPOSITIONS, rejectionDisposition } = await import("../../lib/listener/rejections.ts");
+    const kept = Object.entries(REJECTION_DISPOSITIONS)
+      .filter(([, d]) => d === "dead-letter")
+      .map(([reason]) => reason)
+      .sort();
+    expect(kept).toEqual(["empty-bundle", "policy", "require-target", "target", "unknown-key", "unsupported-version"]);
+    expect(rejectionDisposition("bad-signature")).toBe("delete");
+    expect(rejectionDisposition("list-object")).toBe("delete");
+    expect(rejectionDisposition("no-such-reason")).toBe("delete");
+    expect(rejectionDisposition("toString")).toBe("delete");
+  });
+
+  test("deadLetterTargetOf() reads the dead-letter queue's name and account from a RedrivePolicy", async () => {
+    const { deadLetterTargetOf } = await import("../../lib/sqs/dead-letter.ts");
+    expect(deadLetterTargetOf(JSON.stringify({ deadLetterTargetArn: "arn:aws:sqs:eu-west-1:123456789012:deploy-dlq.fifo", maxReceiveCount: "5" }))).toEqual({
+      arn: "arn:aws:sqs:eu-west-1:123456789012:deploy-dlq.fifo",
+      name: "deploy-dlq.fifo",
+      account: "123456789012",
+    });
+    expect(deadLetterTargetOf(undefined)).toBeUndefined();
+    expect(deadLetterTargetOf("not json")).toBeUndefined();
+    expect(deadLetterTargetOf(JSON.stringify({ deadLetterTargetArn: "arn:aws:sns:eu-west-1:1:topic" }))).toBeUndefined();
+  });
+});

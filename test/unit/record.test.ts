@@ -1,16 +1,27 @@
 /** The pure parts of the version record: encoding, decoding and the history. */
 import { describe, expect, test } from "bun:test";
+import { gzipSync } from "node:zlib";
+import { KubeApiError, StateConflictError, StateWriteError } from "../../lib/errors.ts";
 import {
   addOutcome,
+  boundOutcome,
+  boundRecord,
   decodeRecord,
   emptyRecord,
   encodeRecord,
+  fitRecord,
+  isPermanentWriteFailure,
   MAX_OUTCOME_ERROR_LENGTH,
+  prunedCountOf,
+  RECORD_LIMITS,
+  recordDataBytes,
   recordApplied,
   recordOutcome,
   stateConfigMap,
   type CurrentBuild,
+  type InFlightBuild,
   type Outcome,
+  type RecordedObject,
   type VersionRecord,
 } from "../../lib/kube/record.ts";
 
@@ -198,5 +209,149 @@ describe("the in-flight intent", () => {
     const withIntent = { ...record, inflight };
     expect(recordOutcome(withIntent, outcome(3, "rejected")).inflight).toEqual(inflight);
     expect(recordApplied(withIntent, { current, inventory: [], outcome: outcome(4) }).inflight).toBeNull();
+  });
+});
+
+const where = { namespace: "ops", configMapName: "kube-pico-cd-state" };
+
+/** `n` objects with names as long as real ones get (a namespace, a kind, a 40-character name). */
+const objects = (n: number): RecordedObject[] =>
+  Array.from({ length: n }, (_, i) => ({ group: i % 3 === 0 ? "apps" : "", kind: i % 3 === 0 ? "Deployment" : "ConfigMap", namespace: `team-${i % 17}`, name: `service-${String(i).padStart(5, "0")}-configuration-abcdef` }));
+
+describe("the record's bounds", () => {
+  test("boundOutcome() cuts a 300 KiB build id, commit, target, digest, message id and error text", () => {
+    const huge = "x".repeat(300 * 1024);
+    const bounded = boundOutcome({ result: "rejected", time: "t", buildId: huge, commit: huge, target: huge, digest: huge, messageId: huge, error: huge });
+    expect(bounded).toEqual({
+      result: "rejected",
+      time: "t",
+      buildId: `${"x".repeat(RECORD_LIMITS.idLength)}…`,
+      commit: `${"x".repeat(RECORD_LIMITS.commitLength)}…`,
+      target: `${"x".repeat(RECORD_LIMITS.idLength)}…`,
+      digest: `${"x".repeat(RECORD_LIMITS.digestLength)}…`,
+      messageId: `${"x".repeat(RECORD_LIMITS.idLength)}…`,
+      error: `${"x".repeat(MAX_OUTCOME_ERROR_LENGTH)}…`,
+    });
+  });
+
+  test("boundOutcome() keeps a sample of pruned, kept and warnings with their counts", () => {
+    const pruned = objects(5_000);
+    const bounded = boundOutcome({
+      ...outcome(1),
+      pruned,
+      kept: pruned.map((o) => ({ ...o, why: "annotation" })),
+      warnings: Array.from({ length: 50 }, (_, i) => `warning ${i} ${"w".repeat(1_000)}`),
+    });
+    expect(bounded.pruned).toEqual(pruned.slice(0, RECORD_LIMITS.sampleObjects));
+    expect(bounded.prunedCount).toBe(5_000);
+    expect(bounded.kept).toHaveLength(RECORD_LIMITS.sampleObjects);
+    expect(bounded.keptCount).toBe(5_000);
+    expect(bounded.warnings).toHaveLength(RECORD_LIMITS.sampleWarnings);
+    expect(bounded.warnings?.[0]).toBe(`warning 0 ${"w".repeat(RECORD_LIMITS.noteLength - 10)}…`);
+    expect(bounded.warningsCount).toBe(50);
+    expect(prunedCountOf(bounded)).toBe(5_000);
+  });
+
+  test("boundOutcome() leaves short lists whole and adds no counts", () => {
+    const small = { ...outcome(1), pruned: objects(2), warnings: ["one"] };
+    expect(boundOutcome(small)).toEqual(small);
+    expect(prunedCountOf(small)).toBe(2);
+  });
+
+  test("boundOutcome() leaves out a build timestamp that is not a safe integer, and keeps the outcome", () => {
+    const bounded = boundOutcome({ result: "rejected", time: "t", buildId: "b", timestampMs: 2 ** 60, error: "x" });
+    expect(bounded).toEqual({ result: "rejected", time: "t", buildId: "b", error: "x" });
+    expect(() => encodeRecord({ ...emptyRecord(), history: [{ result: "rejected", time: "t", timestampMs: 2 ** 60 }] })).not.toThrow();
+  });
+
+  test("boundRecord() cuts the text of the current and in-flight builds but keeps inventories, holder and start time", () => {
+    const huge = "r".repeat(10_000);
+    const inflight: InFlightBuild = { build: { id: huge, timestampMs: 5, url: huge }, digest: "d", messageId: "m", objectCount: 1, startedAt: "s", holder: "pod-a-1234", inventory: objects(3) };
+    const bounded = boundRecord({ ...record, current: { ...current, build: { ...current.build, ref: huge, repository: huge } }, inflight });
+    expect(bounded.current?.build.ref).toBe(`${"r".repeat(RECORD_LIMITS.refLength)}…`);
+    expect(bounded.current?.build.repository).toBe(`${"r".repeat(RECORD_LIMITS.refLength)}…`);
+    expect(bounded.inflight?.build.id).toBe(`${"r".repeat(RECORD_LIMITS.idLength)}…`);
+    expect(bounded.inflight?.build.url).toBe(`${"r".repeat(RECORD_LIMITS.urlLength)}…`);
+    expect(bounded.inflight?.inventory).toEqual(objects(3));
+    expect(bounded.inflight?.holder).toBe("pod-a-1234");
+    expect(bounded.inventory).toEqual(record.inventory);
+  });
+
+  test("encodeRecord() of two rejections with 300 KiB build ids stays small", () => {
+    const huge = (c: string) => c.repeat(300 * 1024);
+    const filled = [{ result: "rejected" as const, time: "t", buildId: huge("a"), error: `target: ${huge("e")}` }, { result: "rejected" as const, time: "t", buildId: huge("b") }];
+    const data = encodeRecord({ ...record, history: filled });
+    expect(recordDataBytes(data)).toBeLessThan(8 * 1024);
+    expect(decodeRecord(data).history.map((o) => o.buildId?.length)).toEqual([RECORD_LIMITS.idLength + 1, RECORD_LIMITS.idLength + 1]);
+  });
+
+  test("fitRecord() trims the history oldest first until the data fits the budget", () => {
+    const history = Array.from({ length: 20 }, (_, i) => ({ ...outcome(20 - i, "failed"), error: "e".repeat(1_500) }));
+    const { record: fitted, data } = fitRecord({ ...record, history }, { budgetBytes: 8 * 1024 });
+    expect(recordDataBytes(data)).toBeLessThanOrEqual(8 * 1024);
+    expect(fitted.history.length).toBeGreaterThan(0);
+    expect(fitted.history.length).toBeLessThan(20);
+    expect(fitted.history).toEqual(history.slice(0, fitted.history.length));
+    expect(decodeRecord(data)).toEqual(fitted);
+  });
+
+  test("fitRecord() keeps the whole history while it fits, and every record stays under the default budget of 512 KiB", () => {
+    let r: VersionRecord = { ...record, history: [] };
+    const worst: Outcome = {
+      ...outcome(1, "applied"),
+      buildId: "b".repeat(1e5),
+      error: "e".repeat(1e5),
+      pruned: objects(100).map((o) => ({ ...o, name: "n".repeat(1_000) })),
+      kept: objects(100).map((o) => ({ ...o, name: "n".repeat(1_000), why: "w".repeat(1_000) })),
+      warnings: Array.from({ length: 100 }, () => "w".repeat(1_000)),
+    };
+    for (let n = 0; n < 20; n++) r = fitRecord(recordOutcome(r, worst)).record;
+    expect(recordDataBytes(encodeRecord(r))).toBeLessThanOrEqual(RECORD_LIMITS.budgetBytes);
+    expect(r.history.length).toBeGreaterThan(5);
+    expect(fitRecord(record).record).toEqual(record);
+  });
+
+  test("encodeRecord() stores an inventory of 5,000 objects compressed under inventory.gz, complete, and decodeRecord() reads it back", () => {
+    const inventory = objects(5_000);
+    const inflight: InFlightBuild = { build: { id: "b", timestampMs: 9 }, digest: "d", messageId: "m", objectCount: 5_000, startedAt: "s", holder: "h", inventory: objects(5_000).reverse() };
+    const big: VersionRecord = { ...record, inflight, inventory };
+    const data = encodeRecord(big);
+    expect(Object.keys(data)).toEqual(["format", "current", "inflight.gz", "inventory.gz", "history"]);
+    expect(JSON.stringify(inventory).length).toBeGreaterThan(RECORD_LIMITS.budgetBytes / 2);
+    expect(recordDataBytes(data)).toBeLessThan(128 * 1024);
+    expect(decodeRecord(data)).toEqual(big);
+  });
+
+  test("encodeRecord() throws a RangeError when the inventory does not fit the budget even without history", () => {
+    const huge = objects(20_000).map((o) => ({ ...o, name: `${o.name}-${Math.random().toString(36).repeat(8)}` }));
+    expect(() => encodeRecord({ ...record, inventory: huge }, { budgetBytes: 64 * 1024 })).toThrow(RangeError);
+    expect(() => encodeRecord({ ...record, inventory: huge }, { budgetBytes: 64 * 1024 })).toThrow(/^Cannot encode the version record within its budget of 65536 bytes: without any history it takes \d+ bytes \(inventory of 20000 objects\)$/);
+  });
+
+  test("decodeRecord() reads a record written before the bounds (format 1, no inflight, huge ids) and the next write fits", () => {
+    const huge = "z".repeat(400 * 1024);
+    const old = { format: "1", current: JSON.stringify(current), inventory: JSON.stringify(record.inventory), history: JSON.stringify([{ result: "rejected", time: "t", buildId: huge }, { result: "rejected", time: "t", buildId: huge }]) };
+    const decoded = decodeRecord(old);
+    expect(decoded.inflight).toBeNull();
+    expect(decoded.history[0]?.buildId).toBe(huge);
+    expect(recordDataBytes(encodeRecord(decoded))).toBeLessThan(4 * 1024);
+  });
+
+  test("decodeRecord() refuses a key stored both plain and compressed, and a .gz key that is not gzip", () => {
+    const packed = gzipSync(Buffer.from("[]")).toString("base64");
+    expect(() => decodeRecord({ format: "1", inventory: "[]", "inventory.gz": packed })).toThrow(new Error("Cannot decode the version record as it has both 'inventory' and 'inventory.gz'"));
+    expect(() => decodeRecord({ format: "1", "inventory.gz": "bm90IGd6aXA=" })).toThrow(/^Cannot decode the version record as key 'inventory.gz' is not gzip in base64 of at most 67108864 bytes: /);
+    expect(decodeRecord({ format: "1", "inventory.gz": packed }).inventory).toEqual([]);
+  });
+
+  test("isPermanentWriteFailure() is true for a record that does not fit and for the API server's 413 and 422, false for the rest", () => {
+    const status = (code: number, reason: string) => new KubeApiError("PUT", "/api/v1/namespaces/ops/configmaps/s", { code, reason, message: "m" });
+    expect(isPermanentWriteFailure(new StateWriteError("w", where, { cause: new RangeError("too large") }))).toBe(true);
+    expect(isPermanentWriteFailure(new StateWriteError("w", where, { cause: status(422, "Invalid") }))).toBe(true);
+    expect(isPermanentWriteFailure(new StateWriteError("w", where, { cause: status(413, "RequestEntityTooLarge") }))).toBe(true);
+    expect(isPermanentWriteFailure(new StateWriteError("w", where, { cause: status(500, "InternalError") }))).toBe(false);
+    expect(isPermanentWriteFailure(new StateWriteError("w", where, { cause: status(403, "Forbidden") }))).toBe(false);
+    expect(isPermanentWriteFailure(new StateConflictError("c", where, { cause: new RangeError("x") }))).toBe(false);
+    expect(isPermanentWriteFailure(new RangeError("x"))).toBe(false);
   });
 });

@@ -15,7 +15,7 @@ import {
   signFields,
   type SigningKey,
 } from "../../lib/wire/signature.ts";
-import { checkSignature, loadTrustedKeys } from "../../lib/listener/trust.ts";
+import { checkEnvelopeSignature, checkSignature, loadTrustedKeys } from "../../lib/listener/trust.ts";
 
 const build: BuildInfo = { id: "abc-1-1", timestampMs: 1_700_000_000_000, commit: "abc", ref: "refs/heads/main" };
 const objects = [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "app", namespace: "web" }, data: { color: "blue" } }] as KubeObject[];
@@ -313,5 +313,46 @@ describe("listener configuration of trust", () => {
     expect(problems(() => parseListenerConfig([], { ...base, KUBE_PICO_CD_TRUSTED_KEYS: "/nonexistent.pem" }))[0]).toStartWith(
       "KUBE_PICO_CD_TRUSTED_KEYS (item 1): cannot read /nonexistent.pem: ",
     );
+  });
+});
+
+describe("checkEnvelopeSignature() as decodeMessage()'s checkEnvelope", () => {
+  const { key, publicKeyPem } = signingKey();
+  const trusted = trustedOf(publicKeyPem);
+  const checkEnvelope = (envelope: Parameters<typeof checkEnvelopeSignature>[0]) => checkEnvelopeSignature(envelope, trusted);
+  /** `body` with manifests.data replaced by something that is not gzip: only a check before inflating can name another reason. */
+  const uninflatable = (body: string) => edited(body, (m) => (m.manifests.data = "AAAA"));
+
+  test("decodeMessage() accepts a signed body with its envelope checked", () => {
+    expect(decodeMessage(signedBody(key, "prod"), { checkEnvelope }).target).toBe("prod");
+  });
+
+  test("decodeMessage() refuses an unsigned body as unsigned without inflating it", () => {
+    const r = rejection(() => decodeMessage(uninflatable(encodeMessage({ build, objects }).body), { checkEnvelope }));
+    expect(r).toEqual({ reason: "unsigned", message: `Rejected message: build "abc-1-1" is not signed, and this listener applies only bundles signed by a trusted key (${key.keyId})` });
+  });
+
+  test("decodeMessage() refuses a legacy body as unsigned without parsing its YAML", () => {
+    const legacy = JSON.stringify({ data: { BUILD_TIMESTAMP: "1700000000", COMMIT_HASH: "abc" }, manifests: "{{{{" });
+    expect(rejection(() => decodeMessage(legacy, { checkEnvelope }))).toEqual({
+      reason: "unsigned",
+      message: `Rejected message: build "abc" is not signed (a legacy message cannot be signed), and this listener applies only bundles signed by a trusted key (${key.keyId})`,
+    });
+  });
+
+  test("decodeMessage() refuses an untrusted key as unknown-key without inflating", () => {
+    const other = signingKey();
+    expect(rejection(() => decodeMessage(uninflatable(signedBody(other.key)), { checkEnvelope })).reason).toBe("unknown-key");
+  });
+
+  test("decodeMessage() refuses a changed signed field (a declared size, a count, the digest) as bad-signature without inflating", () => {
+    for (const change of [(m: any) => (m.manifests.bytes += 1), (m: any) => (m.manifests.objects += 1), (m: any) => (m.manifests.sha256 = "0".repeat(64))]) {
+      expect(rejection(() => decodeMessage(uninflatable(edited(signedBody(key), change)), { checkEnvelope })).reason).toBe("bad-signature");
+    }
+  });
+
+  test("checkEnvelopeSignature() refuses a v1 envelope without its manifests fields as bad-signature", () => {
+    const signature = signFields({ build, manifests: { encoding: "gzip+base64", sha256: "a".repeat(64), objects: 1, bytes: 2 } }, key);
+    expect(rejection(() => checkEnvelopeSignature({ format: "v1", build, signature }, trusted)).reason).toBe("bad-signature");
   });
 });
