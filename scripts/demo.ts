@@ -166,7 +166,7 @@ async function main(): Promise<void> {
   info(`web-extra ConfigMap: ${kubectl(["get", "configmap", "web-extra", "-n", "demo-app"]).code === 0 ? "still there" : "pruned"}`);
 
   step("listener status: the current build and the history, read from the cluster");
-  const status = run(executable, ["status", "--namespace", "kube-pico-cd", "--kubectl", env.kubectl, "--kubeconfig", env.kubeconfig]);
+  const status = run(executable, ["status", "--namespace", "kube-pico-cd", "--kubeconfig", env.kubeconfig]);
   if (status.code !== 0) throw new Error(`listener status failed (exit ${status.code}):\n${status.stderr}`);
   for (const line of status.stdout.trimEnd().split("\n")) info(line);
 }
