@@ -270,7 +270,8 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
 
   /**
    * Applies one candidate under the Lease: intent, apply, health and prune, commit.
-   * Resolves "applied" or "failed" (the build's own fault, recorded); throws HoldError or
+   * Resolves "applied" or "failed" (the build's own fault, recorded, and told to `onOutcome`
+   * once: only after the write, never for an outcome that could not be written); throws HoldError or
    * MovedOnError when it was not the build's fault.
    */
   const tryAttempt = async (held: Accepted, attempt: Attempt, lease: HeldLease, signal: AbortSignal, seen?: StoredRecord): Promise<{ result: "applied" | "failed"; outcome: Outcome }> => {
@@ -344,10 +345,13 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       await updateRecord((record) => {
         if (!isOurs(record.inflight, intent)) return recordOutcome(record, outcome, historyLimit);
         return recordOutcome({ ...record, inflight: null, inventory: mergeInventories(record.inventory, intent.inventory) }, outcome, historyLimit);
-      }, recordOptions(signal)).catch((error: unknown) => {
-        if (!isPermanentWriteFailure(error)) return asHold("record the failed apply")(error);
-        dropUnrecordable([{ outcome, message }], error);
-      });
+      }, recordOptions(signal)).then(
+        () => onOutcome?.(outcome, message),
+        (error: unknown) => {
+          if (!isPermanentWriteFailure(error)) return asHold("record the failed apply")(error);
+          dropUnrecordable([{ outcome, message }], error);
+        },
+      );
       return { result: "failed", outcome };
     }
     log.info("build applied", { objects: applied.inventory.length, durationMs: applied.durationMs, phases: applied.phases.map((p) => `${p.phase}:${p.durationMs}`) });
@@ -380,12 +384,17 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         },
         historyLimit,
       );
-    }, recordOptions(leaseSignal)).catch((error: unknown) => {
-      // The intent, written before kubectl started, stays in the record and names this build
-      // and its objects: newest-wins and the next prune still see it.
-      if (!isPermanentWriteFailure(error)) return asHold("record the applied build")(error);
-      dropUnrecordable([{ outcome, message }], error);
-    });
+    }, recordOptions(leaseSignal)).then(
+      () => {
+        if (!moved) onOutcome?.(outcome, message);
+      },
+      (error: unknown) => {
+        // The intent, written before kubectl started, stays in the record and names this build
+        // and its objects: newest-wins and the next prune still see it.
+        if (!isPermanentWriteFailure(error)) return asHold("record the applied build")(error);
+        dropUnrecordable([{ outcome, message }], error);
+      },
+    );
     if (moved) throw new MovedOnError(`The record moved on while build ${decoded.build.id} was applied (another replica took over); nothing recorded`);
     return { result: "applied", outcome };
   };
@@ -424,7 +433,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
           for (const r of pendingRejections.splice(0)) dispositions.set(r.message.messageId, r.disposition);
         }
         if (accepted.size === 0) break;
-        let stored = await readRecord(recordOptions(waiting)).catch(asHold("read the version record"));
+        const stored = await readRecord(recordOptions(waiting)).catch(asHold("read the version record"));
         onApiStatus?.(true);
         const settle = async (record: StoredRecord) => {
           const { settled, attempts } = decide([...accepted.values()].map(toDecideMessage), keysOf(record));
@@ -437,7 +446,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
           }
           return attempts;
         };
-        let attempts = await settle(stored);
+        const attempts = await settle(stored);
         if (attempts.length === 0) break;
 
         lease = await acquireLease({
@@ -458,26 +467,25 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         let seen: StoredRecord | undefined = stored;
         for (const attempt of attempts) {
           const primary = accepted.get(attempt.messageIds[0]!)!;
-          const { result, outcome } = await tryAttempt(primary, attempt, lease, signal, seen);
+          // tryAttempt has told the outcome's listeners once it was recorded.
+          const { result } = await tryAttempt(primary, attempt, lease, signal, seen);
           seen = undefined;
           if (result === "failed") {
             for (const id of attempt.messageIds) {
               dispositions.set(id, { action: "retry", delaySeconds: retryDelaySeconds(accepted.get(id)!.message) });
               accepted.delete(id);
             }
-            onOutcome?.(outcome, primary.message);
             continue;
           }
-          onOutcome?.(outcome, primary.message);
           for (const id of attempt.messageIds) {
             dispositions.set(id, { action: "delete" });
             accepted.delete(id);
           }
-          // Everything older in the batch is now superseded (and copies of this build are duplicates).
-          await settle(await readRecord(recordOptions(signal)).catch(asHold("read the version record")));
+          // Everything older in the batch is now superseded: one more read only when something is left.
+          if (accepted.size > 0) await settle(await readRecord(recordOptions(signal)).catch(asHold("read the version record")));
           break;
         }
-        // Candidates that were neither applied nor settled (all newer ones failed, and these failed too) are done.
+        // Every candidate was either applied, superseded by it, or failed on its own.
         break;
       } catch (error) {
         if (!(error instanceof HoldError || error instanceof MovedOnError) || signal.aborted) {
