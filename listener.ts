@@ -16,7 +16,9 @@ import { fileURLToPath } from "node:url";
 import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { createBackoff, delay } from "./lib/backoff.ts";
 import { Consumer, readMaxReceiveCount } from "./lib/sqs/consumer.ts";
-import { createDeployer } from "./lib/listener/deployer.ts";
+import { createAppHandler, driftPassesOfApps, laneOf } from "./lib/listener/app-deployers.ts";
+import { watchAppsConfig, type AppsConfigWatch } from "./lib/listener/apps-config-watch.ts";
+import { createLimiter } from "./lib/limiter.ts";
 import { startDriftCorrection } from "./lib/listener/drift.ts";
 import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
 import { startHealthServer, type Readiness } from "./lib/listener/health-server.ts";
@@ -25,8 +27,7 @@ import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./li
 import { createLogger, type Logger } from "./lib/log.ts";
 import { observeCurrentBuild } from "./lib/listener/metrics.ts";
 import { createOperations } from "./lib/listener/operations.ts";
-import { checkPolicy } from "./lib/listener/policy.ts";
-import { readRecord } from "./lib/kube/record.ts";
+import { listRecords } from "./lib/listener/app-records.ts";
 import { KubeApi } from "./lib/kube/api.ts";
 import { loadKubeConnection } from "./lib/kube/kubeconfig.ts";
 import { runStatus } from "./lib/listener/status.ts";
@@ -143,7 +144,18 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
   // Drift correction, when on, runs beside the consumer; awaited on the way out so that its
   // pass in hand finishes (or is aborted at grace) before the process ends.
   let drift: Promise<void> | undefined;
+  let apps: AppsConfigWatch | undefined;
   try {
+    // Each app's scope; read at start (an unreadable file stops the listener), then on change.
+    if (config.appsConfig !== undefined) {
+      try {
+        apps = watchAppsConfig(config.appsConfig, { trustedKeyIds: config.trustedKeys.keys(), signal: stop.signal, logger });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        logger.error(`invalid apps configuration: ${error.message}`);
+        return 1;
+      }
+    }
     const queueUrl = await resolveQueue(sqs, config.queue, logger, stop.signal);
     if (queueUrl === undefined) return stop.signal.aborted ? 0 : 1;
     try {
@@ -155,9 +167,11 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
       // Only the retry count in results depends on it; deploying does not.
       logger.warn("cannot read the queue's redrive policy (sqs:GetQueueAttributes); results will not say which attempt is the last", { queueUrl, error: error as Error });
     }
-    // The gauges of the current build start from the record; an unreadable record only waits for the first deploy.
-    void readRecord({ api, namespace: config.namespace, name: config.stateConfigMap, signal: stop.signal })
-      .then((record) => observeCurrentBuild(operations.metrics, record.current))
+    // The gauges of each app's current build start from its record; an unreadable one only waits for the app's next deploy.
+    void listRecords({ api, namespace: config.namespace, base: config.stateConfigMap, signal: stop.signal })
+      .then(({ records }) => {
+        for (const listed of records) if ("record" in listed) observeCurrentBuild(operations.metrics, listed.record.current, listed.app);
+      })
       .catch(() => {});
     logger.info("listening", {
       queueUrl,
@@ -165,6 +179,8 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
       target: config.target ?? null,
       requireTarget: config.requireTarget,
       stateConfigMap: config.stateConfigMap,
+      appsConfig: config.appsConfig ?? null,
+      applyConcurrency: config.applyConcurrency,
       once: config.once,
       httpPort: health?.port ?? null,
       trustedKeyIds: [...config.trustedKeys.keys()],
@@ -179,14 +195,12 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     if (config.trustedKeys.size === 0) {
       logger.warn("no trusted keys: signatures are not checked, so anyone who can send to the queue can change this cluster; set KUBE_PICO_CD_TRUSTED_KEYS (see docs/security.md)");
     }
-    // What the deployer and a drift pass share: where the record, lock and kept bundle live, and how to apply.
+    // What every app's deployer and drift pass share; each app's record, lock and kept bundle
+    // are named from these bases (lib/listener/apps.ts).
+    const bases = { state: config.stateConfigMap, lock: config.lockLease, bundle: config.bundleSecret };
+    const appsConfig = () => apps?.current;
     const applying = {
-      api,
       kubectl,
-      namespace: config.namespace,
-      stateName: config.stateConfigMap,
-      lockName: config.lockLease,
-      bundleSecret: config.bundleSecret,
       leaseDurationSeconds: config.leaseDurationSeconds,
       fieldManager: config.fieldManager,
       forceConflicts: config.forceConflicts,
@@ -202,8 +216,17 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
       once: config.once,
       onReceive: () => (readiness.lastSqsOkMs = Date.now()),
       onSqsError: (operation) => operations.metrics.sqsErrors.inc({ operation }),
-      handler: createDeployer({
+      // One lane per app: one app's held batch or health wait never delays another's deploy.
+      laneOf,
+      handler: createAppHandler({
+        bases,
+        policy: config.policy,
+        appsConfig,
+        deployer: {
         ...applying,
+        api,
+        namespace: config.namespace,
+        applySlots: createLimiter(config.applyConcurrency),
         logger,
         stopping: stop.signal,
         noHold: config.once,
@@ -216,7 +239,6 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, config.trustedKeys),
         decodeLimits: config.decodeLimits,
         maxFutureSkewMs: config.maxFutureSkewMs,
-        admit: (decoded) => checkPolicy(decoded.objects, config.policy),
         afterApply: operations.afterApply,
         onOutcome: operations.onOutcome,
         onUnrecorded: (outcome) => operations.metrics.unrecordedOutcomes.inc({ result: outcome.result }),
@@ -226,18 +248,18 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
           readiness.apiReachable = reachable;
           readiness.lastApiCheckMs = Date.now();
         },
+        },
       }),
     });
     if (config.driftIntervalMs !== undefined && !config.once) {
       drift = startDriftCorrection({
-        ...applying,
-        // A kept bundle is re-applied only while the policy as configured now allows it.
-        policy: config.policy,
+        // Every app with a record; a kept bundle is re-applied only while the policy and its scope as configured now allow it.
+        passes: (signal) => driftPassesOfApps({ api, namespace: config.namespace, bases, policy: config.policy, appsConfig, pass: applying }, signal),
         logger,
         intervalMs: config.driftIntervalMs,
         signal: stop.signal,
         graceMs: config.shutdownGraceMs,
-        onPass: (result) => operations.metrics.driftPasses.inc({ result }),
+        onPass: (result, app) => operations.metrics.driftPasses.inc({ result, app }),
       });
     }
     stop.signal.addEventListener("abort", () => void consumer.stop(config.shutdownGraceMs), { once: true });
@@ -251,6 +273,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     for (const [s, h] of handlers) process.off(s, h);
     await probe;
     await drift;
+    await apps?.stopped;
     await health?.close();
     sqs.destroy();
   }

@@ -19,7 +19,8 @@ import { parsePublishConfig, publishHelpText, SQS_MAX_MESSAGE_BYTES, type Publis
 import { EXIT_INVALID, EXIT_SEND_FAILED, EXIT_SENT } from "./lib/publish/exit-codes.ts";
 import { countByKindAndNamespace, formatResultsStepSummary, formatStepSummary, formatSummary, type PublishResult } from "./lib/publish/summary.ts";
 import { waitForDeploy } from "./lib/publish/wait.ts";
-import { fifoDeduplicationId, isFifoQueue, resolveQueueUrl, sendBody } from "./lib/sqs/send.ts";
+import { defaultMessageGroupId, fifoDeduplicationId, isFifoQueue, resolveQueueUrl, sendBody } from "./lib/sqs/send.ts";
+import { DEFAULT_APP } from "./lib/wire/app.ts";
 import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/wire/message.ts";
 import { generateSigningKeyPair, keygenText, loadSigningKey, signFields } from "./lib/wire/signature.ts";
 
@@ -114,6 +115,7 @@ async function publish(
     ...(io.signal ? { signal: io.signal } : {}),
   });
   const encoded = encodeMessage({
+    ...(config.app === undefined ? {} : { app: config.app.name }),
     build,
     objects: bundle.objects,
     ...(config.target === undefined ? {} : { target: config.target }),
@@ -131,6 +133,8 @@ async function publish(
 
   const result: PublishResult = {
     dryRun: config.dryRun,
+    app: config.app?.name ?? DEFAULT_APP,
+    ...(config.app === undefined ? {} : { appFrom: config.app.from }),
     build,
     ...(config.target === undefined ? {} : { target: config.target }),
     digest: encoded.digest,
@@ -212,8 +216,9 @@ async function send(
   for (const queue of config.queues) urls.push(await resolveQueueUrl(client, queue, options));
   for (const [index, queue] of config.queues.entries()) {
     const url = urls[index]!;
+    const app = config.app?.name;
     const fifo = isFifoQueue(queue)
-      ? { messageGroupId: config.messageGroupId, messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest) }
+      ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) }
       : undefined;
     try {
       const sent = await sendBody(client, url, encoded.body, { ...options, ...(fifo ? { fifo } : {}) });

@@ -39452,7 +39452,22 @@ function dashValue(args, flag) {
 
 // lib/sqs/send.ts
 import { createHash } from "node:crypto";
-var DEFAULT_MESSAGE_GROUP_ID = "kube-pico-cd";
+
+// lib/wire/app.ts
+var DEFAULT_APP = "default";
+var MAX_APP_NAME_LENGTH = 63;
+var APP_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+function appNameProblem(name) {
+  if (name.length === 0)
+    return "an app name must not be empty";
+  if (name.length > MAX_APP_NAME_LENGTH)
+    return `app name ${JSON.stringify(name.slice(0, 80))} is longer than ${MAX_APP_NAME_LENGTH} characters`;
+  if (!APP_NAME_PATTERN.test(name))
+    return `app name ${JSON.stringify(name)} is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`;
+  return;
+}
+
+// lib/sqs/send.ts
 var QUEUE_NAME = /^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$/;
 var MESSAGE_GROUP_ID = /^[\x21-\x7e]{1,128}$/;
 var QUEUE_HINT = "expected a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/deploy, " + "or a queue name of up to 80 letters, digits, - and _ (FIFO names end in .fifo)";
@@ -39481,9 +39496,15 @@ function messageGroupIdProblem(id) {
 function isFifoQueue(queue) {
   return queue.name.endsWith(".fifo");
 }
-function fifoDeduplicationId(buildId, digest) {
-  return createHash("sha256").update(`${buildId}
-${digest}`, "utf8").digest("hex");
+function defaultMessageGroupId(app) {
+  return app ?? DEFAULT_APP;
+}
+function fifoDeduplicationId(buildId, digest, app) {
+  const text = app === undefined || app === DEFAULT_APP ? `${buildId}
+${digest}` : `${app}
+${buildId}
+${digest}`;
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 async function resolveQueueUrl(client, queue, options = {}) {
   if (queue.url !== undefined)
@@ -39557,9 +39578,15 @@ var signatureSchema = strictObject({
   keyId: string2().min(1),
   value: string2().min(1).regex(BASE64, "must be base64")
 });
+var appSchema = string2().superRefine((name, context) => {
+  const problem = appNameProblem(name);
+  if (problem !== undefined)
+    context.addIssue({ code: "custom", message: problem });
+});
 var v1Schema = strictObject({
   kind: literal(MESSAGE_KIND),
   version: literal(MESSAGE_VERSION),
+  app: appSchema.optional(),
   build: buildSchema,
   target: string2().min(1).optional(),
   manifests: strictObject({
@@ -39600,15 +39627,20 @@ function encodeMessage(input) {
   if (input.target !== undefined && input.target.length === 0) {
     throw new TypeError("Cannot encode the message: target must be a non-empty string when given");
   }
+  const appProblem = input.app === undefined ? undefined : appNameProblem(input.app);
+  if (appProblem !== undefined)
+    throw new TypeError(`Cannot encode the message: invalid app: ${appProblem}`);
   const payload = Buffer.from(canonicalJson(input.objects), "utf8");
   const digest = sha256Hex(payload);
   const compressed = gzipSync(payload, { level: 9 });
   const build = buildInfoFrom(built.data);
   const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
   const target = input.target === undefined ? {} : { target: input.target };
+  const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
   const message = {
     kind: MESSAGE_KIND,
     version: MESSAGE_VERSION,
+    ...app,
     build,
     ...target,
     manifests: {
@@ -39618,7 +39650,7 @@ function encodeMessage(input) {
       objects: input.objects.length,
       bytes: payload.length
     },
-    ...input.sign === undefined ? {} : { signature: input.sign({ build, ...target, manifests }) }
+    ...input.sign === undefined ? {} : { signature: input.sign({ ...app, build, ...target, manifests }) }
   };
   const body = JSON.stringify(message);
   return {
@@ -39662,6 +39694,7 @@ function signedBytes(fields, keyId) {
     ["keyId", keyId],
     ["kind", MESSAGE_KIND],
     ["version", String(MESSAGE_VERSION)],
+    ...fields.app === undefined || fields.app === DEFAULT_APP ? [] : [["app", fields.app]],
     ["build.id", fields.build.id],
     ["build.timestampMs", String(fields.build.timestampMs)],
     ...SIGNED_BUILD_FIELDS.map((name) => [`build.${name}`, fields.build[name]]),
@@ -39749,6 +39782,23 @@ function keygenText(pair) {
 `);
 }
 
+// lib/publish/app.ts
+var REPOSITORY_ENV = "GITHUB_REPOSITORY";
+function appFromRepository(repository) {
+  const name = repository.slice(repository.lastIndexOf("/") + 1);
+  const trim = (text) => text.replace(/^-+|-+$/g, "");
+  const app = trim(trim(name.toLowerCase().replace(/[^a-z0-9-]+/g, "-")).slice(0, MAX_APP_NAME_LENGTH));
+  return app === "" ? undefined : app;
+}
+function resolvePublishApp(options) {
+  const { explicit, origin = "--app", env } = options;
+  if (explicit !== undefined)
+    return { name: explicit, from: origin };
+  const repository = env[REPOSITORY_ENV];
+  const derived = repository === undefined || repository === "" ? undefined : appFromRepository(repository);
+  return derived === undefined ? undefined : { name: derived, from: REPOSITORY_ENV };
+}
+
 // lib/publish/config.ts
 var DEFAULT_WAIT_SECONDS = 900;
 var MAX_WAIT_SECONDS = 21600;
@@ -39764,6 +39814,13 @@ var PUBLISH_OPTIONS = {
     value: "URL|NAME",
     defaultText: "none; required unless --dry-run",
     help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list."
+  },
+  app: {
+    type: "string",
+    env: ["KUBE_PICO_CD_APP"],
+    value: "NAME",
+    defaultText: `the repository name in $${REPOSITORY_ENV} (acme/Shop_API: shop-api), else ${DEFAULT_APP}`,
+    help: "The app the bundle belongs to: a listener keeps a version record, history and prune inventory per app. " + "A DNS label: lowercase letters, digits and '-', at most 63 characters. " + `'${DEFAULT_APP}' is the app of bundles that name none (and of every listener before apps).`
   },
   target: {
     type: "string",
@@ -39849,8 +39906,8 @@ var PUBLISH_OPTIONS = {
     type: "string",
     env: ["KUBE_PICO_CD_MESSAGE_GROUP_ID"],
     value: "ID",
-    defaultText: DEFAULT_MESSAGE_GROUP_ID,
-    help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from build id and digest)."
+    defaultText: "the app",
+    help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from app, build id and digest)."
   },
   "endpoint-url": {
     type: "string",
@@ -39953,6 +40010,11 @@ var queueRef = string2().transform((value, context) => {
 var schema = object({
   paths: array(string2().min(1, "must not be empty")),
   queue: array(queueRef),
+  app: string2().superRefine((name, context) => {
+    const problem = appNameProblem(name);
+    if (problem !== undefined)
+      context.addIssue({ code: "custom", message: problem });
+  }).optional(),
   target: optionalText,
   ignore: array(string2().min(1, "must not be empty")),
   "no-kustomize": flagBoolean,
@@ -39972,7 +40034,7 @@ var schema = object({
     const problem = messageGroupIdProblem(value);
     if (problem !== undefined)
       context.addIssue({ code: "custom", message: problem });
-  }),
+  }).optional(),
   "endpoint-url": url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   region: string2().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
   "dry-run": flagBoolean,
@@ -39989,7 +40051,6 @@ function parsePublishConfig(argv, env) {
   if (!argvRead)
     throw new ConfigError(problems);
   raw["max-message-bytes"] ??= String(DEFAULT_MAX_MESSAGE_BYTES);
-  raw["message-group-id"] ??= DEFAULT_MESSAGE_GROUP_ID;
   raw["kubectl"] ??= "kubectl";
   const pathsFromEnv = env[PATHS_ENV];
   if (positionals.length > 0) {
@@ -40031,7 +40092,8 @@ function parsePublishConfig(argv, env) {
   const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
-  return { ...toConfig(data), ...wait, ...signingKeyFile, ...signingKeyPem };
+  const app = resolvePublishApp({ explicit: data.app, origin: origin["app"], env });
+  return { ...toConfig(data), ...app === undefined ? {} : { app }, ...wait, ...signingKeyFile, ...signingKeyPem };
 }
 function toConfig(data) {
   const build = {};
@@ -40060,7 +40122,7 @@ function toConfig(data) {
     allowEmpty: data["allow-empty"],
     build,
     maxMessageBytes: data["max-message-bytes"],
-    messageGroupId: data["message-group-id"],
+    ...data["message-group-id"] === undefined ? {} : { messageGroupId: data["message-group-id"] },
     ...data["endpoint-url"] === undefined ? {} : { endpointUrl: data["endpoint-url"] },
     ...data.region === undefined ? {} : { region: data.region },
     dryRun: data["dry-run"],
@@ -40101,7 +40163,7 @@ function formatSummary(result) {
   const lines = [
     result.dryRun ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent` : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`
   ];
-  const facts = [];
+  const facts = [["app", `${result.app} (${result.appFrom === undefined ? "no --app given, no GITHUB_REPOSITORY" : `from ${result.appFrom}`})`]];
   if (result.target !== undefined)
     facts.push(["target", result.target]);
   facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
@@ -40141,9 +40203,9 @@ function formatStepSummary(result) {
   const lines = [
     `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
     "",
-    "| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
-    "|---|---|---:|---:|---:|---:|---|",
-    `| ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
+    "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
+    "|---|---|---|---:|---:|---:|---:|---|",
+    `| ${markdownCell(result.app)} | ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
     "",
     "| Kind | Namespace | Objects |",
     "|---|---|---:|",
@@ -40184,7 +40246,9 @@ function durationsText(result) {
 function formatResult(entry) {
   const { result } = entry;
   const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
-  const facts = [["listener", `namespace ${result.namespace}, queue ${result.queue}${result.target === undefined ? "" : `, target ${result.target}`}`]];
+  const facts = [
+    ["listener", `namespace ${result.namespace}, queue ${result.queue}${result.app === undefined ? "" : `, app ${result.app}`}${result.target === undefined ? "" : `, target ${result.target}`}`]
+  ];
   const durations = durationsText(result);
   if (durations !== "")
     facts.push(["took", durations]);
@@ -40206,16 +40270,16 @@ function formatResultsStepSummary(report) {
   const lines = [
     `#### kube-pico-cd: ${verdict}`,
     "",
-    "| Queue | Namespace | Result | Health | Message | Pickup | Apply | Health wait |",
-    "|---|---|---|---|---|---:|---:|---:|"
+    "| Queue | Namespace | App | Result | Health | Message | Pickup | Apply | Health wait |",
+    "|---|---|---|---|---|---|---:|---:|---:|"
   ];
   const ms = (value) => value === undefined ? "-" : formatDuration(value);
   for (const { queueUrl, result } of report.results) {
     const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
-    lines.push(`| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`);
+    lines.push(`| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${markdownCell(result.app ?? "-")} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`);
   }
   for (const missing of report.missing) {
-    lines.push(`| ${markdownCell(missing.queueUrl)} | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
+    lines.push(`| ${markdownCell(missing.queueUrl)} | - | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
   }
   return `${lines.join(`
 `)}
@@ -40318,6 +40382,7 @@ var inflightSchema = object({
 var outcomeResults = ["applied", "failed", "rejected", "superseded", "duplicate"];
 var outcomeSchema = object({
   result: _enum(outcomeResults),
+  app: string2().max(63).optional(),
   time: string2(),
   buildId: string2().optional(),
   timestampMs: number2().int().nonnegative().optional(),
@@ -40354,6 +40419,11 @@ var resultSchema = strictObject({
   kind: literal(RESULT_KIND),
   version: literal(RESULT_VERSION),
   messageId: string2().min(1),
+  app: string2().superRefine((name, context) => {
+    const problem = appNameProblem(name);
+    if (problem !== undefined)
+      context.addIssue({ code: "custom", message: problem });
+  }).optional(),
   build: strictObject({
     id: string2().min(1),
     timestampMs: int().nonnegative(),
@@ -40628,6 +40698,7 @@ async function publish(argv, env, io) {
     ...io.signal ? { signal: io.signal } : {}
   });
   const encoded = encodeMessage({
+    ...config.app === undefined ? {} : { app: config.app.name },
     build,
     objects: bundle.objects,
     ...config.target === undefined ? {} : { target: config.target },
@@ -40645,6 +40716,8 @@ async function publish(argv, env, io) {
   }
   const result = {
     dryRun: config.dryRun,
+    app: config.app?.name ?? DEFAULT_APP,
+    ...config.app === undefined ? {} : { appFrom: config.app.from },
     build,
     ...config.target === undefined ? {} : { target: config.target },
     digest: encoded.digest,
@@ -40720,7 +40793,8 @@ async function send(client, config, build, encoded, result, signal) {
     urls.push(await resolveQueueUrl(client, queue, options));
   for (const [index, queue] of config.queues.entries()) {
     const url = urls[index];
-    const fifo = isFifoQueue(queue) ? { messageGroupId: config.messageGroupId, messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest) } : undefined;
+    const app = config.app?.name;
+    const fifo = isFifoQueue(queue) ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) } : undefined;
     try {
       const sent = await sendBody(client, url, encoded.body, { ...options, ...fifo ? { fifo } : {} });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });

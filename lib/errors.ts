@@ -217,7 +217,12 @@ export type MessageRejectedReason =
   | "target"
   | "require-target"
   | "empty-bundle"
-  | "protected-object";
+  | "protected-object"
+  // An object of the bundle is owned by another app (lib/listener/ownership.ts):
+  | "ownership-conflict"
+  // An app's scope in the apps configuration (lib/listener/scope.ts); a signer outside the app's keys is `unknown-key`:
+  | "unknown-app"
+  | "scope";
 
 /**
  * A message body is not something this reader can apply: not JSON, not our shape, a version

@@ -12,7 +12,8 @@
  * 5. Publishes a change (new ConfigMap value, 3 replicas, one ConfigMap removed) with
  *    `publish --wait`, which waits for the listener's result on the result queue: the
  *    removed ConfigMap is pruned and the rollout is reported Healthy.
- * 6. Prints `listener status`: the current build and the history.
+ * 6. Prints `listener status` (one line per app) and `listener status default`: the current
+ *    build and the history.
  * 7. Tears everything down.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -165,10 +166,13 @@ async function main(): Promise<void> {
   info(kubectl(["get", "deployment", "web", "-n", "demo-app"]).stdout.trimEnd().split("\n").join("\n    "));
   info(`web-extra ConfigMap: ${kubectl(["get", "configmap", "web-extra", "-n", "demo-app"]).code === 0 ? "still there" : "pruned"}`);
 
-  step("listener status: the current build and the history, read from the cluster");
-  const status = run(executable, ["status", "--namespace", "kube-pico-cd", "--kubeconfig", env.kubeconfig]);
-  if (status.code !== 0) throw new Error(`listener status failed (exit ${status.code}):\n${status.stderr}`);
-  for (const line of status.stdout.trimEnd().split("\n")) info(line);
+  // The overview of every app, then the app the demo published to (bundles that name no app belong to "default").
+  step("listener status, then listener status default: every app, then the current build and the history, read from the cluster");
+  for (const args of [[], ["default"]]) {
+    const status = run(executable, ["status", ...args, "--namespace", "kube-pico-cd", "--kubeconfig", env.kubeconfig]);
+    if (status.code !== 0) throw new Error(`listener status ${args.join(" ")} failed (exit ${status.code}):\n${status.stderr}`);
+    for (const line of status.stdout.trimEnd().split("\n")) info(line);
+  }
 }
 
 async function teardown(): Promise<void> {

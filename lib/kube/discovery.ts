@@ -28,6 +28,8 @@ export interface ApiResource {
   resource: string;
   /** True when objects of this kind live in a namespace. */
   namespaced: boolean;
+  /** The verbs the server allows on it (`list`, `get`, …); absent when discovery named none. */
+  verbs?: string[];
 }
 
 /** The versions of one group, preferred first, as discovery lists them. */
@@ -76,7 +78,8 @@ export function parseResourceList(document: unknown, group: string, version: str
     if (!isRecord(entry)) continue;
     const { name, kind, namespaced } = entry;
     if (typeof name !== "string" || name === "" || name.includes("/") || typeof kind !== "string" || kind === "") continue;
-    out.push({ group, version, kind, resource: name, namespaced: namespaced === true });
+    const verbs = strings(entry["verbs"]);
+    out.push({ group, version, kind, resource: name, namespaced: namespaced === true, ...(verbs.length > 0 ? { verbs } : {}) });
   }
   return out;
 }
@@ -138,6 +141,34 @@ export class Discovery {
     if (cached !== undefined) return cached;
     this.invalidate(group);
     return (await abortable(this.#lookup(group, kind, version), signal)) ?? null;
+  }
+
+  /**
+   * Every kind the server serves, once each, in its group's preferred version that serves it:
+   * what a search over all objects (an inventory rebuilt from ownership marks) must list.
+   * Read fresh, since it is needed rarely and must see CRDs added since the cache was filled.
+   *
+   * @throws {KubeApiError | KubeUnreachableError} when a discovery document cannot be read.
+   */
+  async everyResource(options: { signal?: AbortSignal | undefined } = {}): Promise<ApiResource[]> {
+    this.invalidate();
+    const groups = await abortable(this.#groupVersions(), options.signal);
+    const lists = await abortable(
+      Promise.all([...groups].map(async ([group, versions]) => {
+        const seen = new Set<string>();
+        const out: ApiResource[] = [];
+        for (const version of versions) {
+          for (const resource of await this.#resourceList(group, version)) {
+            if (seen.has(resource.kind)) continue;
+            seen.add(resource.kind);
+            out.push(resource);
+          }
+        }
+        return out;
+      })),
+      options.signal,
+    );
+    return lists.flat();
   }
 
   /**

@@ -61,6 +61,11 @@ export interface PruneOptions {
   /** Per API request, in ms. Default 30000. */
   timeoutMs?: number;
   signal?: AbortSignal | undefined;
+  /**
+   * Why a live candidate must be kept besides the annotation and the field manager, or
+   * undefined: the listener keeps objects that carry another app's ownership mark.
+   */
+  keep?: ((live: unknown) => string | undefined) | undefined;
 }
 
 /** The objects of `previous` that are not in `next`, in `previous` order, once each. */
@@ -145,9 +150,9 @@ export function planPrune(
   previous: readonly ObjectRef[],
   next: readonly ObjectRef[],
   live: ReadonlyMap<string, LiveRead>,
-  options: { fieldManager: string; pruneCrds: boolean },
+  options: { fieldManager: string; pruneCrds: boolean; keep?: ((live: unknown) => string | undefined) | undefined },
 ): PrunePlan {
-  const { fieldManager, pruneCrds } = options;
+  const { fieldManager, pruneCrds, keep } = options;
   const plan: PrunePlan = { phases: [[], [], []], kept: [], gone: [], failed: [] };
   for (const item of pruneCandidates(previous, next)) {
     if (isCrd(item) && !pruneCrds) {
@@ -162,7 +167,7 @@ export function planPrune(
     } else if (read.state === "unreadable") {
       plan.failed.push({ object: item, error: `cannot read it: ${read.error}` });
     } else {
-      const why = keepReason(read.object, fieldManager);
+      const why = keepReason(read.object, fieldManager) ?? keep?.(read.object);
       const metadata = isRecord(read.object) && isRecord(read.object["metadata"]) ? read.object["metadata"] : {};
       const uid = metadata["uid"];
       if (why !== undefined) plan.kept.push({ ...item, why });
@@ -215,7 +220,7 @@ async function afterConflict(
  * @throws the signal's reason when `signal` aborts.
  */
 export async function pruneObjects(previous: readonly ObjectRef[], next: readonly ObjectRef[], options: PruneOptions): Promise<PruneResult> {
-  const { api, fieldManager = "kube-pico-cd", pruneCrds = false, timeoutMs = 30_000, signal } = options;
+  const { api, fieldManager = "kube-pico-cd", pruneCrds = false, timeoutMs = 30_000, signal, keep } = options;
   const started = performance.now();
   const request = { signal, timeoutMs };
 
@@ -232,7 +237,7 @@ export async function pruneObjects(previous: readonly ObjectRef[], next: readonl
       }
     }),
   );
-  const plan = planPrune(previous, next, new Map(reads), { fieldManager, pruneCrds });
+  const plan = planPrune(previous, next, new Map(reads), { fieldManager, pruneCrds, keep });
   const result: PruneResult = { pruned: [], kept: plan.kept, failed: plan.failed, gone: plan.gone, durationMs: 0 };
 
   const discovery = discoveryOf(api);

@@ -16,7 +16,15 @@
  *   release of format 1; a record without it reads as "nothing in flight".)
  * - `inventory`: the objects that may be live and are ours to prune (the current build's,
  *   plus those of builds that were applied in part and never confirmed);
- * - `history`: the last N outcomes (default 20), newest first.
+ * - `history`: the last N outcomes (default 20), newest first;
+ * - `marks`: "1" when every object of the inventory was applied with its app's ownership mark
+ *   (lib/listener/ownership.ts). A record written before marks existed has none: its
+ *   inventory may hold unmarked objects, which its app's next prune may still delete
+ *   ({@link VersionRecord.unmarkedInventory}); the first deploy after it marks what it applies.
+ *
+ * One record per app (lib/listener/apps.ts names them); each carries the label
+ * `kube-pico-cd.io/record-of: <app>`, and the default app's record keeps the name a listener
+ * serving one app used, so that record is adopted as it is.
  *
  * Never manifest contents or Secret data: only names, build metadata and error text.
  *
@@ -47,6 +55,13 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { errorMessage, KubeApiError, StateConflictError, StateReadError, StateWriteError } from "../errors.ts";
 import { isConflict, isNotFound, KubeApi } from "./api.ts";
+
+
+/** The label on a version record ConfigMap naming its app (not the ownership mark: records are never pruned). */
+export const RECORD_APP_LABEL = "kube-pico-cd.io/record-of";
+
+/** Labels every version record ConfigMap carries (they select them all: `listener status`). */
+export const RECORD_LABELS = { "app.kubernetes.io/managed-by": "kube-pico-cd", "app.kubernetes.io/component": "state" } as const;
 
 /** Default name of the record's ConfigMap. */
 export const DEFAULT_STATE_CONFIGMAP = "kube-pico-cd-state";
@@ -148,6 +163,8 @@ export type OutcomeResult = (typeof outcomeResults)[number];
 
 const outcomeSchema = z.object({
   result: z.enum(outcomeResults),
+  /** The app (lib/listener/apps.ts) whose stream the message belongs to; absent in records written before apps. */
+  app: z.string().max(63).optional(),
   /** ISO 8601 time of the outcome. */
   time: z.string(),
   /** Absent when the message could not be decoded far enough to know its build. */
@@ -207,6 +224,12 @@ export interface VersionRecord {
   inventory: RecordedObject[];
   /** Newest first. */
   history: Outcome[];
+  /**
+   * True for a record written before ownership marks: its inventory's objects may carry no
+   * mark, and its app's prune may delete those (they were applied before marks existed).
+   * Cleared by the next confirmed apply, whose objects all carry the mark.
+   */
+  unmarkedInventory?: boolean;
 }
 
 /** The record as read, with what a conditional write needs. */
@@ -311,7 +334,7 @@ export function boundRecord(record: VersionRecord): VersionRecord {
     record.inflight === null
       ? null
       : { ...record.inflight, build: boundBuildInfo(record.inflight.build), digest: cut(record.inflight.digest, L.digestLength), messageId: cut(record.inflight.messageId, L.idLength) };
-  return { current, inflight, inventory: record.inventory, history: record.history.map(boundOutcome) };
+  return { current, inflight, inventory: record.inventory, history: record.history.map(boundOutcome), ...(record.unmarkedInventory ? { unmarkedInventory: true } : {}) };
 }
 
 const encoder = new TextEncoder();
@@ -362,7 +385,7 @@ export interface EncodeOptions {
 export function fitRecord(record: VersionRecord, options: EncodeOptions = {}): { record: VersionRecord; data: Record<string, string> } {
   const { budgetBytes = RECORD_LIMITS.budgetBytes, compressAboveBytes = RECORD_LIMITS.compressAboveBytes } = options;
   const bounded = boundRecord(record);
-  const data: Record<string, string> = { format: STATE_FORMAT };
+  const data: Record<string, string> = { format: STATE_FORMAT, ...(bounded.unmarkedInventory ? {} : { marks: "1" }) };
   if (bounded.current !== null) data["current"] = encodeKey("current", currentSchema, bounded.current);
   if (bounded.inflight !== null) putMaybeCompressed(data, "inflight", encodeKey("inflight", inflightSchema, bounded.inflight), compressAboveBytes);
   putMaybeCompressed(data, "inventory", encodeKey("inventory", z.array(inventoryItemSchema), bounded.inventory), compressAboveBytes);
@@ -441,12 +464,16 @@ export function decodeRecord(data: Readonly<Record<string, string>> | undefined)
     }
     return result.data;
   };
-  return {
+  const inventory = key("inventory", z.array(inventoryItemSchema), []);
+  const record: VersionRecord = {
     current: key<CurrentBuild | null>("current", currentSchema, null),
     inflight: key<InFlightBuild | null>("inflight", inflightSchema, null),
-    inventory: key("inventory", z.array(inventoryItemSchema), []),
+    inventory,
     history: key("history", z.array(outcomeSchema), []),
   };
+  // Before marks, no key said so: an inventory without "marks" may hold unmarked objects.
+  if (data["marks"] === undefined && inventory.length > 0) record.unmarkedInventory = true;
+  return record;
 }
 
 /**
@@ -500,13 +527,11 @@ export function recordOutcome(record: VersionRecord, outcome: Outcome, historyLi
 /** The ConfigMap object that {@link writeState} sends. Exported for tests. */
 export function stateConfigMap(
   record: VersionRecord,
-  where: { namespace: string; name: string; resourceVersion: string | null },
+  where: { namespace: string; name: string; resourceVersion: string | null; app?: string | undefined },
 ): Record<string, unknown> {
-  const metadata: Record<string, unknown> = {
-    name: where.name,
-    namespace: where.namespace,
-    labels: { "app.kubernetes.io/managed-by": "kube-pico-cd", "app.kubernetes.io/component": "state" },
-  };
+  const labels: Record<string, string> = { ...RECORD_LABELS };
+  if (where.app !== undefined) labels[RECORD_APP_LABEL] = where.app;
+  const metadata: Record<string, unknown> = { name: where.name, namespace: where.namespace, labels };
   if (where.resourceVersion !== null) metadata["resourceVersion"] = where.resourceVersion;
   return { apiVersion: "v1", kind: "ConfigMap", metadata, data: encodeRecord(record) };
 }
@@ -518,6 +543,8 @@ export interface RecordOptions {
   namespace: string;
   /** ConfigMap name. Default {@link DEFAULT_STATE_CONFIGMAP}. */
   name?: string | undefined;
+  /** The app the record is of: written as its `kube-pico-cd.io/record-of` label. */
+  app?: string | undefined;
   /** Per request, in milliseconds. Default 10000. */
   timeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
@@ -567,11 +594,11 @@ export async function readRecord(options: RecordOptions): Promise<StoredRecord> 
  * ones that no retry cures (the record does not fit, or the API server refused it).
  */
 export async function writeRecord(record: VersionRecord, resourceVersion: string | null, options: RecordOptions): Promise<string> {
-  const { api, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal } = options;
+  const { api, namespace, name = defaults.name, timeoutMs = defaults.timeoutMs, signal, app } = options;
   const where = { namespace, configMapName: name };
   let body: Record<string, unknown>;
   try {
-    body = stateConfigMap(record, { namespace, name, resourceVersion });
+    body = stateConfigMap(record, { namespace, name, resourceVersion, app });
   } catch (error) {
     throw new StateWriteError(`Cannot write the version record ConfigMap ${namespace}/${name}: ${errorMessage(error)}`, where, { cause: error });
   }

@@ -17,6 +17,7 @@ import type { DecodedMessage } from "../wire/message.ts";
 import { formatRef } from "../manifests/object-ref.ts";
 import { pruneObjects } from "../kube/prune.ts";
 import { waitForHealth } from "../kube/health.ts";
+import { pruneKeepReason, type Owner } from "./ownership.ts";
 import type { Outcome, RecordedObject } from "../kube/record.ts";
 
 /** What the deployer hands over after an apply. */
@@ -26,6 +27,12 @@ export interface AppliedBuild {
   inventory: readonly RecordedObject[];
   /** The recorded inventory before this build. */
   previousInventory: readonly RecordedObject[];
+  /** Whose objects these are: prune deletes only objects that carry this mark. */
+  owner: Owner;
+  /** The previous inventory predates marks: its unmarked objects may be pruned too. */
+  unmarkedInventory: boolean;
+  /** Where the build's kept bundle goes (drift correction): the app's Secret. */
+  bundleSecret: string;
   log: Logger;
 }
 
@@ -55,13 +62,13 @@ export interface AfterApplyOptions {
   /** Aborted when the listener is asked to stop: the health wait ends early (Timeout). */
   stopSignal?: AbortSignal;
   /** Keeps the applied bundle for drift correction; returns a warning when it could not. */
-  keepBundle?: (decoded: DecodedMessage, signal: AbortSignal) => Promise<string | undefined>;
+  keepBundle?: (decoded: DecodedMessage, secretName: string, signal: AbortSignal) => Promise<string | undefined>;
 }
 
 /** The `afterApply` step of the deployer. */
 export function createAfterApply(options: AfterApplyOptions): (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult> {
   const { api, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle } = options;
-  return async ({ decoded, inventory, previousInventory, log }, signal) => {
+  return async ({ decoded, inventory, previousInventory, owner, unmarkedInventory, bundleSecret, log }, signal) => {
     const outcome: Partial<Outcome> = {};
     const warnings: string[] = [];
     let recorded: RecordedObject[];
@@ -82,7 +89,8 @@ export function createAfterApply(options: AfterApplyOptions): (applied: AppliedB
       recorded = [...previousInventory];
       if (previousInventory.length > 0) warnings.push(`prune skipped: the bundle is empty, so the ${previousInventory.length} objects of the previous build were kept`);
     } else {
-      const result = await pruneObjects(previousInventory, inventory, { api, fieldManager, pruneCrds, signal });
+      const keep = (live: unknown) => pruneKeepReason(live, owner, unmarkedInventory);
+      const result = await pruneObjects(previousInventory, inventory, { api, fieldManager, pruneCrds, signal, keep });
       outcome.pruned = result.pruned;
       if (result.kept.length > 0) outcome.kept = result.kept;
       for (const f of result.failed) warnings.push(`prune of ${formatRef(f.object)} failed (kept in the inventory for the next deploy): ${f.error}`);
@@ -98,7 +106,7 @@ export function createAfterApply(options: AfterApplyOptions): (applied: AppliedB
     }
 
     if (keepBundle) {
-      const warning = await keepBundle(decoded, signal);
+      const warning = await keepBundle(decoded, bundleSecret, signal);
       if (warning !== undefined) warnings.push(warning);
     }
     for (const w of warnings) log.warn(w);

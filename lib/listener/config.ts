@@ -27,6 +27,7 @@ export const LISTENER_OPTIONS = {
   "lock-lease": { type: "string", env: ["KUBE_PICO_CD_LOCK_LEASE"], value: "NAME", defaultText: DEFAULT_LOCK_LEASE, help: "Name of the Lease that lets one replica deploy at a time." },
   "lease-duration-seconds": { type: "string", env: ["KUBE_PICO_CD_LEASE_DURATION_SECONDS"], value: "N", defaultText: "30", help: "How long other replicas wait, from their own sighting of the holder's last renewal, before they take the deploy Lease; the holder gives up after two thirds of it (at most 10 s) without a renewal." },
   "history-limit": { type: "string", env: ["KUBE_PICO_CD_HISTORY_LIMIT"], value: "N", defaultText: String(DEFAULT_HISTORY_LIMIT), help: "Outcomes kept in the record's history." },
+  "apply-concurrency": { type: "string", env: ["KUBE_PICO_CD_APPLY_CONCURRENCY"], value: "N", defaultText: "2", help: "kubectl applies of different apps that may run at once (each kubectl takes tens of MiB of the pod's memory; health waits and prunes do not count)." },
   kubectl: { type: "string", env: ["KUBE_PICO_CD_KUBECTL"], value: "PATH", defaultText: "kubectl (on PATH)", help: "kubectl binary." },
   kubeconfig: { type: "string", env: ["KUBE_PICO_CD_KUBECONFIG"], value: "PATH", defaultText: "kubectl's own choice: KUBECONFIG, the pod's service account, then ~/.kube/config", help: "Kubeconfig file, for kubectl and the listener's own API client." },
   context: { type: "string", env: ["KUBE_PICO_CD_CONTEXT"], value: "NAME", defaultText: "the kubeconfig's current-context", help: "Kubeconfig context, for kubectl and the listener's own API client." },
@@ -62,6 +63,7 @@ export const LISTENER_OPTIONS = {
   "deny-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_DENY_KINDS"], value: "[GROUP/]KIND", defaultText: "none", help: "Kinds bundles may not hold (e.g. Secret, rbac.authorization.k8s.io/ClusterRoleBinding); wins over --allow-kinds." },
   "deny-cluster-scoped": { type: "boolean", env: ["KUBE_PICO_CD_DENY_CLUSTER_SCOPED"], defaultText: "false", help: "Reject bundles with cluster-scoped objects (built-in cluster-scoped kinds, --cluster-scoped-kinds, and objects without a namespace)." },
   "cluster-scoped-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_CLUSTER_SCOPED_KINDS"], value: "[GROUP/]KIND", defaultText: "none (built-in kinds only)", help: "Kinds of your CustomResourceDefinitions that are cluster-scoped, for the policy." },
+  "apps-config": { type: "string", env: ["KUBE_PICO_CD_APPS_CONFIG"], value: "PATH", defaultText: "none: every app runs under the listener-wide policy alone (for publishers that all trust each other)", help: "YAML file giving each app its namespaces, default namespace, kinds and signing keys, within the listener-wide policy (docs/apps.md); re-read when it changes." },
   "sqs-endpoint": { type: "string", env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"], value: "URL", defaultText: "AWS's endpoint for the region", help: "SQS endpoint override (local SQS servers)." },
   region: { type: "string", env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"], value: "REGION", defaultText: "from the queue URL, else the SDK's chain", help: "AWS region." },
   "http-host": { type: "string", env: ["KUBE_PICO_CD_HTTP_HOST"], value: "HOST", defaultText: "0.0.0.0", help: "Address of the /healthz and /readyz server." },
@@ -80,6 +82,8 @@ export interface ListenerConfig {
   lockLease: string;
   leaseDurationSeconds: number;
   historyLimit: number;
+  /** kubectl applies of different apps that may run at once. */
+  applyConcurrency: number;
   kubectl: string;
   kubeconfig?: string;
   context?: string;
@@ -114,6 +118,8 @@ export interface ListenerConfig {
   /** Bundles that name no target are rejected (`require-target`); resolved from `auto` at parse time. */
   requireTarget: boolean;
   policy: Policy;
+  /** The apps configuration file (lib/listener/apps-config.ts); absent: every app runs under `policy` alone. */
+  appsConfig?: string;
   sqsEndpoint?: string;
   region?: string;
   httpHost: string;
@@ -168,6 +174,7 @@ const schema = z.object({
   "lock-lease": name(DEFAULT_LOCK_LEASE),
   "lease-duration-seconds": int(3, 3600, 30),
   "history-limit": int(1, 1000, DEFAULT_HISTORY_LIMIT),
+  "apply-concurrency": int(1, 64, 2),
   kubectl: z.string().min(1).default("kubectl"),
   kubeconfig: z.string().min(1).optional(),
   context: z.string().min(1).optional(),
@@ -226,6 +233,7 @@ const schema = z.object({
   "deny-kinds": patterns(kindPatternProblem),
   "deny-cluster-scoped": z.boolean(),
   "cluster-scoped-kinds": patterns(kindPatternProblem),
+  "apps-config": z.string().min(1, "must not be empty (leave it unset for no apps configuration)").optional(),
   "sqs-endpoint": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
   "http-host": z.string().min(1).default("0.0.0.0"),
@@ -285,6 +293,7 @@ export function parseListenerConfig(
     lockLease: d["lock-lease"],
     leaseDurationSeconds: d["lease-duration-seconds"],
     historyLimit: d["history-limit"],
+    applyConcurrency: d["apply-concurrency"],
     kubectl: d.kubectl,
     fieldManager: d["field-manager"],
     forceConflicts: !d["no-force-conflicts"],
@@ -325,6 +334,7 @@ export function parseListenerConfig(
   if (d.target !== undefined) config.target = d.target;
   if (d.kubeconfig !== undefined) config.kubeconfig = d.kubeconfig;
   if (d.context !== undefined) config.context = d.context;
+  if (d["apps-config"] !== undefined) config.appsConfig = d["apps-config"];
   if (d["sqs-endpoint"] !== undefined) config.sqsEndpoint = d["sqs-endpoint"];
   if (d.region !== undefined) config.region = d.region;
   if (d["drift-interval-minutes"] !== undefined) config.driftIntervalMs = Math.round(d["drift-interval-minutes"] * 60_000);

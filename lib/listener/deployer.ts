@@ -50,6 +50,9 @@ import {
   type VersionRecord,
 } from "../kube/record.ts";
 import { intendedInventory, mergeInventories } from "./intent.ts";
+import { appOfObjectName, DEFAULT_APP } from "./apps.ts";
+import { checkOwnership, describeOwner, inventoryFromMarks, markObjects, readLiveObjects, type Owner } from "./ownership.ts";
+import type { Limiter } from "../limiter.ts";
 
 export interface DeployerOptions {
   api: KubeApi;
@@ -57,6 +60,29 @@ export interface DeployerOptions {
   /** The listener's namespace: the record and the Lease live there. */
   namespace: string;
   logger: Logger;
+  /**
+   * The app whose stream this deployer handles (lib/listener/apps.ts): its outcomes name it,
+   * and every object it applies carries its ownership mark (lib/listener/ownership.ts).
+   * `stateName`, `lockName` and `bundleSecret` are then that app's. Default the default app.
+   */
+  app?: string;
+  /** The app named by the record's label: `app`, except for refused apps, whose rejections go to the default app's record. */
+  recordApp?: string;
+  /**
+   * The base names of the listener's own objects (`--state-configmap`, `--lock-lease`,
+   * `--bundle-secret`): a bundle may overwrite no app's record, Lease or kept bundle.
+   * Default: `stateName`, `lockName`, `bundleSecret`.
+   */
+  protectedBases?: { state: string; lock: string; bundle: string };
+  /**
+   * The objects as they will be applied, before any check: the app's default namespace set on
+   * namespaced objects that name none (lib/listener/scope.ts). Default: as they are.
+   */
+  place?: (objects: readonly KubeObject[]) => KubeObject[];
+  /** Namespaces an inventory rebuilt from marks is searched in (the app's scope); default all. */
+  markSearchNamespaces?: readonly string[] | undefined;
+  /** Shared by the deployers of every app: kubectl applies that may run at once. Default: no limit. */
+  applySlots?: Limiter;
   /** Only messages without a target or with this one are applied. */
   target?: string | undefined;
   /**
@@ -187,8 +213,15 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     admit,
     afterApply,
     allowEmptyBundle = false,
+    app = DEFAULT_APP,
+    recordApp = app,
+    protectedBases = { state: stateName, lock: lockName, bundle: bundleSecret },
+    place = (objects) => [...objects],
+    markSearchNamespaces,
+    applySlots,
   } = options;
   const iso = () => new Date(now()).toISOString();
+  const owner: Owner = { app, instance: namespace };
 
   const decode = (message: ReceivedMessage): Accepted | Rejected => {
     let decoded: DecodedMessage | undefined;
@@ -199,9 +232,11 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         ...(checkEnvelope === undefined ? {} : { checkEnvelope }),
         time: { nowMs: now(), sentTimestampMs: message.sentTimestampMs, maxFutureSkewMs },
       });
-      admit?.(decoded);
+      // Every check sees the objects as they will be applied, in the namespace they will land in.
+      const placed = place(decoded.objects);
+      admit?.({ ...decoded, objects: placed });
       // Whatever admit checks: kubectl would apply a list's items past every check below.
-      checkListObjects(decoded.objects);
+      checkListObjects(placed);
       if (decoded.target !== undefined && decoded.target !== target) {
         const mine = target === undefined ? "no target" : `target ${JSON.stringify(target)}`;
         return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}`, refused: decoded };
@@ -217,7 +252,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (decoded.objects.length === 0 && !allowEmptyBundle) {
         return { message, reason: "empty-bundle", error: "The bundle holds no objects; applying it would leave the cluster as it is and prune nothing, so it is refused (start the listener with --allow-empty-bundle to accept it)", refused: decoded };
       }
-      const protectedObject = everyObject(decoded.objects).find((o) => isProtected(o, namespace, stateName, lockName, bundleSecret));
+      const protectedObject = everyObject(placed).find((o) => isProtected(o, namespace, protectedBases));
       if (protectedObject) {
         return {
           message,
@@ -234,10 +269,11 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
   };
 
   const retryDelaySeconds = (message: ReceivedMessage) => Math.min(retryMaxSeconds, retryBaseSeconds * 2 ** Math.min(20, message.receiveCount - 1));
-  const recordOptions = (signal: AbortSignal) => ({ api, namespace, name: stateName, signal });
+  const recordOptions = (signal: AbortSignal) => ({ api, namespace, name: stateName, app: recordApp, signal });
   const outcomeOf = (a: Accepted, result: Outcome["result"], extra: Partial<Outcome> = {}): Outcome => ({
     result,
     time: iso(),
+    app,
     ...buildFields(a.decoded),
     messageId: a.message.messageId,
     ...extra,
@@ -274,7 +310,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
    * once: only after the write, never for an outcome that could not be written); throws HoldError or
    * MovedOnError when it was not the build's fault.
    */
-  const tryAttempt = async (held: Accepted, attempt: Attempt, lease: HeldLease, signal: AbortSignal, seen?: StoredRecord): Promise<{ result: "applied" | "failed"; outcome: Outcome }> => {
+  const tryAttempt = async (held: Accepted, attempt: Attempt, lease: HeldLease, signal: AbortSignal, seen?: StoredRecord): Promise<{ result: "applied" | "failed" | "rejected"; outcome: Outcome; reason?: string }> => {
     // The batch keeps only what orders builds; the one being applied is decoded again here, so
     // ten large bundles in one receive never sit in memory at once.
     const again = decode(held.message);
@@ -283,26 +319,58 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     const { decoded, message } = a;
     const log = logger.child({ build: decoded.build.id, buildTimestampMs: decoded.build.timestampMs, digest: decoded.digest, messageId: message.messageId });
     const leaseSignal = AbortSignal.any([signal, lease.lost]);
+    // What kubectl gets: in the app's default namespace, each object with the app's mark.
+    const objects = markObjects(place(decoded.objects), owner);
+
+    // 0. Nothing of another app's may be taken (lib/listener/ownership.ts), before any write.
+    try {
+      checkOwnership(objects, await readLiveObjects(api, objects, { defaultNamespace: api.namespace, signal: leaseSignal }), owner);
+    } catch (error) {
+      if (!(error instanceof MessageRejectedError)) {
+        if (leaseSignal.aborted) throw new HoldError(`Reading the owners of build ${decoded.build.id}'s objects was interrupted: ${errorMessage(leaseSignal.reason)}`, { cause: error });
+        throw new HoldError(`Cannot read the owners of build ${decoded.build.id}'s objects: ${errorMessage(error)}`, { cause: error });
+      }
+      const keep = rejectionDisposition(error.reason) === "dead-letter";
+      log.warn("message rejected", { reason: error.reason, disposition: keep ? "dead-letter" : "delete", error: error.message });
+      const fate = keep ? "the message goes to the dead-letter queue for redrive" : "the message is deleted";
+      const outcome = outcomeOf(a, "rejected", { error: `${error.reason}: ${cut(error.message, 1_800)} (${fate})` });
+      await recordOutcomes([{ outcome, message }], signal).catch(asHold("record the rejection"));
+      return { result: "rejected", outcome, reason: error.reason };
+    }
+
+    // A record that knows of no live object (never written, or deleted by hand and written
+    // again by a rejection since): what the app owns is found by its marks, so that this build
+    // still prunes it.
+    const stored = seen ?? (await readRecord(recordOptions(leaseSignal)).catch(asHold("read the version record")));
+    let rebuilt: RecordedObject[] = [];
+    if (knowsNothingLive(stored)) {
+      const found = await inventoryFromMarks(api, owner, { namespaces: markSearchNamespaces, signal: leaseSignal }).catch(asHold("search the objects that carry the app's mark"));
+      rebuilt = found.inventory;
+      if (rebuilt.length > 0) log.warn("the app has no version record; its inventory was rebuilt from the objects that carry its mark", { app, objects: rebuilt.length, owner: describeOwner(owner) });
+      if (found.unsearched.length > 0) log.warn("some kinds could not be searched for the app's mark; their objects are not pruned by this build", { app, unsearched: found.unsearched.slice(0, 20) });
+    }
     const intent: InFlightBuild = {
       build: decoded.build,
       digest: decoded.digest,
       messageId: message.messageId,
-      objectCount: decoded.objects.length,
+      objectCount: objects.length,
       startedAt: iso(),
       holder: lease.identity,
-      inventory: intendedInventory(decoded.objects, api.namespace),
+      inventory: intendedInventory(objects, api.namespace),
     };
     // 1. The intent, before kubectl starts: from here on the record says this build may be live.
     let previousInventory: RecordedObject[] = [];
     let recordedBuild: string | undefined;
+    let unmarkedInventory = false;
     const intentWritten = await updateRecord((record) => {
       const again = decide([{ messageId: message.messageId, build: keyOf(decoded) }], keysOf(record));
       if (again.attempts.length === 0) throw new MovedOnError(`The record moved past build ${decoded.build.id} before its apply started`);
       // Objects of an interrupted build (ours resumed, or one that this build overtakes) may be live: prune sees them.
-      previousInventory = mergeInventories(record.inventory, record.inflight?.inventory ?? []);
+      previousInventory = mergeInventories(mergeInventories(record.inventory, record.inflight?.inventory ?? []), knowsNothingLive(record) ? rebuilt : []);
       recordedBuild = record.current?.build.id;
+      unmarkedInventory = record.unmarkedInventory === true;
       return { ...record, inflight: intent, inventory: previousInventory };
-    }, { ...recordOptions(leaseSignal), initial: seen }).catch((error: unknown) => {
+    }, { ...recordOptions(leaseSignal), initial: stored }).catch((error: unknown) => {
       // The intent does not fit the record (an inventory too large for it): the build's own
       // fault, and nothing was applied. It fails like a bad apply and ends in the dead-letter queue.
       if (isPermanentWriteFailure(error)) return error as Error;
@@ -326,7 +394,8 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     if (!lease.isHeld()) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was applied: ${errorMessage(lease.lost.reason)}`);
     let applied: ApplyResult;
     try {
-      applied = await applyObjects(decoded.objects, { api, kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
+      const apply = () => applyObjects(objects, { api, kubectl, fieldManager, forceConflicts, timeoutMs: applyTimeoutMs, signal: leaseSignal });
+      applied = await (applySlots === undefined ? apply() : applySlots.run(apply, leaseSignal));
     } catch (error) {
       if (leaseSignal.aborted) throw new HoldError(`The apply of build ${decoded.build.id} was interrupted: ${errorMessage(leaseSignal.reason)}`, { cause: error });
       // kubectl failed: whose fault? If the API server does not answer now, not the build's.
@@ -359,7 +428,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     // 3. Health, prune, the kept bundle.
     let after: AfterApplyResult | undefined;
     try {
-      after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, log }, leaseSignal);
+      after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, owner, unmarkedInventory, bundleSecret, log }, leaseSignal);
     } catch (error) {
       // Health and prune never fail a deploy; they throw only when the Lease was lost or the listener aborted.
       if (leaseSignal.aborted) throw new HoldError(`The health wait or prune of build ${decoded.build.id} was interrupted: ${errorMessage(leaseSignal.reason)}`, { cause: error });
@@ -418,7 +487,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       pendingRejections.push({
         message,
         disposition,
-        outcome: { result: "rejected", time: iso(), ...(result.refused ? buildFields(result.refused) : {}), messageId: message.messageId, error: `${result.reason}: ${cut(result.error, 1_800)} (${fate})` },
+        outcome: { result: "rejected", time: iso(), app, ...(result.refused ? buildFields(result.refused) : {}), messageId: message.messageId, error: `${result.reason}: ${cut(result.error, 1_800)} (${fate})` },
       });
     }
     const waiting = stopping ? AbortSignal.any([signal, stopping]) : signal;
@@ -468,8 +537,17 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         for (const attempt of attempts) {
           const primary = accepted.get(attempt.messageIds[0]!)!;
           // tryAttempt has told the outcome's listeners once it was recorded.
-          const { result } = await tryAttempt(primary, attempt, lease, signal, seen);
+          const { result, reason } = await tryAttempt(primary, attempt, lease, signal, seen);
           seen = undefined;
+          if (result === "rejected") {
+            // Refused whole before anything was written (another app's object): as a rejection at decoding.
+            const disposition: Disposition = rejectionDisposition(reason ?? "") === "dead-letter" ? { action: "dead-letter", reason: reason ?? "rejected" } : { action: "delete" };
+            for (const id of attempt.messageIds) {
+              dispositions.set(id, disposition);
+              accepted.delete(id);
+            }
+            continue;
+          }
           if (result === "failed") {
             for (const id of attempt.messageIds) {
               dispositions.set(id, { action: "retry", delaySeconds: retryDelaySeconds(accepted.get(id)!.message) });
@@ -549,6 +627,11 @@ function keysOf(record: VersionRecord): { current: BuildKey | null; inflight: Bu
   };
 }
 
+/** True when the record names no object that may be live: no build applied or in flight, an empty inventory. */
+function knowsNothingLive(record: VersionRecord): boolean {
+  return record.current === null && record.inflight === null && record.inventory.length === 0;
+}
+
 /** True when the record's intent is the one this attempt wrote (same build, same holder, same start). */
 function isOurs(inflight: InFlightBuild | null, intent: InFlightBuild): boolean {
   return (
@@ -572,16 +655,17 @@ function buildFields(decoded: DecodedMessage): Pick<Outcome, "buildId" | "timest
 }
 
 /**
- * True for the listener's own record, Lease and kept bundle: a bundle that overwrote them
- * could fake the recorded version (the original's defect 6), or plant what drift correction
- * re-applies. An object without a namespace counts, since in the listener's pod kubectl puts
- * it into the listener's namespace.
+ * True for the listener's own records, Leases and kept bundles, of any app: a bundle that
+ * overwrote them could fake a recorded version (the original's defect 6), or plant what drift
+ * correction re-applies. An object without a namespace counts, since in the listener's pod
+ * kubectl puts it into the listener's namespace.
  */
-function isProtected(object: KubeObject, namespace: string, stateName: string, lockName: string, bundleSecretName: string): boolean {
+function isProtected(object: KubeObject, namespace: string, bases: { state: string; lock: string; bundle: string }): boolean {
   const ns = object.metadata.namespace;
   if (ns !== undefined && ns !== namespace) return false;
-  if (object.kind === "ConfigMap" && object.apiVersion === "v1") return object.metadata.name === stateName;
-  if (object.kind === "Secret" && object.apiVersion === "v1") return object.metadata.name === bundleSecretName;
-  if (object.kind === "Lease" && object.apiVersion.startsWith("coordination.k8s.io/")) return object.metadata.name === lockName;
+  const name = object.metadata.name;
+  if (object.kind === "ConfigMap" && object.apiVersion === "v1") return appOfObjectName(bases.state, name) !== undefined;
+  if (object.kind === "Secret" && object.apiVersion === "v1") return appOfObjectName(bases.bundle, name) !== undefined;
+  if (object.kind === "Lease" && object.apiVersion.startsWith("coordination.k8s.io/")) return appOfObjectName(bases.lock, name) !== undefined;
   return false;
 }

@@ -48,6 +48,7 @@ import type { Logger } from "../log.ts";
 import { canonicalJson, DEFAULT_MAX_DECOMPRESSED_BYTES, sha256Hex, type DecodedMessage } from "../wire/message.ts";
 import { policyViolations, redactError, type Policy } from "./policy.ts";
 import { readRecord, type VersionRecord } from "../kube/record.ts";
+import { DEFAULT_APP } from "./apps.ts";
 
 /** Default name of the Secret that keeps the last applied bundle. */
 export const DEFAULT_BUNDLE_SECRET = "kube-pico-cd-bundle";
@@ -268,10 +269,10 @@ export interface BundleKeeperOptions extends KeptBundleWhere {
  * bundle cannot be kept. Never throws: what could not be done is the returned warning, which
  * lands in the "applied" outcome.
  */
-export function createBundleKeeper(options: BundleKeeperOptions): (decoded: DecodedMessage, signal: AbortSignal) => Promise<string | undefined> {
-  const { api, namespace, name = DEFAULT_BUNDLE_SECRET, fieldManager = "kube-pico-cd", limitBytes = MAX_KEPT_BUNDLE_BYTES, timeoutMs = 30_000 } = options;
-  const path = secretPath(namespace, name);
-  return async (decoded, signal) => {
+export function createBundleKeeper(options: Omit<BundleKeeperOptions, "name">): (decoded: DecodedMessage, name: string, signal: AbortSignal) => Promise<string | undefined> {
+  const { api, namespace, fieldManager = "kube-pico-cd", limitBytes = MAX_KEPT_BUNDLE_BYTES, timeoutMs = 30_000 } = options;
+  return async (decoded, name, signal) => {
+    const path = secretPath(namespace, name);
     const encoded = encodeKeptBundle(decoded, { namespace, name, limitBytes });
     if (encoded.kind !== "secret") {
       const warning = encoded.kind === "too-large" ? tooLargeWarning(encoded.compressedBytes, limitBytes) : NOT_CANONICAL_WARNING;
@@ -354,6 +355,15 @@ export interface DriftPassOptions {
   applyTimeoutMs?: number;
   /** Default 8 MiB (DEFAULT_MAX_DECOMPRESSED_BYTES). */
   maxDecompressedBytes?: number;
+  /** The app whose kept bundle this pass re-applies (logs and metrics). Default the default app. */
+  app?: string;
+  /**
+   * The objects as the deployer applies them: in the app's default namespace, with its
+   * ownership mark (lib/listener/ownership.ts). Default: as kept.
+   */
+  prepare?: (objects: readonly KubeObject[]) => KubeObject[];
+  /** Why the app's scope as configured now refuses the kept objects (after `prepare`), or undefined. */
+  scopeProblem?: (objects: readonly KubeObject[]) => string | undefined;
   now?: () => number;
 }
 
@@ -377,6 +387,8 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
     forceConflicts = true,
     applyTimeoutMs = 300_000,
     maxDecompressedBytes = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    prepare = (kept) => [...kept],
+    scopeProblem,
     now = Date.now,
   } = options;
   const started = now();
@@ -403,8 +415,8 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
     if (decision.action === "skip") return done({ result: "skipped", reason: decision.reason, ...(buildId === undefined ? {} : { buildId }) });
     // The payload is the current build's (its SHA-256 is the record's digest), so it was
     // decoded and admitted when it arrived; the policy may have narrowed since.
-    objects = keptObjects(kept!.payload!, where);
-    const refused = driftPolicyProblem(objects, policy, buildId!);
+    objects = prepare(keptObjects(kept!.payload!, where));
+    const refused = driftPolicyProblem(objects, policy, buildId!) ?? scopeProblem?.(objects);
     if (refused !== undefined) return done({ result: "skipped", reason: refused, buildId: buildId! });
     // The Lease may have lapsed while the record and the Secret were read (a paused process).
     if (!lease.isHeld()) return done({ result: "skipped", reason: "the deploy lock was lost before the re-apply", buildId: buildId! });
@@ -422,7 +434,9 @@ export async function driftPass(options: DriftPassOptions, signal: AbortSignal):
 }
 
 /** Options of {@link startDriftCorrection}. */
-export interface DriftCorrectionOptions extends DriftPassOptions {
+export interface DriftCorrectionOptions {
+  /** The passes of one round, one per app with a record: read again before every round. */
+  passes: (signal: AbortSignal) => Promise<DriftPassOptions[]>;
   logger: Logger;
   /** Time between the end of a pass and the start of the next, in ms; the first pass starts one interval after start. */
   intervalMs: number;
@@ -430,8 +444,8 @@ export interface DriftCorrectionOptions extends DriftPassOptions {
   signal: AbortSignal;
   /** How long the pass in hand may take after `signal` aborted, in ms. Default 25000. */
   graceMs?: number;
-  /** Told the result of every pass (metrics). */
-  onPass?: (result: DriftPassResult) => void;
+  /** Told the result of every pass and its app (metrics). */
+  onPass?: (result: DriftPassResult, app: string) => void;
 }
 
 /**
@@ -441,7 +455,7 @@ export interface DriftCorrectionOptions extends DriftPassOptions {
  * @throws {RangeError} when `intervalMs` is not positive.
  */
 export function startDriftCorrection(options: DriftCorrectionOptions): Promise<void> {
-  const { logger, intervalMs, signal, graceMs = 25_000, onPass, ...passOptions } = options;
+  const { logger, intervalMs, signal, graceMs = 25_000, onPass, passes } = options;
   if (!(Number.isFinite(intervalMs) && intervalMs > 0)) {
     throw new RangeError(`Cannot start drift correction as 'intervalMs' must be a positive finite number: current value is ${intervalMs}`);
   }
@@ -456,7 +470,7 @@ export function startDriftCorrection(options: DriftCorrectionOptions): Promise<v
   else signal.addEventListener("abort", onStop, { once: true });
 
   return (async () => {
-    log.info("drift correction on", { intervalMs, bundleSecret: passOptions.bundleSecret ?? DEFAULT_BUNDLE_SECRET });
+    log.info("drift correction on", { intervalMs });
     try {
       while (!signal.aborted) {
         try {
@@ -464,15 +478,26 @@ export function startDriftCorrection(options: DriftCorrectionOptions): Promise<v
         } catch {
           break;
         }
-        const report = await driftPass(passOptions, passAbort.signal);
-        const fields = { result: report.result, build: report.buildId ?? null, objectCount: report.objects ?? null, durationMs: report.durationMs };
-        if (report.result === "applied") log.info("drift pass applied the current build again", fields);
-        else if (report.result === "skipped") log.info("drift pass skipped", { ...fields, reason: report.reason ?? null });
-        else log.warn("drift pass failed; the next pass tries again", { ...fields, error: report.error ?? null });
+        let round: DriftPassOptions[];
         try {
-          onPass?.(report.result);
+          round = await passes(passAbort.signal);
         } catch (error) {
-          log.warn("a listener of drift passes failed", { error: error as Error });
+          log.warn("cannot list the apps to correct drift of; the next round tries again", { error: error as Error });
+          continue;
+        }
+        // One app after another: a round's kubectl processes never add up in the pod's memory.
+        for (const passOptions of round) {
+          if (signal.aborted) break;
+          const report = await driftPass(passOptions, passAbort.signal);
+          const fields = { app: passOptions.app ?? DEFAULT_APP, result: report.result, build: report.buildId ?? null, objectCount: report.objects ?? null, durationMs: report.durationMs };
+          if (report.result === "applied") log.info("drift pass applied the current build again", fields);
+          else if (report.result === "skipped") log.info("drift pass skipped", { ...fields, reason: report.reason ?? null });
+          else log.warn("drift pass failed; the next pass tries again", { ...fields, error: report.error ?? null });
+          try {
+            onPass?.(report.result, passOptions.app ?? DEFAULT_APP);
+          } catch (error) {
+            log.warn("a listener of drift passes failed", { error: error as Error });
+          }
         }
       }
     } finally {

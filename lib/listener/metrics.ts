@@ -9,6 +9,8 @@
  * `_sum` and `_count`.
  */
 
+import { DEFAULT_APP } from "./apps.ts";
+
 type Labels = Readonly<Record<string, string>>;
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -210,38 +212,50 @@ export interface ListenerMetrics {
 /** Creates the listener's metric set (see the README's metric table). */
 export function createListenerMetrics(): ListenerMetrics {
   const registry = new Registry();
-  const deploys = registry.register(new Counter("kube_pico_cd_deploys_total", "Builds handled, by outcome: applied, failed, rejected, superseded, duplicate.", ["result"]));
-  for (const result of RESULTS) deploys.inc({ result }, 0);
+  // Per app (lib/listener/apps.ts): one app's failures stand out from another's successes.
+  const deploys = registry.register(new Counter("kube_pico_cd_deploys_total", "Builds handled, by app and outcome: applied, failed, rejected, superseded, duplicate.", ["app", "result"]));
   const metrics: ListenerMetrics = {
     registry,
     deploys,
     deployDuration: registry.register(
-      new Histogram("kube_pico_cd_deploy_duration_seconds", "Apply plus health wait of each applied or failed build, in seconds.", DURATION_BUCKETS_SECONDS, ["result"]),
+      new Histogram("kube_pico_cd_deploy_duration_seconds", "Apply plus health wait of each applied or failed build, by app and result, in seconds.", DURATION_BUCKETS_SECONDS, ["app", "result"]),
     ),
     pickupLatency: registry.register(
-      new Histogram("kube_pico_cd_pickup_latency_seconds", "From the message's SQS SentTimestamp to the start of its apply, in seconds.", PICKUP_BUCKETS_SECONDS),
+      new Histogram("kube_pico_cd_pickup_latency_seconds", "From the message's SQS SentTimestamp to the start of its apply, by app, in seconds.", PICKUP_BUCKETS_SECONDS, ["app"]),
     ),
-    health: registry.register(new Counter("kube_pico_cd_deploy_health_total", "Health verdicts after applies: Healthy, Degraded, Timeout.", ["status"])),
+    health: registry.register(new Counter("kube_pico_cd_deploy_health_total", "Health verdicts after applies, by app: Healthy, Degraded, Timeout.", ["app", "status"])),
     lastAppliedBuildTimestamp: registry.register(
-      new Gauge("kube_pico_cd_last_applied_build_timestamp_seconds", "Build timestamp (build.timestampMs / 1000) of the cluster's current build: read from the version record at start-up, then each build applied."),
+      new Gauge("kube_pico_cd_last_applied_build_timestamp_seconds", "Build timestamp (build.timestampMs / 1000) of each app's current build: read from its version record at start-up, then each build applied.", ["app"]),
     ),
-    lastAppliedTime: registry.register(new Gauge("kube_pico_cd_last_applied_time_seconds", "When the cluster's current build was applied, in seconds since the epoch (from the version record at start-up).")),
-    rejected: registry.register(new Counter("kube_pico_cd_rejected_messages_total", "Messages rejected, by reason (invalid-json, schema, empty-bundle, policy, …).", ["reason"])),
-    pruned: registry.register(new Counter("kube_pico_cd_pruned_objects_total", "Objects deleted because they left the bundle.")),
+    lastAppliedTime: registry.register(new Gauge("kube_pico_cd_last_applied_time_seconds", "When each app's current build was applied, in seconds since the epoch (from its version record at start-up).", ["app"])),
+    rejected: registry.register(new Counter("kube_pico_cd_rejected_messages_total", "Messages rejected, by app and reason (invalid-json, schema, empty-bundle, policy, ownership-conflict, …).", ["app", "reason"])),
+    pruned: registry.register(new Counter("kube_pico_cd_pruned_objects_total", "Objects deleted because they left their app's bundle, by app.", ["app"])),
     sqsErrors: registry.register(new Counter("kube_pico_cd_sqs_errors_total", "Failed SQS calls, by operation.", ["operation"])),
     apiErrors: registry.register(new Counter("kube_pico_cd_api_errors_total", "Failed Kubernetes API calls (through kubectl), by operation.", ["operation"])),
-    driftPasses: registry.register(new Counter("kube_pico_cd_drift_passes_total", "Drift correction passes, by result: applied, failed, skipped.", ["result"])),
+    driftPasses: registry.register(new Counter("kube_pico_cd_drift_passes_total", "Drift correction passes, by app and result: applied, failed, skipped.", ["app", "result"])),
     unrecordedOutcomes: registry.register(
       new Counter("kube_pico_cd_unrecorded_outcomes_total", "Outcomes that could not be written to the version record and were dropped (the record refused them for good), by outcome.", ["result"]),
     ),
   };
   // Every known series exists from the start, so a rate() sees its first increase.
-  metrics.pruned.inc({}, 0);
-  for (const status of ["Healthy", "Degraded", "Timeout"]) metrics.health.inc({ status }, 0);
+  observeApp(metrics, DEFAULT_APP);
   for (const operation of ["ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"]) metrics.sqsErrors.inc({ operation }, 0);
-  for (const result of ["applied", "failed", "skipped"]) metrics.driftPasses.inc({ result }, 0);
   for (const result of RESULTS) metrics.unrecordedOutcomes.inc({ result }, 0);
   return metrics;
+}
+
+const seenApps = new WeakMap<ListenerMetrics, Set<string>>();
+
+/** Creates an app's series at 0 the first time the app is seen, so that a rate() sees its first increase. */
+export function observeApp(metrics: ListenerMetrics, app: string): void {
+  const seen = seenApps.get(metrics) ?? new Set<string>();
+  seenApps.set(metrics, seen);
+  if (seen.has(app)) return;
+  seen.add(app);
+  for (const result of RESULTS) metrics.deploys.inc({ app, result }, 0);
+  metrics.pruned.inc({ app }, 0);
+  for (const status of ["Healthy", "Degraded", "Timeout"]) metrics.health.inc({ app, status }, 0);
+  for (const result of ["applied", "failed", "skipped"]) metrics.driftPasses.inc({ app, result }, 0);
 }
 
 /**
@@ -256,6 +270,8 @@ export function rejectionReason(error: string | undefined): string {
 /** Outcome fields the metrics read (lib/kube/record.ts `Outcome`). */
 export interface ObservedOutcome {
   result: (typeof RESULTS)[number];
+  /** Absent in outcomes from before apps: the default app's. */
+  app?: string | undefined;
   timestampMs?: number | undefined;
   durationMs?: number | undefined;
   pickupMs?: number | undefined;
@@ -266,29 +282,32 @@ export interface ObservedOutcome {
 
 /** Counts one recorded outcome into the listener's metrics. */
 export function observeOutcome(metrics: ListenerMetrics, outcome: ObservedOutcome, nowMs: number = Date.now()): void {
-  metrics.deploys.inc({ result: outcome.result });
+  const app = outcome.app ?? DEFAULT_APP;
+  observeApp(metrics, app);
+  metrics.deploys.inc({ app, result: outcome.result });
   if (outcome.result === "applied" || outcome.result === "failed") {
     // The apply plus the health wait: how long the cluster took to take the build.
     const ms = (outcome.durationMs ?? 0) + (outcome.health?.durationMs ?? 0);
-    metrics.deployDuration.observe(ms / 1000, { result: outcome.result });
-    if (outcome.pickupMs !== undefined) metrics.pickupLatency.observe(outcome.pickupMs / 1000);
+    metrics.deployDuration.observe(ms / 1000, { app, result: outcome.result });
+    if (outcome.pickupMs !== undefined) metrics.pickupLatency.observe(outcome.pickupMs / 1000, { app });
   }
   if (outcome.result === "applied") {
-    if (outcome.timestampMs !== undefined) metrics.lastAppliedBuildTimestamp.set(outcome.timestampMs / 1000);
-    metrics.lastAppliedTime.set(nowMs / 1000);
-    if (outcome.health) metrics.health.inc({ status: outcome.health.status });
-    if (outcome.pruned) metrics.pruned.inc({}, outcome.pruned.length);
+    if (outcome.timestampMs !== undefined) metrics.lastAppliedBuildTimestamp.set(outcome.timestampMs / 1000, { app });
+    metrics.lastAppliedTime.set(nowMs / 1000, { app });
+    if (outcome.health) metrics.health.inc({ app, status: outcome.health.status });
+    if (outcome.pruned) metrics.pruned.inc({ app }, outcome.pruned.length);
   }
-  if (outcome.result === "rejected") metrics.rejected.inc({ reason: rejectionReason(outcome.error) });
+  if (outcome.result === "rejected") metrics.rejected.inc({ app, reason: rejectionReason(outcome.error) });
 }
 
 /**
  * Sets the "last applied" gauges from the version record's current build, so that they
  * describe the cluster after a restart too, not only what this process applied.
  */
-export function observeCurrentBuild(metrics: ListenerMetrics, current: { build: { timestampMs: number }; appliedAt: string } | null): void {
+export function observeCurrentBuild(metrics: ListenerMetrics, current: { build: { timestampMs: number }; appliedAt: string } | null, app: string = DEFAULT_APP): void {
   if (current === null) return;
-  metrics.lastAppliedBuildTimestamp.set(current.build.timestampMs / 1000);
+  observeApp(metrics, app);
+  metrics.lastAppliedBuildTimestamp.set(current.build.timestampMs / 1000, { app });
   const appliedMs = Date.parse(current.appliedAt);
-  if (Number.isFinite(appliedMs)) metrics.lastAppliedTime.set(appliedMs / 1000);
+  if (Number.isFinite(appliedMs)) metrics.lastAppliedTime.set(appliedMs / 1000, { app });
 }

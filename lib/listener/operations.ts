@@ -18,6 +18,7 @@ import type { ListenerConfig } from "./config.ts";
 import type { Logger } from "../log.ts";
 import { createListenerMetrics, observeOutcome, type ListenerMetrics } from "./metrics.ts";
 import type { Outcome } from "../kube/record.ts";
+import { appObjectName, DEFAULT_APP } from "./apps.ts";
 
 /** Options of {@link createOperations}. */
 export interface OperationsOptions {
@@ -59,7 +60,7 @@ export function createOperations(options: OperationsOptions): Operations {
     // Kept only for drift correction: with it off, no Secret is written.
     ...(config.driftIntervalMs === undefined
       ? {}
-      : { keepBundle: createBundleKeeper({ api, namespace: config.namespace, name: config.bundleSecret, fieldManager: config.fieldManager, limitBytes: config.bundleSecretMaxBytes }) }),
+      : { keepBundle: createBundleKeeper({ api, namespace: config.namespace, fieldManager: config.fieldManager, limitBytes: config.bundleSecretMaxBytes }) }),
   });
 
   const listeners: OutcomeListener[] = [];
@@ -81,8 +82,17 @@ export function createOperations(options: OperationsOptions): Operations {
   const metrics = createListenerMetrics();
   listeners.push((outcome) => observeOutcome(metrics, outcome));
   if (config.events) {
-    const recordEvent = createEventRecorder({ api, namespace: config.namespace, name: config.stateConfigMap });
-    listeners.push((outcome) => recordEvent(outcome));
+    // Each app's Events are about its own record (lib/listener/apps.ts names it).
+    const recorders = new Map<string, (outcome: Outcome) => Promise<void>>();
+    listeners.push((outcome) => {
+      const app = outcome.app ?? DEFAULT_APP;
+      let recordEvent = recorders.get(app);
+      if (recordEvent === undefined) {
+        recordEvent = createEventRecorder({ api, namespace: config.namespace, name: appObjectName(config.stateConfigMap, app) });
+        recorders.set(app, recordEvent);
+      }
+      return recordEvent(outcome);
+    });
   }
 
   return {

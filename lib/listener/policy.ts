@@ -11,14 +11,19 @@
  * slips through.
  *
  * Scope without asking the API server: an object is treated as cluster-scoped when its kind
- * is in {@link BUILT_IN_CLUSTER_SCOPED_KINDS} or in the configured extra list, or when it has
- * no `metadata.namespace`. The limitation: a cluster-scoped kind of a CustomResourceDefinition
- * that is not listed, written *with* a namespace, is taken for namespaced. Allowed kinds (or
+ * is a built-in cluster-scoped kind (lib/manifests/cluster-scoped.ts), is declared
+ * `spec.scope: Cluster` by a CustomResourceDefinition of the same bundle, or matches the
+ * configured extra list ({@link isKnownClusterScoped}), or when it has no `metadata.namespace`.
+ * The limitation: a cluster-scoped kind of a CustomResourceDefinition installed otherwise and
+ * not listed, written *with* a namespace, is taken for namespaced. Allowed kinds (or
  * `--cluster-scoped-kinds`) close that gap; RBAC remains the boundary (docs/security.md).
+ *
+ * The same rules narrow each app (lib/listener/scope.ts): an app's scope is a Policy too.
  */
 import { isRecord, type KubeObject } from "../manifests/bundle.ts";
 import { KubePicoCdError, MessageRejectedError } from "../errors.ts";
 import { groupOf } from "../manifests/object-ref.ts";
+import { clusterScopedCustomKinds, isClusterScopedKind } from "../manifests/cluster-scoped.ts";
 
 /**
  * What bundles may do. Kind patterns are `Kind` (any API group) or `group/Kind`, the group
@@ -42,45 +47,6 @@ export interface Policy {
 /** The policy that allows everything (the default). */
 export const OPEN_POLICY: Policy = { deniedKinds: [], allowClusterScoped: true, clusterScopedKinds: [] };
 
-/** Built-in Kubernetes kinds that are cluster-scoped, as `group/Kind` (`core` for the core group). */
-export const BUILT_IN_CLUSTER_SCOPED_KINDS: readonly string[] = [
-  "core/Namespace",
-  "core/Node",
-  "core/PersistentVolume",
-  "core/ComponentStatus",
-  "rbac.authorization.k8s.io/ClusterRole",
-  "rbac.authorization.k8s.io/ClusterRoleBinding",
-  "apiextensions.k8s.io/CustomResourceDefinition",
-  "apiregistration.k8s.io/APIService",
-  "admissionregistration.k8s.io/MutatingWebhookConfiguration",
-  "admissionregistration.k8s.io/ValidatingWebhookConfiguration",
-  "admissionregistration.k8s.io/ValidatingAdmissionPolicy",
-  "admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding",
-  "admissionregistration.k8s.io/MutatingAdmissionPolicy",
-  "admissionregistration.k8s.io/MutatingAdmissionPolicyBinding",
-  "storage.k8s.io/StorageClass",
-  "storage.k8s.io/CSIDriver",
-  "storage.k8s.io/CSINode",
-  "storage.k8s.io/VolumeAttachment",
-  "storage.k8s.io/VolumeAttributesClass",
-  "scheduling.k8s.io/PriorityClass",
-  "node.k8s.io/RuntimeClass",
-  "certificates.k8s.io/CertificateSigningRequest",
-  "certificates.k8s.io/ClusterTrustBundle",
-  "networking.k8s.io/IngressClass",
-  "networking.k8s.io/IPAddress",
-  "networking.k8s.io/ServiceCIDR",
-  "flowcontrol.apiserver.k8s.io/FlowSchema",
-  "flowcontrol.apiserver.k8s.io/PriorityLevelConfiguration",
-  "resource.k8s.io/DeviceClass",
-  "resource.k8s.io/ResourceSlice",
-  "authentication.k8s.io/TokenReview",
-  "authentication.k8s.io/SelfSubjectReview",
-  "authorization.k8s.io/SubjectAccessReview",
-  "authorization.k8s.io/SelfSubjectAccessReview",
-  "authorization.k8s.io/SelfSubjectRulesReview",
-];
-
 const NAMESPACE_PATTERN = /^[a-z0-9*?]([-a-z0-9*?]*[a-z0-9*?])?$/;
 const KIND_PATTERN = /^(?:[a-z0-9*?]([-a-z0-9.*?]*[a-z0-9*?])?\/)?[A-Za-z0-9*?]+$/;
 
@@ -96,7 +62,8 @@ export function kindPatternProblem(pattern: string): string | undefined {
 
 const globCache = new Map<string, RegExp>();
 
-function globMatches(pattern: string, text: string): boolean {
+/** True when the glob `pattern` (`*` any characters, `?` one character; case-sensitive) matches all of `text`. */
+export function globMatches(pattern: string, text: string): boolean {
   let regex = globCache.get(pattern);
   if (regex === undefined) {
     const source = [...pattern].map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[.+^${}()|[\]\\/-]/g, "\\$&"))).join("");
@@ -116,6 +83,16 @@ export function kindMatches(pattern: string, object: KubeObject): boolean {
   const slash = pattern.lastIndexOf("/");
   if (slash === -1) return globMatches(pattern, object.kind);
   return globMatches(pattern.slice(0, slash), patternGroupOf(object)) && globMatches(pattern.slice(slash + 1), object.kind);
+}
+
+/**
+ * True when `object` is of a kind known to be cluster-scoped: a built-in one, one that a
+ * CustomResourceDefinition of its bundle declares so (`customKinds`, from
+ * `clusterScopedCustomKinds` of lib/manifests/cluster-scoped.ts), or one matching a pattern of
+ * `clusterScopedKinds` (the policy's, `--cluster-scoped-kinds`).
+ */
+export function isKnownClusterScoped(object: KubeObject, clusterScopedKinds: readonly string[], customKinds: ReadonlySet<string>): boolean {
+  return isClusterScopedKind(object, customKinds) || clusterScopedKinds.some((pattern) => kindMatches(pattern, object));
 }
 
 function describe(object: KubeObject): string {
@@ -192,12 +169,13 @@ export function checkListObjects(objects: readonly KubeObject[]): void {
 export function policyViolations(objects: readonly KubeObject[], policy: Policy): string[] {
   const { allowedNamespaces, allowedKinds, deniedKinds, allowClusterScoped, clusterScopedKinds } = policy;
   const violations: string[] = [];
+  const customKinds = clusterScopedCustomKinds(everyObject(objects));
   for (const object of everyObject(objects)) {
     const broken: string[] = [];
     const denied = deniedKinds.find((pattern) => kindMatches(pattern, object));
     if (denied !== undefined) broken.push(`kind denied by ${JSON.stringify(denied)}`);
     if (allowedKinds !== undefined && !allowedKinds.some((pattern) => kindMatches(pattern, object))) broken.push("kind not in the allowed kinds");
-    const knownClusterScoped = [...BUILT_IN_CLUSTER_SCOPED_KINDS, ...clusterScopedKinds].some((pattern) => kindMatches(pattern, object));
+    const knownClusterScoped = isKnownClusterScoped(object, clusterScopedKinds, customKinds);
     const namespace = object.metadata.namespace;
     if (!allowClusterScoped && (knownClusterScoped || namespace === undefined)) {
       broken.push(knownClusterScoped ? "cluster-scoped objects are not allowed" : "no metadata.namespace, so it counts as cluster-scoped, and cluster-scoped objects are not allowed");

@@ -1,6 +1,8 @@
 /**
- * `listener record`: shows and repairs the version record (lib/kube/record.ts), for an
- * operator, while the listener runs.
+ * `listener record`: shows and repairs an app's version record (lib/kube/record.ts), for an
+ * operator, while the listener runs. `--app NAME` picks the app (default: the default app,
+ * whose record is `--state-configmap` itself; app NAME's is `<state-configmap>-NAME`:
+ * lib/listener/apps.ts); a write keeps the record's app label.
  *
  * - `show`: the record as JSON, with a note on stderr when its current or in-flight build is
  *   stamped in the future;
@@ -20,8 +22,8 @@
  * a new kind of outcome).
  *
  * Option parsing and {@link planRepair} are pure and exported for tests. Exit codes: 0 done
- * (or nothing to change), 1 invalid options, 2 the record could not be read or written, 3 the
- * named build is not in the record.
+ * (or nothing to change, or no record of that app yet), 1 invalid options or app name, 2 the
+ * record could not be read or written, 3 the named build is not in the record.
  *
  * Runs under Bun, Node and Deno: only `node:` built-ins.
  */
@@ -33,6 +35,7 @@ import { KubeApi } from "../kube/api.ts";
 import { loadKubeConnection } from "../kube/kubeconfig.ts";
 import { readRecord, updateRecord, type CurrentBuild, type Outcome, type StoredRecord, type VersionRecord } from "../kube/record.ts";
 import { mergeInventories } from "./intent.ts";
+import { appNameProblem, appObjectName, DEFAULT_APP } from "./apps.ts";
 import { STATUS_OPTIONS, statusJson, type RecordLocation } from "./status.ts";
 import { oneLine } from "../text.ts";
 
@@ -47,6 +50,7 @@ export const RECORD_ACTIONS = ["show", "forget-build", "set-current", "clear-inf
 export type RecordAction = (typeof RECORD_ACTIONS)[number];
 
 export const RECORD_COMMAND_OPTIONS = {
+  app: { type: "string", value: "NAME", defaultText: DEFAULT_APP, help: "The app whose record to show or change (its ConfigMap: --state-configmap for the default app, <state-configmap>-NAME for the others)." },
   namespace: STATUS_OPTIONS.namespace,
   "state-configmap": STATUS_OPTIONS["state-configmap"],
   kubeconfig: { ...STATUS_OPTIONS.kubeconfig, help: "Kubeconfig file to read and write the record with." },
@@ -67,7 +71,10 @@ export interface RecordCommandOptions {
   /** Milliseconds ahead of the clock that count as the future. */
   skewMs: number;
   dryRun: boolean;
+  /** The app whose record is shown or changed. */
+  app: string;
   namespace: string;
+  /** Base name of the records (lib/listener/apps.ts). */
   stateConfigMap: string;
   kubeconfig?: string;
   context?: string;
@@ -106,6 +113,9 @@ export function parseRecordCommand(
   if (action === "set-current" && buildId === undefined) problems.push("set-current: give the BUILD_ID of an applied build of the history");
   if ((action === "show" || action === "clear-inflight") && buildId !== undefined) problems.push(`${buildId}: unexpected argument (${action} takes only options)`);
   if (raw["future"] === true && action !== undefined && action !== "forget-build") problems.push(`--future: only forget-build takes it`);
+  const app = typeof raw["app"] === "string" ? raw["app"] : DEFAULT_APP;
+  const appProblem = appNameProblem(app);
+  if (appProblem !== undefined) problems.push(`--app: ${appProblem}`);
   if (problems.length > 0) throw new ConfigError(problems);
   const result = schema.safeParse(raw);
   if (!result.success) throw new ConfigError(schemaProblems(result.error, origin));
@@ -117,6 +127,7 @@ export function parseRecordCommand(
     future: d.future,
     skewMs: d["skew-seconds"] * 1000,
     dryRun: d["dry-run"],
+    app,
     namespace,
     stateConfigMap: d["state-configmap"],
     help: d.help,
@@ -237,10 +248,11 @@ export function futureNotes(record: VersionRecord, nowMs: number, skewMs: number
 
 export function recordHelpText(): string {
   return [
-    "Usage: listener record ACTION [BUILD_ID] [options]",
+    "Usage: listener record ACTION [BUILD_ID] [--app NAME] [options]",
     "",
-    "Shows and repairs the version record the listener keeps, safely while it runs: each",
-    "change is a compare-and-swap write, planned again when the listener wrote first.",
+    "Shows and repairs the version record the listener keeps of an app (--app; listener status",
+    "lists them), safely while it runs: each change is a compare-and-swap write, planned again",
+    "when the listener wrote first.",
     "",
     "Actions:",
     "  show                       Print the record as JSON (a note on stderr for a build stamped in the future).",
@@ -257,8 +269,8 @@ export function recordHelpText(): string {
     "Options (flags win over environment variables):",
     ...optionsHelp(RECORD_COMMAND_OPTIONS),
     "",
-    "Exit codes: 0 done (or nothing to change); 1 invalid options; 2 the record could not be read or",
-    "written; 3 the named build is not in the record.",
+    "Exit codes: 0 done (or nothing to change, or no record of that app yet); 1 invalid options or app",
+    "name; 2 the record could not be read or written; 3 the named build is not in the record.",
   ].join("\n");
 }
 
@@ -297,7 +309,7 @@ export async function runRecordCommand(argv: readonly string[], env: Readonly<Re
     io.stdout(`${recordHelpText()}\n`);
     return 0;
   }
-  const where: RecordLocation = { namespace: options.namespace, configMap: options.stateConfigMap };
+  const where: RecordLocation = { app: options.app, namespace: options.namespace, configMap: appObjectName(options.stateConfigMap, options.app) };
   const name = `${where.namespace}/${where.configMap}`;
   const fail = (message: string, code = 2) => {
     io.stderr(`listener record: ${oneLine(message, Number.MAX_SAFE_INTEGER)}\n`);
@@ -310,7 +322,8 @@ export async function runRecordCommand(argv: readonly string[], env: Readonly<Re
     if (!(error instanceof KubeConfigError || error instanceof RangeError)) throw error;
     return fail(`Cannot read the version record ConfigMap ${name}: ${errorMessage(error)}`);
   }
-  const recordOptions = { api, namespace: options.namespace, name: options.stateConfigMap, attempts: RECORD_COMMAND_ATTEMPTS, ...(io.signal ? { signal: io.signal } : {}) };
+  // The app goes with every write: a write replaces the ConfigMap, labels and all.
+  const recordOptions = { api, namespace: options.namespace, name: where.configMap, app: options.app, attempts: RECORD_COMMAND_ATTEMPTS, ...(io.signal ? { signal: io.signal } : {}) };
   try {
     if (options.action === "show") {
       const record = await readRecord(recordOptions);
@@ -321,7 +334,7 @@ export async function runRecordCommand(argv: readonly string[], env: Readonly<Re
     const action = repairAction(options);
     if (options.dryRun) {
       const record = await readRecord(recordOptions);
-      if (record.resourceVersion === null) return fail(`No version record ${name} yet: nothing to change`, 0);
+      if (record.resourceVersion === null) return fail(`No version record ${name} of app ${options.app} yet: nothing to change`, 0);
       const plan = planRepair(record, action, now());
       if ("problem" in plan) return fail(plan.problem, 3);
       report(io, plan.changes, `dry run: would change ${name} (resourceVersion ${record.resourceVersion}):`, name);
@@ -336,7 +349,7 @@ export async function runRecordCommand(argv: readonly string[], env: Readonly<Re
       plan = planRepair(record, action, now());
       return "problem" in plan || plan.changes.length === 0 ? null : plan.record;
     }, recordOptions);
-    if (read?.resourceVersion === null || plan === undefined) return fail(`No version record ${name} yet: nothing to change`, 0);
+    if (read?.resourceVersion === null || plan === undefined) return fail(`No version record ${name} of app ${options.app} yet: nothing to change`, 0);
     if ("problem" in plan) return fail(plan.problem, 3);
     report(io, plan.changes, `changed ${name}:`, name);
     return 0;

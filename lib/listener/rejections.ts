@@ -34,7 +34,8 @@ export const REJECTION_DISPOSITIONS: Readonly<Record<MessageRejectedReason, Reje
   unsigned: "delete",
   "malformed-signature": "delete",
   "bad-signature": "delete",
-  // Signed by a key the listener does not trust yet: adding the key cures it (key rotation).
+  // Signed by a key the listener does not trust yet, or that the app may not use (the apps
+  // configuration's trustedKeys): adding the key cures it (key rotation).
   "unknown-key": "dead-letter",
   // Cured by widening the policy, or by configuring the target or --require-target.
   policy: "dead-letter",
@@ -42,9 +43,15 @@ export const REJECTION_DISPOSITIONS: Readonly<Record<MessageRejectedReason, Reje
   "require-target": "dead-letter",
   // --allow-empty-bundle cures it (tearing an app down is a deliberate act).
   "empty-bundle": "dead-letter",
+  // Cured by the apps configuration (lib/listener/scope.ts): an entry for the app, or a wider
+  // entry. A signer the app may not use is `unknown-key`, cured by the entry's trustedKeys.
+  "unknown-app": "dead-letter",
+  scope: "dead-letter",
   // Never cured: the bundle itself must change (flatten the list; leave the listener's objects alone).
   "list-object": "delete",
   "protected-object": "delete",
+  // Cured by the owner handing the object over (lib/listener/ownership.ts), then a redrive.
+  "ownership-conflict": "dead-letter",
 };
 
 /** The disposition of a rejection for `reason`; `delete` for a reason this listener does not know. */

@@ -93,11 +93,14 @@ export function checkEnvelopeSignature(envelope: MessageEnvelope, trusted: Trust
     throw new MessageRejectedError("unknown-key", `Rejected message: ${build} is signed by key ${signature.keyId}, which this listener does not trust (trusted: ${ids})`);
   }
   const { manifests } = envelope;
-  const fields: SignedFields | undefined = manifests === undefined ? undefined : { build: envelope.build, ...(envelope.target === undefined ? {} : { target: envelope.target }), manifests };
+  const fields: SignedFields | undefined =
+    manifests === undefined
+      ? undefined
+      : { ...(envelope.app === undefined ? {} : { app: envelope.app }), build: envelope.build, ...(envelope.target === undefined ? {} : { target: envelope.target }), manifests };
   if (fields === undefined || !signatureMatches(fields, signature, key)) {
     throw new MessageRejectedError(
       "bad-signature",
-      `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (build, target, manifests) changed after signing`,
+      `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (app, build, target, manifests) changed after signing`,
     );
   }
 }
@@ -114,6 +117,7 @@ export function checkSignature(decoded: DecodedMessage, trusted: TrustedKeys): v
   checkEnvelopeSignature(
     {
       format: decoded.format,
+      app: decoded.app,
       build: decoded.build,
       ...(decoded.target === undefined ? {} : { target: decoded.target }),
       ...(decoded.signature === undefined ? {} : { signature: decoded.signature }),

@@ -6,8 +6,10 @@
 import { z } from "zod";
 import { envBoolean, gatherOptions, optionsHelp, schemaProblems, splitList, type OptionTable } from "../cli-options.ts";
 import { ConfigError } from "../errors.ts";
-import { DEFAULT_MESSAGE_GROUP_ID, messageGroupIdProblem, parseQueueRef, type QueueRef } from "../sqs/send.ts";
+import { messageGroupIdProblem, parseQueueRef, type QueueRef } from "../sqs/send.ts";
+import { appNameProblem, DEFAULT_APP } from "../wire/app.ts";
 import { SIGNING_KEY_ENV } from "../wire/signature.ts";
+import { REPOSITORY_ENV, resolvePublishApp, type PublishApp } from "./app.ts";
 import type { BuildInfoOverrides } from "./build-info.ts";
 
 /** How long a bare --wait waits, in seconds. */
@@ -33,6 +35,16 @@ export const PUBLISH_OPTIONS = {
     value: "URL|NAME",
     defaultText: "none; required unless --dry-run",
     help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list.",
+  },
+  app: {
+    type: "string",
+    env: ["KUBE_PICO_CD_APP"],
+    value: "NAME",
+    defaultText: `the repository name in $${REPOSITORY_ENV} (acme/Shop_API: shop-api), else ${DEFAULT_APP}`,
+    help:
+      "The app the bundle belongs to: a listener keeps a version record, history and prune inventory per app. " +
+      "A DNS label: lowercase letters, digits and '-', at most 63 characters. " +
+      `'${DEFAULT_APP}' is the app of bundles that name none (and of every listener before apps).`,
   },
   target: {
     type: "string",
@@ -118,8 +130,8 @@ export const PUBLISH_OPTIONS = {
     type: "string",
     env: ["KUBE_PICO_CD_MESSAGE_GROUP_ID"],
     value: "ID",
-    defaultText: DEFAULT_MESSAGE_GROUP_ID,
-    help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from build id and digest).",
+    defaultText: "the app",
+    help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from app, build id and digest).",
   },
   "endpoint-url": {
     type: "string",
@@ -216,6 +228,8 @@ export function publishHelpText(): string {
 export interface PublishConfig {
   paths: string[];
   queues: QueueRef[];
+  /** The app (--app, else from GITHUB_REPOSITORY); absent: the default app. */
+  app?: PublishApp;
   target?: string;
   ignore: string[];
   kustomize: boolean;
@@ -223,7 +237,8 @@ export interface PublishConfig {
   allowEmpty: boolean;
   build: BuildInfoOverrides;
   maxMessageBytes: number;
-  messageGroupId: string;
+  /** --message-group-id; absent: the app's (lib/sqs/send.ts defaultMessageGroupId). */
+  messageGroupId?: string;
   endpointUrl?: string;
   region?: string;
   dryRun: boolean;
@@ -275,6 +290,13 @@ const schema = z
   .object({
     paths: z.array(z.string().min(1, "must not be empty")),
     queue: z.array(queueRef),
+    app: z
+      .string()
+      .superRefine((name, context) => {
+        const problem = appNameProblem(name);
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      })
+      .optional(),
     target: optionalText,
     ignore: z.array(z.string().min(1, "must not be empty")),
     "no-kustomize": flagBoolean,
@@ -298,10 +320,13 @@ const schema = z
       .regex(/^\d+$/, "must be a whole number of bytes")
       .transform(Number)
       .pipe(z.int().min(1024, "must be at least 1024").max(SQS_MAX_MESSAGE_BYTES, `must be at most ${SQS_MAX_MESSAGE_BYTES} (SQS's maximum)`)),
-    "message-group-id": z.string().superRefine((value, context) => {
-      const problem = messageGroupIdProblem(value);
-      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
-    }),
+    "message-group-id": z
+      .string()
+      .superRefine((value, context) => {
+        const problem = messageGroupIdProblem(value);
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      })
+      .optional(),
     "endpoint-url": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
     region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
     "dry-run": flagBoolean,
@@ -326,7 +351,6 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
   const { raw, origin, positionals, problems, argvRead } = gatherOptions(PUBLISH_OPTIONS, argv, env, { allowPositionals: true });
   if (!argvRead) throw new ConfigError(problems);
   raw["max-message-bytes"] ??= String(DEFAULT_MAX_MESSAGE_BYTES);
-  raw["message-group-id"] ??= DEFAULT_MESSAGE_GROUP_ID;
   raw["kubectl"] ??= "kubectl";
   const pathsFromEnv = env[PATHS_ENV];
   if (positionals.length > 0) {
@@ -366,7 +390,8 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
   const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"]! } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
-  return { ...toConfig(data), ...wait, ...signingKeyFile, ...signingKeyPem };
+  const app = resolvePublishApp({ explicit: data.app, origin: origin["app"], env });
+  return { ...toConfig(data), ...(app === undefined ? {} : { app }), ...wait, ...signingKeyFile, ...signingKeyPem };
 }
 
 function toConfig(data: z.infer<typeof schema>): PublishConfig {
@@ -395,7 +420,7 @@ function toConfig(data: z.infer<typeof schema>): PublishConfig {
     allowEmpty: data["allow-empty"],
     build,
     maxMessageBytes: data["max-message-bytes"],
-    messageGroupId: data["message-group-id"],
+    ...(data["message-group-id"] === undefined ? {} : { messageGroupId: data["message-group-id"] }),
     ...(data["endpoint-url"] === undefined ? {} : { endpointUrl: data["endpoint-url"] }),
     ...(data.region === undefined ? {} : { region: data.region }),
     dryRun: data["dry-run"],

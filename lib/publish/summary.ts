@@ -12,6 +12,10 @@ import { EXIT_DEPLOY_FAILED, EXIT_SENT } from "./exit-codes.ts";
 /** What a run did: printed as the human summary, as JSON, and into GITHUB_STEP_SUMMARY. */
 export interface PublishResult {
   dryRun: boolean;
+  /** The app the bundle belongs to ("default" when none was named). */
+  app: string;
+  /** Where the app's name came from: `--app`, `KUBE_PICO_CD_APP` or `GITHUB_REPOSITORY`; absent for the default app by default. */
+  appFrom?: string;
   build: BuildInfo;
   target?: string;
   digest: string;
@@ -73,7 +77,7 @@ export function formatSummary(result: PublishResult): string {
       ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent`
       : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`,
   ];
-  const facts: string[][] = [];
+  const facts: string[][] = [["app", `${result.app} (${result.appFrom === undefined ? "no --app given, no GITHUB_REPOSITORY" : `from ${result.appFrom}`})`]];
   if (result.target !== undefined) facts.push(["target", result.target]);
   facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
   if (build.commit !== undefined) facts.push(["commit", build.commit]);
@@ -108,9 +112,9 @@ export function formatStepSummary(result: PublishResult): string {
   const lines = [
     `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
     "",
-    "| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
-    "|---|---|---:|---:|---:|---:|---|",
-    `| ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
+    "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
+    "|---|---|---|---:|---:|---:|---:|---|",
+    `| ${markdownCell(result.app)} | ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
     "",
     "| Kind | Namespace | Objects |",
     "|---|---|---:|",
@@ -151,7 +155,9 @@ function durationsText(result: ResultMessage): string {
 export function formatResult(entry: WaitReport["results"][number]): string {
   const { result } = entry;
   const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
-  const facts: string[][] = [["listener", `namespace ${result.namespace}, queue ${result.queue}${result.target === undefined ? "" : `, target ${result.target}`}`]];
+  const facts: string[][] = [
+    ["listener", `namespace ${result.namespace}, queue ${result.queue}${result.app === undefined ? "" : `, app ${result.app}`}${result.target === undefined ? "" : `, target ${result.target}`}`],
+  ];
   const durations = durationsText(result);
   if (durations !== "") facts.push(["took", durations]);
   if (result.result === "failed") {
@@ -174,18 +180,18 @@ export function formatResultsStepSummary(report: WaitReport): string {
   const lines = [
     `#### kube-pico-cd: ${verdict}`,
     "",
-    "| Queue | Namespace | Result | Health | Message | Pickup | Apply | Health wait |",
-    "|---|---|---|---|---|---:|---:|---:|",
+    "| Queue | Namespace | App | Result | Health | Message | Pickup | Apply | Health wait |",
+    "|---|---|---|---|---|---|---:|---:|---:|",
   ];
   const ms = (value: number | undefined) => (value === undefined ? "-" : formatDuration(value));
   for (const { queueUrl, result } of report.results) {
     const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
     lines.push(
-      `| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`,
+      `| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${markdownCell(result.app ?? "-")} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`,
     );
   }
   for (const missing of report.missing) {
-    lines.push(`| ${markdownCell(missing.queueUrl)} | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
+    lines.push(`| ${markdownCell(missing.queueUrl)} | - | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
   }
   return `${lines.join("\n")}\n\n`;
 }

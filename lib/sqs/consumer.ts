@@ -8,8 +8,13 @@
  * - SQS errors (network, credentials, throttling) back off with jitter; the loop never dies
  *   of them and never spins.
  * - A handler that throws is a bug: its messages are left for retry and the loop goes on.
- * - `stop()` stops receiving at once (an open long poll is aborted), lets the batch in hand
- *   finish, and resolves when it has.
+ * - `stop()` stops receiving at once (an open long poll is aborted), lets the batches in hand
+ *   finish, and resolves when they have.
+ * - Lanes: each message goes to the lane `laneOf` names (the listener's: its app). A lane
+ *   hands its messages to the handler one batch at a time, in order; different lanes run side
+ *   by side, so one app's long health wait or held batch never delays another app's deploy.
+ *   Receiving goes on while lanes work, up to `maxInHand` messages held at once; messages that
+ *   arrive for a busy lane wait for it, kept invisible by the heartbeat like the rest.
  */
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -77,12 +82,28 @@ export interface ConsumerOptions {
   /** Backoff after failed receives, in milliseconds. Defaults 1000 and 60000. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** The lane of a message; messages of one lane are handled one batch at a time. Default: one lane. */
+  laneOf?: (message: ReceivedMessage) => string;
+  /** Most messages held at once, over all lanes (received and not yet disposed). Default 100. */
+  maxInHand?: number;
+}
+
+interface Lane {
+  /** Received, waiting for the lane's next batch. */
+  pending: ReceivedMessage[];
+  /** The lane's work while it runs. */
+  running: Promise<void> | undefined;
 }
 
 const MAX_VISIBILITY_SECONDS = 43_200;
 
 export class Consumer {
   readonly #options: Required<Omit<ConsumerOptions, "onReceive" | "onSqsError">> & Pick<ConsumerOptions, "onReceive" | "onSqsError">;
+  readonly #lanes = new Map<string, Lane>();
+  /** Every message received and not yet disposed, by receipt handle: the heartbeat renews them all. */
+  readonly #inHand = new Map<string, ReceivedMessage>();
+  /** Resolved (and replaced) whenever a lane finishes a batch: a full consumer waits on it. */
+  #progress = Promise.withResolvers<void>();
   readonly #deadLetter: DeadLetterMover;
   /** Aborts receives and sleeps: receiving stops. */
   readonly #stopReceiving = new AbortController();
@@ -99,6 +120,8 @@ export class Consumer {
       once = false,
       backoffBaseMs = 1_000,
       backoffMaxMs = 60_000,
+      laneOf = () => "",
+      maxInHand = 100,
     } = options;
     if (!Number.isInteger(waitTimeSeconds) || waitTimeSeconds < 0 || waitTimeSeconds > 20) {
       throw new RangeError(`Cannot create the consumer as 'waitTimeSeconds' must be an integer from 0 to 20: current value is ${waitTimeSeconds}`);
@@ -109,13 +132,26 @@ export class Consumer {
     if (!Number.isInteger(visibilityTimeoutSeconds) || visibilityTimeoutSeconds < 3 || visibilityTimeoutSeconds > MAX_VISIBILITY_SECONDS) {
       throw new RangeError(`Cannot create the consumer as 'visibilityTimeoutSeconds' must be an integer from 3 to ${MAX_VISIBILITY_SECONDS}: current value is ${visibilityTimeoutSeconds}`);
     }
-    this.#options = { ...options, waitTimeSeconds, maxMessages, visibilityTimeoutSeconds, crashRetrySeconds, once, backoffBaseMs, backoffMaxMs };
+    if (!Number.isInteger(maxInHand) || maxInHand < 1) {
+      throw new RangeError(`Cannot create the consumer as 'maxInHand' must be a positive integer: current value is ${maxInHand}`);
+    }
+    this.#options = { ...options, waitTimeSeconds, maxMessages, visibilityTimeoutSeconds, crashRetrySeconds, once, backoffBaseMs, backoffMaxMs, laneOf, maxInHand };
     this.#deadLetter = createDeadLetterMover({ sqs: options.sqs, queueUrl: options.queueUrl });
   }
 
-  /** Starts the loop; the promise resolves when it has stopped (by `stop()` or `once`). */
+  /** Starts the loop; the promise resolves when it has stopped (by `stop()` or `once`) and every lane is done. */
   start(): Promise<void> {
-    this.#running ??= this.#loop();
+    this.#running ??= (async () => {
+      const heartbeat = this.#heartbeat();
+      try {
+        await this.#loop();
+        // Receiving has ended: the lanes finish what they hold.
+        while (this.#lanes.size > 0) await Promise.all([...this.#lanes.values()].map((lane) => lane.running));
+      } finally {
+        heartbeat.stop();
+        await heartbeat.done;
+      }
+    })();
     return this.#running;
   }
 
@@ -143,12 +179,18 @@ export class Consumer {
     const backoff = createBackoff({ baseMs: this.#options.backoffBaseMs, maxMs: this.#options.backoffMaxMs });
     const stop = this.#stopReceiving.signal;
     while (!stop.aborted) {
+      const room = this.#options.maxInHand - this.#inHand.size;
+      if (room <= 0) {
+        // Full: receive again once a lane has disposed of a batch (or on stop).
+        await Promise.race([this.#progress.promise, new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }))]);
+        continue;
+      }
       let messages: Message[];
       try {
         const response = await sqs.send(
           new ReceiveMessageCommand({
             QueueUrl: queueUrl,
-            MaxNumberOfMessages: maxMessages,
+            MaxNumberOfMessages: Math.min(maxMessages, room),
             WaitTimeSeconds: once ? Math.min(waitTimeSeconds, 1) : waitTimeSeconds,
             VisibilityTimeout: visibilityTimeoutSeconds,
             MessageSystemAttributeNames: ["ApproximateReceiveCount", "SentTimestamp", "MessageGroupId"],
@@ -169,27 +211,70 @@ export class Consumer {
         continue;
       }
       if (messages.length === 0) {
-        if (once) break;
+        // With --once: done once the queue has nothing more for us and the lanes are idle.
+        if (once && this.#lanes.size === 0) break;
+        if (once) await Promise.race([this.#progress.promise, new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }))]);
         continue;
       }
-      await this.#handle(messages.map(toReceived));
+      // The whole receive into the lanes first, so that each lane's next batch holds all of it.
+      const touched = new Set(messages.map(toReceived).map((message) => this.#enqueue(message)));
+      for (const name of touched) this.#startLane(name);
     }
   }
 
+  /** Puts a received message into its lane; returns the lane's name. */
+  #enqueue(message: ReceivedMessage): string {
+    this.#inHand.set(message.receiptHandle, message);
+    const name = this.#options.laneOf(message);
+    let lane = this.#lanes.get(name);
+    if (lane === undefined) {
+      lane = { pending: [], running: undefined };
+      this.#lanes.set(name, lane);
+    }
+    lane.pending.push(message);
+    return name;
+  }
+
+  /** Starts the lane `name` when it is idle: it hands what it holds to the handler, batch after batch, until it holds nothing. */
+  #startLane(name: string): void {
+    const run = this.#lanes.get(name);
+    if (run === undefined || run.running !== undefined) return;
+    run.running = (async () => {
+      try {
+        while (run.pending.length > 0) await this.#handle(run.pending.splice(0));
+      } finally {
+        this.#lanes.delete(name);
+        this.#signalProgress();
+      }
+    })();
+  }
+
+  #signalProgress(): void {
+    const done = this.#progress;
+    this.#progress = Promise.withResolvers<void>();
+    done.resolve();
+  }
+
   async #handle(batch: ReceivedMessage[]): Promise<void> {
+    try {
+      await this.#handleBatch(batch);
+    } finally {
+      for (const m of batch) this.#inHand.delete(m.receiptHandle);
+      this.#signalProgress();
+    }
+  }
+
+  async #handleBatch(batch: ReceivedMessage[]): Promise<void> {
     const { handler, logger, crashRetrySeconds } = this.#options;
-    const pending = new Map(batch.map((m) => [m.messageId, m]));
-    const heartbeat = this.#heartbeat(pending);
     let decisions: ReadonlyMap<string, Disposition>;
     try {
       decisions = await handler(batch, this.#abortHandler.signal);
     } catch (error) {
       logger.error("the batch handler failed; its messages stay in the queue", { error: error as Error, messageIds: batch.map((m) => m.messageId) });
       decisions = new Map();
-    } finally {
-      heartbeat.stop();
     }
-    await heartbeat.done;
+    // Decided: the heartbeat must not renew them over the delay or delete that follows.
+    for (const m of batch) this.#inHand.delete(m.receiptHandle);
     const moved = await this.#moveToDeadLetter(batch, decisions);
     const toDelete = batch.filter((m) => decisions.get(m.messageId)?.action === "delete" || moved.has(m.messageId));
     const toRetry = batch
@@ -226,8 +311,8 @@ export class Consumer {
     return moved;
   }
 
-  /** Renews the visibility of the batch every third of the timeout until stopped. */
-  #heartbeat(pending: Map<string, ReceivedMessage>): { stop(): void; done: Promise<void> } {
+  /** Renews the visibility of every message in hand every third of the timeout until stopped. */
+  #heartbeat(): { stop(): void; done: Promise<void> } {
     const { visibilityTimeoutSeconds } = this.#options;
     const stopped = new AbortController();
     const done = (async () => {
@@ -238,7 +323,7 @@ export class Consumer {
         } catch {
           return;
         }
-        await this.#changeVisibility([...pending.values()].map((message) => ({ message, delaySeconds: visibilityTimeoutSeconds })));
+        await this.#changeVisibility([...this.#inHand.values()].map((message) => ({ message, delaySeconds: visibilityTimeoutSeconds })));
       }
     })();
     return { stop: () => stopped.abort(), done };

@@ -5,12 +5,10 @@
 import { createHash } from "node:crypto";
 import { GetQueueUrlCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { namedErrorMessage, QueueSendError } from "../errors.ts";
+import { DEFAULT_APP } from "../wire/app.ts";
 
 /** A queue as given: by URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`) or by name. */
 export type QueueRef = { url: string; name: string } | { url?: undefined; name: string };
-
-/** Default MessageGroupId for FIFO queues: every bundle in one group, so they stay ordered. */
-export const DEFAULT_MESSAGE_GROUP_ID = "kube-pico-cd";
 
 const QUEUE_NAME = /^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$/;
 const MESSAGE_GROUP_ID = /^[\x21-\x7e]{1,128}$/;
@@ -64,12 +62,25 @@ export function isFifoQueue(queue: QueueRef): boolean {
 }
 
 /**
- * The FIFO MessageDeduplicationId of a bundle: lowercase hex SHA-256 of
- * `<build id>\n<digest>` (64 characters, within SQS's 128), so publishing the same build
- * twice within SQS's 5-minute window is delivered once.
+ * The FIFO MessageGroupId of a bundle of `app` (default {@link DEFAULT_APP}) when none is
+ * given: the app itself. Each app's bundles stay in order, and a bundle that fails and is
+ * retried holds back only its own app's, never another's. An app name is a valid group id.
  */
-export function fifoDeduplicationId(buildId: string, digest: string): string {
-  return createHash("sha256").update(`${buildId}\n${digest}`, "utf8").digest("hex");
+export function defaultMessageGroupId(app: string | undefined): string {
+  return app ?? DEFAULT_APP;
+}
+
+/**
+ * The FIFO MessageDeduplicationId of a bundle: lowercase hex SHA-256 of
+ * `<build id>\n<digest>`, or of `<app>\n<build id>\n<digest>` for an app other than
+ * {@link DEFAULT_APP} (64 characters, within SQS's 128), so publishing the same build twice
+ * within SQS's 5-minute window is delivered once, while two apps that publish the same build
+ * id and digest (one repository, two apps) are both delivered. An app name holds no line
+ * feed, so the prefix cannot run into the build id.
+ */
+export function fifoDeduplicationId(buildId: string, digest: string, app?: string): string {
+  const text = app === undefined || app === DEFAULT_APP ? `${buildId}\n${digest}` : `${app}\n${buildId}\n${digest}`;
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
 

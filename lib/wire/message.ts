@@ -9,9 +9,11 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { duplicateProblems, isRecord, kubeObjectProblem, parseManifests, type KubeObject } from "../manifests/bundle.ts";
 import { errorMessage, MessageRejectedError } from "../errors.ts";
+import { appNameProblem, DEFAULT_APP } from "./app.ts";
 
 export type { KubeObject } from "../manifests/bundle.ts";
 export { MessageRejectedError } from "../errors.ts";
+export { DEFAULT_APP } from "./app.ts";
 
 /** The discriminator of a version 1 body (`kind`). */
 export const MESSAGE_KIND = "kube-pico-cd.bundle";
@@ -100,6 +102,8 @@ export interface MessageSignature {
  * those bytes). `kind` and `version` are covered too, as constants of the signed bytes.
  */
 export interface SignedFields {
+  /** The app, when the body names one; {@link DEFAULT_APP} signs as no app (same meaning, same bytes as before apps). */
+  app?: string;
   build: BuildInfo;
   target?: string;
   manifests: { encoding: string; sha256: string; objects: number; bytes: number };
@@ -127,6 +131,8 @@ export interface EncodedMessage {
  */
 export interface MessageEnvelope {
   format: "v1" | "legacy";
+  /** v1: the body's `app`, when it names one (a valid app name); legacy: absent. */
+  app?: string;
   build: BuildInfo;
   target?: string;
   /** v1: the manifests fields that are signed (not yet checked against the data); legacy: absent. */
@@ -137,6 +143,8 @@ export interface MessageEnvelope {
 /** A message that was accepted by {@link decodeMessage}. */
 export interface DecodedMessage {
   format: "v1" | "legacy";
+  /** The app the bundle belongs to: the body's `app`, else {@link DEFAULT_APP} (always, for a legacy message). */
+  app: string;
   build: BuildInfo;
   target?: string;
   /** The objects in bundle order. */
@@ -172,9 +180,16 @@ const signatureSchema = z.strictObject({
   value: z.string().min(1).regex(BASE64, "must be base64"),
 });
 
+/** An app name (lib/wire/app.ts); the issue states the rule it breaks. */
+const appSchema = z.string().superRefine((name, context) => {
+  const problem = appNameProblem(name);
+  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+});
+
 const v1Schema = z.strictObject({
   kind: z.literal(MESSAGE_KIND),
   version: z.literal(MESSAGE_VERSION),
+  app: appSchema.optional(),
   build: buildSchema,
   target: z.string().min(1).optional(),
   manifests: z.strictObject({
@@ -223,10 +238,15 @@ function buildInfoFrom(parsed: z.infer<typeof buildSchema>): BuildInfo {
  * and base64-encoded, with the SHA-256 of the uncompressed JSON. Deterministic: the same
  * input gives the same body. Synchronous.
  *
- * @throws {TypeError} when `build` or `target` is not valid (a programming error: publish
- * validates its configuration first).
+ * `app` {@link DEFAULT_APP} is written as no app: it means the same, and the body stays
+ * what a publisher wrote before apps existed, which listeners of that time accept.
+ *
+ * @throws {TypeError} when `app`, `build` or `target` is not valid (a programming error:
+ * publish validates its configuration first).
  */
 export function encodeMessage(input: {
+  /** The app the bundle belongs to (lib/wire/app.ts); default {@link DEFAULT_APP}. */
+  app?: string;
   build: BuildInfo;
   target?: string;
   objects: readonly KubeObject[];
@@ -238,15 +258,19 @@ export function encodeMessage(input: {
   if (input.target !== undefined && input.target.length === 0) {
     throw new TypeError("Cannot encode the message: target must be a non-empty string when given");
   }
+  const appProblem = input.app === undefined ? undefined : appNameProblem(input.app);
+  if (appProblem !== undefined) throw new TypeError(`Cannot encode the message: invalid app: ${appProblem}`);
   const payload = Buffer.from(canonicalJson(input.objects), "utf8");
   const digest = sha256Hex(payload);
   const compressed = gzipSync(payload, { level: 9 });
   const build = buildInfoFrom(built.data);
   const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
   const target = input.target === undefined ? {} : { target: input.target };
+  const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
   const message = {
     kind: MESSAGE_KIND,
     version: MESSAGE_VERSION,
+    ...app,
     build,
     ...target,
     manifests: {
@@ -256,7 +280,7 @@ export function encodeMessage(input: {
       objects: input.objects.length,
       bytes: payload.length,
     },
-    ...(input.sign === undefined ? {} : { signature: input.sign({ build, ...target, manifests }) }),
+    ...(input.sign === undefined ? {} : { signature: input.sign({ ...app, build, ...target, manifests }) }),
   };
   const body = JSON.stringify(message);
   return {
@@ -341,6 +365,36 @@ export function decodeMessage(body: string, options: DecodeMessageOptions = {}):
   }
 }
 
+/**
+ * The app a raw message body names, to route it before it is decoded: the `app` of a version 1
+ * body, or of the one an SNS notification wraps (unwrapped as {@link decodeMessage} does), else
+ * {@link DEFAULT_APP}: for a body without one, a legacy body, an invalid app name and anything
+ * that is no message. Costs one JSON.parse per level and inflates nothing; never throws.
+ *
+ * decodeMessage stays the authority: whatever it accepts belongs to the app this returns, as
+ * it rejects every `app` this falls back on (an invalid name, a value that is not a string).
+ */
+export function peekApp(body: string): string {
+  return peekedApp(body, true);
+}
+
+function peekedApp(body: unknown, allowEnvelope: boolean): string {
+  if (typeof body !== "string") return DEFAULT_APP;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    // Not JSON, or nested deep enough to overflow the parser's stack: no message, no app.
+    return DEFAULT_APP;
+  }
+  if (!isRecord(parsed)) return DEFAULT_APP;
+  // The same shapes, in the same order, as decodeBody.
+  if (allowEnvelope && parsed["Type"] === "Notification" && typeof parsed["Message"] === "string") return peekedApp(parsed["Message"], false);
+  if (!("kind" in parsed || "version" in parsed)) return DEFAULT_APP;
+  const app = parsed["app"];
+  return typeof app === "string" && appNameProblem(app) === undefined ? app : DEFAULT_APP;
+}
+
 function decodeBody(body: unknown, decoding: Decoding, allowEnvelope: boolean): DecodedMessage {
   if (typeof body !== "string") {
     throw new MessageRejectedError("invalid-json", `Rejected message: the body is ${typeName(body)}, not a string`);
@@ -409,6 +463,7 @@ function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedM
   // Trust and time first: an unsigned or future-stamped message costs no inflating.
   decoding.checkEnvelope?.({
     format: "v1",
+    ...(message.app === undefined ? {} : { app: message.app }),
     build,
     ...target,
     manifests: { encoding: manifests.encoding, sha256: manifests.sha256, objects: manifests.objects, bytes: manifests.bytes },
@@ -434,6 +489,7 @@ function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedM
   const checked = checkObjects(objects, (index) => `object ${index + 1}`);
   return {
     format: "v1",
+    app: message.app ?? DEFAULT_APP,
     build,
     ...target,
     objects: checked,
@@ -689,7 +745,7 @@ function decodeLegacy(parsed: Record<string, unknown>, decoding: Decoding): Deco
     items.map((item) => item.object),
     (index) => items[index]?.source ?? `object ${index + 1}`,
   );
-  return { format: "legacy", build, objects, digest: sha256Hex(canonicalJson(objects)) };
+  return { format: "legacy", app: DEFAULT_APP, build, objects, digest: sha256Hex(canonicalJson(objects)) };
 }
 
 /** Line feeds and `[ { , : -` in `text`: each starts at most one YAML node. Counting stops past `max`. */

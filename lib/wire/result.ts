@@ -11,6 +11,7 @@ import { z } from "zod";
 import { errorMessage, ResultRejectedError } from "../errors.ts";
 import { outcomeResults, type Outcome } from "../kube/record.ts";
 import { oneLine } from "../text.ts";
+import { appNameProblem } from "./app.ts";
 
 export { ResultRejectedError, type ResultRejectedReason } from "../errors.ts";
 
@@ -28,6 +29,14 @@ const resultSchema = z.strictObject({
   version: z.literal(RESULT_VERSION),
   /** The SQS MessageId of the deploy message (what SendMessage returned to the publisher). */
   messageId: z.string().min(1),
+  /** The app the deploy message belongs to (lib/wire/app.ts); absent from listeners before apps. */
+  app: z
+    .string()
+    .superRefine((name, context) => {
+      const problem = appNameProblem(name);
+      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+    })
+    .optional(),
   build: z.strictObject({
     id: z.string().min(1),
     timestampMs: z.int().nonnegative(),
@@ -146,6 +155,8 @@ export function resultFromOutcome(outcome: Outcome, context: ResultContext): Res
     kind: RESULT_KIND,
     version: RESULT_VERSION,
     messageId,
+    // An outcome's app is checked only for length; encodeResult would refuse one that is no app name.
+    ...(outcome.app !== undefined && appNameProblem(outcome.app) === undefined ? { app: outcome.app } : {}),
     build: { id: buildId, timestampMs, ...(outcome.commit ? { commit: outcome.commit } : {}) },
     digest,
     ...(outcome.target ? { target: outcome.target } : {}),

@@ -8,11 +8,16 @@
  * order, each `name=<UTF-8 byte length>:<value>` or `name=-` when the field is absent.
  * Length-prefixed values make the string unambiguous whatever the values hold (newlines,
  * `=`, `:`), and the fixed header keeps these bytes from ever meaning anything else.
+ *
+ * The `app` line came later: it is written only for a message that names an app other than
+ * the default one, so every message without one signs exactly the bytes it signed before,
+ * and signatures made then still verify.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { errorMessage } from "../errors.ts";
+import { DEFAULT_APP } from "./app.ts";
 import { MANIFESTS_ENCODING, MESSAGE_KIND, MESSAGE_VERSION, type MessageSignature, type SignedFields } from "./message.ts";
 
 /** The only signature algorithm of version 1. */
@@ -34,7 +39,8 @@ const SIGNED_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt
  * The exact bytes an Ed25519 signature is made over (UTF-8), for `fields` signed by
  * `keyId`. Every field of a version 1 body is covered except `manifests.data`, which is
  * covered through `manifests.sha256`; the algorithm and key id are covered too, so neither
- * can be swapped without breaking the signature.
+ * can be swapped without breaking the signature. `app` is one line after `version`, present
+ * only when `fields.app` is an app other than {@link DEFAULT_APP} (which signs as no app).
  *
  * @example
  * signedBytes({ build: { id: "b1", timestampMs: 1700000000000 }, manifests: { encoding: "gzip+base64", sha256: "ab…", objects: 1, bytes: 90 } }, "0123456789abcdef")
@@ -47,6 +53,8 @@ export function signedBytes(fields: SignedFields, keyId: string): Buffer {
     ["keyId", keyId],
     ["kind", MESSAGE_KIND],
     ["version", String(MESSAGE_VERSION)],
+    // Only when named: without it these are the bytes every signature before apps covered.
+    ...(fields.app === undefined || fields.app === DEFAULT_APP ? [] : [["app", fields.app] as [string, string]]),
     ["build.id", fields.build.id],
     ["build.timestampMs", String(fields.build.timestampMs)],
     ...SIGNED_BUILD_FIELDS.map((name): [string, string | undefined] => [`build.${name}`, fields.build[name]]),
@@ -170,6 +178,7 @@ export function signatureMatches(fields: SignedFields, signature: MessageSignatu
 
 /** The signed fields of a decoded version 1 message (what {@link signedBytes} needs). */
 export function signedFieldsOf(decoded: {
+  app?: string;
   build: SignedFields["build"];
   target?: string;
   digest: string;
@@ -177,6 +186,7 @@ export function signedFieldsOf(decoded: {
   payloadBytes?: number;
 }): SignedFields {
   return {
+    ...(decoded.app === undefined || decoded.app === DEFAULT_APP ? {} : { app: decoded.app }),
     build: decoded.build,
     ...(decoded.target === undefined ? {} : { target: decoded.target }),
     manifests: { encoding: MANIFESTS_ENCODING, sha256: decoded.digest, objects: decoded.objects.length, bytes: decoded.payloadBytes ?? -1 },

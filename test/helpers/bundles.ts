@@ -23,9 +23,26 @@ export interface SentBundle {
   build: BuildInfo;
 }
 
-export function bundleBody(objects: readonly KubeObject[], build: Partial<BuildInfo> & { timestampMs: number }, target?: string) {
+export function bundleBody(objects: readonly KubeObject[], build: Partial<BuildInfo> & { timestampMs: number }, target?: string, app?: string) {
   const fullBuild: BuildInfo = { id: build.id ?? `build-${build.timestampMs}-${randomBytes(3).toString("hex")}`, ...build };
-  return { ...encodeMessage({ build: fullBuild, objects, ...(target === undefined ? {} : { target }) }), build: fullBuild };
+  return { ...encodeMessage({ build: fullBuild, objects, ...(target === undefined ? {} : { target }), ...(app === undefined ? {} : { app }) }), build: fullBuild };
+}
+
+/**
+ * Sends a bundle of app `app`, as publish --app does; on a FIFO queue (`fifo`) in the app's
+ * message group, deduplicated by build.
+ */
+export async function sendAppBundle(queueUrl: string, app: string, objects: readonly KubeObject[], build: Partial<BuildInfo> & { timestampMs: number }, options: { fifo?: boolean } = {}): Promise<SentBundle> {
+  const encoded = bundleBody(objects, build, undefined, app);
+  const sqs = await sqsClient();
+  const sent = await sqs.send(
+    new SendMessageCommand({
+      QueueUrl: queueUrl,
+      MessageBody: encoded.body,
+      ...(options.fifo ? { MessageGroupId: app, MessageDeduplicationId: `${app}-${encoded.build.id}` } : {}),
+    }),
+  );
+  return { messageId: sent.MessageId!, body: encoded.body, digest: encoded.digest, build: encoded.build };
 }
 
 /** Sends a bundle of `objects` as build `build` to `queueUrl`. */

@@ -116,6 +116,7 @@ describe("action.yml", () => {
       "paths",
       "queue-urls",
       "region",
+      "app",
       "target",
       "dry-run",
       "endpoint-url",
@@ -128,6 +129,7 @@ describe("action.yml", () => {
     expect(action.runs.steps[0]!.env["KUBE_PICO_CD_SIGNING_KEY"]).toBe("${{ inputs.signing-key }}");
     expect(action.runs.steps[0]!.env["KUBE_PICO_CD_RESULT_QUEUE"]).toBe("${{ inputs.result-queue }}");
     expect(action.runs.steps[0]!.env["KUBE_PICO_CD_WAIT"]).toBe("${{ inputs.wait }}");
+    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_APP"]).toBe("${{ inputs.app }}");
   });
 
   test("a dry run writes the build's summary tables to GITHUB_STEP_SUMMARY and exits 0", async () => {
@@ -136,7 +138,10 @@ describe("action.yml", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toStartWith(`Dry run: build ${buildId} (2023-11-14T22:13:20.000Z) is valid; nothing was sent\n`);
     expect(run.summary).toStartWith(`### kube-pico-cd: dry run of build \`${buildId}\`\n`);
-    expect(run.summary).toContain("| Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |\n|---|---|---:|---:|---:|---:|---|\n| prod | 2023-11-14T22:13:20.000Z (1700000000000) | 2 |");
+    expect(run.stdout).toContain("  app        shop (from GITHUB_REPOSITORY)\n");
+    expect(run.summary).toContain(
+      "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |\n|---|---|---|---:|---:|---:|---:|---|\n| shop | prod | 2023-11-14T22:13:20.000Z (1700000000000) | 2 |",
+    );
     expect(run.summary).toContain("| Kind | Namespace | Objects |\n|---|---|---:|\n| ConfigMap | shop | 1 |\n| Deployment | shop | 1 |\n");
   });
 
@@ -154,10 +159,33 @@ describe("action.yml", () => {
       expect(decoded.build.id).toBe(buildId);
       expect(decoded.build.repository).toBe("example/shop");
       expect(decoded.target).toBe("staging");
+      expect(decoded.app).toBe("shop");
       expect(decoded.objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(["Deployment/web", "ConfigMap/web"]);
       expect(run.summary).toContain(`| ${queue.url} | \`${message.MessageId}\` |`);
     }
     expect(run.summary).toStartWith(`### kube-pico-cd: published build \`${buildId}\`\n`);
+  });
+
+  test("the app input names the app, and \"default\" sends a body without one", async () => {
+    const { sqsEndpoint } = await testEnv();
+    const sqs = await sqsClient();
+    for (const [app, expected] of [["payments", "payments"], ["default", undefined]] as const) {
+      const queue = await createQueue();
+      const run = await runAction({ paths: "app.yaml", "queue-urls": queue.url, "endpoint-url": sqsEndpoint, app });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`  app        ${app} (from KUBE_PICO_CD_APP)\n`);
+      const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+      expect((JSON.parse(received.Messages![0]!.Body!) as { app?: string }).app).toBe(expected);
+    }
+  });
+
+  test("an invalid app input fails with exit code 1, naming the variable and the rule, and sends nothing", async () => {
+    const run = await runAction({ paths: "app.yaml", "dry-run": "true", app: "Payments" });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      "publish: Invalid configuration:\n  - KUBE_PICO_CD_APP: app name \"Payments\" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)\n",
+    );
+    expect(run.summary).toBe("");
   });
 
   test("signs the bundle with the signing-key input", async () => {
@@ -182,7 +210,7 @@ describe("action.yml", () => {
     expect(run.code).toBe(4);
     expect(run.stderr).toContain(`publish: timed out waiting 2 s for the result from ${queue.url}`);
     expect(run.summary).toContain("#### kube-pico-cd: timed out waiting\n");
-    expect(run.summary).toContain(`| ${queue.url} | - | no result within 2 s | - | - | - | - | - |`);
+    expect(run.summary).toContain(`| ${queue.url} | - | - | no result within 2 s | - | - | - | - | - |`);
   });
 
   test("exits 1 without sending when neither dry-run nor queue-urls is given", async () => {

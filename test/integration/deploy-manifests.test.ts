@@ -56,9 +56,10 @@ const cleanups: Array<() => Promise<unknown>> = [];
 
 /**
  * Renders `variant` through an overlay that moves the listener into namespace kpcd-<id> and
- * suffixes names with -<id>; `edit` may change the rendered objects before they are applied.
+ * suffixes names with -<id>, with the overlay's `patches` if given; `edit` may change the
+ * rendered objects before they are applied.
  */
-async function install(variant: Variant, edit: (objects: KubeObject[], id: string) => void = () => {}): Promise<Installed> {
+async function install(variant: Variant, edit: (objects: KubeObject[], id: string) => void = () => {}, patches?: readonly unknown[]): Promise<Installed> {
   const id = randomBytes(4).toString("hex");
   const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-deploy-"));
   dirs.push(dir);
@@ -71,6 +72,7 @@ async function install(variant: Variant, edit: (objects: KubeObject[], id: strin
       nameSuffix: `-${id}`,
       // kustomize accepts only relative paths to other kustomizations.
       resources: [relative(dir, join(deployDir, "rbac", variant))],
+      ...(patches === undefined ? {} : { patches }),
     }),
   );
   const objects = await kustomize(dir);
@@ -105,6 +107,8 @@ afterAll(async () => {
 
 /** Permissions every variant must grant in the listener's own namespace (`own` is replaced by it). */
 const ownNamespaceAllowed: ReadonlyArray<readonly string[]> = [
+  // `listener status` lists every app's record.
+  ["list", "configmaps"],
   ["get", "configmaps/kube-pico-cd-state"],
   ["update", "configmaps/kube-pico-cd-state"],
   ["patch", "configmaps/kube-pico-cd-state"],
@@ -163,6 +167,9 @@ describe("deploy/rbac/cluster-wide", () => {
     ["list", "customresourcedefinitions.apiextensions.k8s.io"],
     ["create", "clusterroles.rbac.authorization.k8s.io"],
     ["get", "/readyz"],
+    // Ownership checks list what they apply by label, and a lost record's inventory is rebuilt from every namespace.
+    ["list", "deployments.apps", "--all-namespaces"],
+    ["list", "configmaps", "--all-namespaces"],
   ];
   for (const args of allowed) {
     test(`the listener can ${args.join(" ")}`, async () => {
@@ -182,7 +189,25 @@ describe("deploy/rbac/cluster-wide", () => {
       expect(await canI(listener, args)).toBe(false);
     });
   }
+
+  test("the listener may write any app's record, Lease and kept bundle in its own namespace without naming them", async () => {
+    const own = `--namespace=${listener.namespace}`;
+    expect(await canI(listener, ["update", "configmaps/kube-pico-cd-state-shop", own])).toBe(true);
+    expect(await canI(listener, ["update", "leases.coordination.k8s.io/kube-pico-cd-deploy-shop", own])).toBe(true);
+    expect(await canI(listener, ["get", "secrets/kube-pico-cd-bundle-shop", own])).toBe(true);
+  });
 });
+
+/** The overlay patch deploy/README.md gives for a further app with the namespaced variant ("More than one app"). */
+const appShopPatch = {
+  target: { kind: "Role", name: "kube-pico-cd" },
+  patch: [
+    "- { op: add, path: /rules/0/resourceNames/-, value: kube-pico-cd-state-shop }",
+    "- { op: add, path: /rules/1/resourceNames/-, value: kube-pico-cd-deploy-shop }",
+    "- { op: add, path: /rules/2/resourceNames/-, value: kube-pico-cd-bundle-shop }",
+    "",
+  ].join("\n"),
+};
 
 describe("deploy/rbac/namespaced", () => {
   let listener: Installed;
@@ -198,7 +223,7 @@ describe("deploy/rbac/namespaced", () => {
       const binding = objects.find((o) => o.kind === "RoleBinding" && o.metadata.name === `kube-pico-cd-apply-${id}`);
       if (!binding) throw new Error(`the namespaced variant has no RoleBinding kube-pico-cd-apply: ${summary(objects).join(", ")}`);
       binding.metadata.namespace = allowedNamespace;
-    });
+    }, [appShopPatch]);
   });
 
   test("kubectl kustomize renders the listener and a RoleBinding to its apply role in the example namespace", async () => {
@@ -234,6 +259,9 @@ describe("deploy/rbac/namespaced", () => {
     ["patch", "configmaps"],
     ["create", "secrets"],
     ["delete", "deployments.apps"],
+    // Ownership checks list what they apply by label.
+    ["list", "deployments.apps"],
+    ["list", "configmaps"],
   ];
   test("the listener can get /readyz (its readiness check of the API server)", async () => {
     expect(await canI(listener, ["get", "/readyz"])).toBe(true);
@@ -249,6 +277,7 @@ describe("deploy/rbac/namespaced", () => {
     ["create", "deployments.apps"],
     ["patch", "deployments.apps"],
     ["get", "secrets"],
+    ["list", "deployments.apps"],
   ];
   for (const args of deniedInOther) {
     test(`the listener cannot ${args.join(" ")} in a namespace that is not listed`, async () => {
@@ -270,10 +299,33 @@ describe("deploy/rbac/namespaced", () => {
     });
   }
 
-  test("in its own namespace the listener cannot touch ConfigMaps, Leases or Secrets other than its own", async () => {
+  test("with the overlay patch for app shop, the listener may write shop's record, Lease and kept bundle, and no other app's", async () => {
     const own = `--namespace=${listener.namespace}`;
+    for (const args of [
+      ["update", "configmaps/kube-pico-cd-state-shop"],
+      ["patch", "configmaps/kube-pico-cd-state-shop"],
+      ["get", "leases.coordination.k8s.io/kube-pico-cd-deploy-shop"],
+      ["update", "leases.coordination.k8s.io/kube-pico-cd-deploy-shop"],
+      ["get", "secrets/kube-pico-cd-bundle-shop"],
+      ["delete", "secrets/kube-pico-cd-bundle-shop"],
+    ]) {
+      expect({ args, allowed: await canI(listener, [...args, own]) }).toEqual({ args, allowed: true });
+    }
+    for (const args of [
+      ["update", "configmaps/kube-pico-cd-state-web"],
+      ["update", "leases.coordination.k8s.io/kube-pico-cd-deploy-web"],
+      ["get", "secrets/kube-pico-cd-bundle-web"],
+    ]) {
+      expect({ args, allowed: await canI(listener, [...args, own]) }).toEqual({ args, allowed: false });
+    }
+  });
+
+  test("in its own namespace the listener reads every ConfigMap and writes no ConfigMap, Lease or Secret other than its own", async () => {
+    const own = `--namespace=${listener.namespace}`;
+    expect(await canI(listener, ["get", "configmaps/kube-pico-cd-config", own])).toBe(true);
     expect(await canI(listener, ["update", "configmaps/kube-pico-cd-config", own])).toBe(false);
-    expect(await canI(listener, ["list", "configmaps", own])).toBe(false);
+    expect(await canI(listener, ["patch", "configmaps/kube-pico-cd-config", own])).toBe(false);
+    expect(await canI(listener, ["delete", "configmaps/kube-pico-cd-state", own])).toBe(false);
     expect(await canI(listener, ["update", "leases.coordination.k8s.io/another-lock", own])).toBe(false);
     expect(await canI(listener, ["get", "secrets", own])).toBe(false);
     expect(await canI(listener, ["list", "secrets", own])).toBe(false);

@@ -213,9 +213,9 @@ describe("listener image (root filesystem of the Dockerfile's final stage)", () 
       await waitFor("the message being deleted", async () => ((await queueDepth(queue.url)).inFlight === 0 ? true : undefined), 10_000, output);
       expect(await queueDepth(queue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
 
-      // `kubectl exec deploy/kube-pico-cd -- /usr/local/bin/kube-pico-cd-listener status`: the
-      // same executable, environment and user, with no shell in the image.
-      const statusCommand = runInRootfs({ rootfs, argv: [...stage.entrypoint, "status"], env, user: stage.user });
+      // `kubectl exec deploy/kube-pico-cd -- /usr/local/bin/kube-pico-cd-listener status default`:
+      // the same executable, environment and user, with no shell in the image.
+      const statusCommand = runInRootfs({ rootfs, argv: [...stage.entrypoint, "status", "default"], env, user: stage.user });
       expect(await statusCommand.exited).toBe(0);
       expect(statusCommand.stdout).toContain(`Current build: ${sent.build.id}`);
       expect(statusCommand.stderr.join("")).toBe("");

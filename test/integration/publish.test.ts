@@ -159,6 +159,28 @@ describe("publish to ElasticMQ", () => {
     expect(JSON.parse(first.stdout).sent[0].sequenceNumber).toMatch(/^\d+$/);
   });
 
+  test("a FIFO queue's message group is the app, and the default app without --message-group-id or an app", async () => {
+    const queue = await createQueue({ fifo: true });
+    const shop = await publish([...basic, "--queue", queue.url, "--build-id", "fifo-app", "--json"], { GITHUB_REPOSITORY: "acme/Shop" });
+    const none = await publish([...basic, "--queue", queue.url, "--build-id", "fifo-none", "--json"]);
+    expect([shop.code, none.code]).toEqual([0, 0]);
+    const messages = await receiveAll(queue.url);
+    const groups = Object.fromEntries(messages.map((m) => [decodeMessage(m.Body!).build.id, [m.Attributes?.MessageGroupId, decodeMessage(m.Body!).app]]));
+    expect(groups).toEqual({ "fifo-app": ["shop", "shop"], "fifo-none": ["default", "default"] });
+  });
+
+  test("a FIFO queue delivers one build id and digest published by two apps twice, and by one app once", async () => {
+    const queue = await createQueue({ fifo: true });
+    const argv = [...basic, "--queue", queue.url, "--build-id", "shared-1", "--json"];
+    const runs = [await publish([...argv, "--app", "shop"]), await publish([...argv, "--app", "web"]), await publish([...argv, "--app", "shop"])];
+    expect(runs.map((run) => run.code)).toEqual([0, 0, 0]);
+    const digest = JSON.parse(runs[0]!.stdout).digest as string;
+    const messages = await receiveAll(queue.url);
+    expect(messages.map((m) => decodeMessage(m.Body!).app).sort()).toEqual(["shop", "web"]);
+    const ids = Object.fromEntries(messages.map((m) => [decodeMessage(m.Body!).app, m.Attributes?.MessageDeduplicationId]));
+    expect(ids).toEqual({ shop: fifoDeduplicationId("shared-1", digest, "shop"), web: fifoDeduplicationId("shared-1", digest, "web") });
+  });
+
   test("two queues each receive the same message", async () => {
     const a = await createQueue();
     const b = await createQueue({ fifo: true });

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { KubeApiError, KubeUnreachableError, StateConflictError, StateReadError } from "../../lib/errors.ts";
 import { KubeApi } from "../../lib/kube/api.ts";
 import { emptyRecord, readRecord, recordApplied, recordDataBytes, RECORD_LIMITS, recordOutcome, updateRecord, writeRecord, type VersionRecord } from "../../lib/kube/record.ts";
+import { RECORD_APP_LABEL, RECORD_LABELS } from "../../lib/listener/apps.ts";
 import { createNamespace, createQueue, kubectl, testEnv } from "../env/testenv.ts";
 import { configMap, sendBundle } from "../helpers/bundles.ts";
 import { startListener } from "../helpers/listener-process.ts";
@@ -254,6 +255,36 @@ describe("repairing the record with listener record", () => {
       expect(await listener.exited).toBe(0);
     }
   }, 120_000);
+
+  test("listener record --app changes that app's record only, and keeps its app label", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("repair-app");
+    const outcome = (n: number) => ({ result: "applied" as const, time: `2024-05-0${n}T12:00:00.000Z`, buildId: `build-${n}`, timestampMs: 1_700_000_000_000 + n, digest: `sha256:${n}`, messageId: `m-${n}`, objects: 1 });
+    const twoBuilds = { ...applied(2), history: [outcome(2), outcome(1)] };
+    await writeRecord(twoBuilds, null, { api: admin, namespace: ns });
+    await writeRecord(twoBuilds, null, { api: admin, namespace: ns, name: "kube-pico-cd-state-shop", app: "shop" });
+    const defaultBefore = await readRecord({ api: admin, namespace: ns });
+    const where = ["--namespace", ns, "--kubeconfig", env.kubeconfig];
+
+    const shown = await recordCommand("show", "--app", "shop", ...where);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ app: "shop", namespace: ns, configMap: "kube-pico-cd-state-shop", current: { build: { id: "build-2" } } });
+
+    const changed = await recordCommand("set-current", "build-1", "--app", "shop", ...where);
+    expect({ code: changed.code, stderr: changed.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(changed.stdout).toStartWith(`changed ${ns}/kube-pico-cd-state-shop:\n  current build: build-2 `);
+    expect((await readRecord({ api: admin, namespace: ns, name: "kube-pico-cd-state-shop" })).current?.build.id).toBe("build-1");
+    const labels = await kubectl(["get", "configmap", "kube-pico-cd-state-shop", "-n", ns, "-o", "jsonpath={.metadata.labels}"]);
+    expect(JSON.parse(labels.stdout)).toEqual({ ...RECORD_LABELS, [RECORD_APP_LABEL]: "shop" });
+    // The default app's record is another ConfigMap, untouched.
+    expect(await readRecord({ api: admin, namespace: ns })).toEqual(defaultBefore);
+
+    const none = await recordCommand("clear-inflight", "--app", "web", ...where);
+    expect({ code: none.code, stdout: none.stdout, stderr: none.stderr }).toEqual({ code: 0, stdout: "", stderr: `listener record: No version record ${ns}/kube-pico-cd-state-web of app web yet: nothing to change\n` });
+    const invalid = await recordCommand("show", "--app", "Web", ...where);
+    expect({ code: invalid.code, stdout: invalid.stdout }).toEqual({ code: 1, stdout: "" });
+    expect(invalid.stderr).toStartWith(`listener record: --app: app name "Web" is not a DNS label`);
+  });
 
   test("two rejected messages with 300 KiB build ids do not fill the record; a genuine build afterwards is applied and recorded", async () => {
     const ns = await createNamespace("fill");

@@ -75,12 +75,12 @@ describe("publish --wait with a listener that sends results", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`Waiting up to 1 min for the result on ${resultQueue.url}`);
     expect(run.stdout).toMatch(new RegExp(`Result from ${queue.url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} after [0-9.]+ m?s: applied, Healthy: applied 2 objects, pruned 0\\n`));
-    expect(run.stdout).toContain(`listener  namespace ${ns}, queue ${queue.name}`);
+    expect(run.stdout).toContain(`listener  namespace ${ns}, queue ${queue.name}, app default\n`);
     expect(run.stdout).toMatch(/took {6}pickup \d+(\.\d+)? m?s, apply \d+(\.\d+)? m?s, health \d+(\.\d+)? m?s/);
     expect(run.stdout).toContain("Deploy succeeded on 1 queue\n");
     const markdown = readFileSync(summary, "utf8");
     expect(markdown).toContain("#### kube-pico-cd: deploy succeeded");
-    expect(markdown).toContain(`| ${queue.url} | ${ns} | applied | Healthy | applied 2 objects, pruned 0 |`);
+    expect(markdown).toContain(`| ${queue.url} | ${ns} | default | applied | Healthy | applied 2 objects, pruned 0 |`);
     expect(await queueDepth(resultQueue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
     const applied = await listener.waitForLog((line) => line.msg === "result sent");
     expect(applied.result).toBe("applied");
@@ -122,6 +122,25 @@ describe("publish --wait with a listener that sends results", () => {
     expect(entry.result.durations.applyMs).toBeGreaterThan(0);
     expect(entry.result.durations.pickupMs).toBeGreaterThanOrEqual(0);
     process.stdout.write(`measured: SendMessage returned → result received: ${entry.receivedAfterMs} ms (pickup ${entry.result.durations.pickupMs} ms, apply ${entry.result.durations.applyMs} ms, health ${entry.result.durations.healthMs} ms)\n`);
+    await stop(listener);
+  }, 120_000);
+
+  test("the result names the app the bundle was published for, and publish prints it", async () => {
+    const ns = await createNamespace("res-app");
+    const queue = await createQueue();
+    const resultQueue = await createQueue();
+    const listener = await listenerWithResults(queue.url, ns, resultQueue.url);
+    const summary = join(manifestsDir([]), "summary.md");
+    writeFileSync(summary, "");
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], {
+      cwd: manifestsDir([configMap(ns, "app", { v: "1" })]),
+      env: { GITHUB_REPOSITORY: "acme/Res_App", GITHUB_STEP_SUMMARY: summary },
+    });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("  app        res-app (from GITHUB_REPOSITORY)\n");
+    expect(run.stdout).toContain(`listener  namespace ${ns}, queue ${queue.name}, app res-app\n`);
+    expect(readFileSync(summary, "utf8")).toContain(`| ${queue.url} | ${ns} | res-app | applied |`);
     await stop(listener);
   }, 120_000);
 

@@ -1,8 +1,9 @@
 /**
- * `listener status` against the real API server: the history of a deploy sequence with a
- * failed build and a rollback, in order, the current build, the JSON form, an unfinished
- * deploy, a namespace without a record, a kubeconfig context, and an API server that cannot
- * be reached.
+ * `listener status` against the real API server: the overview of several apps' records (one
+ * written before apps existed), a record that does not decode beside good ones, the history of
+ * a deploy sequence with a failed build and a rollback, in order, the current build, the JSON
+ * form, an unfinished deploy, a namespace without a record, a kubeconfig context, a user who
+ * may not list, and an API server that cannot be reached.
  */
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -11,8 +12,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse, stringify } from "yaml";
 import type { KubeObject } from "../../lib/manifests/bundle.ts";
-import { emptyRecord, writeRecord, type InFlightBuild } from "../../lib/kube/record.ts";
-import { createNamespace, createQueue, testEnv } from "../env/testenv.ts";
+import { emptyRecord, recordApplied, recordOutcome, writeRecord, type InFlightBuild, type VersionRecord } from "../../lib/kube/record.ts";
+import { RECORD_APP_LABEL, RECORD_LABELS } from "../../lib/listener/apps.ts";
+import { createNamespace, createQueue, kubectl, testEnv } from "../env/testenv.ts";
 import { configMap, sendBundle } from "../helpers/bundles.ts";
 import { testKubeApi } from "../helpers/kube-api.ts";
 import { runListenerOnce } from "../helpers/listener-process.ts";
@@ -70,12 +72,12 @@ describe("listener status", () => {
       ["applied", "build-a"],
     ]);
 
-    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    const shown = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig]);
     expect(shown.stderr).toBe("");
     expect(shown.code).toBe(0);
     const lines = shown.stdout.split("\n");
     expect(lines.slice(0, 7)).toEqual([
-      `Version record ${ns}/kube-pico-cd-state`,
+      `Version record ${ns}/kube-pico-cd-state of app default`,
       "",
       `Current build: rollback-${commitA.slice(0, 7)}`,
       `  commit:     ${commitA}`,
@@ -104,23 +106,35 @@ describe("listener status", () => {
     expect(rows[1]?.[8]).toStartWith('kubectl: The Service "web" is invalid: spec.ports[0].port: Invalid value: 70000');
     expect(rows[1]?.[8]?.length).toBeLessThanOrEqual(80);
 
-    const limited = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--limit", "2"]);
+    const limited = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig, "--limit", "2"]);
     expect(historyRows(limited.stdout).map((r) => r[1])).toEqual([`rollback-${commitA.slice(0, 7)}`, "build-c"]);
 
-    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
+    const json = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
     expect(json.code).toBe(0);
-    const parsed = JSON.parse(json.stdout) as { namespace: string; configMap: string; resourceVersion: string | null; current: unknown; inflight: unknown; inventory: unknown; history: unknown };
-    expect(parsed).toEqual({ namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: expect.any(String), current: record!.current, inflight: null, inventory: record!.inventory, history: record!.history });
+    const parsed = JSON.parse(json.stdout) as { app: string; namespace: string; configMap: string; resourceVersion: string | null; current: unknown; inflight: unknown; inventory: unknown; history: unknown };
+    expect(parsed).toEqual({ app: "default", namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: expect.any(String), current: record!.current, inflight: null, inventory: record!.inventory, history: record!.history });
     expect(record?.history.map((h) => h.commit)).toEqual([commitA, commitC, commitB, commitA]);
+
+    // The record the listener wrote is the default app's in the overview.
+    const overview = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    expect(overview.code).toBe(0);
+    expect(overview.stdout.split("\n").slice(3, 5).map((l) => l.split(/ {2,}/).slice(0, 4))).toEqual([["default", `rollback-${commitA.slice(0, 7)}`, commitA.slice(0, 7), "applied"], [""]]);
   }, 120_000);
 
-  test("status of a namespace without a record says so and exits 0", async () => {
+  test("status of a namespace without a record says so and exits 0, for every app and for one", async () => {
     const env = await testEnv();
     const ns = await createNamespace("status-none");
-    const { code, stdout, stderr } = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
-    expect({ code, stdout, stderr }).toEqual({ code: 0, stdout: `No version record ${ns}/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n`, stderr: "" });
-    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
-    expect(JSON.parse(json.stdout)).toEqual({ namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: null, current: null, inflight: null, inventory: [], history: [] });
+    const overview = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    expect({ code: overview.code, stdout: overview.stdout, stderr: overview.stderr }).toEqual({ code: 0, stdout: `No version records in namespace ${ns} yet: the listener has not recorded any outcome there.\n`, stderr: "" });
+    expect((await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"])).stdout).toBe("[]\n");
+    const { code, stdout, stderr } = await status(["shop", "--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    expect({ code, stdout, stderr }).toEqual({
+      code: 0,
+      stdout: `No version record ${ns}/kube-pico-cd-state-shop of app shop yet: the listener has not recorded any outcome of this app (listener status lists the apps that have one).\n`,
+      stderr: "",
+    });
+    const json = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
+    expect(JSON.parse(json.stdout)).toEqual({ app: "default", namespace: ns, configMap: "kube-pico-cd-state", resourceVersion: null, current: null, inflight: null, inventory: [], history: [] });
   });
 
   test("status shows a deploy that started and was not confirmed, in the table and in the JSON", async () => {
@@ -139,7 +153,7 @@ describe("listener status", () => {
     await writeRecord({ ...emptyRecord(), inflight }, null, { api, namespace: ns });
     api.close();
 
-    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    const shown = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig]);
     expect(shown.code).toBe(0);
     expect(shown.stdout.split("\n").slice(2, 11)).toEqual([
       "Current build: none (no build applied yet)",
@@ -152,7 +166,7 @@ describe("listener status", () => {
       "  digest:     cdcdcdcdcdcd…",
       "",
     ]);
-    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
+    const json = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
     expect((JSON.parse(json.stdout) as { inflight: unknown }).inflight).toEqual(inflight);
   });
 
@@ -169,19 +183,146 @@ describe("listener status", () => {
 
     expect((await status(["--namespace", ns, "--kubeconfig", kubeconfig])).code).toBe(2);
     const shown = await status(["--namespace", ns, "--kubeconfig", kubeconfig, "--context", config.contexts[0]!.name]);
-    expect({ code: shown.code, stdout: shown.stdout, stderr: shown.stderr }).toEqual({ code: 0, stdout: `No version record ${ns}/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n`, stderr: "" });
+    expect({ code: shown.code, stdout: shown.stdout, stderr: shown.stderr }).toEqual({ code: 0, stdout: `No version records in namespace ${ns} yet: the listener has not recorded any outcome there.\n`, stderr: "" });
   });
 
   test("status against an API server that cannot be reached exits 2 naming the record and the server", async () => {
     const env = await testEnv();
     const port = await closedPort();
     const kubeconfig = kubeconfigFor(port);
-    const shown = await status(["--namespace", "kube-pico-cd", "--kubeconfig", kubeconfig]);
+    const shown = await status(["default", "--namespace", "kube-pico-cd", "--kubeconfig", kubeconfig]);
     expect(shown.code).toBe(2);
     expect(shown.stdout).toBe("");
     expect(shown.stderr).toStartWith("listener status: Cannot read the version record ConfigMap kube-pico-cd/kube-pico-cd-state: Cannot reach the Kubernetes API server for GET /api/v1/namespaces/kube-pico-cd/configmaps/kube-pico-cd-state: ");
     expect(shown.stderr).toContain(`127.0.0.1:${port}`);
     expect(shown.stderr).toContain("ECONNREFUSED");
     expect(shown.stderr.trimEnd().split("\n")).toHaveLength(1);
+    const overview = await status(["--namespace", "kube-pico-cd", "--kubeconfig", kubeconfig]);
+    expect({ code: overview.code, stdout: overview.stdout }).toEqual({ code: 2, stdout: "" });
+    expect(overview.stderr).toStartWith(
+      "listener status: Cannot list the version records in namespace kube-pico-cd (ConfigMaps labelled app.kubernetes.io/managed-by=kube-pico-cd,app.kubernetes.io/component=state): Cannot reach the Kubernetes API server for GET /api/v1/namespaces/kube-pico-cd/configmaps",
+    );
+    expect(overview.stderr.trimEnd().split("\n")).toHaveLength(1);
+  });
+
+  test("status without APP shows one row per app, the record written before apps as the default app's, and skips another base's ConfigMap with a note", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("status-apps");
+    const api = await testKubeApi();
+    const applied = (id: string, commit: string, health: "Healthy" | "Degraded", record: VersionRecord = emptyRecord()): VersionRecord =>
+      recordApplied(record, {
+        current: { build: { id, timestampMs: 1_764_102_000_000, commit }, digest: `sha256:${id}`, appliedAt: "2025-11-25T20:26:41.250Z", messageId: `m-${id}`, objectCount: 2 },
+        inventory: [],
+        outcome: { result: "applied", time: "2025-11-25T20:26:41.250Z", buildId: id, commit, digest: `sha256:${id}`, objects: 2, health: { status: health, durationMs: 10, checked: 1 } },
+      });
+    const inflight: InFlightBuild = {
+      build: { id: "web-2", timestampMs: 1_764_102_100_000 },
+      digest: "sha256:web-2",
+      messageId: "m-web-2",
+      objectCount: 3,
+      startedAt: "2025-11-25T20:40:00.000Z",
+      holder: "kube-pico-cd-7f9c-abcde",
+      inventory: [{ group: "", kind: "ConfigMap", namespace: "web", name: "app" }],
+    };
+    const web = { ...recordOutcome(applied("web-1", commitB, "Degraded"), { result: "failed", time: "2025-11-25T20:30:00.000Z", buildId: "web-bad", error: "boom" }), inflight };
+    try {
+      // Written as a listener serving one app wrote it: the record labels, no app label.
+      await writeRecord(applied("legacy-1", commitA, "Healthy"), null, { api, namespace: ns });
+      await writeRecord(applied("shop-1", commitC, "Healthy"), null, { api, namespace: ns, name: "kube-pico-cd-state-shop", app: "shop" });
+      await writeRecord(web, null, { api, namespace: ns, name: "kube-pico-cd-state-web", app: "web" });
+      // Another listener in the same namespace, with another base name.
+      await writeRecord(applied("other-1", commitA, "Healthy"), null, { api, namespace: ns, name: "other-state" });
+    } finally {
+      api.close();
+    }
+    const appLabel = async (name: string) => {
+      const got = await kubectl(["get", "configmap", name, "-n", ns, "-o", "json"]);
+      return (JSON.parse(got.stdout) as { metadata: { labels?: Record<string, string> } }).metadata.labels?.[RECORD_APP_LABEL];
+    };
+    expect([await appLabel("kube-pico-cd-state"), await appLabel("kube-pico-cd-state-shop"), await appLabel("kube-pico-cd-state-web")]).toEqual([undefined, "shop", "web"]);
+
+    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toBe(
+      [
+        `Version records in namespace ${ns}: 3 apps (listener status APP shows one)`,
+        "",
+        "APP      CURRENT   COMMIT   RESULT   HEALTH    APPLIED AT            IN FLIGHT",
+        `default  legacy-1  ${commitA.slice(0, 7)}  applied  Healthy   2025-11-25T20:26:41Z  -`,
+        `shop     shop-1    ${commitC.slice(0, 7)}  applied  Healthy   2025-11-25T20:26:41Z  -`,
+        `web      web-1     ${commitB.slice(0, 7)}  failed   Degraded  2025-11-25T20:26:41Z  web-2`,
+        "",
+      ].join("\n"),
+    );
+    expect(shown.stderr).toBe(
+      `listener status: note: ConfigMap ${ns}/other-state carries the version record labels but is no record of base name kube-pico-cd-state (neither kube-pico-cd-state nor kube-pico-cd-state-<app>, and no valid ${RECORD_APP_LABEL} label): skipped; another listener's? (--state-configmap names the base)\n`,
+    );
+
+    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
+    expect(json.code).toBe(0);
+    const apps = JSON.parse(json.stdout) as Record<string, unknown>[];
+    expect(apps.map((a) => [a["app"], a["configMap"], (a["current"] as { build: { id: string } }).build.id, a["health"], (a["lastOutcome"] as { result: string }).result, a["error"]])).toEqual([
+      ["default", "kube-pico-cd-state", "legacy-1", "Healthy", "applied", null],
+      ["shop", "kube-pico-cd-state-shop", "shop-1", "Healthy", "applied", null],
+      ["web", "kube-pico-cd-state-web", "web-1", "Degraded", "failed", null],
+    ]);
+    const { inventory: _inventory, ...inflightShown } = inflight;
+    expect(apps[2]).toEqual({ app: "web", configMap: "kube-pico-cd-state-web", resourceVersion: expect.any(String), current: web.current, health: "Degraded", lastOutcome: web.history[0], inflight: inflightShown, error: null });
+
+    // The other base's listener sees its own record, and nothing of this one's.
+    const other = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--state-configmap", "other-state", "--json"]);
+    expect((JSON.parse(other.stdout) as { app: string; configMap: string }[]).map((a) => [a.app, a.configMap])).toEqual([["default", "other-state"]]);
+
+    // One app at a time: its own record.
+    const one = await status(["web", "--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    expect(one.code).toBe(0);
+    expect(one.stdout.split("\n").slice(0, 3)).toEqual([`Version record ${ns}/kube-pico-cd-state-web of app web`, "", "Current build: web-1"]);
+    expect(historyRows(one.stdout).map((r) => [r[1], r[3]])).toEqual([
+      ["web-bad", "failed"],
+      ["web-1", "applied"],
+    ]);
+  });
+
+  test("status without APP shows every app beside a record that does not decode, and exits 2 naming it", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("status-broken");
+    const api = await testKubeApi();
+    try {
+      await writeRecord(recordOutcome(emptyRecord(), { result: "rejected", time: "2025-11-25T20:00:00.000Z", error: "invalid-json: no" }), null, { api, namespace: ns, name: "kube-pico-cd-state-shop", app: "shop" });
+      await api.request({
+        method: "POST",
+        path: `/api/v1/namespaces/${ns}/configmaps`,
+        body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "kube-pico-cd-state-broken", labels: { ...RECORD_LABELS, [RECORD_APP_LABEL]: "broken" } }, data: { current: "{" } },
+      });
+    } finally {
+      api.close();
+    }
+    const shown = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig]);
+    expect(shown.code).toBe(2);
+    expect(shown.stdout.split("\n").slice(2)).toEqual([
+      "APP     CURRENT     COMMIT  RESULT    HEALTH  APPLIED AT  IN FLIGHT",
+      "broken  unreadable  -       -         -       -           -",
+      "shop    none        -       rejected  -       -           -",
+      "",
+    ]);
+    expect(shown.stderr).toBe(
+      `listener status: app broken: Cannot read the version record ConfigMap ${ns}/kube-pico-cd-state-broken: Cannot decode the version record as it has no 'format' key: its keys are current\n`,
+    );
+    const json = await status(["--namespace", ns, "--kubeconfig", env.kubeconfig, "--json"]);
+    expect(json.code).toBe(2);
+    expect((JSON.parse(json.stdout) as { app: string; error: string | null }[]).map((a) => [a.app, a.error === null])).toEqual([
+      ["broken", false],
+      ["shop", true],
+    ]);
+  });
+
+  test("status without APP by a user who may not list ConfigMaps exits 2 and says what the overview needs", async () => {
+    const env = await testEnv();
+    const ns = await createNamespace("status-forbidden");
+    const shown = await status(["--namespace", ns, "--kubeconfig", env.unprivilegedKubeconfig]);
+    expect({ code: shown.code, stdout: shown.stdout }).toEqual({ code: 2, stdout: "" });
+    expect(shown.stderr).toStartWith(`listener status: Cannot list the version records in namespace ${ns} (ConfigMaps labelled app.kubernetes.io/managed-by=kube-pico-cd,app.kubernetes.io/component=state): `);
+    expect(shown.stderr).toContain("403");
+    expect(shown.stderr).toEndWith(`(the overview needs 'list' on ConfigMaps in ${ns}; listener status APP reads one record with 'get' only)\n`);
   });
 });

@@ -57,7 +57,7 @@ describe("parseResourceList()", () => {
         { name: "deployments/scale", namespaced: true, group: "autoscaling", version: "v1", kind: "Scale" },
       ],
     };
-    expect(parseResourceList(list, "apps", "v1")).toEqual([{ group: "apps", version: "v1", kind: "Deployment", resource: "deployments", namespaced: true }]);
+    expect(parseResourceList(list, "apps", "v1")).toEqual([{ group: "apps", version: "v1", kind: "Deployment", resource: "deployments", namespaced: true, verbs: ["get"] }]);
   });
 
   test("parseResourceList() takes a resource without `namespaced: true` for cluster-scoped", () => {

@@ -229,7 +229,7 @@ describe("startDriftCorrection()", () => {
   test("startDriftCorrection() throws a RangeError when intervalMs is not positive", async () => {
     const api = await unreachableApi();
     const error = thrown(
-      () => startDriftCorrection({ api, kubectl: { kubectlPath: "kubectl" }, namespace: "n", policy: OPEN_POLICY, logger: createLogger({ write: () => {} }), intervalMs: 0, signal: new AbortController().signal }),
+      () => startDriftCorrection({ passes: async () => [{ api, kubectl: { kubectlPath: "kubectl" }, namespace: "n", policy: OPEN_POLICY }], logger: createLogger({ write: () => {} }), intervalMs: 0, signal: new AbortController().signal }),
       RangeError,
     );
     expect(error.message).toBe("Cannot start drift correction as 'intervalMs' must be a positive finite number: current value is 0");
@@ -241,10 +241,7 @@ describe("startDriftCorrection()", () => {
     const results: DriftPassResult[] = [];
     const stop = new AbortController();
     const stopped = startDriftCorrection({
-      api,
-      kubectl: { kubectlPath: "/nonexistent/kubectl" },
-      namespace: "n",
-      policy: OPEN_POLICY,
+      passes: async () => [{ api, kubectl: { kubectlPath: "/nonexistent/kubectl" }, namespace: "n", policy: OPEN_POLICY, app: "shop" }],
       logger: createLogger({ write: (line) => void lines.push(JSON.parse(line) as Record<string, unknown>) }),
       intervalMs: 5,
       signal: stop.signal,
@@ -258,7 +255,7 @@ describe("startDriftCorrection()", () => {
     expect(results).toEqual(["failed", "failed"]);
     const failed = lines.filter((l) => l["msg"] === "drift pass failed; the next pass tries again");
     expect(failed).toHaveLength(2);
-    expect(failed[0]).toMatchObject({ level: "warn", component: "drift", result: "failed", build: null, objectCount: null });
+    expect(failed[0]).toMatchObject({ level: "warn", component: "drift", app: "shop", result: "failed", build: null, objectCount: null });
     expect(String((failed[0]?.["error"] as { message: string }).message)).toContain("/apis/coordination.k8s.io/v1/namespaces/n/leases/kube-pico-cd-deploy");
     expect(lines.at(-1)).toMatchObject({ msg: "drift correction stopped" });
   });

@@ -6,10 +6,12 @@ import {
   canonicalJson,
   compareBuilds,
   decodeMessage,
+  DEFAULT_APP,
   DEFAULT_DECODE_LIMITS,
   encodeMessage,
   jsonLimitProblem,
   MAX_LEGACY_TIMESTAMP_SECONDS,
+  peekApp,
   type BuildInfo,
   type DecodeMessageOptions,
   type MessageEnvelope,
@@ -94,6 +96,7 @@ describe("decodeMessage() of v1 bodies", () => {
     const encoded = encodeMessage({ build, target: "prod", objects });
     expect(decodeMessage(encoded.body)).toEqual({
       format: "v1",
+      app: DEFAULT_APP,
       build,
       target: "prod",
       objects,
@@ -579,5 +582,112 @@ describe("decodeMessage() limits of legacy bodies", () => {
       expect(error.reason).toBe("too-large");
       expect(error.message).toBe(`Rejected message: the legacy manifests ${problem}`);
     }
+  });
+});
+
+describe("app", () => {
+  const sns = (message: string) => JSON.stringify({ Type: "Notification", MessageId: "m-1", Message: message });
+  const invalidApps: [unknown, string][] = [
+    ["Shop", 'app: app name "Shop" is not a DNS label (lowercase letters, digits and \'-\', starting and ending with a letter or digit)'],
+    ["-shop", 'app: app name "-shop" is not a DNS label (lowercase letters, digits and \'-\', starting and ending with a letter or digit)'],
+    ["shop_api", 'app: app name "shop_api" is not a DNS label (lowercase letters, digits and \'-\', starting and ending with a letter or digit)'],
+    ["", "app: an app name must not be empty"],
+    ["a".repeat(64), `app: app name "${"a".repeat(64)}" is longer than 63 characters`],
+    [7, "app: Invalid input: expected string, received number"],
+  ];
+
+  test("encodeMessage() writes app after version, and decodeMessage() returns it", () => {
+    const encoded = encodeMessage({ app: "shop-api", build, target: "prod", objects });
+    expect(Object.keys(JSON.parse(encoded.body))).toEqual(["kind", "version", "app", "build", "target", "manifests"]);
+    expect(JSON.parse(encoded.body).app).toBe("shop-api");
+    expect(decodeMessage(encoded.body).app).toBe("shop-api");
+  });
+
+  test("encodeMessage() writes the default app as no app: the body of a publisher before apps", () => {
+    expect(encodeMessage({ app: DEFAULT_APP, build, objects }).body).toBe(encodeMessage({ build, objects }).body);
+    expect(JSON.parse(encodeMessage({ app: DEFAULT_APP, build, objects }).body)).not.toHaveProperty("app");
+  });
+
+  test("encodeMessage() throws TypeError for an invalid app, naming the rule", () => {
+    expect(() => encodeMessage({ app: "Shop", build, objects })).toThrow(
+      new TypeError('Cannot encode the message: invalid app: app name "Shop" is not a DNS label (lowercase letters, digits and \'-\', starting and ending with a letter or digit)'),
+    );
+  });
+
+  test("decodeMessage() gives the default app to a v1 body without one and to every legacy body", () => {
+    expect(decodeMessage(v1Body()).app).toBe(DEFAULT_APP);
+    expect(decodeMessage(legacyBody()).app).toBe(DEFAULT_APP);
+    expect(decodeMessage(sns(legacyBody())).app).toBe(DEFAULT_APP);
+  });
+
+  test("decodeMessage() accepts an explicit default app", () => {
+    expect(decodeMessage(v1Body({ top: { app: "default" } })).app).toBe(DEFAULT_APP);
+  });
+
+  test("decodeMessage() rejects an invalid app with reason schema, naming the field and the rule", () => {
+    for (const [app, problem] of invalidApps) {
+      const error = rejection(v1Body({ top: { app } }));
+      expect(error.reason).toBe("schema");
+      expect(error.message).toBe(`Rejected message: not a valid kube-pico-cd.bundle version 1: ${problem}`);
+    }
+  });
+
+  test("decodeMessage() hands checkEnvelope the app a v1 body names, and none when it names none", () => {
+    const seen: MessageEnvelope[] = [];
+    const checkEnvelope = (envelope: MessageEnvelope) => void seen.push(envelope);
+    decodeMessage(v1Body({ top: { app: "shop" } }), { checkEnvelope });
+    decodeMessage(v1Body(), { checkEnvelope });
+    expect(seen.map((envelope) => envelope.app)).toEqual(["shop", undefined]);
+    expect("app" in seen[1]!).toBe(false);
+  });
+
+  test("peekApp() names the app of a v1 body, also inside an SNS notification", () => {
+    const body = encodeMessage({ app: "shop-api", build, objects }).body;
+    expect(peekApp(body)).toBe("shop-api");
+    expect(peekApp(sns(body))).toBe("shop-api");
+  });
+
+  test("peekApp() is the default app for a v1 body without one, a legacy body and an SNS-wrapped legacy body", () => {
+    expect(peekApp(encodeMessage({ build, objects }).body)).toBe(DEFAULT_APP);
+    expect(peekApp(legacyBody())).toBe(DEFAULT_APP);
+    expect(peekApp(sns(legacyBody()))).toBe(DEFAULT_APP);
+  });
+
+  test("peekApp() is the default app for what is no message, and never throws", () => {
+    const deep = `${"[".repeat(200_000)}${"]".repeat(200_000)}`;
+    for (const body of ["", "{oops", "null", "[]", '"shop"', "42", deep, JSON.stringify({ app: "shop" }), JSON.stringify({ data: {}, manifests: "", app: "shop" })]) {
+      expect(peekApp(body)).toBe(DEFAULT_APP);
+    }
+    expect(peekApp(undefined as unknown as string)).toBe(DEFAULT_APP);
+  });
+
+  test("peekApp() unwraps one SNS notification only, as decodeMessage() does", () => {
+    expect(peekApp(sns(sns(encodeMessage({ app: "shop", build, objects }).body)))).toBe(DEFAULT_APP);
+  });
+
+  test("peekApp() does not take an app from under build, where decodeMessage() ignores unknown keys", () => {
+    expect(peekApp(v1Body({ top: { build: { ...build, app: "shop" } } }))).toBe(DEFAULT_APP);
+  });
+
+  test("peekApp() falls back on the default app for exactly the app values decodeMessage() rejects", () => {
+    for (const [app] of invalidApps) {
+      const body = v1Body({ top: { app } });
+      expect(peekApp(body)).toBe(DEFAULT_APP);
+      expect(rejection(body).reason).toBe("schema");
+    }
+  });
+
+  test("peekApp() agrees with decodeMessage() on every body decodeMessage() accepts", () => {
+    const bodies = [
+      v1Body(),
+      v1Body({ top: { app: "shop" } }),
+      v1Body({ top: { app: "default" } }),
+      sns(v1Body({ top: { app: "a".repeat(63) } })),
+      legacyBody(),
+      sns(legacyBody()),
+      // JSON.parse keeps the last of duplicate keys, in both.
+      v1Body({ top: { app: "shop" } }).replace(/^\{/, '{"app":"first",'),
+    ];
+    for (const body of bodies) expect(peekApp(body)).toBe(decodeMessage(body).app);
   });
 });

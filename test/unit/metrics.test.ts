@@ -66,47 +66,55 @@ describe("rejectionReason()", () => {
 });
 
 describe("observeOutcome()", () => {
-  test("observeOutcome() counts each result, durations, pickup, health, pruned objects and rejections", () => {
+  test("observeOutcome() counts each result, durations, pickup, health, pruned objects and rejections, by app", () => {
     const m = createListenerMetrics();
-    observeOutcome(m, { result: "applied", timestampMs: 1_700_000_000_000, durationMs: 1_500, pickupMs: 400, pruned: [{}, {}], health: { status: "Healthy", durationMs: 2_000 } }, 1_700_000_100_000);
-    observeOutcome(m, { result: "failed", durationMs: 700 });
-    observeOutcome(m, { result: "rejected", error: "signature: unknown key id" });
-    observeOutcome(m, { result: "superseded" });
-    expect(["applied", "failed", "rejected", "superseded", "duplicate"].map((result) => m.deploys.get({ result }))).toEqual([1, 1, 1, 1, 0]);
-    expect(m.deployDuration.count({ result: "applied" })).toBe(1);
-    expect(m.deployDuration.count({ result: "failed" })).toBe(1);
-    expect(m.pickupLatency.count()).toBe(1);
-    expect(m.health.get({ status: "Healthy" })).toBe(1);
-    expect(m.pruned.get()).toBe(2);
-    expect(m.rejected.get({ reason: "signature" })).toBe(1);
+    observeOutcome(m, { result: "applied", app: "shop", timestampMs: 1_700_000_000_000, durationMs: 1_500, pickupMs: 400, pruned: [{}, {}], health: { status: "Healthy", durationMs: 2_000 } }, 1_700_000_100_000);
+    observeOutcome(m, { result: "failed", app: "shop", durationMs: 700 });
+    observeOutcome(m, { result: "rejected", app: "shop", error: "signature: unknown key id" });
+    observeOutcome(m, { result: "superseded", app: "shop" });
+    // An outcome from before apps is the default app's.
+    observeOutcome(m, { result: "applied", timestampMs: 1_600_000_000_000 }, 1_600_000_100_000);
+    const app = "shop";
+    expect(["applied", "failed", "rejected", "superseded", "duplicate"].map((result) => m.deploys.get({ app, result }))).toEqual([1, 1, 1, 1, 0]);
+    expect(m.deploys.get({ app: "default", result: "applied" })).toBe(1);
+    expect(m.deployDuration.count({ app, result: "applied" })).toBe(1);
+    expect(m.deployDuration.count({ app, result: "failed" })).toBe(1);
+    expect(m.pickupLatency.count({ app })).toBe(1);
+    expect(m.health.get({ app, status: "Healthy" })).toBe(1);
+    expect(m.pruned.get({ app })).toBe(2);
+    expect(m.rejected.get({ app, reason: "signature" })).toBe(1);
     const text = m.registry.render();
-    expect(text).toContain('kube_pico_cd_deploy_duration_seconds_sum{result="applied"} 3.5\n');
-    expect(text).toContain("kube_pico_cd_last_applied_build_timestamp_seconds 1700000000\n");
-    expect(text).toContain("kube_pico_cd_last_applied_time_seconds 1700000100\n");
+    expect(text).toContain('kube_pico_cd_deploy_duration_seconds_sum{app="shop",result="applied"} 3.5\n');
+    expect(text).toContain('kube_pico_cd_last_applied_build_timestamp_seconds{app="shop"} 1700000000\n');
+    expect(text).toContain('kube_pico_cd_last_applied_time_seconds{app="shop"} 1700000100\n');
+    expect(text).toContain('kube_pico_cd_last_applied_build_timestamp_seconds{app="default"} 1600000000\n');
   });
 
-  test("createListenerMetrics() starts every known series at 0", () => {
-    const text = createListenerMetrics().registry.render();
+  test("createListenerMetrics() starts every known series of the default app at 0, and of each app when first seen", () => {
+    const m = createListenerMetrics();
+    const text = m.registry.render();
     for (const line of [
-      'kube_pico_cd_deploys_total{result="duplicate"} 0',
-      'kube_pico_cd_deploy_health_total{status="Timeout"} 0',
+      'kube_pico_cd_deploys_total{app="default",result="duplicate"} 0',
+      'kube_pico_cd_deploy_health_total{app="default",status="Timeout"} 0',
       'kube_pico_cd_sqs_errors_total{operation="ReceiveMessage"} 0',
-      'kube_pico_cd_drift_passes_total{result="skipped"} 0',
-      "kube_pico_cd_pruned_objects_total 0",
+      'kube_pico_cd_drift_passes_total{app="default",result="skipped"} 0',
+      'kube_pico_cd_pruned_objects_total{app="default"} 0',
     ]) {
       expect(text).toContain(`${line}\n`);
     }
+    observeOutcome(m, { result: "duplicate", app: "blog" });
+    expect(m.registry.render()).toContain('kube_pico_cd_deploys_total{app="blog",result="failed"} 0\n');
   });
 });
 
 describe("observeCurrentBuild()", () => {
-  test("observeCurrentBuild() sets the last-applied gauges from the record's current build, and nothing without one", () => {
+  test("observeCurrentBuild() sets the last-applied gauges of the app from its record's current build, and nothing without one", () => {
     const m = createListenerMetrics();
     observeCurrentBuild(m, null);
-    expect(m.registry.render()).not.toMatch(/^kube_pico_cd_last_applied_build_timestamp_seconds /m);
-    observeCurrentBuild(m, { build: { timestampMs: 1_700_000_000_500 }, appliedAt: "2023-11-14T22:13:30.000Z" });
+    expect(m.registry.render()).not.toMatch(/^kube_pico_cd_last_applied_build_timestamp_seconds/m);
+    observeCurrentBuild(m, { build: { timestampMs: 1_700_000_000_500 }, appliedAt: "2023-11-14T22:13:30.000Z" }, "shop");
     const text = m.registry.render();
-    expect(text).toContain("kube_pico_cd_last_applied_build_timestamp_seconds 1700000000.5\n");
-    expect(text).toContain("kube_pico_cd_last_applied_time_seconds 1700000010\n");
+    expect(text).toContain('kube_pico_cd_last_applied_build_timestamp_seconds{app="shop"} 1700000000.5\n');
+    expect(text).toContain('kube_pico_cd_last_applied_time_seconds{app="shop"} 1700000010\n');
   });
 });

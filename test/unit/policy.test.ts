@@ -283,7 +283,7 @@ describe("rejection dispositions", () => {
       .filter(([, d]) => d === "dead-letter")
       .map(([reason]) => reason)
       .sort();
-    expect(kept).toEqual(["empty-bundle", "policy", "require-target", "target", "unknown-key", "unsupported-version"]);
+    expect(kept).toEqual(["empty-bundle", "ownership-conflict", "policy", "require-target", "scope", "target", "unknown-app", "unknown-key", "unsupported-version"]);
     expect(rejectionDisposition("bad-signature")).toBe("delete");
     expect(rejectionDisposition("list-object")).toBe("delete");
     expect(rejectionDisposition("no-such-reason")).toBe("delete");

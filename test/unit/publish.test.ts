@@ -40,7 +40,6 @@ describe("parsePublishConfig()", () => {
       allowEmpty: false,
       build: {},
       maxMessageBytes: 262_144,
-      messageGroupId: "kube-pico-cd",
       dryRun: false,
       json: false,
       keygen: false,
@@ -124,6 +123,7 @@ describe("publishHelpText()", () => {
     const help = publishHelpText();
     for (const flag of [
       "--queue URL|NAME",
+      "--app NAME",
       "--target NAME",
       "--ignore GLOB",
       "--no-kustomize",
@@ -144,7 +144,8 @@ describe("publishHelpText()", () => {
     ]) {
       expect(help).toContain(flag);
     }
-    expect(help.match(/default: /g)?.length).toBe(27);
+    expect(help.match(/default: /g)?.length).toBe(28);
+    expect(help).toContain("(env KUBE_PICO_CD_APP; default: the repository name in $GITHUB_REPOSITORY (acme/Shop_API: shop-api), else default)");
     expect(help).toContain("(env KUBE_PICO_CD_MAX_MESSAGE_BYTES; default: 262144)");
     expect(help).toContain("  2  sending failed");
   });
@@ -336,5 +337,87 @@ describe("parsePublishConfig() with --wait", () => {
 
   test("parsePublishConfig() refuses a result queue that is neither a URL nor a name", () => {
     expect(problems(["k8s", "--queue", "q", "--result-queue", "no such queue"])[0]).toStartWith('--result-queue: "no such queue" is neither a queue URL nor a queue name');
+  });
+});
+describe("parsePublishConfig() of the app", () => {
+  const rule = "is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)";
+
+  test("parsePublishConfig() takes the app from the repository name in GITHUB_REPOSITORY", () => {
+    expect(parsePublishConfig(["k8s", "--dry-run"], { GITHUB_REPOSITORY: "acme/Shop_API" }).app).toEqual({ name: "shop-api", from: "GITHUB_REPOSITORY" });
+  });
+
+  test("parsePublishConfig() has no app (the default app) without --app and GITHUB_REPOSITORY", () => {
+    expect(parsePublishConfig(["k8s", "--dry-run"], {})).not.toHaveProperty("app");
+    expect(parsePublishConfig(["k8s", "--dry-run"], { GITHUB_REPOSITORY: "" })).not.toHaveProperty("app");
+  });
+
+  test("parsePublishConfig() takes --app over KUBE_PICO_CD_APP over GITHUB_REPOSITORY, and says where it came from", () => {
+    const env = { GITHUB_REPOSITORY: "acme/shop", KUBE_PICO_CD_APP: "from-env" };
+    expect(parsePublishConfig(["k8s", "--dry-run", "--app", "from-flag"], env).app).toEqual({ name: "from-flag", from: "--app" });
+    expect(parsePublishConfig(["k8s", "--dry-run"], env).app).toEqual({ name: "from-env", from: "KUBE_PICO_CD_APP" });
+    expect(parsePublishConfig(["k8s", "--dry-run", "--app", "default"], env).app).toEqual({ name: "default", from: "--app" });
+  });
+
+  test("parsePublishConfig() refuses an invalid --app or KUBE_PICO_CD_APP, naming the flag or variable and the rule", () => {
+    expect(problems(["k8s", "--dry-run", "--app", "Shop_API"])).toEqual([`--app: app name "Shop_API" ${rule}`]);
+    expect(problems(["k8s", "--dry-run"], { KUBE_PICO_CD_APP: "-shop" })).toEqual([`KUBE_PICO_CD_APP: app name "-shop" ${rule}`]);
+    expect(problems(["k8s", "--dry-run", "--app", "a".repeat(64)])).toEqual([`--app: app name "${"a".repeat(64)}" is longer than 63 characters`]);
+    expect(problems(["k8s", "--dry-run", "--app="])).toEqual(["--app: an app name must not be empty"]);
+  });
+
+  test("parsePublishConfig() leaves the FIFO message group to the app unless --message-group-id is given", () => {
+    expect(parsePublishConfig(["k8s", "--dry-run"], {})).not.toHaveProperty("messageGroupId");
+    expect(parsePublishConfig(["k8s", "--dry-run", "--message-group-id", "all"], {}).messageGroupId).toBe("all");
+  });
+});
+
+describe("main() and the app", () => {
+  const basic = ["repo-basic", "--ignore", "*.tmpl.yaml", "--build-id", "b-1", "--dry-run"];
+
+  async function bodyOf(argv: string[], env: Record<string, string> = {}) {
+    const file = join(mkdtempSync(join(tmpdir(), "publish-test-")), "body.json");
+    const run_ = await run([...argv, "--output-body", file], env);
+    return { ...run_, body: readFileSync(file, "utf8") };
+  }
+
+  test("main() publishes for the app GITHUB_REPOSITORY names, and prints it with where it came from", async () => {
+    const { code, stdout, body } = await bodyOf(basic, { GITHUB_REPOSITORY: "acme/Shop_API" });
+    expect(code).toBe(0);
+    expect(stdout).toContain("  app        shop-api (from GITHUB_REPOSITORY)\n");
+    expect(JSON.parse(body).app).toBe("shop-api");
+    expect(decodeMessage(body).app).toBe("shop-api");
+  });
+
+  test("main() without an app publishes a body without one, for the default app", async () => {
+    const { code, stdout, body } = await bodyOf(basic);
+    expect(code).toBe(0);
+    expect(stdout).toContain("  app        default (no --app given, no GITHUB_REPOSITORY)\n");
+    expect(JSON.parse(body)).not.toHaveProperty("app");
+  });
+
+  test("main() --app default writes no app into the body, so listeners before apps accept it", async () => {
+    const { code, stdout, body } = await bodyOf([...basic, "--app", "default"], { GITHUB_REPOSITORY: "acme/shop" });
+    expect(code).toBe(0);
+    expect(stdout).toContain("  app        default (from --app)\n");
+    expect(JSON.parse(body)).not.toHaveProperty("app");
+    expect(decodeMessage(body).app).toBe("default");
+  });
+
+  test("main() --json and the job summary name the app", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "publish-test-")), "summary.md");
+    const { code, stdout } = await run([...basic, "--json", "--app", "shop"], { GITHUB_STEP_SUMMARY: file });
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ app: "shop", appFrom: "--app" });
+    const markdown = readFileSync(file, "utf8");
+    expect(markdown).toContain("| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |\n|---|---|---|---:|---:|---:|---:|---|\n| shop | - | ");
+  });
+
+  test("main() exits 1 for an invalid --app, naming the rule, before it bundles anything", async () => {
+    const { code, stdout, stderr } = await run([...basic, "--app", "Shop"]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(
+      "publish: Invalid configuration:\n  - --app: app name \"Shop\" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)\n",
+    );
   });
 });

@@ -26,6 +26,7 @@ describe("parseRecordCommand()", () => {
       future: false,
       skewMs: 300_000,
       dryRun: true,
+      app: "default",
       namespace: "ops",
       stateConfigMap: "s",
       kubeconfig: "/k",
@@ -37,6 +38,20 @@ describe("parseRecordCommand()", () => {
   test("parseRecordCommand() takes --future and --skew-seconds for forget-build", () => {
     const options = parseRecordCommand(["forget-build", "--future", "--skew-seconds", "60", "--namespace", "n"], {}, noPod);
     expect([options.action, options.future, options.skewMs, options.namespace, options.stateConfigMap]).toEqual(["forget-build", true, 60_000, "n", "kube-pico-cd-state"]);
+  });
+
+  test("parseRecordCommand() takes --app for every action, after or before the action", () => {
+    const env = { KUBE_PICO_CD_NAMESPACE: "ops" };
+    expect(parseRecordCommand(["show", "--app", "shop"], env, noPod).app).toBe("shop");
+    expect(parseRecordCommand(["--app=shop", "set-current", "b-1"], env, noPod)).toMatchObject({ action: "set-current", buildId: "b-1", app: "shop", stateConfigMap: "kube-pico-cd-state" });
+    expect(parseRecordCommand(["forget-build", "--future", "--app", "web"], env, noPod)).toMatchObject({ action: "forget-build", future: true, app: "web" });
+    expect(parseRecordCommand(["clear-inflight", "--app", "default"], env, noPod).app).toBe("default");
+  });
+
+  test("parseRecordCommand() rejects an --app that is not a DNS label, naming the rule", () => {
+    expect(problems(["show", "--app", "Shop"])).toEqual([`--app: app name "Shop" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`]);
+    expect(problems(["show", "--app="])).toEqual(["--app: an app name must not be empty"]);
+    expect(problems(["forget-build", "--app", "-x"])).toEqual(["--app: a value that starts with a dash must be attached with '=' (--app=VALUE): current value is \"-x\""]);
   });
 
   test("parseRecordCommand() names each problem: no action, unknown action, missing or extra arguments", () => {
@@ -59,8 +74,9 @@ describe("parseRecordCommand()", () => {
     let err = "";
     const io = { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t), readNamespaceFile: noPod };
     expect(await runRecordCommand(["--help"], {}, io)).toBe(0);
-    expect(out).toStartWith("Usage: listener record ACTION [BUILD_ID] [options]\n");
+    expect(out).toStartWith("Usage: listener record ACTION [BUILD_ID] [--app NAME] [options]\n");
     expect(out).toContain("--dry-run");
+    expect(out).toContain("      --app NAME\n");
     expect(await runRecordCommand(["forget-build"], { KUBE_PICO_CD_NAMESPACE: "ops" }, io)).toBe(1);
     expect(err).toBe("listener record: forget-build: give a BUILD_ID or --future\n");
   });

@@ -60,13 +60,13 @@ describe("encodeRecord() and decodeRecord()", () => {
 
   test("encodeRecord() writes JSON strings under format, current, inventory and history", () => {
     const data = encodeRecord(record);
-    expect(Object.keys(data)).toEqual(["format", "current", "inventory", "history"]);
+    expect(Object.keys(data)).toEqual(["format", "marks", "current", "inventory", "history"]);
     expect(data["format"]).toBe("1");
     expect(JSON.parse(data["current"] ?? "")).toEqual(current);
   });
 
   test("encodeRecord() leaves out 'current' when nothing was applied yet", () => {
-    expect(encodeRecord(emptyRecord())).toEqual({ format: "1", inventory: "[]", history: "[]" });
+    expect(encodeRecord(emptyRecord())).toEqual({ format: "1", marks: "1", inventory: "[]", history: "[]" });
   });
 
   test("encodeRecord() drops fields outside the record's schema, so manifests cannot slip in", () => {
@@ -175,8 +175,30 @@ describe("stateConfigMap()", () => {
         resourceVersion: "42",
         labels: { "app.kubernetes.io/managed-by": "kube-pico-cd", "app.kubernetes.io/component": "state" },
       },
-      data: { format: "1", inventory: "[]", history: "[]" },
+      data: { format: "1", marks: "1", inventory: "[]", history: "[]" },
     });
+  });
+
+  test("stateConfigMap() labels the record with its app", () => {
+    const cm = stateConfigMap(emptyRecord(), { namespace: "ops", name: "kube-pico-cd-state-shop", resourceVersion: null, app: "shop" });
+    expect((cm["metadata"] as { labels: Record<string, string> }).labels).toEqual({
+      "app.kubernetes.io/managed-by": "kube-pico-cd",
+      "app.kubernetes.io/component": "state",
+      "kube-pico-cd.io/record-of": "shop",
+    });
+  });
+
+  test("a record written before ownership marks has an unmarked inventory until a write says otherwise", () => {
+    const before = { format: "1", inventory: JSON.stringify([{ group: "", kind: "ConfigMap", namespace: "a", name: "x" }]), history: "[]" };
+    const read = decodeRecord(before);
+    expect(read.unmarkedInventory).toBe(true);
+    // Kept through writes that do not apply (an outcome added), so the next prune may still delete unmarked objects.
+    expect(encodeRecord(read)["marks"]).toBeUndefined();
+    expect(decodeRecord(encodeRecord(read)).unmarkedInventory).toBe(true);
+    // A record with nothing in its inventory has nothing unmarked; a confirmed apply clears it.
+    expect(decodeRecord({ format: "1", inventory: "[]", history: "[]" }).unmarkedInventory).toBeUndefined();
+    const applied = recordApplied(read, { current: { build: { id: "b", timestampMs: 1 }, digest: "d", appliedAt: "t", messageId: "m", objectCount: 1 }, inventory: [], outcome: { result: "applied", time: "t" } });
+    expect(encodeRecord(applied)["marks"]).toBe("1");
   });
 
   test("stateConfigMap() has no resourceVersion for a first write", () => {
@@ -316,7 +338,7 @@ describe("the record's bounds", () => {
     const inflight: InFlightBuild = { build: { id: "b", timestampMs: 9 }, digest: "d", messageId: "m", objectCount: 5_000, startedAt: "s", holder: "h", inventory: objects(5_000).reverse() };
     const big: VersionRecord = { ...record, inflight, inventory };
     const data = encodeRecord(big);
-    expect(Object.keys(data)).toEqual(["format", "current", "inflight.gz", "inventory.gz", "history"]);
+    expect(Object.keys(data)).toEqual(["format", "marks", "current", "inflight.gz", "inventory.gz", "history"]);
     expect(JSON.stringify(inventory).length).toBeGreaterThan(RECORD_LIMITS.budgetBytes / 2);
     expect(recordDataBytes(data)).toBeLessThan(128 * 1024);
     expect(decodeRecord(data)).toEqual(big);

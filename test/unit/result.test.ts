@@ -32,6 +32,18 @@ describe("encodeResult() and decodeResult()", () => {
     ]);
   });
 
+  test("encodeResult() writes app after messageId, and decodeResult() reads it", () => {
+    const withApp: ResultMessage = { ...applied, app: "shop-api" };
+    expect(Object.keys(JSON.parse(encodeResult(withApp))).slice(0, 5)).toEqual(["kind", "version", "messageId", "app", "build"]);
+    expect(decodeResult(encodeResult(withApp))).toEqual(withApp);
+  });
+
+  test("decodeResult() rejects an app that is no app name, naming the rule", () => {
+    expect(rejection(JSON.stringify({ ...applied, app: "Shop" })).message).toBe(
+      'Cannot read the result: app: app name "Shop" is not a DNS label (lowercase letters, digits and \'-\', starting and ending with a letter or digit)',
+    );
+  });
+
   test("decodeResult() accepts a failed result with receiveCount and willRetry", () => {
     const failed: ResultMessage = { ...applied, result: "failed", message: "kubectl apply failed", receiveCount: 2, willRetry: true };
     delete failed.health;
@@ -134,6 +146,18 @@ describe("resultFromOutcome()", () => {
   test("resultFromOutcome() says what superseded and duplicate mean", () => {
     expect(resultFromOutcome({ ...base, result: "superseded" }, context)!.message).toBe("not applied: a newer build was already recorded or arrived in the same batch");
     expect(resultFromOutcome({ ...base, result: "duplicate" }, context)!.message).toBe("not applied again: this build is already the recorded one");
+  });
+
+  test("resultFromOutcome() copies the outcome's app, and writes none when the outcome has none", () => {
+    expect(resultFromOutcome({ ...base, app: "shop-api" }, context)?.app).toBe("shop-api");
+    expect(resultFromOutcome({ ...base, app: "default" }, context)?.app).toBe("default");
+    expect(resultFromOutcome(base, context)).not.toHaveProperty("app");
+  });
+
+  test("resultFromOutcome() leaves out an outcome's app that is no app name, which encodeResult() would refuse", () => {
+    const result = resultFromOutcome({ ...base, app: "Not An App" }, context)!;
+    expect(result).not.toHaveProperty("app");
+    expect(() => encodeResult(result)).not.toThrow();
   });
 
   test("resultFromOutcome() returns undefined for an outcome without a build (a message that did not decode)", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { fifoDeduplicationId, isFifoQueue, messageGroupIdProblem, parseQueueRef } from "../../lib/sqs/send.ts";
+import { defaultMessageGroupId, fifoDeduplicationId, isFifoQueue, messageGroupIdProblem, parseQueueRef } from "../../lib/sqs/send.ts";
 
 describe("parseQueueRef()", () => {
   test("parseQueueRef() takes the name from a queue URL", () => {
@@ -40,6 +40,26 @@ describe("fifoDeduplicationId()", () => {
     // printf 'b-1\nabc' | sha256sum
     expect(fifoDeduplicationId("b-1", "abc")).toBe("5cff128634e96a3130df91fc7bfaff6dc754dfd5ca51652f52591248383c5ad2");
     expect(fifoDeduplicationId("b-1", "abc")).not.toBe(fifoDeduplicationId("b-2", "abc"));
+  });
+
+  test("fifoDeduplicationId() puts an app and a newline first, so two apps' identical builds are both delivered", () => {
+    // printf 'shop\nb-1\nabc' | sha256sum
+    expect(fifoDeduplicationId("b-1", "abc", "shop")).toBe("89551eb2891fa013e222ecc7439458ba2974846582ea304076d99061666ae04b");
+    expect(fifoDeduplicationId("b-1", "abc", "shop")).not.toBe(fifoDeduplicationId("b-1", "abc", "payments"));
+    expect(fifoDeduplicationId("b-1", "abc", "shop")).not.toBe(fifoDeduplicationId("b-1", "abc"));
+  });
+
+  test("fifoDeduplicationId() of the default app is the id of a bundle without one, as before apps", () => {
+    expect(fifoDeduplicationId("b-1", "abc", "default")).toBe("5cff128634e96a3130df91fc7bfaff6dc754dfd5ca51652f52591248383c5ad2");
+    expect(fifoDeduplicationId("b-1", "abc", undefined)).toBe("5cff128634e96a3130df91fc7bfaff6dc754dfd5ca51652f52591248383c5ad2");
+  });
+});
+
+describe("defaultMessageGroupId()", () => {
+  test("defaultMessageGroupId() is the app, and the default app without one", () => {
+    expect(defaultMessageGroupId("shop-api")).toBe("shop-api");
+    expect(defaultMessageGroupId(undefined)).toBe("default");
+    expect(messageGroupIdProblem(defaultMessageGroupId("a".repeat(63)))).toBeUndefined();
   });
 });
 

@@ -33,8 +33,14 @@ function trustedOf(...pems: string[]) {
   return keys;
 }
 
-function signedBody(key: SigningKey, target?: string): string {
-  return encodeMessage({ build, objects, ...(target === undefined ? {} : { target }), sign: (fields) => signFields(fields, key) }).body;
+function signedBody(key: SigningKey, target?: string, app?: string): string {
+  return encodeMessage({
+    ...(app === undefined ? {} : { app }),
+    build,
+    objects,
+    ...(target === undefined ? {} : { target }),
+    sign: (fields) => signFields(fields, key),
+  }).body;
 }
 
 function rejection(fn: () => void): { reason: string; message: string } {
@@ -85,6 +91,16 @@ describe("signedBytes()", () => {
         "",
       ].join("\n"),
     );
+  });
+
+  test("signedBytes() writes app as the line after version, only when the fields name one", () => {
+    const text = signedBytes({ ...fields, app: "shop-api" }, "0123456789abcdef").toString("utf8");
+    expect(text).toContain("\nversion=1:1\napp=8:shop-api\nbuild.id=2:b1\n");
+    expect(text.replace("app=8:shop-api\n", "")).toBe(signedBytes(fields, "0123456789abcdef").toString("utf8"));
+  });
+
+  test("signedBytes() signs the default app as no app: the bytes of a message without one", () => {
+    expect(signedBytes({ ...fields, app: "default" }, "0123456789abcdef")).toEqual(signedBytes(fields, "0123456789abcdef"));
   });
 
   test("signedBytes() counts UTF-8 bytes, so values holding newlines or '=' cannot imitate other fields", () => {
@@ -205,7 +221,7 @@ describe("checkSignature()", () => {
     const r = rejection(() => checkSignature(decodeMessage(forged), trusted));
     expect(r).toEqual({
       reason: "bad-signature",
-      message: `Rejected message: the signature of build "abc-1-1" by key ${key.keyId} does not match: the manifests or a signed field (build, target, manifests) changed after signing`,
+      message: `Rejected message: the signature of build "abc-1-1" by key ${key.keyId} does not match: the manifests or a signed field (app, build, target, manifests) changed after signing`,
     });
   });
 
@@ -313,6 +329,61 @@ describe("listener configuration of trust", () => {
     expect(problems(() => parseListenerConfig([], { ...base, KUBE_PICO_CD_TRUSTED_KEYS: "/nonexistent.pem" }))[0]).toStartWith(
       "KUBE_PICO_CD_TRUSTED_KEYS (item 1): cannot read /nonexistent.pem: ",
     );
+  });
+});
+
+describe("signatures and apps", () => {
+  const { key, publicKeyPem } = signingKey();
+  const trusted = trustedOf(publicKeyPem);
+
+  // Signed before messages named apps, and not to be regenerated: it proves that a message
+  // without an app still verifies, i.e. that its signed bytes did not change.
+  const vectorPublicKey = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAzDxleP5cqDp0aLTwowQFiHw7Q61Byu09jBz0METRWxc=\n-----END PUBLIC KEY-----\n";
+  const vectorBody =
+    '{"kind":"kube-pico-cd.bundle","version":1,"build":{"id":"abc-1-1","timestampMs":1700000000000,"commit":"abc","ref":"refs/heads/main"},"target":"prod",' +
+    '"manifests":{"encoding":"gzip+base64","data":"H4sIAAAAAAACAzWKqxKAIBBF/+VmipVqtlocw6Krs6PCDvgIDv8uBON5DC9IpeeYJHhY3A0MZjoJ9sUU9hCLdPvFyAab+LlgG/wia0da1oNP+ndPB5dMWkOFpDRV87BDzuMHdzbGh2wAAAA=",' +
+    '"sha256":"e560be638abf1d281e5259357f1ed0c1b14ca846e70852d51e30630d31f691ea","objects":1,"bytes":108},' +
+    '"signature":{"algorithm":"ed25519","keyId":"4c413edfe5f3cf97","value":"ZvWfC353PpHmeXmLCGDgItPqiT9l5f28DnOkaVVpJWyY6oEZiHYgHx1LrEH8d6+fMM6OWhLgOgXCIi2ArLt/Dg=="}}';
+
+  test("a message signed before apps existed still verifies, before and after decoding, and is the default app's", () => {
+    const vectorKeys = trustedOf(vectorPublicKey);
+    const decoded = decodeMessage(vectorBody, { checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, vectorKeys) });
+    expect(decoded.app).toBe("default");
+    expect(decoded.signature?.keyId).toBe("4c413edfe5f3cf97");
+    expect(() => checkSignature(decoded, vectorKeys)).not.toThrow();
+  });
+
+  test("the fixed vector fails once any covered field changes, so the check above can fail", () => {
+    const vectorKeys = trustedOf(vectorPublicKey);
+    for (const change of [(m: Record<string, any>) => (m.app = "shop"), (m: Record<string, any>) => (m.target = "staging")]) {
+      expect(rejection(() => checkSignature(decodeMessage(edited(vectorBody, change)), vectorKeys)).reason).toBe("bad-signature");
+    }
+  });
+
+  test("a message signed with an app verifies, before and after decoding", () => {
+    const body = signedBody(key, "prod", "shop-api");
+    expect(decodeMessage(body, { checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, trusted) }).app).toBe("shop-api");
+    expect(() => checkSignature(decodeMessage(body), trusted)).not.toThrow();
+  });
+
+  test("a changed, removed or added app fails verification as bad-signature, before and after decoding", () => {
+    const withApp = signedBody(key, undefined, "shop");
+    const withoutApp = signedBody(key);
+    const tampered = [
+      edited(withApp, (m) => (m.app = "payments")),
+      edited(withApp, (m) => delete m.app),
+      edited(withApp, (m) => (m.app = "default")),
+      edited(withoutApp, (m) => (m.app = "shop")),
+    ];
+    for (const body of tampered) {
+      expect(rejection(() => checkSignature(decodeMessage(body), trusted)).reason).toBe("bad-signature");
+      expect(rejection(() => decodeMessage(body, { checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, trusted) })).reason).toBe("bad-signature");
+    }
+  });
+
+  test("naming the default app in a signed body without an app changes nothing it means, and verifies", () => {
+    const body = edited(signedBody(key), (m) => (m.app = "default"));
+    expect(() => decodeMessage(body, { checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, trusted) })).not.toThrow();
   });
 });
 

@@ -1,10 +1,24 @@
-/** `listener status`: its options, and the text and JSON it prints for a record. */
+/** `listener status`: its options, the overview of every app, and the text and JSON it prints for one record. */
 import { describe, expect, test } from "bun:test";
-import type { StoredRecord } from "../../lib/kube/record.ts";
-import { formatDuration, formatHistory, formatStatus, parseStatusOptions, runStatus, shortDigest, statusHelpText, statusJson } from "../../lib/listener/status.ts";
+import type { CurrentBuild, InFlightBuild, Outcome, StoredRecord } from "../../lib/kube/record.ts";
+import type { ListedRecord } from "../../lib/listener/app-records.ts";
+import {
+  appOverview,
+  currentHealth,
+  formatDuration,
+  formatHistory,
+  formatOverview,
+  formatStatus,
+  overviewJson,
+  parseStatusOptions,
+  runStatus,
+  shortDigest,
+  statusHelpText,
+  statusJson,
+} from "../../lib/listener/status.ts";
 import { configProblems } from "../helpers/thrown.ts";
 
-const where = { namespace: "kube-pico-cd", configMap: "kube-pico-cd-state" };
+const where = { app: "default", namespace: "kube-pico-cd", configMap: "kube-pico-cd-state" };
 const noFile = () => undefined;
 const commitA = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
 
@@ -59,7 +73,7 @@ describe("formatStatus()", () => {
   test("formatStatus() prints the current build and an aligned history, newest first, with durations, counts and one-line messages", () => {
     expect(formatStatus(record, where)).toBe(
       [
-        "Version record kube-pico-cd/kube-pico-cd-state",
+        "Version record kube-pico-cd/kube-pico-cd-state of app default",
         "",
         "Current build: rollback-0a1b2c3",
         `  commit:     ${commitA}`,
@@ -88,9 +102,9 @@ describe("formatStatus()", () => {
     expect(lines.slice(14, 17).map((l) => l.slice(22, 40).trimEnd())).toEqual(["rollback-0a1b2c3", "build-103", ""]);
   });
 
-  test("formatStatus() says so when the ConfigMap does not exist yet", () => {
-    expect(formatStatus({ current: null, inflight: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
-      "No version record kube-pico-cd/kube-pico-cd-state yet: the listener has not recorded any outcome in this namespace.\n",
+  test("formatStatus() says so when the ConfigMap does not exist yet, naming the app and where the apps are listed", () => {
+    expect(formatStatus({ current: null, inflight: null, inventory: [], history: [], resourceVersion: null }, { app: "shop", namespace: "kube-pico-cd", configMap: "kube-pico-cd-state-shop" })).toBe(
+      "No version record kube-pico-cd/kube-pico-cd-state-shop of app shop yet: the listener has not recorded any outcome of this app (listener status lists the apps that have one).\n",
     );
   });
 
@@ -98,7 +112,7 @@ describe("formatStatus()", () => {
     const failedOnly: StoredRecord = { current: null, inflight: null, inventory: [], history: [{ result: "failed", time: "2025-01-02T03:04:05.000Z", buildId: "b1", durationMs: 59_960, error: "boom" }], resourceVersion: "5" };
     expect(formatStatus(failedOnly, where)).toBe(
       [
-        "Version record kube-pico-cd/kube-pico-cd-state",
+        "Version record kube-pico-cd/kube-pico-cd-state of app default",
         "",
         "Current build: none (no build applied yet)",
         "",
@@ -218,6 +232,7 @@ describe("formatDuration() and shortDigest()", () => {
 describe("statusJson()", () => {
   test("statusJson() prints where the record is and the record, the history cut to the limit", () => {
     expect(JSON.parse(statusJson(record, where, { limit: 1 }))).toEqual({
+      app: "default",
       namespace: "kube-pico-cd",
       configMap: "kube-pico-cd-state",
       resourceVersion: "812",
@@ -230,19 +245,27 @@ describe("statusJson()", () => {
 
   test("statusJson() gives resourceVersion null and an empty record when there is none", () => {
     expect(statusJson({ current: null, inflight: null, inventory: [], history: [], resourceVersion: null }, where)).toBe(
-      '{\n  "namespace": "kube-pico-cd",\n  "configMap": "kube-pico-cd-state",\n  "resourceVersion": null,\n  "current": null,\n  "inflight": null,\n  "inventory": [],\n  "history": []\n}\n',
+      '{\n  "app": "default",\n  "namespace": "kube-pico-cd",\n  "configMap": "kube-pico-cd-state",\n  "resourceVersion": null,\n  "current": null,\n  "inflight": null,\n  "inventory": [],\n  "history": []\n}\n',
     );
   });
 });
 
 describe("parseStatusOptions()", () => {
-  test("parseStatusOptions() uses the pod's namespace and the listener's defaults", () => {
+  test("parseStatusOptions() without APP asks for the overview, with the pod's namespace and the listener's defaults", () => {
     expect(parseStatusOptions([], {}, () => "kube-pico-cd\n")).toEqual({ namespace: "kube-pico-cd", stateConfigMap: "kube-pico-cd-state", json: false, help: false, limit: 1000 });
+  });
+
+  test("parseStatusOptions() takes the APP before, between or after the options", () => {
+    const env = { KUBE_PICO_CD_NAMESPACE: "ops" };
+    expect(parseStatusOptions(["shop"], env, noFile).app).toBe("shop");
+    expect(parseStatusOptions(["--json", "shop", "--limit", "3"], env, noFile)).toEqual({ app: "shop", namespace: "ops", stateConfigMap: "kube-pico-cd-state", json: true, help: false, limit: 3 });
+    expect(parseStatusOptions(["--state-configmap", "records", "default"], env, noFile)).toMatchObject({ app: "default", stateConfigMap: "records" });
   });
 
   test("parseStatusOptions() reads the listener's variables, and flags win over them", () => {
     const env = { KUBE_PICO_CD_NAMESPACE: "from-env", KUBE_PICO_CD_STATE_CONFIGMAP: "rec", KUBE_PICO_CD_KUBECTL: "/bin/kubectl", KUBE_PICO_CD_KUBECONFIG: "/k.yaml", KUBE_PICO_CD_CONTEXT: "env-ctx", KUBE_PICO_CD_QUEUE: "ignored" };
-    expect(parseStatusOptions(["--namespace", "from-flag", "--json", "--limit", "5", "--context", "prod"], env, noFile)).toEqual({
+    expect(parseStatusOptions(["web", "--namespace", "from-flag", "--json", "--limit", "5", "--context", "prod"], env, noFile)).toEqual({
+      app: "web",
       namespace: "from-flag",
       stateConfigMap: "rec",
       kubeconfig: "/k.yaml",
@@ -260,18 +283,123 @@ describe("parseStatusOptions()", () => {
   });
 
   test("parseStatusOptions() reports bad values one line each, naming the flag or variable", () => {
-    expect(problems(["--limit", "0"], { KUBE_PICO_CD_NAMESPACE: "Bad_Name" })).toEqual(["KUBE_PICO_CD_NAMESPACE: must be a namespace name (lower-case letters, digits and '-'): current value is \"Bad_Name\"", "--limit: must be at least 1"]);
-    expect(problems(["--namespace", "ns", "--limit", "ten"])).toEqual(['--limit: must be a whole number: current value is "ten"']);
-    expect(problems(["--namespace", "ns", "--limit", "1001"])).toEqual(["--limit: must be at most 1000"]);
+    expect(problems(["shop", "--limit", "0"], { KUBE_PICO_CD_NAMESPACE: "Bad_Name" })).toEqual(["KUBE_PICO_CD_NAMESPACE: must be a namespace name (lower-case letters, digits and '-'): current value is \"Bad_Name\"", "--limit: must be at least 1"]);
+    expect(problems(["shop", "--namespace", "ns", "--limit", "ten"])).toEqual(['--limit: must be a whole number: current value is "ten"']);
+    expect(problems(["shop", "--namespace", "ns", "--limit", "1001"])).toEqual(["--limit: must be at most 1000"]);
   });
 
-  test("parseStatusOptions() rejects unknown flags and arguments", () => {
+  test("parseStatusOptions() rejects an APP that is not a DNS label, naming the rule", () => {
+    const env = { KUBE_PICO_CD_NAMESPACE: "ns" };
+    expect(problems(["Shop"], env)).toEqual([`APP: app name "Shop" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`]);
+    expect(problems(["shop-"], env)).toEqual([`APP: app name "shop-" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`]);
+    expect(problems(["a".repeat(64)], env)).toEqual([`APP: app name "${"a".repeat(64)}" is longer than 63 characters`]);
+  });
+
+  test("parseStatusOptions() takes --limit only with an APP: the overview shows no history", () => {
+    expect(problems(["--limit", "5"], { KUBE_PICO_CD_NAMESPACE: "ns" })).toEqual(["--limit: cuts one app's history: give the APP (listener status APP --limit N)"]);
+  });
+
+  test("parseStatusOptions() rejects unknown flags and a second argument", () => {
     expect(problems(["--queue", "q"])).toEqual(["--queue: unknown option (see --help)"]);
-    expect(problems(["history"], { KUBE_PICO_CD_NAMESPACE: "ns" })).toEqual(["history: unexpected argument (listener status takes only options; see listener status --help)"]);
+    expect(problems(["shop", "history"], { KUBE_PICO_CD_NAMESPACE: "ns" })).toEqual(["history: unexpected argument (listener status takes one APP at most; see listener status --help)"]);
   });
 
   test("parseStatusOptions() needs no namespace for --help", () => {
     expect(parseStatusOptions(["--help"], {}, noFile).help).toBe(true);
+  });
+});
+
+const shopCurrent: CurrentBuild = {
+  build: { id: "shop-1234567-42-1", timestampMs: 1_764_102_000_000, commit: "f00dfeedbeef0000" },
+  digest: "cd".repeat(32),
+  appliedAt: "2025-11-25T21:00:00.123Z",
+  messageId: "m-7",
+  objectCount: 5,
+};
+
+describe("currentHealth()", () => {
+  test("currentHealth() is the verdict of the newest applied outcome of the current build, past later outcomes of other builds", () => {
+    const history: Outcome[] = [
+      { result: "failed", time: "2025-11-25T21:05:00Z", buildId: "shop-next", error: "boom" },
+      { result: "duplicate", time: "2025-11-25T21:01:00Z", buildId: shopCurrent.build.id },
+      { result: "applied", time: "2025-11-25T21:00:00Z", buildId: shopCurrent.build.id, digest: shopCurrent.digest, health: { status: "Degraded", durationMs: 1, checked: 1 } },
+      { result: "applied", time: "2025-11-25T20:00:00Z", buildId: shopCurrent.build.id, digest: shopCurrent.digest, health: { status: "Healthy", durationMs: 1, checked: 1 } },
+    ];
+    expect(currentHealth({ current: shopCurrent, history })).toBe("Degraded");
+  });
+
+  test("currentHealth() is null with no current build, no recorded verdict, or an applied outcome of another digest only", () => {
+    expect(currentHealth({ current: null, history: record.history })).toBeNull();
+    expect(currentHealth({ current: shopCurrent, history: [{ result: "applied", time: "t", buildId: shopCurrent.build.id }] })).toBeNull();
+    expect(currentHealth({ current: shopCurrent, history: [{ result: "applied", time: "t", buildId: shopCurrent.build.id, digest: "other", health: { status: "Healthy", durationMs: 1, checked: 1 } }] })).toBeNull();
+  });
+});
+
+describe("appOverview(), formatOverview() and overviewJson()", () => {
+  const inflight: InFlightBuild = {
+    build: { id: "shop-next", timestampMs: 1_764_102_100_000 },
+    digest: "ef".repeat(32),
+    messageId: "m-8",
+    objectCount: 6,
+    startedAt: "2025-11-25T21:05:00.000Z",
+    holder: "kube-pico-cd-7f9c-abcde",
+    inventory: [{ group: "apps", kind: "Deployment", namespace: "shop", name: "web" }],
+  };
+  const shopRecord: StoredRecord = {
+    resourceVersion: "930",
+    current: shopCurrent,
+    inflight,
+    inventory: [],
+    history: [
+      { result: "failed", time: "2025-11-25T21:05:00Z", buildId: "shop-next", error: "boom" },
+      { result: "applied", time: "2025-11-25T21:00:00Z", buildId: shopCurrent.build.id, digest: shopCurrent.digest, health: { status: "Healthy", durationMs: 1, checked: 1 } },
+    ],
+  };
+  const listed: ListedRecord[] = [
+    { app: "default", name: "kube-pico-cd-state", record },
+    { app: "empty", name: "kube-pico-cd-state-empty", record: { current: null, inflight: null, inventory: [], history: [], resourceVersion: "3" } },
+    { app: "shop", name: "kube-pico-cd-state-shop", record: shopRecord },
+    { app: "zz", name: "kube-pico-cd-state-zz", error: "Cannot read the version record ConfigMap kube-pico-cd/kube-pico-cd-state-zz: Cannot decode the version record as it has no 'format' key: its keys are x" },
+  ];
+
+  test("formatOverview() prints one aligned row per app: current build, short commit, last result, health, applied time, build in flight", () => {
+    expect(formatOverview(listed.map(appOverview), "kube-pico-cd")).toBe(
+      [
+        "Version records in namespace kube-pico-cd: 4 apps (listener status APP shows one)",
+        "",
+        "APP      CURRENT            COMMIT   RESULT   HEALTH   APPLIED AT            IN FLIGHT",
+        "default  rollback-0a1b2c3   0a1b2c3  applied  Healthy  2025-11-25T20:26:41Z  -",
+        "empty    none               -        -        -        -                     -",
+        "shop     shop-1234567-42-1  f00dfee  failed   Healthy  2025-11-25T21:00:00Z  shop-next",
+        "zz       unreadable         -        -        -        -                     -",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("formatOverview() cuts long build ids and says when there is no record at all", () => {
+    const long = `build-${"y".repeat(40)}`;
+    const lines = formatOverview([appOverview({ app: "a", name: "s-a", record: { ...record, current: { ...record.current!, build: { id: long, timestampMs: 0 } }, history: [] } })], "ns").split("\n");
+    expect(lines[0]).toBe("Version records in namespace ns: 1 app (listener status APP shows one)");
+    expect(lines[3]).toBe(`a    build-${"y".repeat(25)}…  -       -       -       2025-11-25T20:26:41Z  -`);
+    expect(formatOverview([], "ns")).toBe("No version records in namespace ns yet: the listener has not recorded any outcome there.\n");
+  });
+
+  test("overviewJson() prints an array with every field of each app, the in-flight build without its inventory", () => {
+    const [, , shop, zz] = JSON.parse(overviewJson(listed.map(appOverview))) as unknown[];
+    const { inventory: _dropped, ...inflightShown } = inflight;
+    expect(shop).toEqual({
+      app: "shop",
+      configMap: "kube-pico-cd-state-shop",
+      resourceVersion: "930",
+      current: shopCurrent,
+      health: "Healthy",
+      lastOutcome: shopRecord.history[0],
+      inflight: inflightShown,
+      error: null,
+    });
+    expect(zz).toEqual({ app: "zz", configMap: "kube-pico-cd-state-zz", resourceVersion: null, current: null, health: null, lastOutcome: null, inflight: null, error: (listed[3] as { error: string }).error });
+    expect(overviewJson([])).toBe("[]\n");
   });
 });
 
@@ -284,35 +412,48 @@ describe("runStatus()", () => {
   };
 
   test("runStatus() exits 1 with one line per problem on bad options", async () => {
-    expect(await run(["--namespace", "ns", "--limit=-3", "--state-configmap", "A"])).toEqual({
+    expect(await run(["shop", "--namespace", "ns", "--limit=-3", "--state-configmap", "A"])).toEqual({
       code: 1,
       out: "",
       err: "listener status: --state-configmap: must be a Kubernetes object name (lowercase letters, digits, '-', '.')\nlistener status: --limit: must be at least 1\n",
     });
   });
 
+  test("runStatus() exits 1 on an APP that is not a DNS label", async () => {
+    expect(await run(["My_App", "--namespace", "ns"])).toEqual({
+      code: 1,
+      out: "",
+      err: `listener status: APP: app name "My_App" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)\n`,
+    });
+  });
+
   test("runStatus() puts a problem that spans lines on one line", async () => {
-    expect(await run(["--namespace", "ns", "--limit", "-3"])).toEqual({
+    expect(await run(["shop", "--namespace", "ns", "--limit", "-3"])).toEqual({
       code: 1,
       out: "",
       err: "listener status: --limit: a value that starts with a dash must be attached with '=' (--limit=VALUE): current value is \"-3\"\n",
     });
   });
 
-  test("runStatus() exits 2 naming the record and the reason when the kubeconfig cannot be read", async () => {
-    const result = await run(["--namespace", "ns", "--kubeconfig", "/nonexistent/kubeconfig"]);
-    expect(result.code).toBe(2);
-    expect(result.out).toBe("");
-    expect(result.err).toStartWith("listener status: Cannot read the version record ConfigMap ns/kube-pico-cd-state: ");
-    expect(result.err).toContain("/nonexistent/kubeconfig");
-    expect(result.err.trimEnd().split("\n")).toHaveLength(1);
+  test("runStatus() exits 2 naming what it reads and the reason when the kubeconfig cannot be read", async () => {
+    const overview = await run(["--namespace", "ns", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    expect(overview.code).toBe(2);
+    expect(overview.out).toBe("");
+    expect(overview.err).toStartWith("listener status: Cannot read the version records in namespace ns: ");
+    expect(overview.err).toContain("/nonexistent/kubeconfig");
+    expect(overview.err.trimEnd().split("\n")).toHaveLength(1);
+    const one = await run(["shop", "--namespace", "ns", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    expect(one.code).toBe(2);
+    expect(one.err).toStartWith("listener status: Cannot read the version record ConfigMap ns/kube-pico-cd-state-shop: ");
   });
 
-  test("runStatus() prints the help with every option", async () => {
+  test("runStatus() prints the help with every option and the exit codes", async () => {
     const result = await run(["--help"]);
     expect(result.code).toBe(0);
     expect(result.out).toBe(`${statusHelpText()}\n`);
+    expect(result.out).toStartWith("Usage: listener status [APP] [options]\n");
     for (const flag of ["--namespace", "--state-configmap", "--kubeconfig", "--context", "--json", "--limit", "--help"]) expect(result.out).toContain(flag);
+    expect(result.out).toContain("Exit codes: 0 shown (also when there is no record yet); 1 invalid options or APP; 2 a record");
     expect(result.out).not.toContain("--kubectl");
   });
 });
