@@ -1,16 +1,17 @@
 /**
  * listener: runs in the cluster, long-polls an SQS queue for kube-pico-cd bundles and applies
- * the newest build with kubectl, recording every outcome in a ConfigMap before it deletes the
- * message.
+ * each app's newest build with kubectl, recording every outcome in the app's ConfigMap before
+ * it deletes the message. Apps deploy side by side, one lane each (lib/listener/app-deployers.ts).
  *
  *   KUBE_PICO_CD_QUEUE=https://sqs.eu-west-1.amazonaws.com/123456789012/deploy listener
  *   bun listener.ts --queue deploy --namespace kube-pico-cd --once
- *   listener status --namespace kube-pico-cd     (the current build and the history; lib/listener/status.ts)
- *   listener record forget-build --future        (repairs the record; lib/listener/record-command.ts)
+ *   listener status --namespace kube-pico-cd     (every app's current build; lib/listener/status.ts)
+ *   listener status shop                         (one app's record and history)
+ *   listener record forget-build --future --app shop   (repairs a record; lib/listener/record-command.ts)
  *
  * Runs under Bun and Deno (`deno run -A listener.ts`). `--help` lists every option.
- * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration or a queue
- * that does not exist.
+ * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration (an apps
+ * configuration that cannot be read included) or a queue that does not exist.
  */
 import { fileURLToPath } from "node:url";
 import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
