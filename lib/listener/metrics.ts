@@ -246,16 +246,32 @@ export function createListenerMetrics(): ListenerMetrics {
 
 const seenApps = new WeakMap<ListenerMetrics, Set<string>>();
 
-/** Creates an app's series at 0 the first time the app is seen, so that a rate() sees its first increase. */
-export function observeApp(metrics: ListenerMetrics, app: string): void {
+/**
+ * Most distinct `app` label values; the outcomes of apps past them are counted under
+ * {@link OTHER_APPS_LABEL}. Without an apps configuration any sender may name any app, and
+ * each name must not cost a dozen series forever.
+ */
+export const MAX_APP_LABELS = 500;
+/** The `app` label of apps past {@link MAX_APP_LABELS}. */
+export const OTHER_APPS_LABEL = "(other)";
+
+/**
+ * The `app` label of `app`: the app itself, with its series created at 0 the first time it
+ * is seen (so that a rate() sees its first increase), or {@link OTHER_APPS_LABEL} past
+ * {@link MAX_APP_LABELS} apps.
+ */
+export function observeApp(metrics: ListenerMetrics, app: string): string {
   const seen = seenApps.get(metrics) ?? new Set<string>();
   seenApps.set(metrics, seen);
-  if (seen.has(app)) return;
+  if (seen.has(app)) return app;
+  // The limit counts the apps themselves; (other) is the one label past it.
+  if (seen.size >= MAX_APP_LABELS && app !== OTHER_APPS_LABEL) return observeApp(metrics, OTHER_APPS_LABEL);
   seen.add(app);
   for (const result of RESULTS) metrics.deploys.inc({ app, result }, 0);
   metrics.pruned.inc({ app }, 0);
   for (const status of ["Healthy", "Degraded", "Timeout"]) metrics.health.inc({ app, status }, 0);
   for (const result of ["applied", "failed", "skipped"]) metrics.driftPasses.inc({ app, result }, 0);
+  return app;
 }
 
 /**
@@ -282,8 +298,7 @@ export interface ObservedOutcome {
 
 /** Counts one recorded outcome into the listener's metrics. */
 export function observeOutcome(metrics: ListenerMetrics, outcome: ObservedOutcome, nowMs: number = Date.now()): void {
-  const app = outcome.app ?? DEFAULT_APP;
-  observeApp(metrics, app);
+  const app = observeApp(metrics, outcome.app ?? DEFAULT_APP);
   metrics.deploys.inc({ app, result: outcome.result });
   if (outcome.result === "applied" || outcome.result === "failed") {
     // The apply plus the health wait: how long the cluster took to take the build.
@@ -306,8 +321,8 @@ export function observeOutcome(metrics: ListenerMetrics, outcome: ObservedOutcom
  */
 export function observeCurrentBuild(metrics: ListenerMetrics, current: { build: { timestampMs: number }; appliedAt: string } | null, app: string = DEFAULT_APP): void {
   if (current === null) return;
-  observeApp(metrics, app);
-  metrics.lastAppliedBuildTimestamp.set(current.build.timestampMs / 1000, { app });
+  const label = observeApp(metrics, app);
+  metrics.lastAppliedBuildTimestamp.set(current.build.timestampMs / 1000, { app: label });
   const appliedMs = Date.parse(current.appliedAt);
-  if (Number.isFinite(appliedMs)) metrics.lastAppliedTime.set(appliedMs / 1000, { app });
+  if (Number.isFinite(appliedMs)) metrics.lastAppliedTime.set(appliedMs / 1000, { app: label });
 }

@@ -16,7 +16,7 @@ import type { KubectlTarget } from "../kube/kubectl.ts";
 import type { KubeApi } from "../kube/api.ts";
 import type { ListenerConfig } from "./config.ts";
 import type { Logger } from "../log.ts";
-import { createListenerMetrics, observeOutcome, type ListenerMetrics } from "./metrics.ts";
+import { createListenerMetrics, MAX_APP_LABELS, observeOutcome, type ListenerMetrics } from "./metrics.ts";
 import type { Outcome } from "../kube/record.ts";
 import { appObjectName, DEFAULT_APP } from "./apps.ts";
 
@@ -89,7 +89,8 @@ export function createOperations(options: OperationsOptions): Operations {
       let recordEvent = recorders.get(app);
       if (recordEvent === undefined) {
         recordEvent = createEventRecorder({ api, namespace: config.namespace, name: appObjectName(config.stateConfigMap, app) });
-        recorders.set(app, recordEvent);
+        // Each caches its record's uid; any sender may name new apps, so the cache is bounded.
+        if (recorders.size < MAX_APP_LABELS) recorders.set(app, recordEvent);
       }
       return recordEvent(outcome);
     });

@@ -118,3 +118,15 @@ describe("observeCurrentBuild()", () => {
     expect(text).toContain('kube_pico_cd_last_applied_time_seconds{app="shop"} 1700000010\n');
   });
 });
+
+describe("app labels", () => {
+  test("past MAX_APP_LABELS apps, outcomes are counted under (other), so app names cannot grow the series without bound", async () => {
+    const { MAX_APP_LABELS, OTHER_APPS_LABEL } = await import("../../lib/listener/metrics.ts");
+    const m = createListenerMetrics();
+    for (let i = 0; i < MAX_APP_LABELS + 50; i++) observeOutcome(m, { result: "rejected", app: `app-${i}`, error: "unknown-app: no" });
+    const apps = new Set([...m.registry.render().matchAll(/kube_pico_cd_deploys_total\{app="([^"]*)"/g)].map((x) => x[1]));
+    expect(apps.size).toBe(MAX_APP_LABELS + 1);
+    expect(apps.has(OTHER_APPS_LABEL)).toBe(true);
+    expect(m.deploys.get({ app: OTHER_APPS_LABEL, result: "rejected" })).toBe(50 + 1);
+  });
+});
