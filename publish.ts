@@ -118,6 +118,8 @@ async function publish(
     ...(config.app === undefined ? {} : { app: config.app.name }),
     build,
     objects: bundle.objects,
+    // Where each object came from: the listener's errors and plans name the file.
+    sources: bundle.items.map((item) => item.source),
     ...(config.target === undefined ? {} : { target: config.target }),
     ...(signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }),
   });

@@ -96,11 +96,18 @@ export function checkEnvelopeSignature(envelope: MessageEnvelope, trusted: Trust
   const fields: SignedFields | undefined =
     manifests === undefined
       ? undefined
-      : { ...(envelope.app === undefined ? {} : { app: envelope.app }), build: envelope.build, ...(envelope.target === undefined ? {} : { target: envelope.target }), manifests };
+      : {
+          ...(envelope.app === undefined ? {} : { app: envelope.app }),
+          ...(envelope.mode === undefined ? {} : { mode: envelope.mode }),
+          build: envelope.build,
+          ...(envelope.target === undefined ? {} : { target: envelope.target }),
+          manifests,
+          ...(envelope.sources === undefined ? {} : { sources: envelope.sources }),
+        };
   if (fields === undefined || !signatureMatches(fields, signature, key)) {
     throw new MessageRejectedError(
       "bad-signature",
-      `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (app, build, target, manifests) changed after signing`,
+      `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (app, mode, build, target, manifests, sources) changed after signing`,
     );
   }
 }
@@ -121,6 +128,8 @@ export function checkSignature(decoded: DecodedMessage, trusted: TrustedKeys): v
       build: decoded.build,
       ...(decoded.target === undefined ? {} : { target: decoded.target }),
       ...(decoded.signature === undefined ? {} : { signature: decoded.signature }),
+      ...(decoded.mode === undefined ? {} : { mode: decoded.mode }),
+      ...(decoded.sources === undefined ? {} : { sources: { sha256: decoded.sources.sha256, count: decoded.sources.list.length } }),
       ...(decoded.payloadBytes === undefined ? {} : { manifests: signedFieldsOf(decoded).manifests }),
     },
     trusted,

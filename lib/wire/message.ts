@@ -104,9 +104,37 @@ export interface MessageSignature {
 export interface SignedFields {
   /** The app, when the body names one; {@link DEFAULT_APP} signs as no app (same meaning, same bytes as before apps). */
   app?: string;
+  /** "plan" for a plan request (nothing is applied); absent for a deploy. */
+  mode?: MessageMode;
   build: BuildInfo;
   target?: string;
   manifests: { encoding: string; sha256: string; objects: number; bytes: number };
+  /** Where each object came from, covered through its SHA-256 as the manifests are (see {@link SourcesField}). */
+  sources?: { sha256: string; count: number };
+}
+
+/** What a message asks for: `plan` is a plan request (docs/protocol.md, "Plans"); a body without `mode` is a deploy. */
+export type MessageMode = "plan";
+
+/** The encoding of `sources.data`: gzip, then base64, of a JSON array of strings. */
+export const SOURCES_ENCODING = "gzip+base64";
+/** Largest inflated `sources` JSON, in bytes. */
+export const MAX_SOURCES_BYTES = 1024 * 1024;
+/** Longest source text of one object, in characters. */
+export const MAX_SOURCE_LENGTH = 1024;
+
+/**
+ * The body's optional `sources`: for each object, in bundle order, where it came from
+ * (`file:line:column`, and `#item` for an item of a list), so that the listener's errors and
+ * plans name the file. Gzip'd, since one file name repeats for every object it holds.
+ */
+export interface SourcesField {
+  encoding: typeof SOURCES_ENCODING;
+  data: string;
+  /** Lowercase hex SHA-256 of the inflated JSON. */
+  sha256: string;
+  /** Entries: the number of objects. */
+  count: number;
 }
 
 /** What {@link encodeMessage} produced. */
@@ -137,6 +165,8 @@ export interface MessageEnvelope {
   target?: string;
   /** v1: the manifests fields that are signed (not yet checked against the data); legacy: absent. */
   manifests?: SignedFields["manifests"];
+  mode?: MessageMode;
+  sources?: SignedFields["sources"];
   signature?: MessageSignature;
 }
 
@@ -153,6 +183,10 @@ export interface DecodedMessage {
   digest: string;
   /** v1: the uncompressed payload length in bytes (`manifests.bytes`, verified). */
   payloadBytes?: number;
+  /** "plan": a plan request, never applied. Absent: a deploy. */
+  mode?: MessageMode;
+  /** Where each object came from, when the body says (verified, one per object); with its signed digest. */
+  sources?: { list: string[]; sha256: string };
   signature?: MessageSignature;
 }
 
@@ -190,6 +224,7 @@ const v1Schema = z.strictObject({
   kind: z.literal(MESSAGE_KIND),
   version: z.literal(MESSAGE_VERSION),
   app: appSchema.optional(),
+  mode: z.literal("plan").optional(),
   build: buildSchema,
   target: z.string().min(1).optional(),
   manifests: z.strictObject({
@@ -199,6 +234,14 @@ const v1Schema = z.strictObject({
     objects: z.int().nonnegative(),
     bytes: z.int().nonnegative(),
   }),
+  sources: z
+    .strictObject({
+      encoding: z.literal(SOURCES_ENCODING),
+      data: z.string().regex(BASE64, "must be base64"),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"),
+      count: z.int().nonnegative(),
+    })
+    .optional(),
   signature: signatureSchema.optional(),
 });
 
@@ -250,6 +293,10 @@ export function encodeMessage(input: {
   build: BuildInfo;
   target?: string;
   objects: readonly KubeObject[];
+  /** Where each object came from (one per object, `file:line:column`): the listener's errors and plans name them. */
+  sources?: readonly string[];
+  /** "plan": a plan request (nothing is applied). Default: a deploy. */
+  mode?: MessageMode;
   /** Signs the body's fields (lib/wire/signature.ts `signer`); the body is unsigned without it. */
   sign?: (fields: SignedFields) => MessageSignature;
 }): EncodedMessage {
@@ -267,10 +314,14 @@ export function encodeMessage(input: {
   const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
   const target = input.target === undefined ? {} : { target: input.target };
   const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
+  const mode = input.mode === undefined ? {} : { mode: input.mode };
+  const sources = input.sources === undefined ? undefined : encodeSources(input.sources, input.objects.length);
+  const signedSources = sources === undefined ? {} : { sources: { sha256: sources.sha256, count: sources.count } };
   const message = {
     kind: MESSAGE_KIND,
     version: MESSAGE_VERSION,
     ...app,
+    ...mode,
     build,
     ...target,
     manifests: {
@@ -280,7 +331,8 @@ export function encodeMessage(input: {
       objects: input.objects.length,
       bytes: payload.length,
     },
-    ...(input.sign === undefined ? {} : { signature: input.sign({ ...app, build, ...target, manifests }) }),
+    ...(sources === undefined ? {} : { sources }),
+    ...(input.sign === undefined ? {} : { signature: input.sign({ ...app, ...mode, build, ...target, manifests, ...signedSources }) }),
   };
   const body = JSON.stringify(message);
   return {
@@ -291,6 +343,43 @@ export function encodeMessage(input: {
     compressedBytes: compressed.length,
     bodyBytes: Buffer.byteLength(body, "utf8"),
   };
+}
+
+/**
+ * The `sources` field of `sources` (one per object; each cut to {@link MAX_SOURCE_LENGTH}).
+ *
+ * @throws {TypeError} when there is not one per object, or they inflate past {@link MAX_SOURCES_BYTES}.
+ */
+export function encodeSources(sources: readonly string[], objectCount: number): SourcesField {
+  if (sources.length !== objectCount) throw new TypeError(`Cannot encode the message: ${sources.length} sources for ${objectCount} objects`);
+  const json = Buffer.from(JSON.stringify(sources.map((s) => (s.length > MAX_SOURCE_LENGTH ? `${s.slice(0, MAX_SOURCE_LENGTH - 1)}…` : s))), "utf8");
+  if (json.length > MAX_SOURCES_BYTES) throw new TypeError(`Cannot encode the message: the sources take ${json.length} bytes, over ${MAX_SOURCES_BYTES}`);
+  return { encoding: SOURCES_ENCODING, data: gzipSync(json, { level: 9 }).toString("base64"), sha256: sha256Hex(json), count: sources.length };
+}
+
+/** The source list of a checked `sources` field, or a rejection naming what is wrong with it. */
+function decodeSources(sources: SourcesField, objectCount: number): string[] {
+  const reject = (why: string): never => {
+    throw new MessageRejectedError("schema", `Rejected message: sources ${why}`);
+  };
+  if (sources.count !== objectCount) reject(`has ${sources.count} entries for ${objectCount} objects`);
+  let json: Buffer;
+  try {
+    json = gunzipSync(Buffer.from(sources.data, "base64"), { maxOutputLength: MAX_SOURCES_BYTES });
+  } catch (error) {
+    return reject(`data is not gzip of at most ${MAX_SOURCES_BYTES} bytes (${errorMessage(error)})`);
+  }
+  if (sha256Hex(json) !== sources.sha256) reject("data does not match sources.sha256");
+  let list: unknown;
+  try {
+    list = JSON.parse(json.toString("utf8"));
+  } catch (error) {
+    return reject(`data is not JSON (${errorMessage(error)})`);
+  }
+  if (!Array.isArray(list) || list.length !== objectCount || !list.every((s) => typeof s === "string" && s.length <= MAX_SOURCE_LENGTH)) {
+    reject(`data must be an array of ${objectCount} strings of at most ${MAX_SOURCE_LENGTH} characters`);
+  }
+  return list as string[];
 }
 
 /** Options of {@link decodeMessage}. */
@@ -464,9 +553,11 @@ function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedM
   decoding.checkEnvelope?.({
     format: "v1",
     ...(message.app === undefined ? {} : { app: message.app }),
+    ...(message.mode === undefined ? {} : { mode: message.mode }),
     build,
     ...target,
     manifests: { encoding: manifests.encoding, sha256: manifests.sha256, objects: manifests.objects, bytes: manifests.bytes },
+    ...(message.sources === undefined ? {} : { sources: { sha256: message.sources.sha256, count: message.sources.count } }),
     ...(message.signature === undefined ? {} : { signature: message.signature }),
   });
   checkTime(build, decoding);
@@ -486,7 +577,8 @@ function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedM
     throw new MessageRejectedError("decode", "Rejected message: manifests.data is not valid base64");
   }
   const { objects, digest } = inflateAndParse(manifests, limits);
-  const checked = checkObjects(objects, (index) => `object ${index + 1}`);
+  const sources = message.sources === undefined ? undefined : decodeSources(message.sources, manifests.objects);
+  const checked = checkObjects(objects, (index) => (sources === undefined ? `object ${index + 1}` : `object ${index + 1} (${sources[index]})`));
   return {
     format: "v1",
     app: message.app ?? DEFAULT_APP,
@@ -495,6 +587,8 @@ function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedM
     objects: checked,
     digest,
     payloadBytes: manifests.bytes,
+    ...(message.mode === undefined ? {} : { mode: message.mode }),
+    ...(sources === undefined || message.sources === undefined ? {} : { sources: { list: sources, sha256: message.sources.sha256 } }),
     ...(message.signature === undefined ? {} : { signature: message.signature }),
   };
 }

@@ -55,6 +55,8 @@ export function signedBytes(fields: SignedFields, keyId: string): Buffer {
     ["version", String(MESSAGE_VERSION)],
     // Only when named: without it these are the bytes every signature before apps covered.
     ...(fields.app === undefined || fields.app === DEFAULT_APP ? [] : [["app", fields.app] as [string, string]]),
+    // Likewise only when present: a plan request must never verify as a deploy.
+    ...(fields.mode === undefined ? [] : [["mode", fields.mode] as [string, string]]),
     ["build.id", fields.build.id],
     ["build.timestampMs", String(fields.build.timestampMs)],
     ...SIGNED_BUILD_FIELDS.map((name): [string, string | undefined] => [`build.${name}`, fields.build[name]]),
@@ -63,6 +65,12 @@ export function signedBytes(fields: SignedFields, keyId: string): Buffer {
     ["manifests.sha256", fields.manifests.sha256],
     ["manifests.objects", String(fields.manifests.objects)],
     ["manifests.bytes", String(fields.manifests.bytes)],
+    ...(fields.sources === undefined
+      ? []
+      : [
+          ["sources.sha256", fields.sources.sha256] as [string, string],
+          ["sources.count", String(fields.sources.count)] as [string, string],
+        ]),
   ];
   let text = SIGNED_BYTES_HEADER;
   for (const [name, value] of lines) {
@@ -179,17 +187,21 @@ export function signatureMatches(fields: SignedFields, signature: MessageSignatu
 /** The signed fields of a decoded version 1 message (what {@link signedBytes} needs). */
 export function signedFieldsOf(decoded: {
   app?: string;
+  mode?: SignedFields["mode"];
   build: SignedFields["build"];
   target?: string;
   digest: string;
   objects: readonly unknown[];
   payloadBytes?: number;
+  sources?: { list: readonly string[]; sha256: string };
 }): SignedFields {
   return {
     ...(decoded.app === undefined || decoded.app === DEFAULT_APP ? {} : { app: decoded.app }),
+    ...(decoded.mode === undefined ? {} : { mode: decoded.mode }),
     build: decoded.build,
     ...(decoded.target === undefined ? {} : { target: decoded.target }),
     manifests: { encoding: MANIFESTS_ENCODING, sha256: decoded.digest, objects: decoded.objects.length, bytes: decoded.payloadBytes ?? -1 },
+    ...(decoded.sources === undefined ? {} : { sources: { sha256: decoded.sources.sha256, count: decoded.sources.list.length } }),
   };
 }
 
