@@ -33,7 +33,7 @@ import { KubeApi } from "./lib/kube/api.ts";
 import { loadKubeConnection } from "./lib/kube/kubeconfig.ts";
 import { runStatus } from "./lib/listener/status.ts";
 import { runRecordCommand } from "./lib/listener/record-command.ts";
-import { createResultSender } from "./lib/sqs/result-sender.ts";
+import { createResultSender, createResultSink } from "./lib/sqs/result-sender.ts";
 import { checkEnvelopeSignature } from "./lib/listener/trust.ts";
 
 /** How often the API server is probed while no deploy touches it, in ms. */
@@ -111,7 +111,10 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
   const operations = createOperations({ config, api, kubectl, logger, stopping: stop.signal });
   let maxReceiveCount: number | undefined;
   // Results go to CI (publish --wait) after each outcome is recorded; never part of the deploy.
-  if (config.resultQueue) operations.addOutcomeListener(createResultSender({ sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger }));
+  const resultOptions = config.resultQueue ? { sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger } : undefined;
+  if (resultOptions) operations.addOutcomeListener(createResultSender(resultOptions));
+  // Plans are answered on the same queue (lib/listener/planner.ts).
+  const sendResult = resultOptions ? createResultSink(resultOptions) : undefined;
 
   const health =
     config.httpPort < 0
@@ -223,6 +226,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         bases,
         policy: config.policy,
         appsConfig,
+        plans: { queue: queueNameOf(queueUrl), send: sendResult },
         deployer: {
         ...applying,
         api,
@@ -304,6 +308,11 @@ async function resolveQueue(sqs: SQSClient, queue: string, logger: Logger, signa
     }
   }
   return undefined;
+}
+
+/** The queue's name: the last path segment of its URL. */
+function queueNameOf(queueUrl: string): string {
+  return queueUrl.split("/").filter((part) => part !== "").at(-1) ?? queueUrl;
 }
 
 /** The region in an AWS SQS URL (https://sqs.eu-west-1.amazonaws.com/…), if it is one. */

@@ -19,7 +19,9 @@ import { checkPolicy, policyViolations, type Policy } from "./policy.ts";
 import { checkAppScope, scopeFor, withDefaultNamespace, type AppScope } from "./scope.ts";
 import type { AppsConfig } from "./apps-config.ts";
 import { markObjects } from "./ownership.ts";
-import { peekApp, type DecodedMessage } from "../wire/message.ts";
+import { peekMessage, type DecodedMessage } from "../wire/message.ts";
+import { createPlanner } from "./planner.ts";
+import type { ResultMessage } from "../wire/result.ts";
 import { MessageRejectedError } from "../errors.ts";
 import type { KubeObject } from "../manifests/bundle.ts";
 import type { DriftPassOptions } from "./drift.ts";
@@ -42,11 +44,14 @@ export interface AppHandlerOptions {
   policy: Policy;
   /** The apps configuration in force now; undefined without `--apps-config`. */
   appsConfig: () => AppsConfig | undefined;
+  /** Plan requests (lib/listener/planner.ts): the deploy queue's name, and how to answer. */
+  plans?: { queue: string; send: ((result: ResultMessage, message: ReceivedMessage) => Promise<boolean>) | undefined };
 }
 
-/** The lane of a message: its app. */
+/** The lane of a message: its app's, or its app's plan lane for a plan request. */
 export function laneOf(message: ReceivedMessage): string {
-  return peekApp(message.body);
+  const { app, plan } = peekMessage(message.body);
+  return plan ? `plan:${app}` : app;
 }
 
 /** The namespaces an app's marks are searched in: its scope's, when they are names rather than globs. */
@@ -97,8 +102,10 @@ export function appDeployerOptions(app: string, options: AppHandlerOptions): Dep
 /** The consumer's handler: each batch (one app's, by lane) to a deployer of its app. */
 export function createAppHandler(options: AppHandlerOptions): BatchHandler {
   return async (batch, signal) => {
-    const app = batch.length === 0 ? DEFAULT_APP : peekApp(batch[0]!.body);
-    return await createDeployer(appDeployerOptions(app, options))(batch, signal);
+    const { app, plan } = batch.length === 0 ? { app: DEFAULT_APP, plan: false } : peekMessage(batch[0]!.body);
+    const deployer = appDeployerOptions(app, options);
+    if (plan) return await createPlanner({ deployer, queue: options.plans?.queue ?? "", send: options.plans?.send })(batch, signal);
+    return await createDeployer(deployer)(batch, signal);
   };
 }
 

@@ -154,12 +154,12 @@ export interface DeployerOptions {
   now?: () => number;
 }
 
-interface Accepted {
+export interface Accepted {
   message: ReceivedMessage;
   decoded: DecodedMessage;
 }
 
-interface Rejected {
+export interface Rejected {
   message: ReceivedMessage;
   reason: string;
   error: string;
@@ -177,53 +177,31 @@ class MovedOnError extends KubePicoCdError {
   override name = "MovedOnError";
 }
 
-/** Creates the batch handler the consumer calls. */
-export function createDeployer(options: DeployerOptions): BatchHandler {
+/**
+ * Decodes a received message and runs every check that needs no cluster: the signature
+ * (`checkEnvelope`, before inflating), the clock, the policy and scope (`admit`), lists, the
+ * target, an empty bundle, the listener's own objects. `expect`: the kind of request this
+ * path handles (a plan request on the deploy path, or the reverse, is rejected).
+ */
+export function createMessageDecoder(options: DeployerOptions, expect: "deploy" | "plan" = "deploy"): (message: ReceivedMessage) => Accepted | Rejected {
   const {
-    api,
-    kubectl,
     namespace,
-    logger,
     target,
     requireTarget = false,
     stateName = DEFAULT_STATE_CONFIGMAP,
     lockName = DEFAULT_LOCK_LEASE,
     bundleSecret = DEFAULT_BUNDLE_SECRET,
-    identity,
-    leaseDurationSeconds = 15,
-    historyLimit = 20,
-    fieldManager = "kube-pico-cd",
-    forceConflicts = true,
-    applyTimeoutMs = 300_000,
     maxDecompressedBytes,
     decodeLimits,
     checkEnvelope,
     maxFutureSkewMs = DEFAULT_MAX_FUTURE_SKEW_MS,
-    retryBaseSeconds = 30,
-    retryMaxSeconds = 900,
-    holdBackoffBaseMs = 500,
-    holdBackoffMaxMs = 15_000,
-    onOutcome,
-    onUnrecorded,
-    onApiStatus,
-    stopping,
-    noHold = false,
-    holdRetrySeconds = 10,
     now = Date.now,
     admit,
-    afterApply,
     allowEmptyBundle = false,
-    app = DEFAULT_APP,
-    recordApp = app,
     protectedBases = { state: stateName, lock: lockName, bundle: bundleSecret },
     place = (objects) => [...objects],
-    markSearchNamespaces,
-    applySlots,
   } = options;
-  const iso = () => new Date(now()).toISOString();
-  const owner: Owner = { app, instance: namespace };
-
-  const decode = (message: ReceivedMessage): Accepted | Rejected => {
+  return (message: ReceivedMessage): Accepted | Rejected => {
     let decoded: DecodedMessage | undefined;
     try {
       decoded = decodeMessage(message.body, {
@@ -234,6 +212,10 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       });
       // Every check sees the objects as they will be applied, in the namespace they will land in.
       const placed = place(decoded.objects);
+      // A plan request is never applied, and a deploy never planned only: each has its own path.
+      if ((decoded.mode ?? "deploy") !== expect) {
+        return { message, reason: "schema", error: `The message is a ${decoded.mode ?? "deploy"} request where a ${expect} request was expected`, refused: decoded };
+      }
       admit?.({ ...decoded, objects: placed });
       // Whatever admit checks: kubectl would apply a list's items past every check below.
       checkListObjects(placed);
@@ -267,6 +249,46 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       throw error;
     }
   };
+}
+
+/** Creates the batch handler the consumer calls. */
+export function createDeployer(options: DeployerOptions): BatchHandler {
+  const {
+    api,
+    kubectl,
+    namespace,
+    logger,
+    stateName = DEFAULT_STATE_CONFIGMAP,
+    lockName = DEFAULT_LOCK_LEASE,
+    bundleSecret = DEFAULT_BUNDLE_SECRET,
+    identity,
+    leaseDurationSeconds = 15,
+    historyLimit = 20,
+    fieldManager = "kube-pico-cd",
+    forceConflicts = true,
+    applyTimeoutMs = 300_000,
+    retryBaseSeconds = 30,
+    retryMaxSeconds = 900,
+    holdBackoffBaseMs = 500,
+    holdBackoffMaxMs = 15_000,
+    onOutcome,
+    onUnrecorded,
+    onApiStatus,
+    stopping,
+    noHold = false,
+    holdRetrySeconds = 10,
+    now = Date.now,
+    afterApply,
+    app = DEFAULT_APP,
+    recordApp = app,
+    place = (objects) => [...objects],
+    markSearchNamespaces,
+    applySlots,
+  } = options;
+  const iso = () => new Date(now()).toISOString();
+  const owner: Owner = { app, instance: namespace };
+
+  const decode = createMessageDecoder(options);
 
   const retryDelaySeconds = (message: ReceivedMessage) => Math.min(retryMaxSeconds, retryBaseSeconds * 2 ** Math.min(20, message.receiveCount - 1));
   const recordOptions = (signal: AbortSignal) => ({ api, namespace, name: stateName, app: recordApp, signal });

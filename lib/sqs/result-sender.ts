@@ -15,7 +15,7 @@ import type { ReceivedMessage } from "./consumer.ts";
 import type { Logger } from "../log.ts";
 import { sha256Hex } from "../wire/message.ts";
 import type { OutcomeListener } from "../listener/operations.ts";
-import { encodeResult, resultFromOutcome } from "../wire/result.ts";
+import { encodeResult, resultFromOutcome, type ResultMessage } from "../wire/result.ts";
 import { isFifoQueue, messageGroupIdProblem, parseQueueRef, resolveQueueUrl, sendBody, type QueueRef } from "./send.ts";
 import type { Outcome } from "../kube/record.ts";
 
@@ -45,13 +45,9 @@ export interface ResultSenderOptions {
  * @throws {Error} when `resultQueue` is neither a queue URL nor a queue name (checked now).
  */
 export function createResultSender(options: ResultSenderOptions): OutcomeListener {
-  const { sqs, resultQueue, deployQueue, namespace, maxReceiveCount, logger, attempts = 4, attemptTimeoutMs = 2_500, backoffBaseMs = 500 } = options;
-  const ref = parseQueueRef(resultQueue);
-  if ("problem" in ref) throw new Error(`Cannot send results to the result queue: ${ref.problem}`);
-  const queue: QueueRef = ref;
+  const { deployQueue, namespace, maxReceiveCount } = options;
+  const send = createResultSink(options);
   const deployQueueName = queueName(deployQueue);
-  let resolvedUrl: string | undefined;
-
   return async (outcome: Outcome, message: ReceivedMessage | undefined) => {
     const result = resultFromOutcome(outcome, {
       queue: deployQueueName,
@@ -60,6 +56,24 @@ export function createResultSender(options: ResultSenderOptions): OutcomeListene
       maxReceiveCount: maxReceiveCount?.(),
     });
     if (result === undefined) return;
+    await send(result, message);
+  };
+}
+
+/**
+ * Sends one result message (an outcome's, a plan's) to the result queue, retried a few times
+ * (see the module comment); resolves true once sent, false when every attempt failed (logged).
+ *
+ * @throws {Error} when `resultQueue` is neither a queue URL nor a queue name (checked now).
+ */
+export function createResultSink(options: ResultSenderOptions): (result: ResultMessage, message: ReceivedMessage | undefined) => Promise<boolean> {
+  const { sqs, resultQueue, logger, attempts = 4, attemptTimeoutMs = 2_500, backoffBaseMs = 500 } = options;
+  const ref = parseQueueRef(resultQueue);
+  if ("problem" in ref) throw new Error(`Cannot send results to the result queue: ${ref.problem}`);
+  const queue: QueueRef = ref;
+  let resolvedUrl: string | undefined;
+
+  return async (result: ResultMessage, message: ReceivedMessage | undefined) => {
     const body = encodeResult(result);
     const fifo = isFifoQueue(queue)
       ? {
@@ -77,11 +91,11 @@ export function createResultSender(options: ResultSenderOptions): OutcomeListene
         resolvedUrl ??= await resolveQueueUrl(sqs, queue, { signal });
         const sent = await sendBody(sqs, resolvedUrl, body, { signal, ...(fifo ? { fifo } : {}) });
         logger.debug("result sent", { ...fields, resultQueueUrl: resolvedUrl, resultMessageId: sent.messageId });
-        return;
+        return true;
       } catch (error) {
         if (attempt >= attempts) {
           logger.warn("sending the result failed; CI waiting for it will time out, the deploy stands", { ...fields, resultQueue, attempts, error: error as Error });
-          return;
+          return false;
         }
         const waitMs = backoffDelayMs(attempt - 1, { baseMs: backoffBaseMs, maxMs: backoffBaseMs * 8 });
         logger.debug("sending the result failed; retrying", { ...fields, resultQueue, attempt, retryInMs: waitMs, error: error as Error });

@@ -464,24 +464,35 @@ export function decodeMessage(body: string, options: DecodeMessageOptions = {}):
  * it rejects every `app` this falls back on (an invalid name, a value that is not a string).
  */
 export function peekApp(body: string): string {
-  return peekedApp(body, true);
+  return peekMessage(body).app;
 }
 
-function peekedApp(body: unknown, allowEnvelope: boolean): string {
-  if (typeof body !== "string") return DEFAULT_APP;
+/**
+ * {@link peekApp}, and whether the body is a plan request (`mode: "plan"`), read the same way:
+ * plans take a lane of their own, so that they never wait for (or hold up) the app's deploys.
+ * A body this reads as a deploy and decodeMessage as a plan (or the reverse) cannot be, but the
+ * deploy path rejects plan requests anyway.
+ */
+export function peekMessage(body: string): { app: string; plan: boolean } {
+  return peekedMessage(body, true);
+}
+
+function peekedMessage(body: unknown, allowEnvelope: boolean): { app: string; plan: boolean } {
+  const none = { app: DEFAULT_APP, plan: false };
+  if (typeof body !== "string") return none;
   let parsed: unknown;
   try {
     parsed = JSON.parse(body);
   } catch {
     // Not JSON, or nested deep enough to overflow the parser's stack: no message, no app.
-    return DEFAULT_APP;
+    return none;
   }
-  if (!isRecord(parsed)) return DEFAULT_APP;
+  if (!isRecord(parsed)) return none;
   // The same shapes, in the same order, as decodeBody.
-  if (allowEnvelope && parsed["Type"] === "Notification" && typeof parsed["Message"] === "string") return peekedApp(parsed["Message"], false);
-  if (!("kind" in parsed || "version" in parsed)) return DEFAULT_APP;
+  if (allowEnvelope && parsed["Type"] === "Notification" && typeof parsed["Message"] === "string") return peekedMessage(parsed["Message"], false);
+  if (!("kind" in parsed || "version" in parsed)) return none;
   const app = parsed["app"];
-  return typeof app === "string" && appNameProblem(app) === undefined ? app : DEFAULT_APP;
+  return { app: typeof app === "string" && appNameProblem(app) === undefined ? app : DEFAULT_APP, plan: parsed["mode"] === "plan" };
 }
 
 function decodeBody(body: unknown, decoding: Decoding, allowEnvelope: boolean): DecodedMessage {

@@ -24,6 +24,22 @@ export const MAX_RESULT_TEXT_LENGTH = 1_000;
 
 const duration = z.number().int().nonnegative();
 
+const planSchema = z.strictObject({
+  ok: z.boolean(),
+  objects: z.array(
+    z.strictObject({
+      object: z.string(),
+      source: z.string().optional(),
+      action: z.enum(["create", "change", "unchanged", "error", "pending"]),
+      lines: z.array(z.string()),
+      more: z.int().nonnegative().optional(),
+    }),
+  ),
+  prune: z.array(z.string()),
+  counts: z.strictObject({ create: duration, change: duration, unchanged: duration, error: duration, pending: duration, prune: duration }),
+  omitted: z.int().nonnegative().optional(),
+});
+
 const resultSchema = z.strictObject({
   kind: z.literal(RESULT_KIND),
   version: z.literal(RESULT_VERSION),
@@ -50,7 +66,10 @@ const resultSchema = z.strictObject({
   queue: z.string().min(1),
   /** The listener's namespace (where its version record lives). */
   namespace: z.string().min(1),
-  result: z.enum(outcomeResults),
+  /** An outcome's result, or `planned` for the answer to a plan request (`plan` then holds it). */
+  result: z.enum([...outcomeResults, "planned"]),
+  /** `planned` only: what the build would do (lib/listener/plan.ts). */
+  plan: planSchema.optional(),
   /** Present when the listener checked the health of the applied workloads. */
   health: z
     .strictObject({
@@ -206,13 +225,15 @@ function summaryOf(outcome: Outcome): string {
  * health Healthy or not checked, a duplicate (already applied), or superseded (a newer build
  * replaced it). Failed, rejected, and applied with Degraded or Timeout health did not.
  */
-export function resultSucceeded(result: Pick<ResultMessage, "result" | "health">): boolean {
+export function resultSucceeded(result: Pick<ResultMessage, "result" | "health" | "plan">): boolean {
   switch (result.result) {
     case "applied":
       return result.health === undefined || result.health.status === "Healthy";
     case "duplicate":
     case "superseded":
       return true;
+    case "planned":
+      return result.plan?.ok === true;
     case "failed":
     case "rejected":
       return false;
