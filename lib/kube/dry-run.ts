@@ -91,7 +91,9 @@ export async function dryRunObjects(api: KubeApi, objects: readonly KubeObject[]
         results[i] = { state: "ok", object: applied, live };
       } catch (error) {
         signal?.throwIfAborted();
-        if (error instanceof KubeApiError && [400, 422].includes(error.status.code)) {
+        // 400 BadRequest (strict field validation), 422 Invalid; and 500 for a field the
+        // schema does not declare ("failed to create typed patch object"), as server-side apply answers it.
+        if (error instanceof KubeApiError && ([400, 422].includes(error.status.code) || (error.status.code === 500 && /typed patch object|not declared in schema/.test(error.status.message)))) {
           results[i] = { state: "invalid", error: error.status.message, causes: causesOf(error) };
         } else if (error instanceof KubeApiError && error.status.code === 404 && namespaceNotFound(error) !== undefined) {
           results[i] = { state: "no-namespace", namespace: namespaceNotFound(error)! };

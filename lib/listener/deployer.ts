@@ -33,7 +33,9 @@ import type { KubeObject } from "../manifests/bundle.ts";
 import { acquireLease, DEFAULT_LOCK_LEASE, type HeldLease } from "../kube/lease.ts";
 import type { Logger } from "../log.ts";
 import { compareBuilds, decodeMessage, DEFAULT_MAX_FUTURE_SKEW_MS, type DecodedMessage, type DecodeLimits, type MessageEnvelope } from "../wire/message.ts";
-import { checkListObjects, everyObject, redactError } from "./policy.ts";
+import { checkListObjects, everyObject, redactError, redactSecretValues } from "./policy.ts";
+import { dryRunObjects } from "../kube/dry-run.ts";
+import { describeObject } from "./plan.ts";
 import { rejectionDisposition } from "./rejections.ts";
 import { decide, type Attempt, type BuildKey } from "./decide.ts";
 import {
@@ -301,6 +303,23 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     ...extra,
   });
 
+  /**
+   * The objects of a failed apply that the API server refuses, with their source files and
+   * field errors, one `;`-separated entry each ("" when the dry run finds none: the failure
+   * was of another kind). Bounded: at most ten objects are named.
+   */
+  const invalidObjectsOf = async (objects: readonly KubeObject[], sources: readonly string[] | undefined, signal: AbortSignal): Promise<string> => {
+    const results = await dryRunObjects(api, objects, { fieldManager, forceConflicts, defaultNamespace: api.namespace, signal, timeoutMs: 10_000 });
+    const named = results.flatMap((result, i) => {
+      if (result.state !== "invalid") return [];
+      const o = objects[i]!;
+      const where = sources?.[i] === undefined ? "" : ` (${sources[i]})`;
+      return [`${describeObject(o)}${where}: ${(result.causes.length > 0 ? result.causes : [result.error]).join(", ")}`];
+    });
+    if (named.length === 0) return "";
+    return `${named.length} object${named.length === 1 ? "" : "s"} refused by the API server: ${named.slice(0, 10).join("; ")}${named.length > 10 ? `; and ${named.length - 10} more` : ""}`;
+  };
+
   /** Logs and counts outcomes that no retry can record, so that they never hold a batch. */
   const dropUnrecordable = (outcomes: readonly { outcome: Outcome; message?: ReceivedMessage | undefined }[], error: unknown) => {
     logger.error("cannot record outcomes and no retry can; they are dropped and their messages disposed as if recorded", {
@@ -428,9 +447,12 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (!reachable) throw new HoldError(`The apply of build ${decoded.build.id} failed while the API server was unreachable: ${errorMessage(error)}`, { cause: error });
       // kubectl's errors may echo Secret values of the bundle: never into logs or the record.
       const redacted = redactError(error, decoded.objects);
+      // kubectl's text names neither the file nor always the object: a dry run of each says which.
+      const invalid = await invalidObjectsOf(objects, decoded.sources?.list, leaseSignal).catch(() => "");
+      const because = invalid === "" ? redacted.message : `${redactSecretValues(invalid, decoded.objects)}; kubectl: ${redacted.message}`;
       const delaySeconds = retryDelaySeconds(message);
-      log.error("applying build failed; the message stays for a retry", { error: redacted, retryInSeconds: delaySeconds, receiveCount: message.receiveCount });
-      const outcome = outcomeOf(a, "failed", { durationMs: now() - started, error: redacted.message, ...pickup });
+      log.error("applying build failed; the message stays for a retry", { error: redacted, invalidObjects: invalid === "" ? null : redactSecretValues(invalid, decoded.objects), retryInSeconds: delaySeconds, receiveCount: message.receiveCount });
+      const outcome = outcomeOf(a, "failed", { durationMs: now() - started, error: because, ...pickup });
       // The intent is cleared (the next older candidate may be tried), and what it may have
       // created stays in the inventory for the next prune.
       await updateRecord((record) => {
