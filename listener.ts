@@ -11,11 +11,11 @@
  *
  * Runs under Bun and Deno (`deno run -A listener.ts`). `--help` lists every option.
  * Exit codes: 0 stopped by SIGTERM/SIGINT or --once done; 1 invalid configuration (an apps
- * configuration that cannot be read included) or a queue that does not exist.
+ * configuration or a kubeconfig that cannot be read, no region included) or a queue that does
+ * not exist, each checked at start, --once or not.
  */
 import { fileURLToPath } from "node:url";
-import { GetQueueUrlCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
-import { createBackoff, delay } from "./lib/backoff.ts";
+import { delay } from "./lib/backoff.ts";
 import { Consumer, readMaxReceiveCount } from "./lib/sqs/consumer.ts";
 import { createAppHandler, driftPassesOfApps, laneOf } from "./lib/listener/app-deployers.ts";
 import { watchAppsConfig, type AppsConfigWatch } from "./lib/listener/apps-config-watch.ts";
@@ -24,7 +24,7 @@ import { startDriftCorrection } from "./lib/listener/drift.ts";
 import { ConfigError, KubePicoCdError } from "./lib/errors.ts";
 import { startHealthServer, type Readiness } from "./lib/listener/health-server.ts";
 import type { KubectlTarget } from "./lib/kube/kubectl.ts";
-import { listenerHelpText, parseListenerConfig, type ListenerConfig } from "./lib/listener/config.ts";
+import { listenerHelpText, parseListenerConfig, regionProblems, type ListenerConfig } from "./lib/listener/config.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { observeCurrentBuild } from "./lib/listener/metrics.ts";
 import { createOperations } from "./lib/listener/operations.ts";
@@ -33,7 +33,10 @@ import { KubeApi } from "./lib/kube/api.ts";
 import { loadKubeConnection } from "./lib/kube/kubeconfig.ts";
 import { runStatus } from "./lib/listener/status.ts";
 import { runRecordCommand } from "./lib/listener/record-command.ts";
-import { createResultSender, createResultSink } from "./lib/sqs/result-sender.ts";
+import { findQueue } from "./lib/sqs/find-queue.ts";
+import { createSqsClients } from "./lib/sqs/region.ts";
+import { createResultChannel } from "./lib/sqs/result-sender.ts";
+import { VERSION } from "./lib/version.ts";
 import { checkEnvelopeSignature } from "./lib/listener/trust.ts";
 
 /** How often the API server is probed while no deploy touches it, in ms. */
@@ -57,6 +60,10 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
   let config: ListenerConfig;
   try {
     config = parseListenerConfig(argv, env);
+    if (!config.help && !config.version) {
+      const problems = regionProblems(config);
+      if (problems.length > 0) throw new ConfigError(problems);
+    }
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`listener: ${error.message}\n`);
@@ -64,11 +71,16 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     }
     throw error;
   }
+  if (config.version) {
+    process.stdout.write(`kube-pico-cd listener ${VERSION}\n`);
+    return 0;
+  }
   if (config.help) {
     process.stdout.write(`${listenerHelpText()}\n`);
     return 0;
   }
   const logger = createLogger({ level: config.logLevel, ...(options.write ? { write: options.write } : {}) });
+  for (const notice of config.deprecations) logger.warn(notice);
   // The same cluster kubectl will talk to: the same kubeconfig, context and fallbacks.
   let api: KubeApi;
   try {
@@ -103,18 +115,16 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     ...(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {}),
     ...(config.context ? { extraArgs: [`--context=${config.context}`] } : {}),
   };
-  const sqsConfig: SQSClientConfig = {};
-  const region = config.region ?? regionOfQueueUrl(config.queue);
-  if (region) sqsConfig.region = region;
-  if (config.sqsEndpoint) sqsConfig.endpoint = config.sqsEndpoint;
-  const sqs = new SQSClient(sqsConfig);
+  // One client per region: each queue's requests are signed for the region its URL names.
+  const clients = createSqsClients({ region: config.region, endpoint: config.endpointUrl });
   const operations = createOperations({ config, api, kubectl, logger, stopping: stop.signal });
   let maxReceiveCount: number | undefined;
   // Results go to CI (publish --wait) after each outcome is recorded; never part of the deploy.
-  const resultOptions = config.resultQueue ? { sqs, resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger } : undefined;
-  if (resultOptions) operations.addOutcomeListener(createResultSender(resultOptions));
-  // Plans are answered on the same queue (lib/listener/planner.ts).
-  const sendResult = resultOptions ? createResultSink(resultOptions) : undefined;
+  const resultOptions = config.resultQueue ? { sqs: clients.forQueue(config.resultQueue), resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger } : undefined;
+  // Outcomes, the progress of deploys and plans (lib/listener/planner.ts) all go to the result queue.
+  const results = resultOptions ? createResultChannel(resultOptions) : undefined;
+  if (results) operations.addOutcomeListener(results.onOutcome);
+  const sendResult = results?.send;
 
   const health =
     config.httpPort < 0
@@ -160,8 +170,14 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         return 1;
       }
     }
-    const queueUrl = await resolveQueue(sqs, config.queue, logger, stop.signal);
-    if (queueUrl === undefined) return stop.signal.aborted ? 0 : 1;
+    const found = await findQueue(config.queue, { sqs: clients.forQueue(config.queue), logger, signal: stop.signal });
+    if (found === undefined) return 0;
+    if ("missing" in found) {
+      logger.error(found.missing);
+      return 1;
+    }
+    const queueUrl = found.url;
+    const sqs = clients.forQueue(queueUrl);
     try {
       maxReceiveCount = await readMaxReceiveCount(sqs, queueUrl, stop.signal);
       if (maxReceiveCount === undefined) {
@@ -178,6 +194,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
       })
       .catch(() => {});
     logger.info("listening", {
+      version: VERSION,
       queueUrl,
       namespace: config.namespace,
       target: config.target ?? null,
@@ -245,6 +262,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         decodeLimits: config.decodeLimits,
         maxFutureSkewMs: config.maxFutureSkewMs,
         afterApply: operations.afterApply,
+        ...(results ? { onProgress: results.onProgress } : {}),
         onOutcome: operations.onOutcome,
         onUnrecorded: (outcome) => operations.metrics.unrecordedOutcomes.inc({ result: outcome.result }),
         allowEmptyBundle: config.allowEmptyBundle,
@@ -280,44 +298,13 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     await drift;
     await apps?.stopped;
     await health?.close();
-    sqs.destroy();
+    clients.destroy();
   }
-}
-
-/**
- * The queue's URL. A name is resolved with GetQueueUrl, retried with backoff while SQS is
- * unreachable; a queue that does not exist is a configuration error (undefined).
- */
-async function resolveQueue(sqs: SQSClient, queue: string, logger: Logger, signal: AbortSignal): Promise<string | undefined> {
-  if (/^https?:\/\//.test(queue)) return queue;
-  const backoff = createBackoff({ baseMs: 1_000, maxMs: 60_000 });
-  while (!signal.aborted) {
-    try {
-      const { QueueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: queue }), { abortSignal: signal });
-      if (QueueUrl) return QueueUrl;
-    } catch (error) {
-      if (signal.aborted) break;
-      const name = error instanceof Error ? error.name : "";
-      if (name === "QueueDoesNotExist" || name === "AWS.SimpleQueueService.NonExistentQueue") {
-        logger.error(`queue "${queue}" does not exist; check KUBE_PICO_CD_QUEUE and the region`, { error: error as Error });
-        return undefined;
-      }
-      const waitMs = backoff.next();
-      logger.warn("resolving the queue URL failed; backing off", { queue, error: error as Error, retryInMs: waitMs });
-      await delay(waitMs, { signal }).catch(() => {});
-    }
-  }
-  return undefined;
 }
 
 /** The queue's name: the last path segment of its URL. */
 function queueNameOf(queueUrl: string): string {
   return queueUrl.split("/").filter((part) => part !== "").at(-1) ?? queueUrl;
-}
-
-/** The region in an AWS SQS URL (https://sqs.eu-west-1.amazonaws.com/…), if it is one. */
-export function regionOfQueueUrl(queue: string): string | undefined {
-  return /^https:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//.exec(queue)?.[1];
 }
 
 function isMain(): boolean {

@@ -58,6 +58,11 @@ export interface WaitForHealthOptions {
    * the applied build is still recorded within the shutdown grace period.
    */
   stopSignal?: AbortSignal | undefined;
+  /**
+   * Told after each poll that leaves objects to wait for: how many of the checked objects are
+   * healthy, and the first that is not, with why (progress for `publish --wait`).
+   */
+  onPoll?: (progress: { healthy: number; checked: number; waitingFor: { object: string; reason: string } }) => void;
   now?: () => number;
 }
 
@@ -212,7 +217,7 @@ type Observed = { state: "live"; object: unknown } | { state: "absent" } | { sta
  * @throws the signal's reason when `signal` aborts (shutdown, lost lock): no verdict then.
  */
 export async function waitForHealth(inventory: readonly ObjectRef[], options: WaitForHealthOptions): Promise<HealthResult> {
-  const { api, timeoutMs = 300_000, intervalMs = 2_000, signal, stopSignal, now = Date.now } = options;
+  const { api, timeoutMs = 300_000, intervalMs = 2_000, signal, stopSignal, onPoll, now = Date.now } = options;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new RangeError(`Cannot wait for health as 'timeoutMs' must be a positive finite number: current value is ${timeoutMs}`);
   }
@@ -239,6 +244,7 @@ export async function waitForHealth(inventory: readonly ObjectRef[], options: Wa
     signal?.throwIfAborted();
     const observed = await Promise.all(checked.map(observe));
     let waitingFor: { object: string; reason: string } | undefined;
+    let healthy = 0;
     for (const [index, item] of checked.entries()) {
       const ref = formatRef(item);
       const seen = observed[index]!;
@@ -255,8 +261,10 @@ export async function waitForHealth(inventory: readonly ObjectRef[], options: Wa
       const health = objectHealth(seen.object);
       if (health.state === "failed") return done("Degraded", { object: ref, reason: health.reason });
       if (health.state === "progressing") waitingFor ??= { object: ref, reason: health.reason };
+      else healthy++;
     }
     if (waitingFor === undefined) return done("Healthy");
+    onPoll?.({ healthy, checked: checked.length, waitingFor });
     const leftMs = started + timeoutMs - now();
     if (leftMs <= 0) return done("Timeout", { object: waitingFor.object, reason: `not healthy after ${Math.round(timeoutMs / 1000)} s: ${waitingFor.reason}` });
     if (stopSignal?.aborted) {

@@ -15,7 +15,7 @@ import type { KubeApi } from "../kube/api.ts";
 import type { Logger } from "../log.ts";
 import type { DecodedMessage } from "../wire/message.ts";
 import { formatRef } from "../manifests/object-ref.ts";
-import { pruneObjects } from "../kube/prune.ts";
+import { pruneCandidates, pruneObjects } from "../kube/prune.ts";
 import { waitForHealth } from "../kube/health.ts";
 import { pruneKeepReason, type Owner } from "./ownership.ts";
 import type { Outcome, RecordedObject } from "../kube/record.ts";
@@ -33,6 +33,8 @@ export interface AppliedBuild {
   unmarkedInventory: boolean;
   /** Where the build's kept bundle goes (drift correction): the app's Secret. */
   bundleSecret: string;
+  /** Told what the step is doing, for `publish --wait` (lib/wire/result.ts progress). */
+  onProgress?: ((phase: "health" | "pruning", text: string) => void) | undefined;
   log: Logger;
 }
 
@@ -68,13 +70,20 @@ export interface AfterApplyOptions {
 /** The `afterApply` step of the deployer. */
 export function createAfterApply(options: AfterApplyOptions): (applied: AppliedBuild, signal: AbortSignal) => Promise<AfterApplyResult> {
   const { api, fieldManager, prune = true, pruneCrds = false, waitHealth = true, healthTimeoutMs = 300_000, healthIntervalMs = 2_000, stopSignal, keepBundle } = options;
-  return async ({ decoded, inventory, previousInventory, owner, unmarkedInventory, bundleSecret, log }, signal) => {
+  return async ({ decoded, inventory, previousInventory, owner, unmarkedInventory, bundleSecret, onProgress, log }, signal) => {
     const outcome: Partial<Outcome> = {};
     const warnings: string[] = [];
     let recorded: RecordedObject[];
 
     if (waitHealth) {
-      const health = await waitForHealth(inventory, { api, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal });
+      // One progress line per change of what is waited for, not one per poll.
+      let told = "";
+      const onPoll = (p: { healthy: number; checked: number; waitingFor: { object: string; reason: string } }) => {
+        const text = `waiting for health: ${p.healthy} of ${p.checked} healthy; ${p.waitingFor.object}: ${p.waitingFor.reason}`;
+        if (text !== told) onProgress?.("health", text);
+        told = text;
+      };
+      const health = await waitForHealth(inventory, { api, timeoutMs: healthTimeoutMs, intervalMs: healthIntervalMs, signal, stopSignal, onPoll });
       outcome.health = health;
       const fields = { health: health.status, checked: health.checked, durationMs: health.durationMs, object: health.object, reason: health.reason };
       if (health.status === "Healthy") log.info("workloads healthy", fields);
@@ -90,6 +99,8 @@ export function createAfterApply(options: AfterApplyOptions): (applied: AppliedB
       if (previousInventory.length > 0) warnings.push(`prune skipped: the bundle is empty, so the ${previousInventory.length} objects of the previous build were kept`);
     } else {
       const keep = (live: unknown) => pruneKeepReason(live, owner, unmarkedInventory);
+      const leaving = pruneCandidates(previousInventory, inventory).length;
+      if (leaving > 0) onProgress?.("pruning", `pruning: ${leaving} object${leaving === 1 ? "" : "s"} left the bundle`);
       const result = await pruneObjects(previousInventory, inventory, { api, fieldManager, pruneCrds, signal, keep });
       outcome.pruned = result.pruned;
       if (result.kept.length > 0) outcome.kept = result.kept;

@@ -35,7 +35,7 @@ import type { Logger } from "../log.ts";
 import { compareBuilds, decodeMessage, DEFAULT_MAX_FUTURE_SKEW_MS, type DecodedMessage, type DecodeLimits, type MessageEnvelope } from "../wire/message.ts";
 import { checkListObjects, everyObject, redactError, redactSecretValues } from "./policy.ts";
 import { dryRunObjects } from "../kube/dry-run.ts";
-import { describeObject } from "./plan.ts";
+import { describeObject } from "../wire/plan.ts";
 import { rejectionDisposition } from "./rejections.ts";
 import { decide, type Attempt, type BuildKey } from "./decide.ts";
 import {
@@ -127,6 +127,12 @@ export interface DeployerOptions {
   /** Backoff while the API server, the record or the Lease cannot be had, in ms. Defaults 500 and 15000. */
   holdBackoffBaseMs?: number;
   holdBackoffMaxMs?: number;
+  /**
+   * Told what a deploy is doing while it runs, for `publish --wait` (lib/wire/result.ts
+   * progress): picked up, applied, waiting for health (with ready counts), pruning. Never
+   * part of the deploy: it must not throw or wait.
+   */
+  onProgress?: (progress: DeployProgress, decoded: DecodedMessage, message: ReceivedMessage) => void;
   /** Told about every outcome once it is recorded (metrics, events, the result queue), with its message when known. */
   onOutcome?: (outcome: Outcome, message?: ReceivedMessage) => void;
   /**
@@ -154,6 +160,15 @@ export interface DeployerOptions {
   /** With `noHold`, the delay before such messages are visible again, in seconds. Default 10. */
   holdRetrySeconds?: number;
   now?: () => number;
+}
+
+/** One step of a deploy in progress. */
+export interface DeployProgress {
+  phase: "picked-up" | "applied" | "health" | "pruning";
+  /** One line for people. */
+  text: string;
+  /** ms since the deploy started. */
+  elapsedMs: number;
 }
 
 export interface Accepted {
@@ -286,6 +301,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     place = (objects) => [...objects],
     markSearchNamespaces,
     applySlots,
+    onProgress,
   } = options;
   const iso = () => new Date(now()).toISOString();
   const owner: Owner = { app, instance: namespace };
@@ -430,6 +446,14 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     const pickup = pickupMs === undefined ? {} : { pickupMs };
     log.info("applying build", { objects: decoded.objects.length, recordedBuild: recordedBuild ?? null, resumes: attempt.resumes, pickupMs, receiveCount: message.receiveCount });
     const started = now();
+    const progress = (phase: DeployProgress["phase"], text: string) => {
+      try {
+        onProgress?.({ phase, text, elapsedMs: now() - started }, decoded, message);
+      } catch (error) {
+        log.warn("a listener of deploy progress failed", { error: error as Error });
+      }
+    };
+    progress("picked-up", `applying ${objects.length} object${objects.length === 1 ? "" : "s"}${recordedBuild === undefined ? "" : ` over build ${recordedBuild}`}`);
     // A process paused past its renew deadline (SIGSTOP, a long GC, a frozen node) may resume
     // here before the Lease's timer has run: ask the clock, not the timer, before kubectl starts.
     if (!lease.isHeld()) throw new HoldError(`Lost the deploy Lease before build ${decoded.build.id} was applied: ${errorMessage(lease.lost.reason)}`);
@@ -468,11 +492,12 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       return { result: "failed", outcome };
     }
     log.info("build applied", { objects: applied.inventory.length, durationMs: applied.durationMs, phases: applied.phases.map((p) => `${p.phase}:${p.durationMs}`) });
+    progress("applied", `applied ${applied.inventory.length} object${applied.inventory.length === 1 ? "" : "s"} in ${applied.durationMs} ms`);
 
     // 3. Health, prune, the kept bundle.
     let after: AfterApplyResult | undefined;
     try {
-      after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, owner, unmarkedInventory, bundleSecret, log }, leaseSignal);
+      after = await afterApply?.({ decoded, inventory: applied.inventory, previousInventory, owner, unmarkedInventory, bundleSecret, onProgress: progress, log }, leaseSignal);
     } catch (error) {
       // Health and prune never fail a deploy; they throw only when the Lease was lost or the listener aborted.
       if (leaseSignal.aborted) throw new HoldError(`The health wait or prune of build ${decoded.build.id} was interrupted: ${errorMessage(leaseSignal.reason)}`, { cause: error });

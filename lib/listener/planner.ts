@@ -1,6 +1,6 @@
 /**
  * Plan requests (`mode: "plan"`, docs/protocol.md "Plans"): CI asks what a build would do,
- * and the listener answers on the result queue with a plan (lib/listener/plan.ts) from
+ * and the listener answers on the result queue with a plan (lib/wire/plan.ts) from
  * server-side dry runs, without cluster credentials in CI.
  *
  * A plan request passes the same checks as a deploy of its app (signature, clock, policy,
@@ -17,7 +17,7 @@
 import type { BatchHandler, Disposition, ReceivedMessage } from "../sqs/consumer.ts";
 import { createMessageDecoder, type DeployerOptions } from "./deployer.ts";
 import { dryRunObjects } from "../kube/dry-run.ts";
-import { buildPlan, renderPlan, type Plan } from "./plan.ts";
+import { buildPlan, renderPlan, type Plan } from "../wire/plan.ts";
 import { conflictOf, markObjects, pruneKeepReason, readLiveObjects, type Owner } from "./ownership.ts";
 import { readRecord } from "../kube/record.ts";
 import { intendedInventory, mergeInventories } from "./intent.ts";

@@ -3,6 +3,7 @@
  * (`GITHUB_STEP_SUMMARY`), and with --wait each listener's result and the verdict. The JSON
  * output is {@link PublishResult} itself.
  */
+import { renderPlan } from "../wire/plan.ts";
 import type { SentMessage } from "../sqs/send.ts";
 import type { BuildInfo } from "../wire/message.ts";
 import type { ResultMessage } from "../wire/result.ts";
@@ -169,8 +170,18 @@ export function formatResult(entry: WaitReport["results"][number]): string {
     ]);
   }
   if (result.result === "superseded") facts.push(["note", "a newer build replaced this one; nothing left to do"]);
+  if (result.pruned !== undefined) facts.push(["pruned", result.pruned.join(", ")]);
   lines.push(...table(facts).map((line) => `  ${line}`));
+  if (result.plan !== undefined) lines.push(...renderPlan(result.plan).map((line) => `  ${line}`));
   return `${lines.join("\n")}\n`;
+}
+
+/** A plan line with the sign GitHub's `diff` highlighting colours: + create, - prune and refusals, ! change. */
+function planLineAsDiff(line: string): string {
+  const safe = line.replaceAll("```", "` ` `");
+  if (safe.startsWith("~ ")) return `! ${safe.slice(2)}`;
+  if (safe.startsWith("! ")) return `- ${safe.slice(2)}`;
+  return safe;
 }
 
 /** The Markdown of the results appended to `GITHUB_STEP_SUMMARY`. */
@@ -189,6 +200,11 @@ export function formatResultsStepSummary(report: WaitReport): string {
     lines.push(
       `| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${markdownCell(result.app ?? "-")} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`,
     );
+  }
+  // A plan in full below the table, as text: its lines are what a reviewer reads.
+  for (const { queueUrl, result } of report.results) {
+    if (result.plan === undefined) continue;
+    lines.push("", `##### Plan of app ${markdownCell(result.app ?? "default")} on ${markdownCell(queueUrl)}`, "", "```diff", ...renderPlan(result.plan).map(planLineAsDiff), "```");
   }
   for (const missing of report.missing) {
     lines.push(`| ${markdownCell(missing.queueUrl)} | - | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);

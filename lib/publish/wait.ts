@@ -52,6 +52,11 @@ export async function waitForDeploy(options: WaitForDeployOptions): Promise<Wait
     timeoutMs,
     ...(signal ? { signal } : {}),
     onWarning: (text) => io.stderr(`publish: warning: ${text}\n`),
+    onProgress: ({ sent, result }) => {
+      if (json) return;
+      const where = published.sent.length === 1 ? "" : ` ${sent.queue}:`;
+      io.stdout(`  [${formatDuration(Date.now() - sentAt)}]${where} ${result.message}\n`);
+    },
     onResult: ({ sent, result }) => {
       const entry = { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
       report.results.push(entry);

@@ -15,7 +15,9 @@ import type { ReceivedMessage } from "./consumer.ts";
 import type { Logger } from "../log.ts";
 import { sha256Hex } from "../wire/message.ts";
 import type { OutcomeListener } from "../listener/operations.ts";
-import { encodeResult, resultFromOutcome, type ResultMessage } from "../wire/result.ts";
+import { encodeResult, progressResult, resultFromOutcome, type ResultMessage } from "../wire/result.ts";
+import type { DeployProgress } from "../listener/deployer.ts";
+import type { DecodedMessage } from "../wire/message.ts";
 import { isFifoQueue, messageGroupIdProblem, parseQueueRef, resolveQueueUrl, sendBody, type QueueRef } from "./send.ts";
 import type { Outcome } from "../kube/record.ts";
 
@@ -45,18 +47,57 @@ export interface ResultSenderOptions {
  * @throws {Error} when `resultQueue` is neither a queue URL nor a queue name (checked now).
  */
 export function createResultSender(options: ResultSenderOptions): OutcomeListener {
+  return createResultChannel(options).onOutcome;
+}
+
+/** What the listener sends on the result queue: outcomes, the progress of deploys, plans. */
+export interface ResultChannel {
+  /** The outcome listener: the final result of a deploy message. */
+  onOutcome: OutcomeListener;
+  /** The deployer's `onProgress`: a progress result, sent in the background, before the message's final result. */
+  onProgress: (progress: DeployProgress, decoded: DecodedMessage, message: ReceivedMessage) => void;
+  /** Sends one result (a plan's); false when it could not be sent. */
+  send: (result: ResultMessage, message: ReceivedMessage | undefined) => Promise<boolean>;
+}
+
+/**
+ * The result queue's sender. Results of one message go out one after another (progress in the
+ * order of the steps, the outcome last), so that a publisher sees them in that order.
+ */
+export function createResultChannel(options: ResultSenderOptions): ResultChannel {
   const { deployQueue, namespace, maxReceiveCount } = options;
   const send = createResultSink(options);
   const deployQueueName = queueName(deployQueue);
-  return async (outcome: Outcome, message: ReceivedMessage | undefined) => {
-    const result = resultFromOutcome(outcome, {
-      queue: deployQueueName,
-      namespace,
-      receiveCount: message?.receiveCount,
-      maxReceiveCount: maxReceiveCount?.(),
+  const chains = new Map<string, Promise<unknown>>();
+  const inOrder = (messageId: string, task: () => Promise<unknown>): Promise<unknown> => {
+    const next = (chains.get(messageId) ?? Promise.resolve()).then(task, task);
+    chains.set(messageId, next);
+    void next.finally(() => {
+      if (chains.get(messageId) === next) chains.delete(messageId);
     });
-    if (result === undefined) return;
-    await send(result, message);
+    return next;
+  };
+  return {
+    send,
+    onProgress: (progress, decoded, message) => {
+      const result = progressResult(
+        progress,
+        { app: decoded.app, id: decoded.build.id, timestampMs: decoded.build.timestampMs, commit: decoded.build.commit, digest: decoded.digest, target: decoded.target, messageId: message.messageId },
+        { queue: deployQueueName, namespace },
+        new Date().toISOString(),
+      );
+      void inOrder(message.messageId, () => send(result, message));
+    },
+    onOutcome: async (outcome: Outcome, message: ReceivedMessage | undefined) => {
+      const result = resultFromOutcome(outcome, {
+        queue: deployQueueName,
+        namespace,
+        receiveCount: message?.receiveCount,
+        maxReceiveCount: maxReceiveCount?.(),
+      });
+      if (result === undefined) return;
+      await inOrder(result.messageId, () => send(result, message));
+    },
   };
 }
 
@@ -81,7 +122,7 @@ export function createResultSink(options: ResultSenderOptions): (result: ResultM
           // and a publisher holding one build's results does not block another's.
           messageGroupId: messageGroupIdProblem(result.build.id) === undefined ? result.build.id : sha256Hex(result.build.id),
           // The same delivery's result sent twice (a retry after a lost answer) arrives once.
-          messageDeduplicationId: sha256Hex(`${result.messageId}\n${message?.receiveCount ?? 0}\n${result.result}`),
+          messageDeduplicationId: sha256Hex(`${result.messageId}\n${message?.receiveCount ?? 0}\n${result.result}${result.progress ? `\n${result.progress.phase}\n${result.progress.elapsedMs}` : ""}`),
         }
       : undefined;
     const fields = { build: result.build.id, messageId: result.messageId, result: result.result };

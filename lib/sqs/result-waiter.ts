@@ -43,6 +43,8 @@ export interface WaitForResultsOptions {
   timeoutMs: number;
   /** Told about each result as it arrives (to print it). */
   onResult?: (received: ReceivedResult) => void;
+  /** Told about each progress result of an awaited deploy still running, in step order (one out of order is dropped). */
+  onProgress?: (received: ReceivedResult) => void;
   /** Told about problems that do not end the wait (a failed receive, an unreadable message). */
   onWarning?: (text: string) => void;
   /** Pause after a receive that brought only others' results, in ms (jittered up to twice). Default 500. */
@@ -68,7 +70,9 @@ export interface WaitForResultsOutcome {
  * @throws the signal's reason when `signal` aborts.
  */
 export async function waitForResults(options: WaitForResultsOptions): Promise<WaitForResultsOutcome> {
-  const { client, resultQueueUrl, awaited, timeoutMs, onResult, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const { client, resultQueueUrl, awaited, timeoutMs, onResult, onProgress, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  /** The latest step seen per awaited message, by its elapsed time. */
+  const latestStep = new Map<string, number>();
   const deadline = now() + timeoutMs;
   const pending = new Map(awaited.map((sent) => [sent.messageId, sent]));
   const ours = new Set(awaited.map((sent) => sent.messageId));
@@ -130,8 +134,15 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
       }
       mine++;
       const sent = pending.get(result.messageId);
-      // A second result for one of ours (the listener retried a failed deploy) is dropped too.
-      if (sent !== undefined) {
+      if (result.result === "progress") {
+        // Not an end: told (when still awaited and in order), deleted, and the wait goes on.
+        const elapsed = result.progress?.elapsedMs ?? 0;
+        if (sent !== undefined && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
+          latestStep.set(result.messageId, elapsed);
+          onProgress?.({ sent, result });
+        }
+      } else if (sent !== undefined) {
+        // A second result for one of ours (the listener retried a failed deploy) is dropped too.
         pending.delete(result.messageId);
         const received = { sent, result };
         results.push(received);

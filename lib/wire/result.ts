@@ -21,6 +21,8 @@ export const RESULT_KIND = "kube-pico-cd.result";
 export const RESULT_VERSION = 1;
 /** Longest `message` text, in characters; the rest is cut and ends in "…". */
 export const MAX_RESULT_TEXT_LENGTH = 1_000;
+/** Most pruned objects a result names; its message counts them all. */
+export const MAX_RESULT_PRUNED = 50;
 
 const duration = z.number().int().nonnegative();
 
@@ -66,9 +68,22 @@ const resultSchema = z.strictObject({
   queue: z.string().min(1),
   /** The listener's namespace (where its version record lives). */
   namespace: z.string().min(1),
-  /** An outcome's result, or `planned` for the answer to a plan request (`plan` then holds it). */
-  result: z.enum([...outcomeResults, "planned"]),
-  /** `planned` only: what the build would do (lib/listener/plan.ts). */
+  /**
+   * An outcome's result; `planned` for the answer to a plan request (`plan` then holds it);
+   * `progress` for a step of a deploy still running (`progress` then holds it; more results follow).
+   */
+  result: z.enum([...outcomeResults, "planned", "progress"]),
+  /** `progress` only: the step. */
+  progress: z
+    .strictObject({
+      phase: z.enum(["picked-up", "applied", "health", "pruning"]),
+      /** ms since the deploy started. */
+      elapsedMs: duration,
+    })
+    .optional(),
+  /** `applied` only: the objects prune deleted (`group/Kind namespace/name`), at most {@link MAX_RESULT_PRUNED}. */
+  pruned: z.array(z.string()).max(50).optional(),
+  /** `planned` only: what the build would do (lib/wire/plan.ts). */
   plan: planSchema.optional(),
   /** Present when the listener checked the health of the applied workloads. */
   health: z
@@ -190,12 +205,40 @@ export function resultFromOutcome(outcome: Outcome, context: ResultContext): Res
     const { status, object, reason } = outcome.health;
     result.health = { status, ...(object ? { object } : {}), ...(reason ? { reason: oneLine(reason, MAX_RESULT_TEXT_LENGTH) } : {}) };
   }
+  if (outcome.result === "applied" && outcome.pruned !== undefined && outcome.pruned.length > 0) {
+    result.pruned = outcome.pruned.slice(0, MAX_RESULT_PRUNED).map((p) => `${p.group === "" ? "" : `${p.group}/`}${p.kind} ${p.namespace === undefined ? "" : `${p.namespace}/`}${p.name}`);
+  }
   if (outcome.result === "failed") {
     result.receiveCount = Math.max(1, context.receiveCount ?? 1);
     // The last receive before the dead-letter queue: the listener will not see it again.
     result.willRetry = context.maxReceiveCount === undefined || result.receiveCount < context.maxReceiveCount;
   }
   return result;
+}
+
+/** A progress result: one step of a deploy still running, for `publish --wait` to print. */
+export function progressResult(
+  progress: { phase: NonNullable<ResultMessage["progress"]>["phase"]; text: string; elapsedMs: number },
+  build: { app: string; id: string; timestampMs: number; commit?: string | undefined; digest: string; target?: string | undefined; messageId: string },
+  context: Pick<ResultContext, "queue" | "namespace">,
+  time: string,
+): ResultMessage {
+  return {
+    kind: RESULT_KIND,
+    version: RESULT_VERSION,
+    messageId: build.messageId,
+    ...(appNameProblem(build.app) === undefined && build.app !== "default" ? { app: build.app } : {}),
+    build: { id: build.id, timestampMs: build.timestampMs, ...(build.commit ? { commit: build.commit } : {}) },
+    digest: build.digest,
+    ...(build.target ? { target: build.target } : {}),
+    queue: context.queue,
+    namespace: context.namespace,
+    result: "progress",
+    progress: { phase: progress.phase, elapsedMs: Math.max(0, Math.round(progress.elapsedMs)) },
+    message: oneLine(progress.text, MAX_RESULT_TEXT_LENGTH),
+    durations: {},
+    time,
+  };
 }
 
 function summaryOf(outcome: Outcome): string {
@@ -234,6 +277,9 @@ export function resultSucceeded(result: Pick<ResultMessage, "result" | "health" 
       return true;
     case "planned":
       return result.plan?.ok === true;
+    case "progress":
+      // Not an end: a publisher waits on for the outcome.
+      return true;
     case "failed":
     case "rejected":
       return false;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { buildPlan, comparable, diffLines, MAX_DIFF_LINES_PER_OBJECT, MAX_PLAN_LINES, renderPlan } from "../../lib/listener/plan.ts";
+import { buildPlan, comparable, diffLines, MAX_DIFF_LINES_PER_OBJECT, MAX_PLAN_LINES, renderPlan } from "../../lib/wire/plan.ts";
 import type { DryRunResult } from "../../lib/kube/dry-run.ts";
 import type { KubeObject } from "../../lib/manifests/bundle.ts";
 

@@ -115,7 +115,15 @@ describe("resultFromOutcome()", () => {
       pruned: [{ group: "", kind: "ConfigMap", namespace: "web", name: "old" }],
       health: { status: "Healthy", durationMs: 2_100, checked: 2 },
     };
-    expect(resultFromOutcome(outcome, context)).toEqual(applied);
+    expect(resultFromOutcome(outcome, context)).toEqual({ ...applied, pruned: ["ConfigMap web/old"] });
+  });
+
+  test("progressResult() is a step of a deploy still running, which publish waits past", async () => {
+    const { progressResult, resultSucceeded } = await import("../../lib/wire/result.ts");
+    const result = progressResult({ phase: "health", text: "waiting for health: 1 of 2 healthy", elapsedMs: 1_234.6 }, { app: "shop", id: "b1", timestampMs: 1, digest: "d", messageId: "m" }, { queue: "q", namespace: "ns" }, "2026-11-25T21:00:00.000Z");
+    expect(decodeResult(encodeResult(result))).toEqual(result);
+    expect(result).toMatchObject({ result: "progress", app: "shop", progress: { phase: "health", elapsedMs: 1_235 }, message: "waiting for health: 1 of 2 healthy" });
+    expect(resultSucceeded(result)).toBe(true);
   });
 
   test("resultFromOutcome() names the unhealthy object in the message", () => {

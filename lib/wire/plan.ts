@@ -27,12 +27,12 @@ export interface PlannedObject {
   /** `apps/Deployment web/api`. */
   object: string;
   /** Where it came from (`k8s/api.yaml:12:1`), when the bundle said. */
-  source?: string;
+  source?: string | undefined;
   action: "create" | "change" | "unchanged" | "error" | "pending";
   /** error: each problem; change: each changed field; pending: why it cannot be dry-run yet. */
   lines: string[];
   /** Lines left out of `lines`. */
-  more?: number;
+  more?: number | undefined;
 }
 
 /** The plan of one build. */
@@ -45,7 +45,7 @@ export interface Plan {
   /** Counts, before any cut. */
   counts: { create: number; change: number; unchanged: number; error: number; pending: number; prune: number };
   /** Objects (or prune entries) left out to keep the plan within {@link MAX_PLAN_LINES}. */
-  omitted?: number;
+  omitted?: number | undefined;
 }
 
 /** `apps/Deployment web/api`, `ConfigMap web/settings`, `Namespace web`. */
