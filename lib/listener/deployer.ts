@@ -302,6 +302,7 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
     markSearchNamespaces,
     applySlots,
     onProgress,
+    protectedBases = { state: stateName, lock: lockName, bundle: bundleSecret },
   } = options;
   const iso = () => new Date(now()).toISOString();
   const owner: Owner = { app, instance: namespace };
@@ -349,10 +350,10 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
    * Adds outcomes to the history (CAS), then tells the listeners of outcomes. A write that no
    * retry can cure drops them (logged, counted) instead of holding the batch.
    */
-  const recordOutcomes = async (outcomes: readonly { outcome: Outcome; message?: ReceivedMessage | undefined }[], signal: AbortSignal) => {
+  const recordOutcomes = async (outcomes: readonly { outcome: Outcome; message?: ReceivedMessage | undefined }[], signal: AbortSignal, where = recordOptions(signal)) => {
     if (outcomes.length === 0) return;
     try {
-      await updateRecord((record) => outcomes.reduce<VersionRecord>((r, o) => recordOutcome(r, o.outcome, historyLimit), record), recordOptions(signal));
+      await updateRecord((record) => outcomes.reduce<VersionRecord>((r, o) => recordOutcome(r, o.outcome, historyLimit), record), where);
     } catch (error) {
       if (!isPermanentWriteFailure(error)) throw error;
       dropUnrecordable(outcomes, error);
@@ -567,7 +568,12 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       let lease: HeldLease | undefined;
       try {
         if (pendingRejections.length > 0) {
-          await recordOutcomes(pendingRejections, signal).catch(asHold("record the rejections"));
+          // A rejected body's app is not proven (it may be unsigned or forged): rejections create
+          // no record, so a sender cannot fill the namespace with names. Into the app's record
+          // once it exists (made by a deploy that passed the checks), else into the default app's.
+          const own = stateName === protectedBases.state ? undefined : await readRecord(recordOptions(signal)).catch(asHold("read the version record"));
+          const where = own !== undefined && own.resourceVersion === null ? { api, namespace, name: protectedBases.state, app: DEFAULT_APP, signal } : recordOptions(signal);
+          await recordOutcomes(pendingRejections, signal, where).catch(asHold("record the rejections"));
           for (const r of pendingRejections.splice(0)) dispositions.set(r.message.messageId, r.disposition);
         }
         if (accepted.size === 0) break;

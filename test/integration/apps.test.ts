@@ -269,4 +269,25 @@ describe("many apps through one listener", () => {
       await stopped(listener);
     }
   }, 120_000);
+
+  test("rejections create no record: an unsigned body naming a new app is recorded in the default app's record, and the app's own record appears only with a build that passes every check", async () => {
+    const ns = await createNamespace("apps-norecord");
+    const queue = await createQueue();
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: fast });
+    try {
+      const { sendRaw } = await import("../helpers/bundles.ts");
+      for (const app of ["x1", "x2", "x3"]) await sendRaw(queue.url, JSON.stringify({ kind: "kube-pico-cd.bundle", version: 1, app }));
+      const rejected = await until("three rejections in the default record", async () => {
+        const r = await recordOf(ns, "default");
+        return r !== undefined && r.history.filter((h) => h.result === "rejected").length === 3 ? r : undefined;
+      });
+      expect(rejected.history.map((h) => h.app).sort()).toEqual(["x1", "x2", "x3"]);
+      for (const app of ["x1", "x2", "x3"]) expect(await recordOf(ns, app)).toBeUndefined();
+      await sendAppBundle(queue.url, "x1", [configMap(ns, "x1", { v: "1" })], { timestampMs: 1_000, id: "x1-1" });
+      await until("x1's first build", async () => (await recordOf(ns, "x1"))?.current?.build.id === "x1-1");
+      await drained(queue.url);
+    } finally {
+      await stopped(listener);
+    }
+  }, 120_000);
 });

@@ -233,4 +233,26 @@ describe("publish --wait with a listener that sends results", () => {
     await stop(listenerA);
     await stop(listenerB);
   }, 120_000);
+
+  test("publish --wait prints the deploy's progress in order, one line per step with the elapsed time, then what was applied and pruned", async () => {
+    const ns = await createNamespace("res-progress");
+    const queue = await createQueue();
+    const resultQueue = await createQueue();
+    await listenerWithResults(queue.url, ns, resultQueue.name);
+    const first = manifestsDir([configMap(ns, "old", { v: "1" }), configMap(ns, "app", { v: "1" })]);
+    expect((await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: first })).code).toBe(0);
+    const dir = manifestsDir([configMap(ns, "app", { v: "2" }), deployment(ns, "web", { replicas: 2 })]);
+    const run = await runPublish([".", "--queue", queue.url, "--result-queue", resultQueue.url, "--wait=60"], { cwd: dir });
+    expect(run.code).toBe(0);
+    const steps = run.stdout.split("\n").filter((line) => /^ {2}\[[0-9.]+ m?s\] /.test(line));
+    const kinds = steps.map((line) => (line.includes("applying 2 objects") ? "picked-up" : line.includes("applied 2 objects in") ? "applied" : line.includes("waiting for health") ? "health" : line.includes("pruning") ? "pruning" : "other"));
+    // In the order of the deploy: picked up, applied, the health wait (as it changes), pruning.
+    expect(kinds[0]).toBe("picked-up");
+    expect(kinds[1]).toBe("applied");
+    expect(kinds).not.toContain("other");
+    expect(kinds.at(-1)).toBe("pruning");
+    expect(kinds.indexOf("pruning")).toBeGreaterThan(kinds.indexOf("applied"));
+    expect(run.stdout.indexOf(steps.at(-1)!)).toBeLessThan(run.stdout.indexOf("Result from"));
+    expect(run.stdout).toContain(`pruned    ConfigMap ${ns}/old`);
+  }, 120_000);
 });
