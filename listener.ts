@@ -137,6 +137,8 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
           metrics: () => operations.metrics.registry.render(),
         });
   if (health) options.onListening?.(health.port);
+  // Before "listening": the start checks may wait long for SQS, and /metrics shows them waiting.
+  if (health) logger.debug("serving /healthz, /readyz and /metrics", { httpPort: health.port });
 
   const probe = (async () => {
     while (!stop.signal.aborted) {
@@ -170,7 +172,12 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         return 1;
       }
     }
-    const found = await findQueue(config.queue, { sqs: clients.forQueue(config.queue), logger, signal: stop.signal });
+    const found = await findQueue(config.queue, {
+      sqs: clients.forQueue(config.queue),
+      logger,
+      signal: stop.signal,
+      onError: (operation) => operations.metrics.sqsErrors.inc({ operation }),
+    });
     if (found === undefined) return 0;
     if ("missing" in found) {
       logger.error(found.missing);

@@ -19,13 +19,17 @@ import { parsePublishConfig, publishHelpText, SQS_MAX_MESSAGE_BYTES, type Publis
 import { EXIT_INVALID, EXIT_SEND_FAILED, EXIT_SENT } from "./lib/publish/exit-codes.ts";
 import { countByKindAndNamespace, formatResultsStepSummary, formatStepSummary, formatSummary, type PublishResult } from "./lib/publish/summary.ts";
 import { waitForDeploy } from "./lib/publish/wait.ts";
+import { createSqsClients, type SqsClients } from "./lib/sqs/region.ts";
 import { defaultMessageGroupId, fifoDeduplicationId, isFifoQueue, resolveQueueUrl, sendBody } from "./lib/sqs/send.ts";
+import { VERSION } from "./lib/version.ts";
 import { DEFAULT_APP } from "./lib/wire/app.ts";
 import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/wire/message.ts";
 import { generateSigningKeyPair, keygenText, loadSigningKey, signFields } from "./lib/wire/signature.ts";
 
 /** The --help text (lib/publish/config.ts), for the generated configuration reference. */
 export { publishHelpText as helpText } from "./lib/publish/config.ts";
+/** The GitHub Action's inputs as publish's variables, for dist/action.mjs (lib/publish/action-inputs.ts). */
+export { envFromActionInputs } from "./lib/publish/action-inputs.ts";
 
 /** Where main reads and writes; tests hand in their own. */
 export interface PublishIo {
@@ -36,7 +40,7 @@ export interface PublishIo {
   /** The publish time, in milliseconds since the epoch. Default `Date.now`. */
   now: () => number;
   signal?: AbortSignal;
-  /** Makes the SQS client. Default `new SQSClient(config)`. */
+  /** Makes an SQS client (one per region: lib/sqs/region.ts). Default `new SQSClient(config)`. */
   createSqsClient: (config: SQSClientConfig) => SQSClient;
 }
 
@@ -91,6 +95,11 @@ async function publish(
   io: PublishIo,
 ): Promise<number> {
   const config = parsePublishConfig(argv, env);
+  for (const notice of config.deprecations) io.stderr(`publish: warning: ${notice}\n`);
+  if (config.version) {
+    io.stdout(`kube-pico-cd publish ${VERSION}\n`);
+    return EXIT_SENT;
+  }
   if (config.help) {
     io.stdout(`${publishHelpText()}\n`);
     return EXIT_SENT;
@@ -114,12 +123,15 @@ async function publish(
     allowEmpty: config.allowEmpty,
     ...(io.signal ? { signal: io.signal } : {}),
   });
+  // Helm hooks applied or left out (lib/manifests/helm-hooks.ts): one line each.
+  for (const notice of bundle.notices) io.stderr(`publish: notice: ${notice}\n`);
   const encoded = encodeMessage({
     ...(config.app === undefined ? {} : { app: config.app.name }),
     build,
     objects: bundle.objects,
     // Where each object came from: the listener's errors and plans name the file.
     sources: bundle.items.map((item) => item.source),
+    ...(config.plan ? { mode: "plan" as const } : {}),
     ...(config.target === undefined ? {} : { target: config.target }),
     ...(signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }),
   });
@@ -135,6 +147,7 @@ async function publish(
 
   const result: PublishResult = {
     dryRun: config.dryRun,
+    ...(config.plan ? { plan: true } : {}),
     app: config.app?.name ?? DEFAULT_APP,
     ...(config.app === undefined ? {} : { appFrom: config.app.from }),
     build,
@@ -169,16 +182,16 @@ async function publish(
     appendStepSummary(formatStepSummary(result));
     return EXIT_SENT;
   }
-  const client = io.createSqsClient({
-    ...(config.endpointUrl === undefined ? {} : { endpoint: config.endpointUrl }),
-    ...(config.region === undefined ? {} : { region: config.region }),
-  });
+  // Each queue's requests are signed for the region its URL names (lib/sqs/region.ts).
+  const clients = createSqsClients({ region: config.region, endpoint: config.endpointUrl, create: io.createSqsClient });
   try {
     const signalOption = io.signal ? { signal: io.signal } : {};
     // Resolved before anything is sent, like the deploy queues: a typo sends nothing.
     const resultQueueUrl =
-      config.waitTimeoutMs === undefined || config.resultQueue === undefined ? undefined : await resolveQueueUrl(client, config.resultQueue, signalOption);
-    await send(client, config, build, encoded, result, io.signal);
+      config.waitTimeoutMs === undefined || config.resultQueue === undefined
+        ? undefined
+        : await resolveQueueUrl(clients.forQueue(config.resultQueue.url), config.resultQueue, signalOption);
+    await send(clients, config, build, encoded, result, io.signal);
     if (!config.json) io.stdout(formatSummary(result));
     appendStepSummary(formatStepSummary(result));
     if (resultQueueUrl === undefined || config.waitTimeoutMs === undefined) {
@@ -186,7 +199,7 @@ async function publish(
       return EXIT_SENT;
     }
     const report = await waitForDeploy({
-      client,
+      client: clients.forQueue(resultQueueUrl),
       resultQueueUrl,
       timeoutMs: config.waitTimeoutMs,
       published: result,
@@ -200,13 +213,13 @@ async function publish(
     appendStepSummary(formatResultsStepSummary(report));
     return report.exitCode;
   } finally {
-    client.destroy();
+    clients.destroy();
   }
 }
 
 /** Resolves every queue first (so a typo sends nothing), then sends to each in order. */
 async function send(
-  client: SQSClient,
+  clients: SqsClients,
   config: PublishConfig,
   build: BuildInfo,
   encoded: EncodedMessage,
@@ -215,7 +228,8 @@ async function send(
 ): Promise<void> {
   const options = signal ? { signal } : {};
   const urls: string[] = [];
-  for (const queue of config.queues) urls.push(await resolveQueueUrl(client, queue, options));
+  // A name is resolved in the configured region; the URL it resolves to names that region too.
+  for (const queue of config.queues) urls.push(await resolveQueueUrl(clients.forQueue(queue.url), queue, options));
   for (const [index, queue] of config.queues.entries()) {
     const url = urls[index]!;
     const app = config.app?.name;
@@ -223,7 +237,7 @@ async function send(
       ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) }
       : undefined;
     try {
-      const sent = await sendBody(client, url, encoded.body, { ...options, ...(fifo ? { fifo } : {}) });
+      const sent = await sendBody(clients.forQueue(url), url, encoded.body, { ...options, ...(fifo ? { fifo } : {}) });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
     } catch (error) {
       if (error instanceof QueueSendError && result.sent.length > 0) {
@@ -243,12 +257,21 @@ function isMain(): boolean {
   return script !== undefined && resolve(script) === fileURLToPath(import.meta.url);
 }
 
-if (isMain()) {
+/**
+ * Runs publish as this process's program: SIGTERM and SIGINT abort it, and its exit code
+ * becomes the process's. The GitHub Action (dist/action.mjs) runs it with its inputs as `env`.
+ */
+export async function runAsProgram(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<void> {
   const controller = new AbortController();
   const abort = () => controller.abort(new Error("interrupted"));
   process.once("SIGTERM", abort);
   process.once("SIGINT", abort);
-  process.exitCode = await main(process.argv.slice(2), process.env, { signal: controller.signal });
-  process.off("SIGTERM", abort);
-  process.off("SIGINT", abort);
+  try {
+    process.exitCode = await main(argv, env, { signal: controller.signal });
+  } finally {
+    process.off("SIGTERM", abort);
+    process.off("SIGINT", abort);
+  }
 }
+
+if (isMain()) await runAsProgram(process.argv.slice(2), process.env);

@@ -99,7 +99,7 @@ async function main(): Promise<void> {
       HOME: work,
       ...awsEnv,
       KUBE_PICO_CD_QUEUE: queueUrl,
-      KUBE_PICO_CD_SQS_ENDPOINT: env.sqsEndpoint,
+      KUBE_PICO_CD_ENDPOINT_URL: env.sqsEndpoint,
       KUBE_PICO_CD_NAMESPACE: "kube-pico-cd",
       KUBE_PICO_CD_KUBECTL: env.kubectl,
       KUBE_PICO_CD_KUBECONFIG: env.kubeconfig,

@@ -13,6 +13,7 @@ import type { LogLevel } from "../log.ts";
 import { DEFAULT_DECODE_LIMITS, DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_FUTURE_SKEW_MS, type DecodeLimits } from "../wire/message.ts";
 import { kindPatternProblem, namespacePatternProblem, type Policy } from "./policy.ts";
 import { loadTrustedKeys, type TrustedKeys } from "./trust.ts";
+import { regionOfQueueUrl } from "../sqs/region.ts";
 import { parseQueueRef } from "../sqs/send.ts";
 import { DEFAULT_HISTORY_LIMIT, DEFAULT_STATE_CONFIGMAP } from "../kube/record.ts";
 
@@ -20,7 +21,7 @@ import { DEFAULT_HISTORY_LIMIT, DEFAULT_STATE_CONFIGMAP } from "../kube/record.t
 export const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 export const LISTENER_OPTIONS = {
-  queue: { type: "string", env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"], value: "URL|NAME", defaultText: "none; required", help: "Queue to receive from, by URL or by name (resolved with GetQueueUrl)." },
+  queue: { type: "string", env: ["KUBE_PICO_CD_QUEUE"], deprecated: ["KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"], value: "URL|NAME", defaultText: "none; required", help: "Queue to receive from, by URL or by name (resolved with GetQueueUrl). It must exist: the listener checks at start and exits 1 when it does not." },
   target: { type: "string", env: ["KUBE_PICO_CD_TARGET"], value: "NAME", defaultText: "none", help: "This cluster's name: messages for another target are rejected (messages without a target are accepted)." },
   namespace: { type: "string", env: ["KUBE_PICO_CD_NAMESPACE"], value: "NAME", defaultText: `the pod's namespace (${SERVICE_ACCOUNT_NAMESPACE_FILE})`, help: "Namespace of the version record and the deploy lock." },
   "state-configmap": { type: "string", env: ["KUBE_PICO_CD_STATE_CONFIGMAP"], value: "NAME", defaultText: DEFAULT_STATE_CONFIGMAP, help: "Name of the default app's version record ConfigMap; app APP's is <name>-APP." },
@@ -64,13 +65,14 @@ export const LISTENER_OPTIONS = {
   "deny-cluster-scoped": { type: "boolean", env: ["KUBE_PICO_CD_DENY_CLUSTER_SCOPED"], defaultText: "false", help: "Reject bundles with cluster-scoped objects (built-in cluster-scoped kinds, --cluster-scoped-kinds, and objects without a namespace)." },
   "cluster-scoped-kinds": { type: "string", multiple: true, env: ["KUBE_PICO_CD_CLUSTER_SCOPED_KINDS"], value: "[GROUP/]KIND", defaultText: "none (built-in kinds only)", help: "Kinds of your CustomResourceDefinitions that are cluster-scoped, for the policy." },
   "apps-config": { type: "string", env: ["KUBE_PICO_CD_APPS_CONFIG"], value: "PATH", defaultText: "none: every app runs under the listener-wide policy alone (for publishers that all trust each other)", help: "YAML file giving each app its namespaces, default namespace, kinds and signing keys, within the listener-wide policy (docs/apps.md); re-read when it changes." },
-  "sqs-endpoint": { type: "string", env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"], value: "URL", defaultText: "AWS's endpoint for the region", help: "SQS endpoint override (local SQS servers)." },
-  region: { type: "string", env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"], value: "REGION", defaultText: "from the queue URL, else the SDK's chain", help: "AWS region." },
+  "endpoint-url": { type: "string", env: ["KUBE_PICO_CD_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"], deprecated: ["--sqs-endpoint", "KUBE_PICO_CD_SQS_ENDPOINT"], value: "URL", defaultText: "AWS's endpoint of each queue's region", help: "SQS endpoint for every queue (local SQS servers such as ElasticMQ); requests are still signed for each queue's region." },
+  region: { type: "string", env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"], deprecated: ["KUBE_PICO_CD_AWS_REGION"], value: "REGION", defaultText: "none: the queue URL must name one, or --endpoint-url be given", help: "AWS region of a queue given by name and of queue URLs that name none. An AWS queue URL (https://sqs.REGION.amazonaws.com/...) names its own region, which wins: the deploy queue and the result queue each get a client of their region." },
   "http-host": { type: "string", env: ["KUBE_PICO_CD_HTTP_HOST"], value: "HOST", defaultText: "0.0.0.0", help: "Address of the /healthz and /readyz server." },
   "http-port": { type: "string", env: ["KUBE_PICO_CD_HTTP_PORT"], value: "PORT", defaultText: "8080", help: "Port of the /healthz and /readyz server (0: any free port; -1: no server)." },
   "shutdown-grace-seconds": { type: "string", env: ["KUBE_PICO_CD_SHUTDOWN_GRACE_SECONDS"], value: "N", defaultText: "25", help: "On SIGTERM, how long an in-flight deploy may take to finish." },
   "log-level": { type: "string", env: ["KUBE_PICO_CD_LOG_LEVEL"], value: "LEVEL", defaultText: "info", help: "debug, info, warn or error." },
   once: { type: "boolean", env: ["KUBE_PICO_CD_ONCE"], defaultText: "false", help: "Handle what is in the queue, then exit (for scripts and tests)." },
+  version: { type: "boolean", defaultText: "false", help: "Print the version and exit." },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
 } as const satisfies OptionTable;
 
@@ -120,7 +122,9 @@ export interface ListenerConfig {
   policy: Policy;
   /** The apps configuration file (lib/listener/apps-config.ts); absent: every app runs under `policy` alone. */
   appsConfig?: string;
-  sqsEndpoint?: string;
+  /** --endpoint-url: every queue's requests go there (signed for the queue's region). */
+  endpointUrl?: string;
+  /** For queues given by name and URLs that name no region (lib/sqs/region.ts). */
   region?: string;
   httpHost: string;
   /** -1: no HTTP server. */
@@ -128,7 +132,10 @@ export interface ListenerConfig {
   shutdownGraceMs: number;
   logLevel: LogLevel;
   once: boolean;
+  version: boolean;
   help: boolean;
+  /** One line per deprecated flag or variable that was used (lib/cli-options.ts), for a warning. */
+  deprecations: string[];
 }
 
 /** A whole number from `min` to `max` given as text (flag or variable), `fallback` when absent. */
@@ -234,13 +241,14 @@ const schema = z.object({
   "deny-cluster-scoped": z.boolean(),
   "cluster-scoped-kinds": patterns(kindPatternProblem),
   "apps-config": z.string().min(1, "must not be empty (leave it unset for no apps configuration)").optional(),
-  "sqs-endpoint": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+  "endpoint-url": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
   "http-host": z.string().min(1).default("0.0.0.0"),
   "http-port": int(-1, 65_535, 8080),
   "shutdown-grace-seconds": int(0, 3600, 25),
   "log-level": z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }).default("info"),
   once: z.boolean(),
+  version: z.boolean(),
   help: z.boolean(),
 });
 
@@ -258,12 +266,12 @@ export function parseListenerConfig(
   env: Readonly<Record<string, string | undefined>>,
   readNamespaceFile: () => string | undefined = defaultNamespaceFile,
 ): ListenerConfig {
-  const { raw, origin, problems } = gatherOptions(LISTENER_OPTIONS, argv, env);
+  const { raw, origin, problems, notices } = gatherOptions(LISTENER_OPTIONS, argv, env);
   if (problems.length > 0) throw new ConfigError(problems);
   const result = schema.safeParse(raw);
   if (!result.success) throw new ConfigError(schemaProblems(result.error, origin));
   const d = result.data;
-  if (d.help) return { ...defaultsOnly(), help: true };
+  if (d.help || d.version) return { ...defaultsOnly(), help: d.help, version: d.version, deprecations: notices };
   if (d.queue === undefined) problems.push("--queue: no queue given (set KUBE_PICO_CD_QUEUE to the queue's URL or name)");
   const namespace = resolveNamespace(d.namespace, readNamespaceFile);
   if (!namespace) problems.push(NAMESPACE_MISSING_PROBLEM);
@@ -329,17 +337,40 @@ export function parseListenerConfig(
     shutdownGraceMs: d["shutdown-grace-seconds"] * 1000,
     logLevel: d["log-level"],
     once: d.once,
+    version: false,
     help: false,
+    deprecations: notices,
   };
   if (d.target !== undefined) config.target = d.target;
   if (d.kubeconfig !== undefined) config.kubeconfig = d.kubeconfig;
   if (d.context !== undefined) config.context = d.context;
   if (d["apps-config"] !== undefined) config.appsConfig = d["apps-config"];
-  if (d["sqs-endpoint"] !== undefined) config.sqsEndpoint = d["sqs-endpoint"];
+  if (d["endpoint-url"] !== undefined) config.endpointUrl = d["endpoint-url"];
   if (d.region !== undefined) config.region = d.region;
   if (d["drift-interval-minutes"] !== undefined) config.driftIntervalMs = Math.round(d["drift-interval-minutes"] * 60_000);
   if (d["result-queue"] !== undefined) config.resultQueue = d["result-queue"];
   return config;
+}
+
+/**
+ * One line per queue whose region nothing names: not its URL (a name, or a URL of no AWS
+ * host), not --region or its variables (KUBE_PICO_CD_REGION, AWS_REGION, AWS_DEFAULT_REGION),
+ * and there is no --endpoint-url to send to instead. Checked by the listener at start, before
+ * any work: without a region the SDK refuses only the first request, deep in the loop.
+ */
+export function regionProblems(config: Pick<ListenerConfig, "queue" | "resultQueue" | "region" | "endpointUrl">): string[] {
+  if (config.region !== undefined || config.endpointUrl !== undefined) return [];
+  const queues = [
+    { queue: config.queue, flag: "--queue" },
+    ...(config.resultQueue === undefined ? [] : [{ queue: config.resultQueue, flag: "--result-queue" }]),
+  ];
+  return queues
+    .filter(({ queue }) => regionOfQueueUrl(queue) === undefined)
+    .map(
+      ({ queue, flag }) =>
+        `--region: no AWS region for ${flag} ${JSON.stringify(queue)}: give the queue's AWS URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), ` +
+        "or set --region (KUBE_PICO_CD_REGION, AWS_REGION or AWS_DEFAULT_REGION), or --endpoint-url for a local SQS server",
+    );
 }
 
 function defaultsOnly(): ListenerConfig {
@@ -379,6 +410,7 @@ export function listenerHelpText(): string {
     "",
     "AWS credentials come from the AWS SDK's default chain (IRSA / EKS Pod Identity in a pod).",
     "HTTP: /healthz (alive), /readyz (SQS and the API server reached recently).",
-    "Exit codes: 0 stopped (SIGTERM/SIGINT, or --once done); 1 invalid configuration.",
+    "Exit codes: 0 stopped (SIGTERM/SIGINT, or --once done); 1 invalid configuration, a queue that does",
+    "not exist, or a kubeconfig that cannot be read (checked at start, --once included).",
   ].join("\n");
 }

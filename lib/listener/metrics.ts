@@ -9,6 +9,7 @@
  * `_sum` and `_count`.
  */
 
+import { VERSION } from "../version.ts";
 import { DEFAULT_APP } from "./apps.ts";
 
 type Labels = Readonly<Record<string, string>>;
@@ -207,6 +208,8 @@ export interface ListenerMetrics {
   driftPasses: Counter;
   /** Outcomes dropped because no retry could record them (lib/kube/record.ts isPermanentWriteFailure). */
   unrecordedOutcomes: Counter;
+  /** Always 1, with the listener's version (lib/version.ts) as its label. */
+  buildInfo: Gauge;
 }
 
 /** Creates the listener's metric set (see the README's metric table). */
@@ -236,10 +239,12 @@ export function createListenerMetrics(): ListenerMetrics {
     unrecordedOutcomes: registry.register(
       new Counter("kube_pico_cd_unrecorded_outcomes_total", "Outcomes that could not be written to the version record and were dropped (the record refused them for good), by outcome.", ["result"]),
     ),
+    buildInfo: registry.register(new Gauge("kube_pico_cd_build_info", "The listener's version as a label; always 1 (join on it to see which version each replica runs).", ["version"])),
   };
+  metrics.buildInfo.set(1, { version: VERSION });
   // Every known series exists from the start, so a rate() sees its first increase.
   observeApp(metrics, DEFAULT_APP);
-  for (const operation of ["ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"]) metrics.sqsErrors.inc({ operation }, 0);
+  for (const operation of ["GetQueueAttributes", "GetQueueUrl", "ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"]) metrics.sqsErrors.inc({ operation }, 0);
   for (const result of RESULTS) metrics.unrecordedOutcomes.inc({ result }, 0);
   return metrics;
 }

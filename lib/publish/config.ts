@@ -31,7 +31,8 @@ export const PUBLISH_OPTIONS = {
     type: "string",
     multiple: true,
     short: "q",
-    env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
+    env: ["KUBE_PICO_CD_QUEUE"],
+    deprecated: ["KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
     value: "URL|NAME",
     defaultText: "none; required unless --dry-run",
     help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list.",
@@ -74,11 +75,12 @@ export const PUBLISH_OPTIONS = {
     defaultText: "kubectl",
     help: "The kubectl binary used for kustomize.",
   },
-  "allow-empty": {
+  "allow-empty-bundle": {
     type: "boolean",
-    env: ["KUBE_PICO_CD_ALLOW_EMPTY"],
+    env: ["KUBE_PICO_CD_ALLOW_EMPTY_BUNDLE"],
+    deprecated: ["--allow-empty", "KUBE_PICO_CD_ALLOW_EMPTY"],
     defaultText: "false",
-    help: "Publish even when no objects are found.",
+    help: "Publish even when no objects are found (a listener accepts such a bundle only with its own --allow-empty-bundle).",
   },
   "build-id": {
     type: "string",
@@ -135,23 +137,38 @@ export const PUBLISH_OPTIONS = {
   },
   "endpoint-url": {
     type: "string",
-    env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"],
+    env: ["KUBE_PICO_CD_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"],
+    // The listener's old names, kept in both programs so that one setting has one set of names.
+    deprecated: ["--sqs-endpoint", "KUBE_PICO_CD_SQS_ENDPOINT"],
     value: "URL",
-    defaultText: "the AWS endpoint of the region",
-    help: "SQS endpoint, for local SQS servers such as ElasticMQ.",
+    defaultText: "AWS's endpoint of each queue's region",
+    help: "SQS endpoint for every queue, for local SQS servers such as ElasticMQ; requests are still signed for each queue's region.",
   },
   region: {
     type: "string",
-    env: ["KUBE_PICO_CD_AWS_REGION"],
+    env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
+    deprecated: ["KUBE_PICO_CD_AWS_REGION"],
     value: "REGION",
-    defaultText: "the AWS SDK's (AWS_REGION, profile)",
-    help: "AWS region. Credentials always come from the AWS SDK's default chain.",
+    defaultText: "the AWS SDK's (its profile)",
+    help:
+      "AWS region of queues given by name and of queue URLs that name none (a custom endpoint's). An AWS queue URL " +
+      "(https://sqs.REGION.amazonaws.com/...) names its own region, which wins: each region gets its own client. " +
+      "Credentials always come from the AWS SDK's default chain.",
   },
   "dry-run": {
     type: "boolean",
     env: ["KUBE_PICO_CD_DRY_RUN"],
     defaultText: "false",
     help: "Bundle, validate and print the summary; send nothing.",
+  },
+  plan: {
+    type: "boolean",
+    env: ["KUBE_PICO_CD_PLAN"],
+    defaultText: "false",
+    help:
+      "Send a plan request instead of a deploy: the listener dry-runs the bundle on its cluster and answers on --result-queue " +
+      "with what would change, be created and be pruned (nothing is applied); print it, exit 3 when the API server refuses an object. " +
+      "Waits as --wait does (default 5m).",
   },
   "output-body": {
     type: "string",
@@ -172,11 +189,13 @@ export const PUBLISH_OPTIONS = {
     env: ["KUBE_PICO_CD_WAIT"],
     value: "TIMEOUT",
     bareValue: String(DEFAULT_WAIT_SECONDS),
+    valuePattern: /^\d+[smh]?$/i,
     defaultText: `off; a bare --wait waits ${DEFAULT_WAIT_SECONDS} s`,
     help:
       "After sending, wait for each queue's result on --result-queue and exit with it (codes 3 and 4 below). " +
-      "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m); attach it with '=' (--wait=10m), as a " +
-      "bare --wait takes no value and the next argument stays a path. The variable takes a TIMEOUT, true or false. Ignored with --dry-run.",
+      "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m), given as --wait 10m or --wait=10m; an " +
+      "argument after --wait that is no TIMEOUT stays a path (a path named like one goes after --). " +
+      "The variable takes a TIMEOUT, true or false. Ignored with --dry-run.",
   },
   json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object (with --wait, including the deploy results)." },
   "signing-key-file": {
@@ -191,6 +210,7 @@ export const PUBLISH_OPTIONS = {
     defaultText: "false",
     help: "Generate an Ed25519 signing key pair, print both halves with where to store each, and exit.",
   },
+  version: { type: "boolean", defaultText: "false", help: "Print the version and exit." },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." },
 } as const satisfies OptionTable;
 
@@ -209,8 +229,8 @@ export function publishHelpText(): string {
   lines.push(...optionsHelp(PUBLISH_OPTIONS));
   lines.push(
     "",
-    "AWS credentials and region come from the AWS SDK's default chain (environment, profile,",
-    "web identity such as GitHub OIDC).",
+    "AWS credentials come from the AWS SDK's default chain (environment, profile, web identity",
+    "such as GitHub OIDC). Each queue's requests are signed for the region its URL names.",
     "",
     "Exit codes:",
     "  0  sent (or, with --dry-run, valid)",
@@ -242,18 +262,26 @@ export interface PublishConfig {
   endpointUrl?: string;
   region?: string;
   dryRun: boolean;
+  /** --plan: send a plan request and wait for the plan. */
+  plan: boolean;
   outputBody?: string;
   json: boolean;
   signingKeyFile?: { path: string; origin: string };
   /** The PEM text of KUBE_PICO_CD_SIGNING_KEY, used when there is no file. */
   signingKeyPem?: string;
   keygen: boolean;
+  version: boolean;
   help: boolean;
+  /** One line per deprecated flag or variable that was used (lib/cli-options.ts), for a warning. */
+  deprecations: string[];
   /** Where the listeners send results (--result-queue). */
   resultQueue?: QueueRef;
   /** Wait this long for the results after sending (--wait); absent: do not wait. */
   waitTimeoutMs?: number;
 }
+
+/** How long --plan waits for the plan without --wait: 5 minutes. */
+export const DEFAULT_PLAN_WAIT_MS = 300_000;
 
 /**
  * The --wait timeout in seconds, from `300`, `90s`, `10m` or `1h`; from the variable also
@@ -301,7 +329,7 @@ const schema = z
     ignore: z.array(z.string().min(1, "must not be empty")),
     "no-kustomize": flagBoolean,
     kubectl: z.string().min(1, "must not be empty"),
-    "allow-empty": flagBoolean,
+    "allow-empty-bundle": flagBoolean,
     "build-id": optionalText,
     "build-timestamp-ms": z
       .string()
@@ -317,8 +345,11 @@ const schema = z
     "build-url": optionalText,
     "max-message-bytes": z
       .string()
-      .regex(/^\d+$/, "must be a whole number of bytes")
-      .transform(Number)
+      .transform((text, context) => {
+        if (/^\d+$/.test(text)) return Number(text);
+        context.addIssue({ code: "custom", message: `must be a whole number of bytes: current value is ${JSON.stringify(text)}` });
+        return z.NEVER;
+      })
       .pipe(z.int().min(1024, "must be at least 1024").max(SQS_MAX_MESSAGE_BYTES, `must be at most ${SQS_MAX_MESSAGE_BYTES} (SQS's maximum)`)),
     "message-group-id": z
       .string()
@@ -330,12 +361,14 @@ const schema = z
     "endpoint-url": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
     region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
     "dry-run": flagBoolean,
+    plan: flagBoolean,
     "output-body": optionalText,
     "result-queue": queueRef.optional(),
     wait: z.string().optional(),
     json: flagBoolean,
     "signing-key-file": optionalText,
     keygen: flagBoolean,
+    version: flagBoolean,
     help: flagBoolean,
   })
   .strict();
@@ -348,7 +381,7 @@ const schema = z
  * @throws {ConfigError} one line per problem.
  */
 export function parsePublishConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): PublishConfig {
-  const { raw, origin, positionals, problems, argvRead } = gatherOptions(PUBLISH_OPTIONS, argv, env, { allowPositionals: true });
+  const { raw, origin, positionals, problems, notices, argvRead } = gatherOptions(PUBLISH_OPTIONS, argv, env, { allowPositionals: true });
   if (!argvRead) throw new ConfigError(problems);
   raw["max-message-bytes"] ??= String(DEFAULT_MAX_MESSAGE_BYTES);
   raw["kubectl"] ??= "kubectl";
@@ -365,7 +398,7 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
   if (!result.success) problems.push(...schemaProblems(result.error, origin));
   if (problems.length > 0) throw new ConfigError(problems);
   const data = result.data!;
-  if (data.help || data.keygen) return toConfig(data);
+  if (data.help || data.keygen || data.version) return toConfig(data, notices);
   if (data.paths.length === 0) {
     problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
   }
@@ -386,15 +419,23 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
       }
     }
   }
+  if (data.plan) {
+    if (data["dry-run"]) problems.push("--plan: cannot be combined with --dry-run (--dry-run sends nothing; a plan is asked of the listener)");
+    else if (data["result-queue"] === undefined) {
+      problems.push("--plan: no result queue to receive the plan on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to");
+    }
+    // A plan is always awaited: it is the point of asking.
+    waitTimeoutMs ??= DEFAULT_PLAN_WAIT_MS;
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"]! } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
   const app = resolvePublishApp({ explicit: data.app, origin: origin["app"], env });
-  return { ...toConfig(data), ...(app === undefined ? {} : { app }), ...wait, ...signingKeyFile, ...signingKeyPem };
+  return { ...toConfig(data, notices), ...(app === undefined ? {} : { app }), ...wait, ...signingKeyFile, ...signingKeyPem };
 }
 
-function toConfig(data: z.infer<typeof schema>): PublishConfig {
+function toConfig(data: z.infer<typeof schema>, deprecations: string[]): PublishConfig {
   const build: BuildInfoOverrides = {};
   const buildFields = {
     id: data["build-id"],
@@ -417,17 +458,20 @@ function toConfig(data: z.infer<typeof schema>): PublishConfig {
     ignore: data.ignore,
     kustomize: !data["no-kustomize"],
     kubectl: data.kubectl,
-    allowEmpty: data["allow-empty"],
+    allowEmpty: data["allow-empty-bundle"],
     build,
     maxMessageBytes: data["max-message-bytes"],
     ...(data["message-group-id"] === undefined ? {} : { messageGroupId: data["message-group-id"] }),
     ...(data["endpoint-url"] === undefined ? {} : { endpointUrl: data["endpoint-url"] }),
     ...(data.region === undefined ? {} : { region: data.region }),
     dryRun: data["dry-run"],
+    plan: data.plan,
     ...(data["output-body"] === undefined ? {} : { outputBody: data["output-body"] }),
     json: data.json,
     ...(data["result-queue"] === undefined ? {} : { resultQueue: data["result-queue"] }),
     keygen: data.keygen,
+    version: data.version,
     help: data.help,
+    deprecations,
   };
 }

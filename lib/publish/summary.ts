@@ -13,6 +13,8 @@ import { EXIT_DEPLOY_FAILED, EXIT_SENT } from "./exit-codes.ts";
 /** What a run did: printed as the human summary, as JSON, and into GITHUB_STEP_SUMMARY. */
 export interface PublishResult {
   dryRun: boolean;
+  /** A plan request was sent (--plan), not a deploy. */
+  plan?: boolean;
   /** The app the bundle belongs to ("default" when none was named). */
   app: string;
   /** Where the app's name came from: `--app`, `KUBE_PICO_CD_APP` or `GITHUB_REPOSITORY`; absent for the default app by default. */
@@ -76,7 +78,7 @@ export function formatSummary(result: PublishResult): string {
   const lines = [
     result.dryRun
       ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent`
-      : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`,
+      : `${result.plan ? "Asked for a plan of" : "Published"} build ${build.id} (${when}) ${result.plan ? "on" : "to"} ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}${result.plan ? " (nothing is applied)" : ""}`,
   ];
   const facts: string[][] = [["app", `${result.app} (${result.appFrom === undefined ? "no --app given, no GITHUB_REPOSITORY" : `from ${result.appFrom}`})`]];
   if (result.target !== undefined) facts.push(["target", result.target]);
@@ -111,7 +113,7 @@ function markdownCell(text: string): string {
 export function formatStepSummary(result: PublishResult): string {
   const { build } = result;
   const lines = [
-    `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
+    `### kube-pico-cd: ${result.dryRun ? "dry run of" : result.plan ? "plan of" : "published"} build \`${markdownCell(build.id)}\``,
     "",
     "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
     "|---|---|---|---:|---:|---:|---:|---|",

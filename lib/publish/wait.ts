@@ -66,7 +66,7 @@ export async function waitForDeploy(options: WaitForDeployOptions): Promise<Wait
   report.missing = outcome.missing.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId }));
   report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length);
   for (const entry of report.results) {
-    if (!resultSucceeded(entry.result)) io.stderr(`publish: deploy failed on ${entry.queueUrl}: ${verdictText(entry.result)}\n`);
+    if (!resultSucceeded(entry.result)) io.stderr(`publish: ${entry.result.result === "planned" ? "plan" : "deploy"} failed on ${entry.queueUrl}: ${verdictText(entry.result)}\n`);
   }
   if (report.missing.length > 0) {
     io.stderr(
@@ -76,8 +76,9 @@ export async function waitForDeploy(options: WaitForDeployOptions): Promise<Wait
   }
   if (report.exitCode === EXIT_SENT && !json) {
     const superseded = report.results.filter((entry) => entry.result.result === "superseded").length;
+    const planned = report.results.length > 0 && report.results.every((entry) => entry.result.result === "planned");
     io.stdout(
-      `Deploy succeeded on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` +
+      `${planned ? "Plan succeeded" : "Deploy succeeded"} on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` +
         (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") +
         "\n",
     );

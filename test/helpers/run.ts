@@ -34,6 +34,6 @@ export async function awsTestEnv(): Promise<Record<string, string>> {
     AWS_SECRET_ACCESS_KEY: "test",
     AWS_REGION: env.region,
     AWS_EC2_METADATA_DISABLED: "true",
-    KUBE_PICO_CD_SQS_ENDPOINT: env.sqsEndpoint,
+    KUBE_PICO_CD_ENDPOINT_URL: env.sqsEndpoint,
   };
 }

@@ -1,11 +1,12 @@
 /**
- * action.yml, run the way the GitHub runner runs a composite step: its `${{ inputs.* }}`
- * expressions replaced by the given inputs (or their defaults), the step's environment plus
- * the runner's GITHUB_* variables, and its script under `bash --noprofile --norc -eo pipefail`.
- * The job summary file must end up with publish's Markdown tables.
+ * action.yml, run the way the GitHub runner runs a JavaScript action (`using: node24`): its
+ * `runs.main` under node 24 (the node on PATH, which must be 24 or newer: .ci/run installs
+ * one), in the workspace, with each input as `INPUT_<NAME>` (the given value or the declared
+ * default) beside the runner's GITHUB_* variables. The job summary file must end up with
+ * publish's Markdown tables.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -13,9 +14,11 @@ import { fileURLToPath } from "node:url";
 import { generateKeyPairSync } from "node:crypto";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { parse } from "yaml";
+import { ACTION_INPUTS, inputVariable } from "../../lib/publish/action-inputs.ts";
 import { decodeMessage } from "../../lib/wire/message.ts";
 import { keyIdOf } from "../../lib/wire/signature.ts";
-import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
+import { createNamespace, createQueue, kubectl, sqsClient, testEnv } from "../env/testenv.ts";
+import { startListener } from "../helpers/listener-process.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -25,15 +28,9 @@ interface ActionInput {
   default?: string;
 }
 
-interface CompositeStep {
-  shell: string;
-  env: Record<string, string>;
-  run: string;
-}
-
 interface ActionFile {
   inputs: Record<string, ActionInput>;
-  runs: { using: string; steps: CompositeStep[] };
+  runs: { using: string; main: string };
 }
 
 const action = parse(readFileSync(join(root, "action.yml"), "utf8")) as ActionFile;
@@ -42,18 +39,6 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-/** Replaces `${{ inputs.NAME }}` as the runner does; any other expression is a test failure. */
-function expand(value: string, inputs: Record<string, string>): string {
-  return value.replace(/\$\{\{\s*([^}]*?)\s*\}\}/g, (_, expression: string) => {
-    const match = /^inputs\.([a-z0-9-]+)$/.exec(expression);
-    if (!match) throw new Error(`action.yml uses an expression this test cannot evaluate: \${{ ${expression} }}`);
-    const name = match[1]!;
-    const input = action.inputs[name];
-    if (!input) throw new Error(`action.yml refers to undeclared input ${name}`);
-    return inputs[name] ?? input.default ?? "";
-  });
-}
 
 const github = {
   GITHUB_ACTIONS: "true",
@@ -73,7 +58,7 @@ interface ActionRun {
   summary: string;
 }
 
-/** Runs the action's composite step in a copy of a workspace with a small app's manifests. */
+/** Runs the action's main in a workspace with a small app's manifests. */
 async function runAction(inputs: Record<string, string>): Promise<ActionRun> {
   for (const name of Object.keys(inputs)) if (!action.inputs[name]) throw new Error(`action.yml has no input ${name}`);
   const workspace = mkdtempSync(join(tmpdir(), "kube-pico-cd-action-"));
@@ -82,23 +67,19 @@ async function runAction(inputs: Record<string, string>): Promise<ActionRun> {
   writeFileSync(join(workspace, "config.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: shop\ndata:\n  greeting: hello\n");
   const summaryPath = join(workspace, "step-summary.md");
   writeFileSync(summaryPath, "");
-  expect(action.runs.using).toBe("composite");
-  expect(action.runs.steps.length).toBe(1);
-  const step = action.runs.steps[0]!;
-  expect(step.shell).toBe("bash");
-  const stepEnv = Object.fromEntries(Object.entries(step.env).map(([name, value]) => [name, expand(value, inputs)]));
+  // The runner sets every declared input: the workflow's value, else the default.
+  const inputEnv = Object.fromEntries(Object.entries(action.inputs).map(([name, input]) => [inputVariable(name), inputs[name] ?? input.default ?? ""]));
   const env: Record<string, string | undefined> = {
     ...process.env,
     ...github,
     GITHUB_WORKSPACE: workspace,
-    GITHUB_ACTION_PATH: root,
     GITHUB_STEP_SUMMARY: summaryPath,
-    ...stepEnv,
+    ...inputEnv,
   };
   // Nothing of this test's own configuration may leak in.
-  for (const name of Object.keys(env)) if (name.startsWith("KUBE_PICO_CD_") && !(name in stepEnv)) delete env[name];
+  for (const name of Object.keys(env)) if (name.startsWith("KUBE_PICO_CD_") || name.startsWith("AWS_ENDPOINT_URL")) delete env[name];
   return await new Promise((resolve, reject) => {
-    const child = spawn("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", step.run], { cwd: workspace, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("node", [join(root, action.runs.main)], { cwd: workspace, env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -111,7 +92,14 @@ async function runAction(inputs: Record<string, string>): Promise<ActionRun> {
 const buildId = `${github.GITHUB_SHA}-${github.GITHUB_RUN_ID}-${github.GITHUB_RUN_ATTEMPT}`;
 
 describe("action.yml", () => {
-  test("declares the inputs publish needs, signing-key passed as KUBE_PICO_CD_SIGNING_KEY", () => {
+  test("runs dist/action.mjs on the runner's node 24, and the node on PATH that this test runs it with is 24 or newer", () => {
+    expect(action.runs).toEqual({ using: "node24", main: "dist/action.mjs" });
+    const version = spawnSync("node", ["--version"], { encoding: "utf8" }).stdout.trim();
+    expect({ version, atLeast24: Number(/^v(\d+)\./.exec(version)?.[1]) >= 24 }).toEqual({ version, atLeast24: true });
+  });
+
+  test("declares the inputs publish needs, each passed to the variable lib/publish/action-inputs.ts names", () => {
+    expect(Object.keys(action.inputs)).toEqual(Object.keys(ACTION_INPUTS));
     expect(Object.keys(action.inputs)).toEqual([
       "paths",
       "queue-urls",
@@ -126,10 +114,9 @@ describe("action.yml", () => {
       "wait",
       "signing-key",
     ]);
-    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_SIGNING_KEY"]).toBe("${{ inputs.signing-key }}");
-    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_RESULT_QUEUE"]).toBe("${{ inputs.result-queue }}");
-    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_WAIT"]).toBe("${{ inputs.wait }}");
-    expect(action.runs.steps[0]!.env["KUBE_PICO_CD_APP"]).toBe("${{ inputs.app }}");
+    expect(ACTION_INPUTS["signing-key"].variable).toBe("KUBE_PICO_CD_SIGNING_KEY");
+    expect(ACTION_INPUTS["region"].variable).toBe("KUBE_PICO_CD_REGION");
+    expect(ACTION_INPUTS["endpoint-url"].variable).toBe("KUBE_PICO_CD_ENDPOINT_URL");
   });
 
   test("a dry run writes the build's summary tables to GITHUB_STEP_SUMMARY and exits 0", async () => {
@@ -213,11 +200,46 @@ describe("action.yml", () => {
     expect(run.summary).toContain(`| ${queue.url} | - | - | no result within 2 s | - | - | - | - | - |`);
   });
 
+  test("plan mode for pull requests: a listener answers with the plan, which goes to the job summary; nothing is applied", async () => {
+    const { sqsEndpoint } = await testEnv();
+    const [queue, resultQueue] = [await createQueue(), await createQueue()];
+    // The workspace's manifests are for namespace shop: the listener's own namespace is another.
+    const ns = await createNamespace("action-plan");
+    await kubectl(["create", "namespace", "shop"]);
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_RESULT_QUEUE: resultQueue.url } });
+    try {
+      const run = await runAction({ paths: "app.yaml\nconfig.yaml", "queue-urls": queue.url, "endpoint-url": sqsEndpoint, "result-queue": resultQueue.url, plan: "true", wait: "60s" });
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain("Asked for a plan of build");
+      expect(run.stdout).toContain("Plan succeeded on 1 queue");
+      expect(run.summary).toContain("### kube-pico-cd: plan of build");
+      expect(run.summary).toContain(`##### Plan of app shop on ${queue.url}`);
+      expect(run.summary).toContain("```diff\n");
+      expect(run.summary).toMatch(/plan: [0-9]+ to create, [0-9]+ to change/);
+      expect(run.summary).toContain("(app.yaml:1:1)");
+      // A plan applies nothing and records nothing.
+      expect((await kubectl(["get", "configmap", "kube-pico-cd-state-shop", "-n", ns])).code).not.toBe(0);
+    } finally {
+      listener.kill("SIGTERM");
+      await listener.exited;
+    }
+  }, 120_000);
+
   test("exits 1 without sending when neither dry-run nor queue-urls is given", async () => {
     const run = await runAction({ paths: "app.yaml" });
     expect(run.stderr).toContain("publish: ");
     expect(run.code).toBe(1);
     expect(run.summary).toBe("");
+  });
+
+  test("a queue given by name with the region input is resolved and sent to, with nothing on stderr (no deprecated variable is set)", async () => {
+    const { sqsEndpoint, region } = await testEnv();
+    const queue = await createQueue();
+    const run = await runAction({ paths: "app.yaml", "queue-urls": queue.name, "endpoint-url": sqsEndpoint, region });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.summary).toContain(`| ${queue.url} | \``);
   });
 
   test("input values are never run as shell code", async () => {

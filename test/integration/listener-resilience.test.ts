@@ -137,16 +137,30 @@ describe("listener: SQS and HTTP", () => {
     const ns = await createNamespace("sqsdown");
     const port = await freePort();
     const queueUrl = `http://127.0.0.1:${port}/000000000000/later`;
-    const listener = await startListener({ queueUrl, namespace: ns, env: { KUBE_PICO_CD_SQS_ENDPOINT: `http://127.0.0.1:${port}` } });
+    const listener = await startListener({ queueUrl, namespace: ns, env: { KUBE_PICO_CD_ENDPOINT_URL: `http://127.0.0.1:${port}` } });
+    let closeRelay = async () => {};
     try {
-      await listener.waitForLog((l) => l.msg === "receiving from SQS failed; backing off" && l.attempt === 3, 30_000);
-      const failures = listener.lines.filter((l) => l.msg === "receiving from SQS failed; backing off");
+      // The listener checks its queue at start (lib/sqs/find-queue.ts), retrying while SQS is away.
+      await listener.waitForLog((l) => l.msg === "checking the queue failed; backing off" && l.attempt === 3, 30_000);
+      const failures = listener.lines.filter((l) => l.msg === "checking the queue failed; backing off");
       // Backing off, not spinning: a handful of attempts over several seconds.
       expect(failures.length).toBeLessThan(10);
       expect(listener.child.exitCode).toBeNull();
-      const sqs = await startDedicatedElasticMQ({ port });
+      // SQS comes back with the queue already there (a queue missing once SQS answers stops the
+      // listener): ElasticMQ on a port of its own, reached on the listener's port by a TCP relay
+      // opened once the queue exists.
+      const sqs = await startDedicatedElasticMQ();
       const client = new SQSClient({ endpoint: sqs.endpoint, region: "us-east-1" });
       await client.send(new CreateQueueCommand({ QueueName: "later" }));
+      const { createServer, connect } = await import("node:net");
+      const relay = createServer((socket) => {
+        const upstream = connect(Number(new URL(sqs.endpoint).port), "127.0.0.1");
+        socket.pipe(upstream).pipe(socket);
+        socket.on("error", () => upstream.destroy());
+        upstream.on("error", () => socket.destroy());
+      });
+      await new Promise<void>((ready) => relay.listen(port, "127.0.0.1", ready));
+      closeRelay = () => new Promise<void>((done) => relay.close(() => done()));
       const { encodeMessage } = await import("../../lib/wire/message.ts");
       const { SendMessageCommand } = await import("@aws-sdk/client-sqs");
       const { body } = encodeMessage({ build: { id: "after-sqs-outage", timestampMs: 1 }, objects: [configMap(ns, "app", { v: "1" })] });
@@ -156,6 +170,7 @@ describe("listener: SQS and HTTP", () => {
     } finally {
       listener.kill("SIGTERM");
       expect(await listener.exited).toBe(0);
+      await closeRelay();
     }
   }, 150_000);
 

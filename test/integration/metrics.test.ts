@@ -47,7 +47,8 @@ async function withMetricsListener(
 ): Promise<void> {
   const listener = await startListener({ ...options, env: { KUBE_PICO_CD_HTTP_PORT: "0", KUBE_PICO_CD_HTTP_HOST: "127.0.0.1", ...options.env } });
   try {
-    const port = Number((await listener.waitForLog((l) => l.msg === "listening")).httpPort);
+    // The server is up before the listener has found its queue (which an unreachable SQS delays).
+    const port = Number((await listener.waitForLog((l) => l.msg === "serving /healthz, /readyz and /metrics")).httpPort);
     const response = () => fetch(`http://127.0.0.1:${port}/metrics`);
     await check({ response, scrape: async () => parsePrometheus(await (await response()).text()) });
   } finally {
@@ -133,12 +134,12 @@ describe("metrics and events", () => {
   test("failed SQS calls and an unreachable API server are counted by operation", async () => {
     const ns = await createNamespace("metrics-errors");
     const queue = await createQueue();
-    // Nothing listens on either port: every receive and every API probe fails.
-    const env = { KUBE_PICO_CD_SQS_ENDPOINT: `http://127.0.0.1:${await closedPort()}` };
+    // Nothing listens on either port: the queue check at start and every API probe fail.
+    const env = { KUBE_PICO_CD_ENDPOINT_URL: `http://127.0.0.1:${await closedPort()}` };
     await withMetricsListener({ queueUrl: queue.url, namespace: ns, kubeconfig: kubeconfigFor(await closedPort()), env }, async ({ scrape }) => {
-      const samples = await until("a failed receive and a failed API probe counted", async () => {
+      const samples = await until("a failed queue check and a failed API probe counted", async () => {
         const s = await scrape();
-        const receive = value(s, "kube_pico_cd_sqs_errors_total", { operation: "ReceiveMessage" }) ?? 0;
+        const receive = value(s, "kube_pico_cd_sqs_errors_total", { operation: "GetQueueAttributes" }) ?? 0;
         const readyz = value(s, "kube_pico_cd_api_errors_total", { operation: "readyz" }) ?? 0;
         return receive >= 1 && readyz >= 1 ? s : undefined;
       });

@@ -31,7 +31,7 @@ beforeAll(async () => {
 async function publish(argv: string[], env: Record<string, string> = {}) {
   let stdout = "";
   let stderr = "";
-  const code = await main(argv, { KUBE_PICO_CD_SQS_ENDPOINT: endpoint, ...env }, {
+  const code = await main(argv, { KUBE_PICO_CD_ENDPOINT_URL: endpoint, ...env }, {
     cwd: fixtures,
     stdout: (text) => (stdout += text),
     stderr: (text) => (stderr += text),
@@ -202,6 +202,22 @@ describe("publish to ElasticMQ", () => {
     expect(await messagesIn(good.url)).toBe(0);
   });
 
+  test("--wait 2s takes 2s as its timeout, not as a path, and times out with exit code 4", async () => {
+    const [queue, results] = [await createQueue(), await createQueue()];
+    const { code, stderr } = await publish([...basic, "-q", queue.url, "--result-queue", results.url, "--wait", "2s"]);
+    expect(stderr).toContain(`publish: timed out waiting 2 s for the result from ${queue.url}`);
+    expect(code).toBe(4);
+    expect(await messagesIn(queue.url)).toBe(1);
+  });
+
+  test("a deprecated variable still sends, with one warning line naming the current one", async () => {
+    const queue = await createQueue();
+    const { code, stderr } = await publish([...basic, "-q", queue.url], { KUBE_PICO_CD_ENDPOINT_URL: "", KUBE_PICO_CD_SQS_ENDPOINT: endpoint });
+    expect(stderr).toBe("publish: warning: KUBE_PICO_CD_SQS_ENDPOINT is deprecated: use KUBE_PICO_CD_ENDPOINT_URL\n");
+    expect(code).toBe(0);
+    expect(await messagesIn(queue.url)).toBe(1);
+  });
+
   describe("invalid input exits 1 with its own message and the queue stays empty", () => {
     const cases: [string, () => string[], (stderr: string) => void][] = [
       [
@@ -231,7 +247,7 @@ describe("publish to ElasticMQ", () => {
         () => ["invalid/empty"],
         (stderr) =>
           expect(stderr).toBe(
-            "publish: Cannot bundle the manifests: no objects found in invalid/empty (pass --allow-empty to publish an empty bundle)\n",
+            "publish: Cannot bundle the manifests: no objects found in invalid/empty (pass --allow-empty-bundle to publish an empty bundle)\n",
           ),
       ],
       [
@@ -290,7 +306,7 @@ describe("publish to ElasticMQ", () => {
     test("deno run publish.ts sends a message that decodes to the fixture's objects", async () => {
       const queue = await createQueue();
       const { code, stdout, stderr } = await runDeno([...basic, "--queue", queue.url, "--build-id", "deno-1", "--json"], {
-        KUBE_PICO_CD_SQS_ENDPOINT: endpoint,
+        KUBE_PICO_CD_ENDPOINT_URL: endpoint,
       });
       expect(stderr).toBe("");
       expect(code).toBe(0);

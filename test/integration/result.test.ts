@@ -82,7 +82,7 @@ describe("publish --wait with a listener that sends results", () => {
     expect(markdown).toContain("#### kube-pico-cd: deploy succeeded");
     expect(markdown).toContain(`| ${queue.url} | ${ns} | default | applied | Healthy | applied 2 objects, pruned 0 |`);
     expect(await queueDepth(resultQueue.url)).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
-    const applied = await listener.waitForLog((line) => line.msg === "result sent");
+    const applied = await listener.waitForLog((line) => line.msg === "result sent" && line["result"] !== "progress");
     expect(applied.result).toBe("applied");
     process.stdout.write(`measured: publish --wait of a ConfigMap and a Deployment took ${run.elapsedMs} ms end to end\n`);
     await stop(listener);

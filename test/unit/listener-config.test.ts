@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { listenerHelpText, parseListenerConfig, LISTENER_OPTIONS } from "../../lib/listener/config.ts";
+import { listenerHelpText, parseListenerConfig, regionProblems, LISTENER_OPTIONS } from "../../lib/listener/config.ts";
 import { configProblems } from "../helpers/thrown.ts";
 
 const noFile = () => undefined;
@@ -85,8 +85,37 @@ describe("parseListenerConfig()", () => {
     ]);
   });
 
-  test("parseListenerConfig() rejects an unknown flag", () => {
+  test("parseListenerConfig() rejects an unknown flag, suggesting the closest known one", () => {
     expect(problems(["--queue", "q", "--namespace", "n", "--frobnicate"])).toEqual(["--frobnicate: unknown option (see --help)"]);
+    expect(problems(["--queue", "q", "--namespace", "n", "--onec"])).toEqual(["--onec: unknown option; did you mean --once? (see --help)"]);
+    expect(problems(["--queue", "q", "--namespace", "n", "--endpoint", "http://x"])).toEqual(["--endpoint: unknown option; did you mean --endpoint-url? (see --help)"]);
+  });
+
+  test("parseListenerConfig() reads --endpoint-url and --region, with the AWS variables as fallbacks", () => {
+    const env = { KUBE_PICO_CD_QUEUE: "q", KUBE_PICO_CD_NAMESPACE: "n" };
+    expect(parseListenerConfig(["--endpoint-url", "http://127.0.0.1:9324", "--region", "eu-west-1"], env, noFile)).toMatchObject({ endpointUrl: "http://127.0.0.1:9324", region: "eu-west-1", deprecations: [] });
+    expect(parseListenerConfig([], { ...env, KUBE_PICO_CD_ENDPOINT_URL: "http://a:1", KUBE_PICO_CD_REGION: "eu-west-1", AWS_REGION: "us-east-1" }, noFile)).toMatchObject({ endpointUrl: "http://a:1", region: "eu-west-1" });
+    expect(parseListenerConfig([], { ...env, AWS_ENDPOINT_URL_SQS: "http://b:2", AWS_DEFAULT_REGION: "us-west-2" }, noFile)).toMatchObject({ endpointUrl: "http://b:2", region: "us-west-2" });
+  });
+
+  test("parseListenerConfig() still reads the deprecated names, each with a notice naming the current one", () => {
+    const config = parseListenerConfig(["--sqs-endpoint", "http://127.0.0.1:9324"], { KUBE_PICO_CD_QUEUE_URL: "q", KUBE_PICO_CD_NAMESPACE: "n", KUBE_PICO_CD_AWS_REGION: "eu-west-1" }, noFile);
+    expect(config).toMatchObject({ queue: "q", endpointUrl: "http://127.0.0.1:9324", region: "eu-west-1" });
+    expect(config.deprecations).toEqual([
+      "KUBE_PICO_CD_QUEUE_URL is deprecated: use KUBE_PICO_CD_QUEUE",
+      "--sqs-endpoint is deprecated: use --endpoint-url",
+      "KUBE_PICO_CD_AWS_REGION is deprecated: use KUBE_PICO_CD_REGION",
+    ]);
+  });
+
+  test("parseListenerConfig() refuses an old queue variable that disagrees with KUBE_PICO_CD_QUEUE, as an overlay of an older base would set", () => {
+    expect(problems([], { KUBE_PICO_CD_QUEUE: "new", KUBE_PICO_CD_QUEUE_URL: "old", KUBE_PICO_CD_NAMESPACE: "n" })).toEqual([
+      "KUBE_PICO_CD_QUEUE_URL: set together with KUBE_PICO_CD_QUEUE, its current name, to another value: drop KUBE_PICO_CD_QUEUE_URL",
+    ]);
+  });
+
+  test("--version needs no other setting", () => {
+    expect(parseListenerConfig(["--version"], {}, noFile)).toMatchObject({ version: true, help: false });
   });
 
   test("parseListenerConfig() rejects a retry maximum below the base", () => {
@@ -102,6 +131,28 @@ describe("parseListenerConfig()", () => {
       expect(help).toContain(`--${name}`);
       expect(help).toContain(`default: ${spec.defaultText}`);
     }
+  });
+});
+
+describe("regionProblems()", () => {
+  const url = (region: string) => `https://sqs.${region}.amazonaws.com/123456789012/deploy`;
+
+  test("regionProblems() is content with a queue URL that names its region, --region or --endpoint-url", () => {
+    expect(regionProblems({ queue: url("eu-west-1") })).toEqual([]);
+    expect(regionProblems({ queue: "deploy", region: "eu-west-1" })).toEqual([]);
+    expect(regionProblems({ queue: "deploy", resultQueue: "results", endpointUrl: "http://127.0.0.1:9324" })).toEqual([]);
+  });
+
+  test("regionProblems() names each queue that no region reaches", () => {
+    const hint =
+      "give the queue's AWS URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), or set --region (KUBE_PICO_CD_REGION, AWS_REGION or AWS_DEFAULT_REGION), or --endpoint-url for a local SQS server";
+    expect(regionProblems({ queue: "deploy" })).toEqual([`--region: no AWS region for --queue "deploy": ${hint}`]);
+    expect(regionProblems({ queue: url("eu-west-1"), resultQueue: "results" })).toEqual([`--region: no AWS region for --result-queue "results": ${hint}`]);
+  });
+
+  test("regionProblems() takes AWS_REGION and AWS_DEFAULT_REGION as the region, through --region's variables", () => {
+    const parsed = parseListenerConfig([], { KUBE_PICO_CD_QUEUE: "deploy", KUBE_PICO_CD_NAMESPACE: "n", AWS_DEFAULT_REGION: "eu-west-1" }, noFile);
+    expect(regionProblems(parsed)).toEqual([]);
   });
 });
 

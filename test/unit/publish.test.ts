@@ -6,6 +6,7 @@ import { decodeMessage } from "../../lib/wire/message.ts";
 import { normalizeArgv } from "../../lib/cli-options.ts";
 import { parsePublishConfig, parseWaitTimeout, publishHelpText, PUBLISH_OPTIONS } from "../../lib/publish/config.ts";
 import { waitExitCode } from "../../lib/publish/wait.ts";
+import { VERSION } from "../../lib/version.ts";
 import { main } from "../../publish.ts";
 import { configProblems } from "../helpers/thrown.ts";
 
@@ -41,9 +42,12 @@ describe("parsePublishConfig()", () => {
       build: {},
       maxMessageBytes: 262_144,
       dryRun: false,
+      plan: false,
       json: false,
       keygen: false,
+      version: false,
       help: false,
+      deprecations: [],
     });
   });
 
@@ -55,7 +59,8 @@ describe("parsePublishConfig()", () => {
       KUBE_PICO_CD_NO_KUSTOMIZE: "true",
       KUBE_PICO_CD_BUILD_TIMESTAMP_MS: "1700000000000",
       KUBE_PICO_CD_MAX_MESSAGE_BYTES: "1048576",
-      KUBE_PICO_CD_SQS_ENDPOINT: "http://127.0.0.1:9324",
+      KUBE_PICO_CD_ENDPOINT_URL: "http://127.0.0.1:9324",
+      KUBE_PICO_CD_REGION: "eu-west-1",
     });
     expect(config.paths).toEqual(["k8s", "crds"]);
     expect(config.queues).toEqual([{ name: "a" }, { name: "b.fifo" }]);
@@ -64,15 +69,43 @@ describe("parsePublishConfig()", () => {
     expect(config.build).toEqual({ timestampMs: 1_700_000_000_000 });
     expect(config.maxMessageBytes).toBe(1_048_576);
     expect(config.endpointUrl).toBe("http://127.0.0.1:9324");
+    expect(config.region).toBe("eu-west-1");
+    expect(config.deprecations).toEqual([]);
   });
 
-  test("parsePublishConfig() reads the original implementation's queue variable and AWS_ENDPOINT_URL_SQS", () => {
-    const config = parsePublishConfig(["k8s"], {
+  test("parsePublishConfig() falls back to AWS_REGION, AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_SQS, in that order", () => {
+    expect(parsePublishConfig(["k8s", "--dry-run"], { AWS_REGION: "eu-west-1", AWS_DEFAULT_REGION: "us-east-1" }).region).toBe("eu-west-1");
+    expect(parsePublishConfig(["k8s", "--dry-run"], { AWS_DEFAULT_REGION: "us-east-1" }).region).toBe("us-east-1");
+    expect(parsePublishConfig(["k8s", "--dry-run"], { KUBE_PICO_CD_REGION: "ap-south-1", AWS_REGION: "eu-west-1" }).region).toBe("ap-south-1");
+    expect(parsePublishConfig(["k8s", "--dry-run"], { AWS_ENDPOINT_URL_SQS: "http://localhost:4566" }).endpointUrl).toBe("http://localhost:4566");
+  });
+
+  test("parsePublishConfig() still reads the deprecated names, each with a notice naming the current one", () => {
+    const config = parsePublishConfig(["k8s", "--allow-empty"], {
       KUBE_PICO_CD_DEPLOY_QUEUE_NAME: "deploy",
-      AWS_ENDPOINT_URL_SQS: "http://localhost:4566",
+      KUBE_PICO_CD_SQS_ENDPOINT: "http://localhost:4566",
+      KUBE_PICO_CD_AWS_REGION: "eu-west-1",
+      AWS_REGION: "us-east-1",
     });
-    expect(config.queues).toEqual([{ name: "deploy" }]);
-    expect(config.endpointUrl).toBe("http://localhost:4566");
+    expect(config).toMatchObject({ queues: [{ name: "deploy" }], endpointUrl: "http://localhost:4566", region: "eu-west-1", allowEmpty: true });
+    expect(config.deprecations).toEqual([
+      "KUBE_PICO_CD_DEPLOY_QUEUE_NAME is deprecated: use KUBE_PICO_CD_QUEUE",
+      "--allow-empty is deprecated: use --allow-empty-bundle",
+      "KUBE_PICO_CD_SQS_ENDPOINT is deprecated: use KUBE_PICO_CD_ENDPOINT_URL",
+      "KUBE_PICO_CD_AWS_REGION is deprecated: use KUBE_PICO_CD_REGION",
+    ]);
+  });
+
+  test("parsePublishConfig() takes --wait TIMEOUT as the timeout, and a path after --wait as a path", () => {
+    expect(parsePublishConfig(["--wait", "10m", "k8s", "-q", "q", "--result-queue", "r"], {})).toMatchObject({ paths: ["k8s"], waitTimeoutMs: 600_000 });
+    expect(parsePublishConfig(["k8s", "-q", "q", "--result-queue", "r", "--wait", "45"], {})).toMatchObject({ paths: ["k8s"], waitTimeoutMs: 45_000 });
+    expect(parsePublishConfig(["--wait", "k8s/", "-q", "q", "--result-queue", "r"], {})).toMatchObject({ paths: ["k8s/"], waitTimeoutMs: 900_000 });
+  });
+
+  test("parsePublishConfig() suggests the closest flag for a misspelt one", () => {
+    expect(problems(["k8s", "--dyr-run"])).toEqual(["--dyr-run: unknown option; did you mean --dry-run? (see --help)"]);
+    expect(problems(["k8s", "--endpoint", "http://x"])).toEqual(["--endpoint: unknown option; did you mean --endpoint-url? (see --help)"]);
+    expect(problems(["k8s", "--regoin", "eu-west-1"])).toEqual(["--regoin: unknown option; did you mean --region? (see --help)"]);
   });
 
   test("parsePublishConfig() names the flag or variable of every problem", () => {
@@ -106,7 +139,7 @@ describe("parsePublishConfig()", () => {
   });
 
   test("parsePublishConfig() checks a value that starts with a dash when it is attached with '='", () => {
-    expect(problems(["k8s", "--queue", "q", "--max-message-bytes=-5"])).toEqual(["--max-message-bytes: must be a whole number of bytes"]);
+    expect(problems(["k8s", "--queue", "q", "--max-message-bytes=-5"])).toEqual(['--max-message-bytes: must be a whole number of bytes: current value is "-5"']);
   });
 
   test("parsePublishConfig() requires paths, and a queue unless --dry-run", () => {
@@ -128,7 +161,7 @@ describe("publishHelpText()", () => {
       "--ignore GLOB",
       "--no-kustomize",
       "--kubectl PATH",
-      "--allow-empty",
+      "--allow-empty-bundle",
       "--build-id ID",
       "--build-timestamp-ms MS",
       "--max-message-bytes BYTES",
@@ -140,11 +173,13 @@ describe("publishHelpText()", () => {
       "--json",
       "--signing-key-file PATH",
       "--keygen",
+      "--version",
       "--help",
     ]) {
       expect(help).toContain(flag);
     }
-    expect(help.match(/default: /g)?.length).toBe(28);
+    expect(help.match(/default: /g)?.length).toBe(30);
+    expect(help).toContain("(env KUBE_PICO_CD_REGION, AWS_REGION, AWS_DEFAULT_REGION; default: the AWS SDK's (its profile); deprecated: KUBE_PICO_CD_AWS_REGION)");
     expect(help).toContain("(env KUBE_PICO_CD_APP; default: the repository name in $GITHUB_REPOSITORY (acme/Shop_API: shop-api), else default)");
     expect(help).toContain("(env KUBE_PICO_CD_MAX_MESSAGE_BYTES; default: 262144)");
     expect(help).toContain("  2  sending failed");
@@ -153,6 +188,18 @@ describe("publishHelpText()", () => {
 
 describe("main()", () => {
   const basic = ["repo-basic", "--ignore", "*.tmpl.yaml", "--build-id", "b-1"];
+
+  test("main() --version prints package.json's version and exits 0", async () => {
+    const { code, stdout, stderr } = await run(["--version"]);
+    expect(VERSION).toBe(JSON.parse(readFileSync(resolve(import.meta.dir, "../../package.json"), "utf8")).version);
+    expect([code, stdout, stderr]).toEqual([0, `kube-pico-cd publish ${VERSION}\n`, ""]);
+  });
+
+  test("main() warns on stderr of each deprecated name it read, and goes on", async () => {
+    const { code, stderr } = await run([...basic, "--dry-run"], { KUBE_PICO_CD_AWS_REGION: "eu-west-1" });
+    expect(code).toBe(0);
+    expect(stderr).toBe("publish: warning: KUBE_PICO_CD_AWS_REGION is deprecated: use KUBE_PICO_CD_REGION\n");
+  });
 
   test("main() --help prints the help and exits 0", async () => {
     const { code, stdout } = await run(["--help"]);
@@ -251,6 +298,17 @@ describe("main()", () => {
   });
 });
 
+describe("--plan", () => {
+  test("parsePublishConfig() --plan waits 5 minutes by default, needs a result queue, and is no dry run", () => {
+    const config = parsePublishConfig(["k8s", "--queue", "deploy", "--plan", "--result-queue", "results"], {});
+    expect(config.plan).toBe(true);
+    expect(config.waitTimeoutMs).toBe(300_000);
+    expect(parsePublishConfig(["k8s", "--queue", "deploy", "--plan", "--result-queue", "results", "--wait=90s"], {}).waitTimeoutMs).toBe(90_000);
+    expect(problems(["k8s", "--queue", "deploy", "--plan"])).toEqual([expect.stringContaining("--plan: no result queue to receive the plan on")]);
+    expect(problems(["k8s", "--plan", "--dry-run", "--result-queue", "r"])).toEqual([expect.stringContaining("--plan: cannot be combined with --dry-run")]);
+  });
+});
+
 describe("waitExitCode()", () => {
   test("waitExitCode() is 0 when every queue answered with a success", () => {
     expect(waitExitCode([{ result: "applied", health: { status: "Healthy" } }, { result: "superseded" }, { result: "duplicate" }], 0)).toBe(0);
@@ -270,9 +328,11 @@ describe("waitExitCode()", () => {
 });
 
 describe("normalizeArgv() with publish's options", () => {
-  test("normalizeArgv() turns a bare --wait into --wait=900 and leaves --wait=TIMEOUT alone", () => {
+  test("normalizeArgv() turns a bare --wait into --wait=900, --wait TIMEOUT into --wait=TIMEOUT, and leaves --wait=TIMEOUT alone", () => {
     expect(normalizeArgv(PUBLISH_OPTIONS, ["k8s", "--wait"])).toEqual(["k8s", "--wait=900"]);
     expect(normalizeArgv(PUBLISH_OPTIONS, ["--wait", "k8s"])).toEqual(["--wait=900", "k8s"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["--wait", "10m", "k8s"])).toEqual(["--wait=10m", "k8s"]);
+    expect(normalizeArgv(PUBLISH_OPTIONS, ["--wait", "90S"])).toEqual(["--wait=90S"]);
     expect(normalizeArgv(PUBLISH_OPTIONS, ["--wait=10m", "k8s"])).toEqual(["--wait=10m", "k8s"]);
   });
 
