@@ -165,7 +165,8 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     // Each app's scope; read at start (an unreadable file stops the listener), then on change.
     if (config.appsConfig !== undefined) {
       try {
-        apps = watchAppsConfig(config.appsConfig, { trustedKeyIds: config.trustedKeys.keys(), signal: stop.signal, logger });
+        // An entry may name plan keys too: the envelope check keeps them to plans.
+        apps = watchAppsConfig(config.appsConfig, { trustedKeyIds: [...config.trustedKeys.keys(), ...config.planKeys.keys()], signal: stop.signal, logger });
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
         logger.error(`invalid apps configuration: ${error.message}`);
@@ -226,6 +227,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
     // What every app's deployer and drift pass share; each app's record, lock and kept bundle
     // are named from these bases (lib/listener/apps.ts).
     const bases = { state: config.stateConfigMap, lock: config.lockLease, bundle: config.bundleSecret };
+    const plansTrust = new Map([...config.trustedKeys, ...config.planKeys]);
     const appsConfig = () => apps?.current;
     const applying = {
       kubectl,
@@ -265,7 +267,8 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
         retryBaseSeconds: config.retryBaseSeconds,
         retryMaxSeconds: config.retryMaxSeconds,
         // Who signed it, before anything is inflated; then what it holds, before anything is applied.
-        checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, config.trustedKeys),
+        // A plan key signs plan requests only: a deploy it signed is refused as unknown-key.
+        checkEnvelope: (envelope) => checkEnvelopeSignature(envelope, envelope.mode === "plan" ? plansTrust : config.trustedKeys),
         decodeLimits: config.decodeLimits,
         maxFutureSkewMs: config.maxFutureSkewMs,
         afterApply: operations.afterApply,

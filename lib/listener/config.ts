@@ -56,6 +56,7 @@ export const LISTENER_OPTIONS = {
   "max-string-bytes": { type: "string", env: ["KUBE_PICO_CD_MAX_STRING_BYTES"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxStringBytes), help: "Longest string in a payload, in bytes." },
   "max-legacy-yaml-tokens": { type: "string", env: ["KUBE_PICO_CD_MAX_LEGACY_YAML_TOKENS"], value: "N", defaultText: String(DEFAULT_DECODE_LIMITS.maxLegacyYamlTokens), help: "Legacy messages: most line feeds and [ { , : - in the YAML, counted before it is parsed (each costs the YAML parser several hundred bytes)." },
   "max-future-skew-seconds": { type: "string", env: ["KUBE_PICO_CD_MAX_FUTURE_SKEW_SECONDS"], value: "N", defaultText: String(DEFAULT_MAX_FUTURE_SKEW_MS / 1000), help: "A build stamped more than N seconds after SQS sent it, or after the listener's clock, is rejected as future-build." },
+  "plan-keys": { type: "string", multiple: true, env: ["KUBE_PICO_CD_PLAN_KEYS"], value: "PEM|PATH", defaultText: "none: plan requests need a trusted key too", help: "Ed25519 public keys trusted for plan requests only (publish --plan from pull requests): a bundle they sign is dry-run and answered, never applied. Same forms as --trusted-keys; needs --trusted-keys." },
   "trusted-keys": { type: "string", multiple: true, env: ["KUBE_PICO_CD_TRUSTED_KEYS"], value: "PEM|PATH", defaultText: "none: signatures are not checked (a warning at start-up)", help: "Ed25519 public keys whose signatures are trusted: PEM text, a file of PEM blocks, or a directory of *.pem files. Repeatable; the variable takes a comma-separated list. With keys, only bundles signed by one of them are applied." },
   "require-signatures": { type: "boolean", env: ["KUBE_PICO_CD_REQUIRE_SIGNATURES"], defaultText: "false", help: "Refuse to start without trusted keys." },
   "require-target": { type: "string", env: ["KUBE_PICO_CD_REQUIRE_TARGET"], value: "auto|true|false", defaultText: "auto: true when --target and trusted keys are both given", help: "Reject bundles that name no target (require-target), so that a bundle signed for no cluster in particular cannot be replayed here; true needs --target (docs/security.md)." },
@@ -116,6 +117,8 @@ export interface ListenerConfig {
   maxFutureSkewMs: number;
   /** Public keys by key id; empty: signatures are not checked. */
   trustedKeys: TrustedKeys;
+  /** Keys trusted for plan requests only (with `trustedKeys`, which plans also accept). */
+  planKeys: TrustedKeys;
   requireSignatures: boolean;
   /** Bundles that name no target are rejected (`require-target`); resolved from `auto` at parse time. */
   requireTarget: boolean;
@@ -222,6 +225,7 @@ const schema = z.object({
   "max-legacy-yaml-tokens": int(1, 100_000_000, DEFAULT_DECODE_LIMITS.maxLegacyYamlTokens),
   "max-future-skew-seconds": int(0, 31_536_000, DEFAULT_MAX_FUTURE_SKEW_MS / 1000),
   "trusted-keys": z.array(z.string().min(1, "must not be empty")),
+  "plan-keys": z.array(z.string().min(1, "must not be empty")),
   "require-signatures": z.boolean(),
   "require-target": z
     .string()
@@ -280,6 +284,11 @@ export function parseListenerConfig(
   }
   const trusted = loadTrustedKeys(d["trusted-keys"], (i) => `${origin["trusted-keys"]} (item ${i + 1})`);
   problems.push(...trusted.problems);
+  const planKeys = loadTrustedKeys(d["plan-keys"], (i) => `${origin["plan-keys"]} (item ${i + 1})`);
+  problems.push(...planKeys.problems);
+  if (d["plan-keys"].length > 0 && d["trusted-keys"].length === 0) {
+    problems.push(`${origin["plan-keys"]}: plan keys given without trusted keys: without KUBE_PICO_CD_TRUSTED_KEYS no signature is checked, so a plan key would limit nothing`);
+  }
   if (d["require-signatures"] && d["trusted-keys"].length === 0) {
     problems.push(`${origin["require-signatures"]}: signatures are required but no trusted key is given (set KUBE_PICO_CD_TRUSTED_KEYS to the public key printed by 'publish keygen')`);
   }
@@ -328,6 +337,7 @@ export function parseListenerConfig(
     },
     maxFutureSkewMs: d["max-future-skew-seconds"] * 1000,
     trustedKeys: trusted.keys,
+    planKeys: planKeys.keys,
     requireSignatures: d["require-signatures"],
     // auto: only where the target binds a signature to this cluster (a signed target cannot be forged).
     requireTarget: d["require-target"] === "auto" ? d.target !== undefined && trusted.keys.size > 0 : d["require-target"],

@@ -126,4 +126,42 @@ describe("plans", () => {
       await stopped(listener);
     }
   }, 120_000);
+
+  test("a plan key signs plan requests only: its plan is answered, its deploy refused as unknown-key and not applied", async () => {
+    const { generateSigningKeyPair, parseSigningKey, signFields } = await import("../../lib/wire/signature.ts");
+    const keyOf = () => {
+      const pair = generateSigningKeyPair();
+      const key = parseSigningKey(pair.privateKeyPem);
+      if ("problem" in key) throw new Error(key.problem);
+      return { key, pem: pair.publicKeyPem };
+    };
+    const deployKey = keyOf();
+    const planKey = keyOf();
+    const ns = await createNamespace("plan-keys");
+    const queue = await createQueue();
+    const results = await createQueue();
+    const listener = await startListener({
+      queueUrl: queue.url,
+      namespace: ns,
+      env: { KUBE_PICO_CD_RESULT_QUEUE: results.url, KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS: "5", KUBE_PICO_CD_TRUSTED_KEYS: deployKey.pem, KUBE_PICO_CD_PLAN_KEYS: planKey.pem },
+    });
+    try {
+      const sqs = await sqsClient();
+      const send = async (mode: "plan" | undefined, id: string) => {
+        const { body } = encodeMessage({ app: "shop", build: { id, timestampMs: Date.now() }, objects: [configMap(ns, "by-plan-key", { v: "1" })], ...(mode ? { mode } : {}), sign: (f) => signFields(f, planKey.key) });
+        return (await sqs.send(new SendMessageCommand({ QueueUrl: queue.url, MessageBody: body }))).MessageId!;
+      };
+      const planned = await resultFor(results.url, await send("plan", "p1"));
+      expect(planned.result).toBe("planned");
+      expect(planned.plan?.ok).toBe(true);
+      const deployId = await send(undefined, "d1");
+      // Refused before its build is read, so it gets no result: the (default app's) record says why.
+      const refused = await until("the deploy refused", async () => (await readRecord(ns))?.history.find((h) => h.messageId === deployId));
+      expect(refused.result).toBe("rejected");
+      expect(refused.error).toStartWith("unknown-key:");
+      expect((await kubectl(["get", "configmap", "by-plan-key", "-n", ns])).code).not.toBe(0);
+    } finally {
+      await stopped(listener);
+    }
+  }, 120_000);
 });

@@ -29,6 +29,7 @@ describe("parseListenerConfig()", () => {
       decodeLimits: { maxObjects: 10_000, maxValues: 250_000, maxDepth: 100, maxStringBytes: 1024 * 1024, maxLegacyYamlTokens: 65_536 },
       requireTarget: false,
       trustedKeys: new Map(),
+      planKeys: new Map(),
       requireSignatures: false,
       policy: { deniedKinds: [], allowClusterScoped: true, clusterScopedKinds: [] },
       httpHost: "0.0.0.0",
