@@ -146,12 +146,14 @@ export class Discovery {
   /**
    * Every kind the server serves, once each, in its group's preferred version that serves it:
    * what a search over all objects (an inventory rebuilt from ownership marks) must list.
-   * Read fresh, since it is needed rarely and must see CRDs added since the cache was filled.
+   * The list of groups is read fresh, so that the groups of CRDs added since the cache was
+   * filled are seen; the resource lists of groups already read come from the cache, since a
+   * new app's first deploy asks for this and fifty apps must not read discovery fifty times.
    *
    * @throws {KubeApiError | KubeUnreachableError} when a discovery document cannot be read.
    */
   async everyResource(options: { signal?: AbortSignal | undefined } = {}): Promise<ApiResource[]> {
-    this.invalidate();
+    this.#groups = undefined;
     const groups = await abortable(this.#groupVersions(), options.signal);
     const lists = await abortable(
       Promise.all([...groups].map(async ([group, versions]) => {
