@@ -32991,53 +32991,146 @@ class ResultRejectedError extends KubePicoCdError {
 
 // lib/manifests/bundle.ts
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { text as streamText } from "node:stream/consumers";
 
-// node_modules/yaml/dist/index.js
-var composer = require_composer();
-var Document = require_Document();
-var Schema = require_Schema();
-var errors = require_errors();
-var Alias = require_Alias();
-var identity = require_identity();
-var Pair = require_Pair();
-var Scalar = require_Scalar();
-var YAMLMap = require_YAMLMap();
-var YAMLSeq = require_YAMLSeq();
-var cst = require_cst();
-var lexer = require_lexer();
-var lineCounter = require_line_counter();
-var parser = require_parser();
-var publicApi = require_public_api();
-var visit = require_visit();
-var $Composer = composer.Composer;
-var $Document = Document.Document;
-var $Schema = Schema.Schema;
-var $YAMLError = errors.YAMLError;
-var $YAMLParseError = errors.YAMLParseError;
-var $YAMLWarning = errors.YAMLWarning;
-var $Alias = Alias.Alias;
-var $isAlias = identity.isAlias;
-var $isCollection = identity.isCollection;
-var $isDocument = identity.isDocument;
-var $isMap = identity.isMap;
-var $isNode = identity.isNode;
-var $isPair = identity.isPair;
-var $isScalar = identity.isScalar;
-var $isSeq = identity.isSeq;
-var $Pair = Pair.Pair;
-var $Scalar = Scalar.Scalar;
-var $YAMLMap = YAMLMap.YAMLMap;
-var $YAMLSeq = YAMLSeq.YAMLSeq;
-var $Lexer = lexer.Lexer;
-var $LineCounter = lineCounter.LineCounter;
-var $Parser = parser.Parser;
-var $parse = publicApi.parse;
-var $parseAllDocuments = publicApi.parseAllDocuments;
-var $parseDocument = publicApi.parseDocument;
-var $stringify = publicApi.stringify;
-var $visit = visit.visit;
-var $visitAsync = visit.visitAsync;
+// lib/manifests/object-ref.ts
+function groupOf(apiVersion) {
+  const slash = apiVersion.indexOf("/");
+  return slash === -1 ? "" : apiVersion.slice(0, slash);
+}
+function refOf(object) {
+  const namespace = object.metadata?.namespace;
+  const ref = { group: groupOf(object.apiVersion), kind: object.kind, name: object.metadata?.name ?? "" };
+  if (namespace !== undefined && namespace !== "")
+    ref.namespace = namespace;
+  return ref;
+}
+function formatRef(ref) {
+  return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
+}
+
+// lib/manifests/helm-hooks.ts
+var HELM_HOOK_ANNOTATION = "helm.sh/hook";
+var HOOK_CLASSES = new Map([
+  ["pre-install", "install"],
+  ["post-install", "install"],
+  ["pre-upgrade", "install"],
+  ["post-upgrade", "install"],
+  ["crd-install", "crd"],
+  ["test", "test"],
+  ["test-success", "test"],
+  ["test-failure", "test"],
+  ["pre-delete", "never"],
+  ["post-delete", "never"],
+  ["pre-rollback", "never"],
+  ["post-rollback", "never"]
+]);
+function describeObject(item) {
+  const { object } = item;
+  const namespace = object.metadata.namespace === undefined ? "" : `${object.metadata.namespace}/`;
+  return `${object.kind} ${namespace}${object.metadata.name}`;
+}
+function isImmutableRun(item) {
+  const group = groupOf(item.object.apiVersion);
+  return group === "batch" && item.object.kind === "Job" || group === "" && item.object.kind === "Pod";
+}
+function hookAnnotation(item) {
+  const annotations = item.object.metadata["annotations"];
+  if (typeof annotations !== "object" || annotations === null)
+    return;
+  return annotations[HELM_HOOK_ANNOTATION];
+}
+function helmHookDecision(item, options = {}) {
+  const { installHooks = "apply" } = options;
+  const value = hookAnnotation(item);
+  if (value === undefined)
+    return { action: "keep" };
+  const what = describeObject(item);
+  if (typeof value !== "string") {
+    return { action: "refuse", problem: `${what} has a ${HELM_HOOK_ANNOTATION} annotation that is not a string` };
+  }
+  const hooks = value.split(",").map((hook) => hook.trim().toLowerCase());
+  const classes = new Set;
+  for (const hook of hooks) {
+    const hookClass = HOOK_CLASSES.get(hook);
+    if (hookClass === undefined) {
+      return {
+        action: "refuse",
+        problem: `${what} has an unknown ${HELM_HOOK_ANNOTATION} ${JSON.stringify(hook)} (known: ${[...HOOK_CLASSES.keys()].join(", ")})`
+      };
+    }
+    classes.add(hookClass);
+  }
+  const shown = `${HELM_HOOK_ANNOTATION}: ${value}`;
+  if (classes.has("install")) {
+    if (installHooks === "omit") {
+      return { action: "leave-out", notice: `left out ${what} (${shown}): install and upgrade hooks are left out (--helm-hooks=omit)` };
+    }
+    const immutable = isImmutableRun(item) ? `; a ${item.object.kind} cannot be changed once created, so a build that changes it fails to apply while the old one exists` : "";
+    return {
+      action: "keep",
+      notice: `applied ${what} as an ordinary object (${shown}): Helm's hook order, hook-weight and hook-delete-policy are not run${immutable}`
+    };
+  }
+  if (classes.has("crd")) {
+    return {
+      action: "keep",
+      notice: `applied ${what} as an ordinary object (${shown}): the listener applies CustomResourceDefinitions before other objects`
+    };
+  }
+  if (classes.has("test")) {
+    return { action: "leave-out", notice: `left out ${what} (${shown}): Helm tests run only under helm test` };
+  }
+  return {
+    action: "leave-out",
+    notice: `left out ${what} (${shown}): it runs only when Helm uninstalls or rolls back a release, which publishing never does`
+  };
+}
+function applyHelmHookRules(items, options = {}) {
+  const result = { items: [], notices: [], problems: [], leftOut: 0 };
+  for (const item of items) {
+    const decision = helmHookDecision(item, options);
+    if (decision.action === "refuse") {
+      result.problems.push(`${item.source}: ${decision.problem}`);
+      continue;
+    }
+    if ("notice" in decision)
+      result.notices.push(`${item.source}: ${decision.notice}`);
+    if (decision.action === "keep")
+      result.items.push(item);
+    else
+      result.leftOut++;
+  }
+  return result;
+}
+
+// lib/manifests/kube-object.ts
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+function nonEmptyString(value) {
+  return typeof value === "string" && value.length > 0;
+}
+function kubeObjectProblem(value) {
+  if (!isRecord(value)) {
+    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
+  }
+  const metadata = value["metadata"];
+  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
+  const what = name === undefined ? "object" : `object "${name}"`;
+  if (!nonEmptyString(value["apiVersion"]))
+    return `${what} has no apiVersion`;
+  if (!nonEmptyString(value["kind"]))
+    return `${what} has no kind`;
+  if (name === undefined)
+    return `${value["kind"]} has no metadata.name`;
+  const namespace = metadata["namespace"];
+  if (namespace !== undefined && !nonEmptyString(namespace)) {
+    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
+  }
+  return;
+}
 
 // lib/kube/kubectl.ts
 import { Buffer as Buffer2 } from "node:buffer";
@@ -33214,49 +33307,180 @@ async function renderKustomization(dir, options = {}) {
   }
 }
 
-// lib/manifests/object-ref.ts
-function groupOf(apiVersion) {
-  const slash = apiVersion.indexOf("/");
-  return slash === -1 ? "" : apiVersion.slice(0, slash);
+// node_modules/yaml/dist/index.js
+var composer = require_composer();
+var Document = require_Document();
+var Schema = require_Schema();
+var errors = require_errors();
+var Alias = require_Alias();
+var identity = require_identity();
+var Pair = require_Pair();
+var Scalar = require_Scalar();
+var YAMLMap = require_YAMLMap();
+var YAMLSeq = require_YAMLSeq();
+var cst = require_cst();
+var lexer = require_lexer();
+var lineCounter = require_line_counter();
+var parser = require_parser();
+var publicApi = require_public_api();
+var visit = require_visit();
+var $Composer = composer.Composer;
+var $Document = Document.Document;
+var $Schema = Schema.Schema;
+var $YAMLError = errors.YAMLError;
+var $YAMLParseError = errors.YAMLParseError;
+var $YAMLWarning = errors.YAMLWarning;
+var $Alias = Alias.Alias;
+var $isAlias = identity.isAlias;
+var $isCollection = identity.isCollection;
+var $isDocument = identity.isDocument;
+var $isMap = identity.isMap;
+var $isNode = identity.isNode;
+var $isPair = identity.isPair;
+var $isScalar = identity.isScalar;
+var $isSeq = identity.isSeq;
+var $Pair = Pair.Pair;
+var $Scalar = Scalar.Scalar;
+var $YAMLMap = YAMLMap.YAMLMap;
+var $YAMLSeq = YAMLSeq.YAMLSeq;
+var $Lexer = lexer.Lexer;
+var $LineCounter = lineCounter.LineCounter;
+var $Parser = parser.Parser;
+var $parse = publicApi.parse;
+var $parseAllDocuments = publicApi.parseAllDocuments;
+var $parseDocument = publicApi.parseDocument;
+var $stringify = publicApi.stringify;
+var $visit = visit.visit;
+var $visitAsync = visit.visitAsync;
+
+// lib/manifests/duplicate-keys.ts
+function jsonKey(pair) {
+  const key = pair.key;
+  if (!$isScalar(key))
+    return;
+  const value = key.value;
+  if (typeof value === "string")
+    return value === "<<" ? undefined : value;
+  return String(value);
 }
-function refOf(object) {
-  const namespace = object.metadata?.namespace;
-  const ref = { group: groupOf(object.apiVersion), kind: object.kind, name: object.metadata?.name ?? "" };
-  if (namespace !== undefined && namespace !== "")
-    ref.namespace = namespace;
-  return ref;
+var seen = new Set;
+function checkMap(items, offsets) {
+  if (items.length < 2)
+    return;
+  seen.clear();
+  for (const pair of items) {
+    const key = jsonKey(pair);
+    if (key === undefined)
+      continue;
+    if (seen.has(key))
+      offsets.push(offsetOf(pair));
+    else
+      seen.add(key);
+  }
 }
-function formatRef(ref) {
-  return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
+function offsetOf(pair) {
+  return $isScalar(pair.key) ? pair.key.range?.[0] ?? 0 : 0;
+}
+function duplicateKeyOffsets(document) {
+  const offsets = [];
+  const stack = [document.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if ($isMap(node)) {
+      const items = node.items;
+      checkMap(items, offsets);
+      for (let i = items.length - 1;i >= 0; i--) {
+        const pair = items[i];
+        stack.push(pair.value, pair.key);
+      }
+    } else if ($isSeq(node)) {
+      const items = node.items;
+      for (let i = items.length - 1;i >= 0; i--)
+        stack.push(items[i]);
+    } else if ($isPair(node)) {
+      stack.push(node.value, node.key);
+    }
+  }
+  return offsets;
 }
 
-// lib/manifests/bundle.ts
-var MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
-function isRecord(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+// lib/manifests/lists.ts
+function itemKindOf(listKind) {
+  return listKind.endsWith("List") ? listKind.slice(0, -"List".length) : listKind;
 }
-function nonEmptyString(value) {
-  return typeof value === "string" && value.length > 0;
+function describe(value) {
+  if (value === null)
+    return "null";
+  if (Array.isArray(value))
+    return "a list";
+  return isRecord(value) ? "a mapping" : typeof value === "string" ? "a string" : typeof value;
 }
-function kubeObjectProblem(value) {
-  if (!isRecord(value)) {
-    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
-  }
+function stringField(value, key) {
+  const field = value[key];
+  return typeof field === "string" && field.length > 0 ? field : undefined;
+}
+function listLabel(value) {
+  const kind = stringField(value, "kind") ?? "list";
   const metadata = value["metadata"];
-  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
-  const what = name === undefined ? "object" : `object "${name}"`;
-  if (!nonEmptyString(value["apiVersion"]))
-    return `${what} has no apiVersion`;
-  if (!nonEmptyString(value["kind"]))
-    return `${what} has no kind`;
-  if (name === undefined)
-    return `${value["kind"]} has no metadata.name`;
-  const namespace = metadata["namespace"];
-  if (namespace !== undefined && !nonEmptyString(namespace)) {
-    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
-  }
-  return;
+  const name = isRecord(metadata) ? stringField(metadata, "name") : undefined;
+  return name === undefined ? kind : `${kind} "${name}"`;
 }
+function documentEntries(value) {
+  if (!isRecord(value))
+    return { entries: [{ value }] };
+  const kind = stringField(value, "kind");
+  if (!("items" in value)) {
+    if (kind !== undefined && kind.endsWith("List")) {
+      return {
+        entries: [
+          {
+            problem: `${listLabel(value)} has no items: kubectl reads a kind ending in List as a list only when it has an items array (write items: [] for an empty list)`
+          }
+        ]
+      };
+    }
+    return { entries: [{ value }] };
+  }
+  const label = listLabel(value);
+  const apiVersion = stringField(value, "apiVersion");
+  if (kind === undefined || apiVersion === undefined) {
+    return { entries: [{ problem: `a list (a document with items) has no ${kind === undefined ? "kind" : "apiVersion"}` }] };
+  }
+  if (!kind.endsWith("List")) {
+    return {
+      entries: [
+        {
+          problem: `${label} has an items field, so kubectl would apply its items instead of the ${kind} itself: remove items, or make it a list (kind: List, or a kind ending in List)`
+        }
+      ]
+    };
+  }
+  const items = value["items"];
+  if (items === null)
+    return { listKind: kind, entries: [] };
+  if (!Array.isArray(items)) {
+    return { listKind: kind, entries: [{ problem: `${label} has items that are not a list (got ${describe(items)})` }] };
+  }
+  const itemKind = itemKindOf(kind);
+  const entries = items.map((item, index) => {
+    if (!isRecord(item))
+      return { item: index, value: item };
+    if (Array.isArray(item["items"])) {
+      return {
+        item: index,
+        problem: "a list inside a list, which kubectl cannot apply: move its items into the outer list"
+      };
+    }
+    if (stringField(item, "kind") === undefined && stringField(item, "apiVersion") === undefined) {
+      const { kind: _kind, apiVersion: _apiVersion, ...rest } = item;
+      return { item: index, value: { apiVersion, kind: itemKind, ...rest } };
+    }
+    return { item: index, value: item };
+  });
+  return { listKind: kind, entries };
+}
+
+// lib/manifests/parse.ts
 var YAML_OPTIONS = {
   version: "1.1",
   prettyErrors: false,
@@ -33264,23 +33488,15 @@ var YAML_OPTIONS = {
   logLevel: "silent",
   customTags: (tags) => tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:timestamp" && tag.format !== "TIME")
 };
-function duplicateKeyOffsets(document) {
-  const offsets = [];
-  $visit(document, {
-    Map(_, map) {
-      const seen = new Set;
-      for (const pair of map.items) {
-        if (!$isScalar(pair.key) || pair.key.value === "<<")
-          continue;
-        const key = String(pair.key.value);
-        if (seen.has(key))
-          offsets.push(pair.key.range?.[0] ?? 0);
-        else
-          seen.add(key);
-      }
-    }
-  });
-  return offsets;
+function itemNode(document, index) {
+  const contents = document.contents;
+  if (!$isMap(contents))
+    return;
+  const items = contents.get("items", true);
+  if (!$isSeq(items))
+    return;
+  const node = items.items[index];
+  return typeof node === "object" && node !== null && "range" in node ? node : undefined;
 }
 function parseManifests(text, source) {
   const lineCounter = new $LineCounter;
@@ -33301,7 +33517,9 @@ function parseManifests(text, source) {
       problems.push(`${at(error.pos[0])}: ${error.message}`);
     }
   }
+  let documentNumber = 0;
   for (const document of documents) {
+    documentNumber++;
     if (document.errors.length > 0) {
       for (const error of document.errors)
         problems.push(`${at(error.pos[0])}: ${error.message}`);
@@ -33324,26 +33542,29 @@ function parseManifests(text, source) {
     }
     if (value === null || value === undefined)
       continue;
-    addObject(value, document.contents, [], document, at, items, problems);
+    const shape = documentEntries(value);
+    for (const entry of shape.entries) {
+      const node = entry.item === undefined ? document.contents : itemNode(document, entry.item) ?? document.contents;
+      const where = at(node.range[0]);
+      const context = entry.item === undefined ? "" : `${shape.listKind} (document ${documentNumber}) items[${entry.item}]: `;
+      if ("problem" in entry) {
+        problems.push(`${where}: ${context}${entry.problem}`);
+        continue;
+      }
+      const problem = kubeObjectProblem(entry.value);
+      if (problem !== undefined)
+        problems.push(`${where}: ${context}${problem}`);
+      else
+        items.push({ object: entry.value, source: where });
+    }
   }
   return { items, problems };
 }
-function addObject(value, node, path, document, at, items, problems) {
-  const where = at(node.range[0]);
-  if (isRecord(value) && value["kind"] === "List" && Array.isArray(value["items"])) {
-    value["items"].forEach((item, index) => {
-      const itemPath = [...path, "items", index];
-      const itemNode = document.getIn(itemPath, true) ?? node;
-      addObject(item, itemNode, itemPath, document, at, items, problems);
-    });
-    return;
-  }
-  const problem = kubeObjectProblem(value);
-  if (problem !== undefined)
-    problems.push(`${where}: ${problem}`);
-  else
-    items.push({ object: value, source: where });
-}
+
+// lib/manifests/bundle.ts
+var STDIN_PATH = "-";
+var STDIN_SHOWN = "<stdin>";
+var MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
 function matchesGlob(path, pattern) {
   const normalized = pattern.replace(/^\.\//, "").replace(/\/$/, "");
   const target = normalized.includes("/") ? path : path.split("/").pop() ?? path;
@@ -33366,12 +33587,21 @@ function matchesGlob(path, pattern) {
 function errorCode(error) {
   return isRecord(error) && typeof error["code"] === "string" ? error["code"] : undefined;
 }
-async function findKustomization(dir) {
-  const names = new Set(await readdir(dir));
-  return KUSTOMIZATION_FILE_NAMES.find((name) => names.has(name));
+function isManifestName(name) {
+  return MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name);
 }
+var READ_AHEAD_FILES = 16;
 async function collectBundle(paths, options = {}) {
-  const { cwd = process.cwd(), ignore = [], kustomize = true, kubectl = "kubectl", allowEmpty = false, signal } = options;
+  const {
+    cwd = process.cwd(),
+    ignore = [],
+    kustomize = true,
+    kubectl = "kubectl",
+    allowEmpty = false,
+    helmHooks = "apply",
+    readStdin = () => streamText(process.stdin),
+    signal
+  } = options;
   const problems = [];
   const inputs = [];
   const seen = new Set;
@@ -33384,42 +33614,52 @@ async function collectBundle(paths, options = {}) {
     const rel = show(absolute);
     return ignore.some((pattern) => matchesGlob(rel, pattern));
   };
-  const add = async (kind, absolute) => {
-    const real = await realpath(absolute);
+  const addResolved = (kind, absolute, real) => {
     if (seen.has(real))
       return;
     seen.add(real);
     inputs.push({ kind, path: absolute, shown: show(absolute) });
   };
+  const add = async (kind, absolute) => addResolved(kind, absolute, await realpath(absolute));
   const walk = async (dir) => {
     const real = await realpath(dir);
     if (seen.has(`dir:${real}`))
       return;
     seen.add(`dir:${real}`);
-    if (kustomize && await findKustomization(dir) !== undefined) {
+    const names = await readdir(dir);
+    if (kustomize && KUSTOMIZATION_FILE_NAMES.some((name) => names.includes(name))) {
       await add("kustomize", dir);
       return;
     }
-    const entries = (await readdir(dir)).filter((name) => !name.startsWith(".")).sort();
-    for (const name of entries) {
-      const child = join(dir, name);
-      if (ignored(child))
-        continue;
-      let stats;
+    const children = names.filter((name) => !name.startsWith(".")).sort().map((name) => join(dir, name)).filter((child) => !ignored(child));
+    const entries = await Promise.all(children.map(async (child) => {
       try {
-        stats = await stat(child);
+        const stats = await stat(child);
+        if (stats.isDirectory())
+          return { kind: "dir", child };
+        if (!stats.isFile() || !isManifestName(basename(child)))
+          return { kind: "other", child };
+        return { kind: "file", child, real: await realpath(child) };
       } catch (error) {
-        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
-        continue;
+        return { kind: "error", child, error };
       }
-      if (stats.isDirectory())
-        await walk(child);
-      else if (stats.isFile() && MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name)) {
-        await add("file", child);
-      }
+    }));
+    for (const entry of entries) {
+      if (entry.kind === "error")
+        problems.push(`${show(entry.child)}: cannot read: ${errorCode(entry.error) ?? String(entry.error)}`);
+      else if (entry.kind === "dir")
+        await walk(entry.child);
+      else if (entry.kind === "file")
+        addResolved("file", entry.child, entry.real);
     }
   };
   for (const path of paths) {
+    if (path === STDIN_PATH) {
+      if (!seen.has(STDIN_PATH))
+        inputs.push({ kind: "stdin", path, shown: STDIN_SHOWN });
+      seen.add(STDIN_PATH);
+      continue;
+    }
     const absolute = resolve(cwd, path);
     let stats;
     try {
@@ -33436,33 +33676,56 @@ async function collectBundle(paths, options = {}) {
     else
       problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
-  const items = [];
-  for (const input of inputs) {
+  const reads = new Map;
+  const readAhead = (from) => {
+    for (let index = from;index < Math.min(inputs.length, from + READ_AHEAD_FILES); index++) {
+      const input = inputs[index];
+      if (input.kind !== "file" || reads.has(index))
+        continue;
+      reads.set(index, readFile(input.path, "utf8").then((text) => ({ text }), (error) => ({ error })));
+    }
+  };
+  const parsedItems = [];
+  for (const [index, input] of inputs.entries()) {
     signal?.throwIfAborted();
+    readAhead(index);
     let text;
     let source = input.shown;
-    if (input.kind === "kustomize") {
-      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
-      source = `${input.shown} (kubectl kustomize)`;
-    } else {
+    if (input.kind === "stdin") {
       try {
-        text = await readFile(input.path, "utf8");
+        text = await readStdin();
       } catch (error) {
         problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
         continue;
       }
+    } else if (input.kind === "kustomize") {
+      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
+      source = `${input.shown} (kubectl kustomize)`;
+    } else {
+      const read = await reads.get(index);
+      reads.delete(index);
+      if ("error" in read) {
+        problems.push(`${input.shown}: cannot read: ${errorCode(read.error) ?? String(read.error)}`);
+        continue;
+      }
+      text = read.text;
     }
     const parsed = parseManifests(text, source);
-    items.push(...parsed.items);
-    problems.push(...parsed.problems);
+    for (const item of parsed.items)
+      parsedItems.push(item);
+    for (const problem of parsed.problems)
+      problems.push(problem);
   }
+  const hooks = applyHelmHookRules(parsedItems, { installHooks: helmHooks });
+  const items = hooks.items;
+  problems.push(...hooks.problems);
   problems.push(...duplicateProblems(items));
   if (problems.length === 0 && items.length === 0 && !allowEmpty) {
-    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (pass --allow-empty to publish an empty bundle)`);
+    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (${hooks.leftOut > 0 ? `${hooks.leftOut} Helm hook${hooks.leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`);
   }
   if (problems.length > 0)
     throw new BundleError(problems);
-  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown) };
+  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown), notices: hooks.notices };
 }
 function duplicateProblems(items) {
   const first = new Map;
@@ -39339,25 +39602,46 @@ function envBoolean(text) {
 }
 function gatherOptions(table, argv, env, options = {}) {
   const { allowPositionals = false } = options;
-  const parseOptions = Object.fromEntries(Object.entries(table).map(([name, spec]) => [name, { type: spec.type, ...spec.multiple ? { multiple: true } : {}, ...spec.short ? { short: spec.short } : {} }]));
+  const parseOptions = {};
+  for (const [name, spec] of Object.entries(table)) {
+    const shape = { type: spec.type, ...spec.multiple ? { multiple: true } : {} };
+    parseOptions[name] = { ...shape, ...spec.short ? { short: spec.short } : {} };
+    for (const flag of deprecatedFlags(spec))
+      parseOptions[flag] = shape;
+  }
   const args = normalizeArgv(table, argv);
   let parsed;
   try {
     parsed = parseArgs({ args, options: parseOptions, allowPositionals, strict: true });
   } catch (error) {
-    return { raw: {}, origin: {}, positionals: [], problems: [argumentProblem(error, args, table)], argvRead: false };
+    return { raw: {}, origin: {}, positionals: [], problems: [argumentProblem(error, args, table)], notices: [], argvRead: false };
   }
   const problems = [];
+  const notices = [];
   const raw = {};
   const origin = {};
   for (const [name, spec] of Object.entries(table)) {
-    const given = parsed.values[name];
+    const current = parsed.values[name];
+    const old = deprecatedFlags(spec).find((flag) => parsed.values[flag] !== undefined);
+    if (old !== undefined) {
+      notices.push(`--${old} is deprecated: use --${name}`);
+      if (current !== undefined)
+        problems.push(`--${old}: given together with --${name}, its current name: drop --${old}`);
+    }
+    const given = current ?? (old === undefined ? undefined : parsed.values[old]);
     if (given !== undefined) {
       raw[name] = given;
-      origin[name] = `--${name}`;
+      origin[name] = `--${old !== undefined && current === undefined ? old : name}`;
       continue;
     }
-    const variable = spec.env?.find((candidate) => env[candidate] !== undefined && env[candidate] !== "");
+    const set = readOrder(spec).filter((candidate) => env[candidate] !== undefined && env[candidate] !== "");
+    const own = spec.env?.[0];
+    for (const old of set.filter((candidate) => spec.deprecated?.includes(candidate))) {
+      notices.push(`${old} is deprecated: use ${own ?? `--${name}`}`);
+      if (own !== undefined && set[0] === own && env[old] !== env[own])
+        problems.push(`${old}: set together with ${own}, its current name, to another value: drop ${old}`);
+    }
+    const variable = set[0];
     const text = variable === undefined ? undefined : env[variable];
     if (variable !== undefined && text !== undefined) {
       origin[name] = variable;
@@ -39379,26 +39663,41 @@ function gatherOptions(table, argv, env, options = {}) {
     else if (spec.multiple)
       raw[name] = [];
   }
-  return { raw, origin, positionals: parsed.positionals, problems, argvRead: true };
+  return { raw, origin, positionals: parsed.positionals, problems, notices, argvRead: true };
+}
+function deprecatedFlags(spec) {
+  return (spec.deprecated ?? []).filter((name) => name.startsWith("--")).map((name) => name.slice(2));
+}
+function readOrder(spec) {
+  const [own, ...others] = spec.env ?? [];
+  const old = (spec.deprecated ?? []).filter((name) => !name.startsWith("--"));
+  return [...own === undefined ? [] : [own], ...old, ...others];
 }
 function normalizeArgv(table, argv) {
   const out = [];
   for (let index = 0;index < argv.length; index++) {
     const arg = argv[index];
-    const bare = arg.startsWith("--") ? table[arg.slice(2)]?.bareValue : undefined;
-    out.push(bare === undefined ? arg : `${arg}=${bare}`);
     if (arg === "--") {
-      out.push(...argv.slice(index + 1));
+      out.push(...argv.slice(index));
       break;
     }
     const spec = specOfFlag(table, arg)?.[1];
-    if (spec !== undefined && spec.type === "string" && spec.bareValue === undefined && index + 1 < argv.length)
+    if (spec?.bareValue !== undefined) {
+      const next = argv[index + 1];
+      const takesNext = next !== undefined && spec.valuePattern !== undefined && spec.valuePattern.test(next);
+      out.push(`${arg}=${takesNext ? next : spec.bareValue}`);
+      if (takesNext)
+        index++;
+      continue;
+    }
+    out.push(arg);
+    if (spec !== undefined && spec.type === "string" && index + 1 < argv.length)
       out.push(argv[++index]);
   }
   return out;
 }
 function specOfFlag(table, arg) {
-  return Object.entries(table).find(([name, spec]) => arg === `--${name}` || spec.short !== undefined && arg === `-${spec.short}`);
+  return Object.entries(table).find(([name, spec]) => arg === `--${name}` || spec.short !== undefined && arg === `-${spec.short}` || (spec.deprecated ?? []).includes(arg));
 }
 function schemaProblems(error, origin) {
   return error.issues.map((issue) => {
@@ -39414,7 +39713,8 @@ function optionsHelp(table) {
     lines.push(`  ${flag}`);
     lines.push(`        ${spec.help}`);
     const env = spec.env && spec.env.length > 0 ? `env ${spec.env.join(", ")}; ` : "";
-    lines.push(`        (${env}default: ${spec.defaultText})`);
+    const deprecated = spec.deprecated && spec.deprecated.length > 0 ? `; deprecated: ${spec.deprecated.join(", ")}` : "";
+    lines.push(`        (${env}default: ${spec.defaultText}${deprecated})`);
   }
   return lines;
 }
@@ -39428,19 +39728,25 @@ function argumentProblem(error, args = [], table = {}) {
   const given = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(" ")[0];
   const known = given === undefined ? undefined : specOfFlag(table, given);
   const option = known === undefined ? given : `--${known[0]}`;
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option)
-    return `${option}: unknown option (see --help)`;
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) {
+    const owner = /^-\d/.test(option) ? flagBefore(args, option, table) : undefined;
+    if (owner !== undefined)
+      return dashValueProblem(owner, option);
+    const closest = option.startsWith("--") ? closestFlag(option.slice(2), Object.keys(table)) : undefined;
+    return closest === undefined ? `${option}: unknown option (see --help)` : `${option}: unknown option; did you mean --${closest}? (see --help)`;
+  }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) {
-    if (/argument is ambiguous/.test(message)) {
-      const value = given === undefined ? undefined : dashValue(args, given);
-      const current = value === undefined ? "" : `: current value is ${JSON.stringify(value)}`;
-      return `${option}: a value that starts with a dash must be attached with '=' (${option}=VALUE)${current}`;
-    }
+    if (/argument is ambiguous/.test(message))
+      return dashValueProblem(option, given === undefined ? undefined : dashValue(args, given));
     return `${option}: ${message.split(`
 `)[0].replace(/^Option '[^']+' /, "")}`;
   }
   return message.split(`
 `)[0] ?? message;
+}
+function dashValueProblem(option, value) {
+  const current = value === undefined ? "" : `: current value is ${JSON.stringify(value)}`;
+  return `${option}: a value that starts with a dash must be attached with '=' (${option}=VALUE)${current}`;
 }
 function dashValue(args, flag) {
   for (let index = 0;index + 1 < args.length && args[index] !== "--"; index++) {
@@ -39448,6 +39754,46 @@ function dashValue(args, flag) {
       return args[index + 1];
   }
   return;
+}
+function flagBefore(args, arg, table) {
+  const index = args.indexOf(arg);
+  const previous = index > 0 ? args[index - 1] : "";
+  const known = specOfFlag(table, previous.split("=")[0]);
+  return known !== undefined && known[1].type === "string" ? `--${known[0]}` : undefined;
+}
+function closestFlag(given, names) {
+  const plain = (name) => name.replaceAll("-", "").toLowerCase();
+  const exactish = names.filter((name) => plain(name) === plain(given));
+  if (exactish.length === 1)
+    return exactish[0];
+  let best;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  let tie = false;
+  for (const name of names) {
+    const distance = editDistance(given.toLowerCase(), name);
+    if (distance < bestDistance)
+      [best, bestDistance, tie] = [name, distance, false];
+    else if (distance === bestDistance)
+      tie = true;
+  }
+  const allowed = given.length <= 4 ? 1 : 2;
+  if (best !== undefined && bestDistance <= allowed && !tie)
+    return best;
+  const prefixed = given.length >= 3 ? names.filter((name) => name.startsWith(given)) : [];
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+function editDistance(a, b) {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i === 0 ? j : j === 0 ? i : 0));
+  for (let i = 1;i <= a.length; i++) {
+    for (let j = 1;j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let value = Math.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        value = Math.min(value, rows[i - 2][j - 2] + 1);
+      rows[i][j] = value;
+    }
+  }
+  return rows[a.length][b.length];
 }
 
 // lib/sqs/send.ts
@@ -39560,6 +39906,9 @@ var DEFAULT_DECODE_LIMITS = Object.freeze({
 });
 var DEFAULT_MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
 var MAX_LEGACY_TIMESTAMP_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
+var SOURCES_ENCODING = "gzip+base64";
+var MAX_SOURCES_BYTES = 1024 * 1024;
+var MAX_SOURCE_LENGTH = 1024;
 var OPTIONAL_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
 var buildSchema = object({
   id: string2().min(1),
@@ -39587,6 +39936,7 @@ var v1Schema = strictObject({
   kind: literal(MESSAGE_KIND),
   version: literal(MESSAGE_VERSION),
   app: appSchema.optional(),
+  mode: literal("plan").optional(),
   build: buildSchema,
   target: string2().min(1).optional(),
   manifests: strictObject({
@@ -39596,6 +39946,12 @@ var v1Schema = strictObject({
     objects: int().nonnegative(),
     bytes: int().nonnegative()
   }),
+  sources: strictObject({
+    encoding: literal(SOURCES_ENCODING),
+    data: string2().regex(BASE64, "must be base64"),
+    sha256: string2().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"),
+    count: int().nonnegative()
+  }).optional(),
   signature: signatureSchema.optional()
 });
 function sha256Hex(bytes) {
@@ -39637,10 +39993,14 @@ function encodeMessage(input) {
   const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
   const target = input.target === undefined ? {} : { target: input.target };
   const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
+  const mode = input.mode === undefined ? {} : { mode: input.mode };
+  const sources = input.sources === undefined ? undefined : encodeSources(input.sources, input.objects.length);
+  const signedSources = sources === undefined ? {} : { sources: { sha256: sources.sha256, count: sources.count } };
   const message = {
     kind: MESSAGE_KIND,
     version: MESSAGE_VERSION,
     ...app,
+    ...mode,
     build,
     ...target,
     manifests: {
@@ -39650,7 +40010,8 @@ function encodeMessage(input) {
       objects: input.objects.length,
       bytes: payload.length
     },
-    ...input.sign === undefined ? {} : { signature: input.sign({ ...app, build, ...target, manifests }) }
+    ...sources === undefined ? {} : { sources },
+    ...input.sign === undefined ? {} : { signature: input.sign({ ...app, ...mode, build, ...target, manifests, ...signedSources }) }
   };
   const body = JSON.stringify(message);
   return {
@@ -39661,6 +40022,14 @@ function encodeMessage(input) {
     compressedBytes: compressed.length,
     bodyBytes: Buffer.byteLength(body, "utf8")
   };
+}
+function encodeSources(sources, objectCount) {
+  if (sources.length !== objectCount)
+    throw new TypeError(`Cannot encode the message: ${sources.length} sources for ${objectCount} objects`);
+  const json = Buffer.from(JSON.stringify(sources.map((s) => s.length > MAX_SOURCE_LENGTH ? `${s.slice(0, MAX_SOURCE_LENGTH - 1)}…` : s)), "utf8");
+  if (json.length > MAX_SOURCES_BYTES)
+    throw new TypeError(`Cannot encode the message: the sources take ${json.length} bytes, over ${MAX_SOURCES_BYTES}`);
+  return { encoding: SOURCES_ENCODING, data: gzipSync(json, { level: 9 }).toString("base64"), sha256: sha256Hex(json), count: sources.length };
 }
 function describeIssues(error) {
   const shown = error.issues.slice(0, 3).map((issue) => {
@@ -39695,6 +40064,7 @@ function signedBytes(fields, keyId) {
     ["kind", MESSAGE_KIND],
     ["version", String(MESSAGE_VERSION)],
     ...fields.app === undefined || fields.app === DEFAULT_APP ? [] : [["app", fields.app]],
+    ...fields.mode === undefined ? [] : [["mode", fields.mode]],
     ["build.id", fields.build.id],
     ["build.timestampMs", String(fields.build.timestampMs)],
     ...SIGNED_BUILD_FIELDS.map((name) => [`build.${name}`, fields.build[name]]),
@@ -39702,7 +40072,11 @@ function signedBytes(fields, keyId) {
     ["manifests.encoding", fields.manifests.encoding],
     ["manifests.sha256", fields.manifests.sha256],
     ["manifests.objects", String(fields.manifests.objects)],
-    ["manifests.bytes", String(fields.manifests.bytes)]
+    ["manifests.bytes", String(fields.manifests.bytes)],
+    ...fields.sources === undefined ? [] : [
+      ["sources.sha256", fields.sources.sha256],
+      ["sources.count", String(fields.sources.count)]
+    ]
   ];
   let text = SIGNED_BYTES_HEADER;
   for (const [name, value] of lines) {
@@ -39810,7 +40184,8 @@ var PUBLISH_OPTIONS = {
     type: "string",
     multiple: true,
     short: "q",
-    env: ["KUBE_PICO_CD_QUEUE", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
+    env: ["KUBE_PICO_CD_QUEUE"],
+    deprecated: ["KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
     value: "URL|NAME",
     defaultText: "none; required unless --dry-run",
     help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list."
@@ -39850,11 +40225,12 @@ var PUBLISH_OPTIONS = {
     defaultText: "kubectl",
     help: "The kubectl binary used for kustomize."
   },
-  "allow-empty": {
+  "allow-empty-bundle": {
     type: "boolean",
-    env: ["KUBE_PICO_CD_ALLOW_EMPTY"],
+    env: ["KUBE_PICO_CD_ALLOW_EMPTY_BUNDLE"],
+    deprecated: ["--allow-empty", "KUBE_PICO_CD_ALLOW_EMPTY"],
     defaultText: "false",
-    help: "Publish even when no objects are found."
+    help: "Publish even when no objects are found (a listener accepts such a bundle only with its own --allow-empty-bundle)."
   },
   "build-id": {
     type: "string",
@@ -39911,23 +40287,31 @@ var PUBLISH_OPTIONS = {
   },
   "endpoint-url": {
     type: "string",
-    env: ["KUBE_PICO_CD_SQS_ENDPOINT", "AWS_ENDPOINT_URL_SQS"],
+    env: ["KUBE_PICO_CD_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"],
+    deprecated: ["--sqs-endpoint", "KUBE_PICO_CD_SQS_ENDPOINT"],
     value: "URL",
-    defaultText: "the AWS endpoint of the region",
-    help: "SQS endpoint, for local SQS servers such as ElasticMQ."
+    defaultText: "AWS's endpoint of each queue's region",
+    help: "SQS endpoint for every queue, for local SQS servers such as ElasticMQ; requests are still signed for each queue's region."
   },
   region: {
     type: "string",
-    env: ["KUBE_PICO_CD_AWS_REGION"],
+    env: ["KUBE_PICO_CD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
+    deprecated: ["KUBE_PICO_CD_AWS_REGION"],
     value: "REGION",
-    defaultText: "the AWS SDK's (AWS_REGION, profile)",
-    help: "AWS region. Credentials always come from the AWS SDK's default chain."
+    defaultText: "the AWS SDK's (its profile)",
+    help: "AWS region of queues given by name and of queue URLs that name none (a custom endpoint's). An AWS queue URL " + "(https://sqs.REGION.amazonaws.com/...) names its own region, which wins: each region gets its own client. " + "Credentials always come from the AWS SDK's default chain."
   },
   "dry-run": {
     type: "boolean",
     env: ["KUBE_PICO_CD_DRY_RUN"],
     defaultText: "false",
     help: "Bundle, validate and print the summary; send nothing."
+  },
+  plan: {
+    type: "boolean",
+    env: ["KUBE_PICO_CD_PLAN"],
+    defaultText: "false",
+    help: "Send a plan request instead of a deploy: the listener dry-runs the bundle on its cluster and answers on --result-queue " + "with what would change, be created and be pruned (nothing is applied); print it, exit 3 when the API server refuses an object. " + "Waits as --wait does (default 5m)."
   },
   "output-body": {
     type: "string",
@@ -39948,8 +40332,9 @@ var PUBLISH_OPTIONS = {
     env: ["KUBE_PICO_CD_WAIT"],
     value: "TIMEOUT",
     bareValue: String(DEFAULT_WAIT_SECONDS),
+    valuePattern: /^\d+[smh]?$/i,
     defaultText: `off; a bare --wait waits ${DEFAULT_WAIT_SECONDS} s`,
-    help: "After sending, wait for each queue's result on --result-queue and exit with it (codes 3 and 4 below). " + "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m); attach it with '=' (--wait=10m), as a " + "bare --wait takes no value and the next argument stays a path. The variable takes a TIMEOUT, true or false. Ignored with --dry-run."
+    help: "After sending, wait for each queue's result on --result-queue and exit with it (codes 3 and 4 below). " + "TIMEOUT is seconds (300) or a number ending in s, m or h (90s, 10m), given as --wait 10m or --wait=10m; an " + "argument after --wait that is no TIMEOUT stays a path (a path named like one goes after --). " + "The variable takes a TIMEOUT, true or false. Ignored with --dry-run."
   },
   json: { type: "boolean", env: ["KUBE_PICO_CD_JSON"], defaultText: "false", help: "Print the result as one JSON object (with --wait, including the deploy results)." },
   "signing-key-file": {
@@ -39964,6 +40349,7 @@ var PUBLISH_OPTIONS = {
     defaultText: "false",
     help: "Generate an Ed25519 signing key pair, print both halves with where to store each, and exit."
   },
+  version: { type: "boolean", defaultText: "false", help: "Print the version and exit." },
   help: { type: "boolean", short: "h", defaultText: "false", help: "Show this help." }
 };
 function publishHelpText() {
@@ -39971,17 +40357,18 @@ function publishHelpText() {
     "Usage: publish [options] <path>...",
     "",
     "Bundle the Kubernetes manifests under <path>... (files or directories: *.yaml, *.yml, *.json;",
-    "directories with a kustomization.yaml are rendered with kubectl kustomize), validate them,",
+    "directories with a kustomization.yaml are rendered with kubectl kustomize; - reads standard input), validate them,",
     "and send them to SQS for kube-pico-cd's listener. Paths may also come from",
     `${PATHS_ENV} (comma-separated).`,
     "",
     "Options (flags win over environment variables):"
   ];
   lines.push(...optionsHelp(PUBLISH_OPTIONS));
-  lines.push("", "AWS credentials and region come from the AWS SDK's default chain (environment, profile,", "web identity such as GitHub OIDC).", "", "Exit codes:", "  0  sent (or, with --dry-run, valid)", "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed", "  2  sending failed: a queue could not be resolved or did not accept the message", "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or", "     timed out; the reason is printed", "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with", "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)");
+  lines.push("", "AWS credentials come from the AWS SDK's default chain (environment, profile, web identity", "such as GitHub OIDC). Each queue's requests are signed for the region its URL names.", "", "Exit codes:", "  0  sent (or, with --dry-run, valid)", "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed", "  2  sending failed: a queue could not be resolved or did not accept the message", "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or", "     timed out; the reason is printed", "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with", "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)");
   return lines.join(`
 `);
 }
+var DEFAULT_PLAN_WAIT_MS = 300000;
 function parseWaitTimeout(text, fromVariable) {
   const match = /^(\d{1,9})([smh]?)$/.exec(text.trim().toLowerCase());
   if (match === null) {
@@ -40019,7 +40406,7 @@ var schema = object({
   ignore: array(string2().min(1, "must not be empty")),
   "no-kustomize": flagBoolean,
   kubectl: string2().min(1, "must not be empty"),
-  "allow-empty": flagBoolean,
+  "allow-empty-bundle": flagBoolean,
   "build-id": optionalText,
   "build-timestamp-ms": string2().regex(/^\d{1,15}$/, "must be a whole number of milliseconds since the epoch").transform(Number).optional(),
   commit: optionalText,
@@ -40029,7 +40416,12 @@ var schema = object({
   "run-attempt": optionalText,
   actor: optionalText,
   "build-url": optionalText,
-  "max-message-bytes": string2().regex(/^\d+$/, "must be a whole number of bytes").transform(Number).pipe(int().min(1024, "must be at least 1024").max(SQS_MAX_MESSAGE_BYTES, `must be at most ${SQS_MAX_MESSAGE_BYTES} (SQS's maximum)`)),
+  "max-message-bytes": string2().transform((text, context) => {
+    if (/^\d+$/.test(text))
+      return Number(text);
+    context.addIssue({ code: "custom", message: `must be a whole number of bytes: current value is ${JSON.stringify(text)}` });
+    return NEVER;
+  }).pipe(int().min(1024, "must be at least 1024").max(SQS_MAX_MESSAGE_BYTES, `must be at most ${SQS_MAX_MESSAGE_BYTES} (SQS's maximum)`)),
   "message-group-id": string2().superRefine((value, context) => {
     const problem = messageGroupIdProblem(value);
     if (problem !== undefined)
@@ -40038,16 +40430,18 @@ var schema = object({
   "endpoint-url": url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   region: string2().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
   "dry-run": flagBoolean,
+  plan: flagBoolean,
   "output-body": optionalText,
   "result-queue": queueRef.optional(),
   wait: string2().optional(),
   json: flagBoolean,
   "signing-key-file": optionalText,
   keygen: flagBoolean,
+  version: flagBoolean,
   help: flagBoolean
 }).strict();
 function parsePublishConfig(argv, env) {
-  const { raw, origin, positionals, problems, argvRead } = gatherOptions(PUBLISH_OPTIONS, argv, env, { allowPositionals: true });
+  const { raw, origin, positionals, problems, notices, argvRead } = gatherOptions(PUBLISH_OPTIONS, argv, env, { allowPositionals: true });
   if (!argvRead)
     throw new ConfigError(problems);
   raw["max-message-bytes"] ??= String(DEFAULT_MAX_MESSAGE_BYTES);
@@ -40066,8 +40460,8 @@ function parsePublishConfig(argv, env) {
   if (problems.length > 0)
     throw new ConfigError(problems);
   const data = result.data;
-  if (data.help || data.keygen)
-    return toConfig(data);
+  if (data.help || data.keygen || data.version)
+    return toConfig(data, notices);
   if (data.paths.length === 0) {
     problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
   }
@@ -40087,15 +40481,23 @@ function parsePublishConfig(argv, env) {
       }
     }
   }
+  if (data.plan) {
+    if (data["dry-run"])
+      problems.push("--plan: cannot be combined with --dry-run (--dry-run sends nothing; a plan is asked of the listener)");
+    else if (data["result-queue"] === undefined) {
+      problems.push("--plan: no result queue to receive the plan on: pass --result-queue URL|NAME (or set KUBE_PICO_CD_RESULT_QUEUE), the queue the listeners send results to");
+    }
+    waitTimeoutMs ??= DEFAULT_PLAN_WAIT_MS;
+  }
   if (problems.length > 0)
     throw new ConfigError(problems);
   const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
   const app = resolvePublishApp({ explicit: data.app, origin: origin["app"], env });
-  return { ...toConfig(data), ...app === undefined ? {} : { app }, ...wait, ...signingKeyFile, ...signingKeyPem };
+  return { ...toConfig(data, notices), ...app === undefined ? {} : { app }, ...wait, ...signingKeyFile, ...signingKeyPem };
 }
-function toConfig(data) {
+function toConfig(data, deprecations) {
   const build = {};
   const buildFields = {
     id: data["build-id"],
@@ -40119,18 +40521,21 @@ function toConfig(data) {
     ignore: data.ignore,
     kustomize: !data["no-kustomize"],
     kubectl: data.kubectl,
-    allowEmpty: data["allow-empty"],
+    allowEmpty: data["allow-empty-bundle"],
     build,
     maxMessageBytes: data["max-message-bytes"],
     ...data["message-group-id"] === undefined ? {} : { messageGroupId: data["message-group-id"] },
     ...data["endpoint-url"] === undefined ? {} : { endpointUrl: data["endpoint-url"] },
     ...data.region === undefined ? {} : { region: data.region },
     dryRun: data["dry-run"],
+    plan: data.plan,
     ...data["output-body"] === undefined ? {} : { outputBody: data["output-body"] },
     json: data.json,
     ...data["result-queue"] === undefined ? {} : { resultQueue: data["result-queue"] },
     keygen: data.keygen,
-    help: data.help
+    version: data.version,
+    help: data.help,
+    deprecations
   };
 }
 
@@ -40140,6 +40545,28 @@ var EXIT_INVALID = 1;
 var EXIT_SEND_FAILED = 2;
 var EXIT_DEPLOY_FAILED = 3;
 var EXIT_TIMED_OUT = 4;
+
+// lib/wire/plan.ts
+var IGNORED_METADATA = new Set(["managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink"]);
+function renderPlan(plan) {
+  const c = plan.counts;
+  const out = [
+    `${plan.ok ? "plan" : "plan FAILED"}: ${c.create} to create, ${c.change} to change, ${c.unchanged} unchanged, ${c.prune} to prune${c.pending > 0 ? `, ${c.pending} checked only when applied` : ""}${c.error > 0 ? `, ${c.error} refused by the API server` : ""}`
+  ];
+  const sign = { create: "+", change: "~", unchanged: "=", error: "!", pending: "?" };
+  for (const p of plan.objects) {
+    out.push(`${sign[p.action]} ${p.object}${p.source === undefined ? "" : ` (${p.source})`}${p.action === "error" ? ": refused" : ""}`);
+    for (const line of p.lines)
+      out.push(`    ${line}`);
+    if (p.more !== undefined)
+      out.push(`    … and ${p.more} more`);
+  }
+  for (const name of plan.prune)
+    out.push(`- ${name} (prune)`);
+  if (plan.omitted !== undefined)
+    out.push(`… and ${plan.omitted} more objects not shown`);
+  return out;
+}
 
 // lib/publish/summary.ts
 function countByKindAndNamespace(bundle) {
@@ -40161,7 +40588,7 @@ function formatSummary(result) {
   const { build } = result;
   const when = new Date(build.timestampMs).toISOString();
   const lines = [
-    result.dryRun ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent` : `Published build ${build.id} (${when}) to ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}`
+    result.dryRun ? `Dry run: build ${build.id} (${when}) is valid; nothing was sent` : `${result.plan ? "Asked for a plan of" : "Published"} build ${build.id} (${when}) ${result.plan ? "on" : "to"} ${result.sent.length} queue${result.sent.length === 1 ? "" : "s"}${result.plan ? " (nothing is applied)" : ""}`
   ];
   const facts = [["app", `${result.app} (${result.appFrom === undefined ? "no --app given, no GITHUB_REPOSITORY" : `from ${result.appFrom}`})`]];
   if (result.target !== undefined)
@@ -40201,7 +40628,7 @@ function markdownCell(text) {
 function formatStepSummary(result) {
   const { build } = result;
   const lines = [
-    `### kube-pico-cd: ${result.dryRun ? "dry run of" : "published"} build \`${markdownCell(build.id)}\``,
+    `### kube-pico-cd: ${result.dryRun ? "dry run of" : result.plan ? "plan of" : "published"} build \`${markdownCell(build.id)}\``,
     "",
     "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
     "|---|---|---|---:|---:|---:|---:|---|",
@@ -40260,10 +40687,22 @@ function formatResult(entry) {
   }
   if (result.result === "superseded")
     facts.push(["note", "a newer build replaced this one; nothing left to do"]);
+  if (result.pruned !== undefined)
+    facts.push(["pruned", result.pruned.join(", ")]);
   lines.push(...table(facts).map((line) => `  ${line}`));
+  if (result.plan !== undefined)
+    lines.push(...renderPlan(result.plan).map((line) => `  ${line}`));
   return `${lines.join(`
 `)}
 `;
+}
+function planLineAsDiff(line) {
+  const safe = line.replaceAll("```", "` ` `");
+  if (safe.startsWith("~ "))
+    return `! ${safe.slice(2)}`;
+  if (safe.startsWith("! "))
+    return `- ${safe.slice(2)}`;
+  return safe;
 }
 function formatResultsStepSummary(report) {
   const verdict = report.exitCode === EXIT_SENT ? "deploy succeeded" : report.exitCode === EXIT_DEPLOY_FAILED ? "deploy failed" : "timed out waiting";
@@ -40277,6 +40716,11 @@ function formatResultsStepSummary(report) {
   for (const { queueUrl, result } of report.results) {
     const health = result.health === undefined ? "-" : `${result.health.status}${result.health.object ? ` (${result.health.object})` : ""}`;
     lines.push(`| ${markdownCell(queueUrl)} | ${markdownCell(result.namespace)} | ${markdownCell(result.app ?? "-")} | ${result.result} | ${markdownCell(health)} | ${markdownCell(result.message)} | ${ms(result.durations.pickupMs)} | ${ms(result.durations.applyMs)} | ${ms(result.durations.healthMs)} |`);
+  }
+  for (const { queueUrl, result } of report.results) {
+    if (result.plan === undefined)
+      continue;
+    lines.push("", `##### Plan of app ${markdownCell(result.app ?? "default")} on ${markdownCell(queueUrl)}`, "", "```diff", ...renderPlan(result.plan).map(planLineAsDiff), "```");
   }
   for (const missing of report.missing) {
     lines.push(`| ${markdownCell(missing.queueUrl)} | - | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
@@ -40415,6 +40859,19 @@ var configMapSchema = object({ metadata: object({ resourceVersion: string2() }),
 var RESULT_KIND = "kube-pico-cd.result";
 var RESULT_VERSION = 1;
 var duration3 = number2().int().nonnegative();
+var planSchema = strictObject({
+  ok: boolean2(),
+  objects: array(strictObject({
+    object: string2(),
+    source: string2().optional(),
+    action: _enum(["create", "change", "unchanged", "error", "pending"]),
+    lines: array(string2()),
+    more: int().nonnegative().optional()
+  })),
+  prune: array(string2()),
+  counts: strictObject({ create: duration3, change: duration3, unchanged: duration3, error: duration3, pending: duration3, prune: duration3 }),
+  omitted: int().nonnegative().optional()
+});
 var resultSchema = strictObject({
   kind: literal(RESULT_KIND),
   version: literal(RESULT_VERSION),
@@ -40433,7 +40890,13 @@ var resultSchema = strictObject({
   target: string2().min(1).optional(),
   queue: string2().min(1),
   namespace: string2().min(1),
-  result: _enum(outcomeResults),
+  result: _enum([...outcomeResults, "planned", "progress"]),
+  progress: strictObject({
+    phase: _enum(["picked-up", "applied", "health", "pruning"]),
+    elapsedMs: duration3
+  }).optional(),
+  pruned: array(string2()).max(50).optional(),
+  plan: planSchema.optional(),
   health: strictObject({
     status: _enum(["Healthy", "Degraded", "Timeout"]),
     object: string2().min(1).optional(),
@@ -40484,6 +40947,10 @@ function resultSucceeded(result) {
     case "duplicate":
     case "superseded":
       return true;
+    case "planned":
+      return result.plan?.ok === true;
+    case "progress":
+      return true;
     case "failed":
     case "rejected":
       return false;
@@ -40492,7 +40959,8 @@ function resultSucceeded(result) {
 
 // lib/sqs/result-waiter.ts
 async function waitForResults(options) {
-  const { client, resultQueueUrl, awaited, timeoutMs, onResult, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const { client, resultQueueUrl, awaited, timeoutMs, onResult, onProgress, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const latestStep = new Map;
   const deadline = now() + timeoutMs;
   const pending = new Map(awaited.map((sent) => [sent.messageId, sent]));
   const ours = new Set(awaited.map((sent) => sent.messageId));
@@ -40547,7 +41015,13 @@ async function waitForResults(options) {
       }
       mine++;
       const sent = pending.get(result.messageId);
-      if (sent !== undefined) {
+      if (result.result === "progress") {
+        const elapsed = result.progress?.elapsedMs ?? 0;
+        if (sent !== undefined && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
+          latestStep.set(result.messageId, elapsed);
+          onProgress?.({ sent, result });
+        }
+      } else if (sent !== undefined) {
         pending.delete(result.messageId);
         const received = { sent, result };
         results.push(received);
@@ -40617,6 +41091,13 @@ async function waitForDeploy(options) {
     ...signal ? { signal } : {},
     onWarning: (text) => io.stderr(`publish: warning: ${text}
 `),
+    onProgress: ({ sent, result }) => {
+      if (json)
+        return;
+      const where = published.sent.length === 1 ? "" : ` ${sent.queue}:`;
+      io.stdout(`  [${formatDuration(Date.now() - sentAt)}]${where} ${result.message}
+`);
+    },
     onResult: ({ sent, result }) => {
       const entry = { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
       report.results.push(entry);
@@ -40628,7 +41109,7 @@ async function waitForDeploy(options) {
   report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length);
   for (const entry of report.results) {
     if (!resultSucceeded(entry.result))
-      io.stderr(`publish: deploy failed on ${entry.queueUrl}: ${verdictText(entry.result)}
+      io.stderr(`publish: ${entry.result.result === "planned" ? "plan" : "deploy"} failed on ${entry.queueUrl}: ${verdictText(entry.result)}
 `);
   }
   if (report.missing.length > 0) {
@@ -40637,10 +41118,130 @@ async function waitForDeploy(options) {
   }
   if (report.exitCode === EXIT_SENT && !json) {
     const superseded = report.results.filter((entry) => entry.result.result === "superseded").length;
-    io.stdout(`Deploy succeeded on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` + (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") + `
+    const planned = report.results.length > 0 && report.results.every((entry) => entry.result.result === "planned");
+    io.stdout(`${planned ? "Plan succeeded" : "Deploy succeeded"} on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` + (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") + `
 `);
   }
   return report;
+}
+
+// lib/sqs/region.ts
+var AWS_QUEUE_HOSTS = [
+  /^sqs(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$/,
+  /^sqs(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d+)\.api\.aws$/,
+  /^([a-z]{2}(?:-[a-z]+)+-\d+)\.queue\.amazonaws\.com(?:\.cn)?$/,
+  /\.sqs\.([a-z]{2}(?:-[a-z]+)+-\d+)\.vpce\.amazonaws\.com(?:\.cn)?$/
+];
+var LEGACY_GLOBAL_HOST = "queue.amazonaws.com";
+function regionOfQueueUrl(queue) {
+  let host;
+  try {
+    host = new URL(queue).hostname.toLowerCase();
+  } catch {
+    return;
+  }
+  if (host === LEGACY_GLOBAL_HOST)
+    return "us-east-1";
+  for (const pattern of AWS_QUEUE_HOSTS) {
+    const region = pattern.exec(host)?.[1];
+    if (region !== undefined)
+      return region;
+  }
+  return;
+}
+function signingRegion(queue, configured) {
+  return (queue === undefined ? undefined : regionOfQueueUrl(queue)) ?? configured;
+}
+function createSqsClients(options = {}) {
+  const { region, endpoint, create = (config) => new $SQSClient(config) } = options;
+  const clients = new Map;
+  return {
+    forQueue(queue) {
+      const signing = signingRegion(queue, region);
+      const key = signing ?? "";
+      let client = clients.get(key);
+      if (client === undefined) {
+        client = create({ ...signing === undefined ? {} : { region: signing }, ...endpoint === undefined ? {} : { endpoint } });
+        clients.set(key, client);
+      }
+      return client;
+    },
+    destroy() {
+      for (const client of clients.values())
+        client.destroy();
+      clients.clear();
+    }
+  };
+}
+// package.json
+var package_default = {
+  name: "kube-pico-cd",
+  version: "0.1.0",
+  description: "The simplest trustworthy continuous deployment for Kubernetes: CI publishes manifests to SQS, a tiny listener in the cluster applies them.",
+  license: "MIT",
+  private: true,
+  type: "module",
+  engines: {
+    node: ">=22"
+  },
+  scripts: {
+    test: "bun run test/run.ts",
+    "test:unit": "bun test test/unit",
+    typecheck: "tsc --noEmit -p .",
+    build: "bun run scripts/build.ts",
+    "cfn-lint": "bash scripts/cfn-lint.sh",
+    "env:up": "bun run test/env/cli.ts up",
+    "env:down": "bun run test/env/cli.ts down",
+    "env:prepare": "bun run test/env/cli.ts prepare",
+    "env:status": "bun run test/env/cli.ts status",
+    demo: "bun run scripts/demo.ts"
+  },
+  dependencies: {
+    "@aws-sdk/client-sqs": "3.1175.0",
+    yaml: "2.9.1",
+    zod: "4.6.7"
+  },
+  devDependencies: {
+    "@types/bun": "1.4.5",
+    bun: "1.4.5",
+    deno: "2.9.6",
+    "fast-check": "4.10.2",
+    typescript: "7.0.2"
+  },
+  allowScripts: {
+    bun: true,
+    deno: true
+  }
+};
+
+// lib/version.ts
+var VERSION = package_default.version;
+// lib/publish/action-inputs.ts
+var ACTION_INPUTS = {
+  paths: { variable: "KUBE_PICO_CD_PATHS", list: true },
+  "queue-urls": { variable: "KUBE_PICO_CD_QUEUE", list: true },
+  region: { variable: "KUBE_PICO_CD_REGION", list: false },
+  app: { variable: "KUBE_PICO_CD_APP", list: false },
+  target: { variable: "KUBE_PICO_CD_TARGET", list: false },
+  "dry-run": { variable: "KUBE_PICO_CD_DRY_RUN", list: false },
+  plan: { variable: "KUBE_PICO_CD_PLAN", list: false },
+  "endpoint-url": { variable: "KUBE_PICO_CD_ENDPOINT_URL", list: false },
+  "build-timestamp-ms": { variable: "KUBE_PICO_CD_BUILD_TIMESTAMP_MS", list: false },
+  "max-message-bytes": { variable: "KUBE_PICO_CD_MAX_MESSAGE_BYTES", list: false },
+  "result-queue": { variable: "KUBE_PICO_CD_RESULT_QUEUE", list: false },
+  wait: { variable: "KUBE_PICO_CD_WAIT", list: false },
+  "signing-key": { variable: "KUBE_PICO_CD_SIGNING_KEY", list: false }
+};
+function inputVariable(name) {
+  return `INPUT_${name.replaceAll(" ", "_").toUpperCase()}`;
+}
+function envFromActionInputs(env) {
+  const out = { ...env };
+  for (const [name, input] of Object.entries(ACTION_INPUTS)) {
+    const value = env[inputVariable(name)] ?? "";
+    out[input.variable] = input.list ? value.replace(/\r?\n/g, ",") : value;
+  }
+  return out;
 }
 
 // publish.ts
@@ -40672,6 +41273,14 @@ ${error instanceof Error ? error.stack ?? error.message : String(error)}
 }
 async function publish(argv, env, io) {
   const config = parsePublishConfig(argv, env);
+  for (const notice of config.deprecations)
+    io.stderr(`publish: warning: ${notice}
+`);
+  if (config.version) {
+    io.stdout(`kube-pico-cd publish ${VERSION}
+`);
+    return EXIT_SENT;
+  }
   if (config.help) {
     io.stdout(`${publishHelpText()}
 `);
@@ -40697,10 +41306,15 @@ async function publish(argv, env, io) {
     allowEmpty: config.allowEmpty,
     ...io.signal ? { signal: io.signal } : {}
   });
+  for (const notice of bundle.notices)
+    io.stderr(`publish: notice: ${notice}
+`);
   const encoded = encodeMessage({
     ...config.app === undefined ? {} : { app: config.app.name },
     build,
     objects: bundle.objects,
+    sources: bundle.items.map((item) => item.source),
+    ...config.plan ? { mode: "plan" } : {},
     ...config.target === undefined ? {} : { target: config.target },
     ...signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }
   });
@@ -40716,6 +41330,7 @@ async function publish(argv, env, io) {
   }
   const result = {
     dryRun: config.dryRun,
+    ...config.plan ? { plan: true } : {},
     app: config.app?.name ?? DEFAULT_APP,
     ...config.app === undefined ? {} : { appFrom: config.app.from },
     build,
@@ -40749,14 +41364,11 @@ async function publish(argv, env, io) {
     appendStepSummary(formatStepSummary(result));
     return EXIT_SENT;
   }
-  const client = io.createSqsClient({
-    ...config.endpointUrl === undefined ? {} : { endpoint: config.endpointUrl },
-    ...config.region === undefined ? {} : { region: config.region }
-  });
+  const clients = createSqsClients({ region: config.region, endpoint: config.endpointUrl, create: io.createSqsClient });
   try {
     const signalOption = io.signal ? { signal: io.signal } : {};
-    const resultQueueUrl = config.waitTimeoutMs === undefined || config.resultQueue === undefined ? undefined : await resolveQueueUrl(client, config.resultQueue, signalOption);
-    await send(client, config, build, encoded, result, io.signal);
+    const resultQueueUrl = config.waitTimeoutMs === undefined || config.resultQueue === undefined ? undefined : await resolveQueueUrl(clients.forQueue(config.resultQueue.url), config.resultQueue, signalOption);
+    await send(clients, config, build, encoded, result, io.signal);
     if (!config.json)
       io.stdout(formatSummary(result));
     appendStepSummary(formatStepSummary(result));
@@ -40767,7 +41379,7 @@ async function publish(argv, env, io) {
       return EXIT_SENT;
     }
     const report = await waitForDeploy({
-      client,
+      client: clients.forQueue(resultQueueUrl),
       resultQueueUrl,
       timeoutMs: config.waitTimeoutMs,
       published: result,
@@ -40783,20 +41395,20 @@ async function publish(argv, env, io) {
     appendStepSummary(formatResultsStepSummary(report));
     return report.exitCode;
   } finally {
-    client.destroy();
+    clients.destroy();
   }
 }
-async function send(client, config, build, encoded, result, signal) {
+async function send(clients, config, build, encoded, result, signal) {
   const options = signal ? { signal } : {};
   const urls = [];
   for (const queue of config.queues)
-    urls.push(await resolveQueueUrl(client, queue, options));
+    urls.push(await resolveQueueUrl(clients.forQueue(queue.url), queue, options));
   for (const [index, queue] of config.queues.entries()) {
     const url = urls[index];
     const app = config.app?.name;
     const fifo = isFifoQueue(queue) ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) } : undefined;
     try {
-      const sent = await sendBody(client, url, encoded.body, { ...options, ...fifo ? { fifo } : {} });
+      const sent = await sendBody(clients.forQueue(url), url, encoded.body, { ...options, ...fifo ? { fifo } : {} });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
     } catch (error) {
       if (error instanceof QueueSendError && result.sent.length > 0) {
@@ -40814,16 +41426,23 @@ function isMain() {
   const script = process.argv[1];
   return script !== undefined && resolve3(script) === fileURLToPath(import.meta.url);
 }
-if (isMain()) {
+async function runAsProgram(argv, env) {
   const controller = new AbortController;
   const abort = () => controller.abort(new Error("interrupted"));
   process.once("SIGTERM", abort);
   process.once("SIGINT", abort);
-  process.exitCode = await main(process.argv.slice(2), process.env, { signal: controller.signal });
-  process.off("SIGTERM", abort);
-  process.off("SIGINT", abort);
+  try {
+    process.exitCode = await main(argv, env, { signal: controller.signal });
+  } finally {
+    process.off("SIGTERM", abort);
+    process.off("SIGINT", abort);
+  }
 }
+if (isMain())
+  await runAsProgram(process.argv.slice(2), process.env);
 export {
+  envFromActionInputs,
   publishHelpText as helpText,
-  main
+  main,
+  runAsProgram
 };

@@ -1,43 +1,21 @@
 /**
- * The bundle: Kubernetes objects collected from files and directories, parsed the way
- * kubectl reads YAML, and validated as a whole before anything is sent. Every problem is
- * reported with the file, line and column it comes from.
+ * The bundle: Kubernetes objects collected from files, directories and standard input,
+ * parsed the way kubectl reads YAML (lib/manifests/parse.ts), with Helm's hooks sorted out
+ * (lib/manifests/helm-hooks.ts), and validated as a whole before anything is sent. Every
+ * problem is reported with the file, line and column it comes from.
  */
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
-import {
-  isScalar,
-  LineCounter,
-  parseAllDocuments,
-  visit,
-  type Document,
-  type DocumentOptions,
-  type EmptyStream,
-  type ParsedNode,
-  type ParseOptions,
-  type SchemaOptions,
-  type Tags,
-} from "yaml";
-import { BundleError, errorMessage } from "../errors.ts";
+import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { text as streamText } from "node:stream/consumers";
+import { BundleError } from "../errors.ts";
+import { applyHelmHookRules } from "./helm-hooks.ts";
+import { isRecord, type BundledObject, type KubeObject } from "./kube-object.ts";
 import { KUSTOMIZATION_FILE_NAMES, renderKustomization } from "./kustomize.ts";
 import { formatRef, refOf } from "./object-ref.ts";
+import { parseManifests } from "./parse.ts";
 
-/**
- * A Kubernetes object as it is applied: `apiVersion`, `kind` and `metadata.name` are
- * required non-empty strings; `metadata.namespace`, when present, a non-empty string.
- */
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; [key: string]: unknown };
-  [key: string]: unknown;
-}
-
-/** An object of the bundle with where it came from (`file:line:column`). */
-export interface BundledObject {
-  object: KubeObject;
-  source: string;
-}
+export { isRecord, kubeObjectProblem, type BundledObject, type KubeObject } from "./kube-object.ts";
+export { parseManifests, type ParsedManifests } from "./parse.ts";
 
 /** The result of {@link collectBundle}. */
 export interface Bundle {
@@ -45,8 +23,10 @@ export interface Bundle {
   objects: KubeObject[];
   /** The same objects with their sources. */
   items: BundledObject[];
-  /** What was read, in order, as shown to the user (files, and kustomization directories). */
+  /** What was read, in order, as shown to the user (files, kustomization directories, `<stdin>`). */
   inputs: string[];
+  /** One line per Helm hook applied or left out (lib/manifests/helm-hooks.ts), `source: what and why`. */
+  notices: string[];
 }
 
 /** Options of {@link collectBundle}. */
@@ -61,163 +41,20 @@ export interface CollectBundleOptions {
   kubectl?: string;
   /** Accept a bundle without objects. Default `false`. */
   allowEmpty?: boolean;
+  /** Helm's install and upgrade hooks: applied as ordinary objects, or left out (lib/manifests/helm-hooks.ts). Default `"apply"`. */
+  helmHooks?: "apply" | "omit";
+  /** Reads the path `-` (all of standard input, as `kubectl apply -f -`). Default: reads `process.stdin`. */
+  readStdin?: () => Promise<string>;
   signal?: AbortSignal;
 }
 
+/** The path that names standard input, as for kubectl. */
+export const STDIN_PATH = "-";
+
+/** How standard input is named in inputs and sources. */
+const STDIN_SHOWN = "<stdin>";
+
 const MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
-
-/** True for a JSON object (not null, not an array). */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function nonEmptyString(value: unknown): value is string {
-  return typeof value === "string" && value.length > 0;
-}
-
-/**
- * Checks that `value` is a {@link KubeObject}; returns what is wrong (one phrase, e.g.
- * `object "api" has no kind`), or `undefined` when it is valid.
- */
-export function kubeObjectProblem(value: unknown): string | undefined {
-  if (!isRecord(value)) {
-    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
-  }
-  const metadata = value["metadata"];
-  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
-  const what = name === undefined ? "object" : `object "${name}"`;
-  if (!nonEmptyString(value["apiVersion"])) return `${what} has no apiVersion`;
-  if (!nonEmptyString(value["kind"])) return `${what} has no kind`;
-  if (name === undefined) return `${value["kind"]} has no metadata.name`;
-  const namespace = (metadata as Record<string, unknown>)["namespace"];
-  if (namespace !== undefined && !nonEmptyString(namespace)) {
-    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
-  }
-  return undefined;
-}
-
-/** True when `value` is a {@link KubeObject}. */
-export function isKubeObject(value: unknown): value is KubeObject {
-  return kubeObjectProblem(value) === undefined;
-}
-
-/**
- * YAML is read as kubectl reads it (YAML 1.1 scalars: `0644` is octal, `yes`/`no`/`on`/`off`
- * are booleans, `<<` merges), except that timestamps and sexagesimal numbers stay strings as
- * they do for kubectl.
- */
-const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
-  version: "1.1",
-  prettyErrors: false,
-  // The parser's own check is quadratic in the number of keys of a map (minutes for a large
-  // ConfigMap); duplicateKeyOffsets does the same check in linear time.
-  uniqueKeys: false,
-  // Problems are reported by us, with positions; never printed to the console by the parser.
-  logLevel: "silent",
-  customTags: (tags: Tags) =>
-    tags.filter(
-      (tag) => typeof tag === "string" || (tag.tag !== "tag:yaml.org,2002:timestamp" && tag.format !== "TIME"),
-    ),
-};
-
-/** Offsets of map keys that repeat an earlier scalar key of the same map (merge keys excepted). */
-function duplicateKeyOffsets(document: Document.Parsed): number[] {
-  const offsets: number[] = [];
-  visit(document, {
-    Map(_, map) {
-      // Compared as the JSON keys they become: 1 and "1" collide.
-      const seen = new Set<string>();
-      for (const pair of map.items) {
-        if (!isScalar(pair.key) || pair.key.value === "<<") continue;
-        const key = String(pair.key.value);
-        if (seen.has(key)) offsets.push(pair.key.range?.[0] ?? 0);
-        else seen.add(key);
-      }
-    },
-  });
-  return offsets;
-}
-
-/** The result of {@link parseManifests}. */
-export interface ParsedManifests {
-  items: BundledObject[];
-  /** One line each, `file:line:column: what`. */
-  problems: string[];
-}
-
-/**
- * Parses multi-document YAML (or JSON) text into objects: empty documents are dropped, a
- * `kind: List` is replaced by its items, and every object is checked with
- * {@link kubeObjectProblem}. Never throws; problems are returned with their positions.
- *
- * @param source How the text is named in sources and problems (a file path).
- */
-export function parseManifests(text: string, source: string): ParsedManifests {
-  const lineCounter = new LineCounter();
-  const items: BundledObject[] = [];
-  const problems: string[] = [];
-  const at = (offset: number | undefined) => {
-    const { line, col } = lineCounter.linePos(offset ?? 0);
-    return `${source}:${line}:${col}`;
-  };
-  let documents: Document.Parsed[] | EmptyStream;
-  try {
-    documents = parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter });
-  } catch (error) {
-    return { items, problems: [`${source}: cannot parse: ${errorMessage(error)}`] };
-  }
-  if ("empty" in documents) {
-    for (const error of documents.errors) {
-      problems.push(`${at(error.pos[0])}: ${error.message}`);
-    }
-  }
-  for (const document of documents) {
-    if (document.errors.length > 0) {
-      for (const error of document.errors) problems.push(`${at(error.pos[0])}: ${error.message}`);
-      continue;
-    }
-    if (document.contents === null) continue;
-    const duplicateKeys = duplicateKeyOffsets(document);
-    if (duplicateKeys.length > 0) {
-      for (const offset of duplicateKeys) problems.push(`${at(offset)}: Map keys must be unique`);
-      continue;
-    }
-    let value: unknown;
-    try {
-      value = document.toJS({ maxAliasCount: 1000 });
-    } catch (error) {
-      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
-      continue;
-    }
-    if (value === null || value === undefined) continue;
-    addObject(value, document.contents, [], document, at, items, problems);
-  }
-  return { items, problems };
-}
-
-/** Adds `value` (found at `path` of `document`) to `items`, flattening `kind: List`. */
-function addObject(
-  value: unknown,
-  node: ParsedNode,
-  path: readonly (string | number)[],
-  document: Document.Parsed,
-  at: (offset: number | undefined) => string,
-  items: BundledObject[],
-  problems: string[],
-): void {
-  const where = at(node.range[0]);
-  if (isRecord(value) && value["kind"] === "List" && Array.isArray(value["items"])) {
-    value["items"].forEach((item: unknown, index) => {
-      const itemPath = [...path, "items", index];
-      const itemNode = (document.getIn(itemPath, true) as ParsedNode | undefined) ?? node;
-      addObject(item, itemNode, itemPath, document, at, items, problems);
-    });
-    return;
-  }
-  const problem = kubeObjectProblem(value);
-  if (problem !== undefined) problems.push(`${where}: ${problem}`);
-  else items.push({ object: value as KubeObject, source: where });
-}
 
 /**
  * True when `path` (relative, `/`-separated) matches the glob `pattern`. A pattern without
@@ -242,27 +79,50 @@ export function matchesGlob(path: string, pattern: string): boolean {
   return new RegExp(`^${source}$`).test(target);
 }
 
-type Input = { kind: "file"; path: string; shown: string } | { kind: "kustomize"; path: string; shown: string };
+type Input = { kind: "file" | "kustomize" | "stdin"; path: string; shown: string };
 
 function errorCode(error: unknown): string | undefined {
   return isRecord(error) && typeof error["code"] === "string" ? error["code"] : undefined;
 }
 
-async function findKustomization(dir: string): Promise<string | undefined> {
-  const names = new Set(await readdir(dir));
-  return KUSTOMIZATION_FILE_NAMES.find((name) => names.has(name));
+/** True for a file name publish reads in a directory: a manifest extension, and not a kustomization file. */
+function isManifestName(name: string): boolean {
+  return MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !(KUSTOMIZATION_FILE_NAMES as readonly string[]).includes(name);
 }
+
+/** What a directory entry is, found for all entries of a directory at once (see `walk`). */
+type Entry =
+  | { kind: "dir" | "other"; child: string }
+  | { kind: "file"; child: string; real: string }
+  | { kind: "error"; child: string; error: unknown };
+
+/** Files read ahead of the one being parsed: the reads wait on the file system while parsing keeps the CPU busy. */
+const READ_AHEAD_FILES = 16;
+
+type ReadResult = { text: string } | { error: unknown };
 
 /**
  * Collects, parses and validates the manifests under `paths` (files or directories, in the
- * order given; directories walked recursively in sorted order, hidden entries skipped).
+ * order given; directories walked recursively in sorted order, hidden entries skipped; `-`
+ * is standard input). Lists are replaced by their items (lib/manifests/lists.ts); Helm hooks
+ * are applied or left out (lib/manifests/helm-hooks.ts), each with a line in `notices`.
  *
  * @throws {BundleError} listing every problem: unreadable paths, YAML errors, invalid
- * objects, duplicates (naming both sources), an empty bundle unless `allowEmpty`.
+ * objects and lists, unknown Helm hooks, duplicates (naming both sources), an empty bundle
+ * unless `allowEmpty`.
  * @throws {KubectlError} when a kustomization cannot be rendered.
  */
 export async function collectBundle(paths: readonly string[], options: CollectBundleOptions = {}): Promise<Bundle> {
-  const { cwd = process.cwd(), ignore = [], kustomize = true, kubectl = "kubectl", allowEmpty = false, signal } = options;
+  const {
+    cwd = process.cwd(),
+    ignore = [],
+    kustomize = true,
+    kubectl = "kubectl",
+    allowEmpty = false,
+    helmHooks = "apply",
+    readStdin = () => streamText(process.stdin),
+    signal,
+  } = options;
   const problems: string[] = [];
   const inputs: Input[] = [];
   const seen = new Set<string>();
@@ -277,44 +137,54 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
     return ignore.some((pattern) => matchesGlob(rel, pattern));
   };
 
-  const add = async (kind: Input["kind"], absolute: string) => {
-    const real = await realpath(absolute);
+  const addResolved = (kind: Input["kind"], absolute: string, real: string) => {
     if (seen.has(real)) return;
     seen.add(real);
     inputs.push({ kind, path: absolute, shown: show(absolute) });
   };
+  const add = async (kind: Input["kind"], absolute: string) => addResolved(kind, absolute, await realpath(absolute));
 
   const walk = async (dir: string): Promise<void> => {
     const real = await realpath(dir);
     if (seen.has(`dir:${real}`)) return; // a symlink loop
     seen.add(`dir:${real}`);
-    if (kustomize && (await findKustomization(dir)) !== undefined) {
+    const names = await readdir(dir);
+    if (kustomize && KUSTOMIZATION_FILE_NAMES.some((name) => names.includes(name))) {
       await add("kustomize", dir);
       return;
     }
-    const entries = (await readdir(dir)).filter((name) => !name.startsWith(".")).sort();
-    for (const name of entries) {
-      const child = join(dir, name);
-      if (ignored(child)) continue;
-      let stats;
-      try {
-        stats = await stat(child);
-      } catch (error) {
-        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
-        continue;
-      }
-      if (stats.isDirectory()) await walk(child);
-      else if (
-        stats.isFile() &&
-        MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) &&
-        !(KUSTOMIZATION_FILE_NAMES as readonly string[]).includes(name)
-      ) {
-        await add("file", child);
-      }
+    const children = names
+      .filter((name) => !name.startsWith("."))
+      .sort()
+      .map((name) => join(dir, name))
+      .filter((child) => !ignored(child));
+    // The entries of a directory are looked at all at once: one after the other, the waits
+    // for the file system add up (under node, a second for 1,000 files). Order is kept below.
+    const entries = await Promise.all(
+      children.map(async (child): Promise<Entry> => {
+        try {
+          const stats = await stat(child);
+          if (stats.isDirectory()) return { kind: "dir", child };
+          if (!stats.isFile() || !isManifestName(basename(child))) return { kind: "other", child };
+          return { kind: "file", child, real: await realpath(child) };
+        } catch (error) {
+          return { kind: "error", child, error };
+        }
+      }),
+    );
+    for (const entry of entries) {
+      if (entry.kind === "error") problems.push(`${show(entry.child)}: cannot read: ${errorCode(entry.error) ?? String(entry.error)}`);
+      else if (entry.kind === "dir") await walk(entry.child);
+      else if (entry.kind === "file") addResolved("file", entry.child, entry.real);
     }
   };
 
   for (const path of paths) {
+    if (path === STDIN_PATH) {
+      if (!seen.has(STDIN_PATH)) inputs.push({ kind: "stdin", path, shown: STDIN_SHOWN });
+      seen.add(STDIN_PATH);
+      continue;
+    }
     const absolute = resolve(cwd, path);
     let stats;
     try {
@@ -329,37 +199,66 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
     else problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
 
-  const items: BundledObject[] = [];
-  for (const input of inputs) {
+  // Files are read ahead of the one being parsed; a read never rejects, so that reads left
+  // in flight by an abort cannot become unhandled rejections.
+  const reads = new Map<number, Promise<ReadResult>>();
+  const readAhead = (from: number) => {
+    for (let index = from; index < Math.min(inputs.length, from + READ_AHEAD_FILES); index++) {
+      const input = inputs[index]!;
+      if (input.kind !== "file" || reads.has(index)) continue;
+      reads.set(
+        index,
+        readFile(input.path, "utf8").then(
+          (text) => ({ text }),
+          (error: unknown) => ({ error }),
+        ),
+      );
+    }
+  };
+  const parsedItems: BundledObject[] = [];
+  for (const [index, input] of inputs.entries()) {
     signal?.throwIfAborted();
+    readAhead(index);
     let text: string;
     let source = input.shown;
-    if (input.kind === "kustomize") {
-      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
-      source = `${input.shown} (kubectl kustomize)`;
-    } else {
+    if (input.kind === "stdin") {
       try {
-        text = await readFile(input.path, "utf8");
+        text = await readStdin();
       } catch (error) {
         problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
         continue;
       }
+    } else if (input.kind === "kustomize") {
+      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
+      source = `${input.shown} (kubectl kustomize)`;
+    } else {
+      const read = await reads.get(index)!;
+      reads.delete(index);
+      if ("error" in read) {
+        problems.push(`${input.shown}: cannot read: ${errorCode(read.error) ?? String(read.error)}`);
+        continue;
+      }
+      text = read.text;
     }
     const parsed = parseManifests(text, source);
-    items.push(...parsed.items);
-    problems.push(...parsed.problems);
+    for (const item of parsed.items) parsedItems.push(item);
+    for (const problem of parsed.problems) problems.push(problem);
   }
 
+  // Hooks are sorted out before duplicates are looked for: only what is sent must be unique.
+  const hooks = applyHelmHookRules(parsedItems, { installHooks: helmHooks });
+  const items = hooks.items;
+  problems.push(...hooks.problems);
   problems.push(...duplicateProblems(items));
   if (problems.length === 0 && items.length === 0 && !allowEmpty) {
     problems.push(
       paths.length === 0
         ? "no paths given"
-        : `no objects found in ${paths.join(", ")} (pass --allow-empty to publish an empty bundle)`,
+        : `no objects found in ${paths.join(", ")} (${hooks.leftOut > 0 ? `${hooks.leftOut} Helm hook${hooks.leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`,
     );
   }
   if (problems.length > 0) throw new BundleError(problems);
-  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown) };
+  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown), notices: hooks.notices };
 }
 
 /**

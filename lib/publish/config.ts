@@ -220,7 +220,7 @@ export function publishHelpText(): string {
     "Usage: publish [options] <path>...",
     "",
     "Bundle the Kubernetes manifests under <path>... (files or directories: *.yaml, *.yml, *.json;",
-    "directories with a kustomization.yaml are rendered with kubectl kustomize), validate them,",
+    "directories with a kustomization.yaml are rendered with kubectl kustomize; - reads standard input), validate them,",
     "and send them to SQS for kube-pico-cd's listener. Paths may also come from",
     `${PATHS_ENV} (comma-separated).`,
     "",

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { collectBundle, matchesGlob, parseManifests, type CollectBundleOptions } from "../../lib/manifests/bundle.ts";
@@ -178,7 +179,7 @@ describe("collectBundle()", () => {
   test("collectBundle() rejects an empty bundle", async () => {
     const error = await problemsOf(["invalid/empty"]);
     expect(error.message).toBe(
-      "Cannot bundle the manifests: no objects found in invalid/empty (pass --allow-empty to publish an empty bundle)",
+      "Cannot bundle the manifests: no objects found in invalid/empty (pass --allow-empty-bundle to publish an empty bundle)",
     );
   });
 
@@ -229,5 +230,119 @@ describe("collectBundle()", () => {
     writeFileSync(join(dir, "a.yaml"), "kind: X\n");
     const error = await problemsOf([dir]);
     expect(error.problems).toEqual([`${dir}/a.yaml:1:1: object has no apiVersion`]);
+  });
+
+  test("collectBundle() replaces typed lists by their items, in file, document and item order", async () => {
+    const bundle = await collectBundle(["repo-lists"], { cwd: fixtures });
+    expect(bundle.items.map((item) => `${formatRef(refOf(item.object))} ${item.source}`)).toEqual([
+      "/Namespace//monitoring repo-lists/00-namespace.yaml:1:1",
+      "/ConfigMap/monitoring/grafana-dashboard-apiserver repo-lists/grafana-dashboardDefinitions.yaml:4:3",
+      "/ConfigMap/monitoring/grafana-dashboard-nodes repo-lists/grafana-dashboardDefinitions.yaml:14:3",
+      "/ConfigMap/monitoring/grafana-dashboard-pods repo-lists/grafana-dashboardDefinitions.yaml:25:3",
+      "rbac.authorization.k8s.io/RoleBinding/default/prometheus-k8s repo-lists/prometheus-roleBindingSpecificNamespaces.yaml:3:3",
+      "rbac.authorization.k8s.io/RoleBinding/kube-system/prometheus-k8s repo-lists/prometheus-roleBindingSpecificNamespaces.yaml:16:3",
+      "rbac.authorization.k8s.io/RoleBinding/monitoring/prometheus-k8s repo-lists/prometheus-roleBindingSpecificNamespaces.yaml:29:3",
+      "rbac.authorization.k8s.io/Role/default/prometheus-k8s repo-lists/prometheus-roleSpecificNamespaces.yaml:3:3",
+      "rbac.authorization.k8s.io/Role/kube-system/prometheus-k8s repo-lists/prometheus-roleSpecificNamespaces.yaml:15:3",
+      "rbac.authorization.k8s.io/Role/monitoring/prometheus-k8s repo-lists/prometheus-roleSpecificNamespaces.yaml:27:3",
+      "/ServiceAccount/monitoring/prometheus-k8s repo-lists/prometheus-serviceAccount.yaml:1:1",
+      "/Service/monitoring/prometheus-k8s repo-lists/zz-mixed.yaml:1:1",
+      "/ConfigMap/monitoring/prometheus-rules repo-lists/zz-mixed.yaml:13:3",
+      "/Secret/monitoring/prometheus-additional-scrape-configs repo-lists/zz-mixed.yaml:17:3",
+    ]);
+    expect(bundle.objects.every((object) => !("items" in object) && !object.kind.endsWith("List"))).toBe(true);
+  });
+
+  test("collectBundle() names the file, position, document and item of a list item that is not an object", async () => {
+    const error = await problemsOf(["invalid/list-item-not-object", "invalid/list-nested"]);
+    expect(error.problems).toEqual([
+      "invalid/list-item-not-object/app.yaml:11:3: ConfigMapList (document 2) items[1]: object is not a mapping (got string)",
+      "invalid/list-nested/app.yaml:7:3: List (document 1) items[1]: a list inside a list, which kubectl cannot apply: move its items into the outer list",
+    ]);
+  });
+
+  test("collectBundle() refuses an object that kubectl would read as a list, and a list without items", async () => {
+    const error = await problemsOf(["invalid/object-with-items", "invalid/list-without-items"]);
+    expect(error.problems).toEqual([
+      'invalid/object-with-items/app.yaml:1:1: ConfigMap "outer" has an items field, so kubectl would apply its items instead of the ConfigMap itself: remove items, or make it a list (kind: List, or a kind ending in List)',
+      'invalid/list-without-items/app.yaml:1:1: ConfigMapList "settings" has no items: kubectl reads a kind ending in List as a list only when it has an items array (write items: [] for an empty list)',
+    ]);
+  });
+
+  test("collectBundle() applies Helm install hooks, leaves out test and delete hooks, with one notice each", async () => {
+    const bundle = await collectBundle(["helm-rendered"], { cwd: fixtures });
+    expect(bundle.objects.map((object) => `${object.kind}/${object.metadata.name}`)).toEqual([
+      "ServiceAccount/web",
+      "Service/web",
+      "Deployment/web",
+      "Job/web-migrate",
+    ]);
+    expect(bundle.notices).toEqual([
+      "helm-rendered/web.yaml:49:1: applied Job shop/web-migrate as an ordinary object (helm.sh/hook: pre-install,pre-upgrade): Helm's hook order, hook-weight and hook-delete-policy are not run; a Job cannot be changed once created, so a build that changes it fails to apply while the old one exists",
+      "helm-rendered/web.yaml:68:1: left out Job shop/web-cleanup (helm.sh/hook: post-delete): it runs only when Helm uninstalls or rolls back a release, which publishing never does",
+      "helm-rendered/web.yaml:85:1: left out Pod shop/web-test-connection (helm.sh/hook: test): Helm tests run only under helm test",
+    ]);
+  });
+
+  test("collectBundle() leaves out install hooks too with helmHooks omit", async () => {
+    const bundle = await collectBundle(["helm-rendered"], { cwd: fixtures, helmHooks: "omit" });
+    expect(bundle.objects.map((object) => object.metadata.name)).toEqual(["web", "web", "web"]);
+    expect(bundle.notices).toHaveLength(3);
+  });
+
+  test("collectBundle() counts an empty bundle after hooks are left out", async () => {
+    const promise = collectBundle(["-"], { cwd: fixtures, readStdin: async () => "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations: {helm.sh/hook: test}\n" });
+    await expect(promise).rejects.toThrow("Cannot bundle the manifests: no objects found in - (1 Helm hook left out; pass --allow-empty-bundle to publish an empty bundle)");
+  });
+
+  test("collectBundle() reads - from standard input, once, in the order of the paths", async () => {
+    let reads = 0;
+    const readStdin = async () => {
+      reads++;
+      return "apiVersion: v1\nkind: Namespace\nmetadata: {name: piped}\n";
+    };
+    const bundle = await collectBundle(["-", "repo-basic/k8s/00-namespace.yaml", "-"], { cwd: fixtures, readStdin });
+    expect(reads).toBe(1);
+    expect(bundle.inputs).toEqual(["<stdin>", "repo-basic/k8s/00-namespace.yaml"]);
+    expect(bundle.items.map((item) => `${item.object.metadata.name} ${item.source}`)).toEqual(["piped <stdin>:1:1", "shop repo-basic/k8s/00-namespace.yaml:1:1"]);
+  });
+
+  test("collectBundle() reports a problem of standard input with its position", async () => {
+    const error = await problemsOf(["-"], { readStdin: async () => "kind: X\n" });
+    expect(error.problems).toEqual(["<stdin>:1:1: object has no apiVersion"]);
+  });
+
+  test("publish --dry-run - reads the manifests from its real standard input (helm template | publish -)", () => {
+    const root = resolve(import.meta.dir, "../..");
+    const child = spawnSync(process.execPath, [join(root, "publish.ts"), "--dry-run", "--json", "-"], {
+      cwd: root,
+      input: readFileSync(join(fixtures, "helm-rendered/web.yaml")),
+      encoding: "utf8",
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    });
+    expect(child.status).toBe(0);
+    expect((JSON.parse(child.stdout) as { objects: number; inputs: string[] })).toMatchObject({ objects: 4, inputs: ["<stdin>"] });
+    expect(child.stderr.split("\n").filter(Boolean).map((line) => line.slice(0, line.indexOf(" (")))).toEqual([
+      "publish: notice: <stdin>:49:1: applied Job shop/web-migrate as an ordinary object",
+      "publish: notice: <stdin>:68:1: left out Job shop/web-cleanup",
+      "publish: notice: <stdin>:85:1: left out Pod shop/web-test-connection",
+    ]);
+  });
+
+  test("collectBundle() reports an entry it cannot stat, such as a dangling symlink, and reads the rest", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bundle-test-"));
+    symlinkSync(join(dir, "missing.yaml"), join(dir, "a.yaml"));
+    writeFileSync(join(dir, "b.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n");
+    const error = await problemsOf([dir]);
+    expect(error.problems).toEqual([`${dir}/a.yaml: cannot read: ENOENT`]);
+  });
+
+  test("collectBundle() reads a file reached twice through a symlink once, where it is first met", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bundle-test-"));
+    mkdirSync(join(dir, "b"));
+    writeFileSync(join(dir, "b", "ns.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n");
+    symlinkSync(join(dir, "b", "ns.yaml"), join(dir, "a.yaml"));
+    const bundle = await collectBundle([dir], { cwd: dir });
+    expect(bundle.inputs).toEqual(["a.yaml"]);
   });
 });
