@@ -50,7 +50,7 @@ describe("readRecord() and writeRecord() against kube-apiserver", () => {
     const read = await readRecord({ api: admin, namespace });
     expect(read).toEqual({ ...record, resourceVersion: rv });
     const keys = await kubectl(["get", "configmap", "kube-pico-cd-state", "-n", namespace, "-o", "jsonpath={.data}"]);
-    expect(Object.keys(JSON.parse(keys.stdout)).sort()).toEqual(["current", "format", "history", "inventory"]);
+    expect(Object.keys(JSON.parse(keys.stdout)).sort()).toEqual(["current", "format", "history", "inventory", "marks"]);
   });
 
   test("writeRecord() with the resourceVersion read replaces the record", async () => {
@@ -325,7 +325,7 @@ describe("repairing the record with listener record", () => {
     const record = { ...applied(1), inventory };
     await writeRecord(record, null, { api: admin, namespace });
     const { data } = await rawData(namespace);
-    expect(Object.keys(data).sort()).toEqual(["current", "format", "history", "inventory.gz"]);
+    expect(Object.keys(data).sort()).toEqual(["current", "format", "history", "inventory.gz", "marks"]);
     expect((await readRecord({ api: admin, namespace })).inventory).toEqual(inventory);
   });
 });
