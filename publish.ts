@@ -11,15 +11,14 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+import type { SQSClient, SQSClientConfig } from "@aws-sdk/client-sqs";
 import { ConfigError, errorMessage, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
 import { collectBundle } from "./lib/manifests/bundle.ts";
 import { resolveBuildInfo } from "./lib/publish/build-info.ts";
 import { parsePublishConfig, publishHelpText, SQS_MAX_MESSAGE_BYTES, type PublishConfig } from "./lib/publish/config.ts";
 import { EXIT_INVALID, EXIT_SEND_FAILED, EXIT_SENT } from "./lib/publish/exit-codes.ts";
 import { countByKindAndNamespace, formatResultsStepSummary, formatStepSummary, formatSummary, type PublishResult } from "./lib/publish/summary.ts";
-import { waitForDeploy } from "./lib/publish/wait.ts";
-import { createSqsClients, type SqsClients } from "./lib/sqs/region.ts";
+import type { SqsClients } from "./lib/sqs/region.ts";
 import { defaultMessageGroupId, fifoDeduplicationId, isFifoQueue, resolveQueueUrl, sendBody } from "./lib/sqs/send.ts";
 import { VERSION } from "./lib/version.ts";
 import { DEFAULT_APP } from "./lib/wire/app.ts";
@@ -41,7 +40,7 @@ export interface PublishIo {
   now: () => number;
   signal?: AbortSignal;
   /** Makes an SQS client (one per region: lib/sqs/region.ts). Default `new SQSClient(config)`. */
-  createSqsClient: (config: SQSClientConfig) => SQSClient;
+  createSqsClient?: (config: SQSClientConfig) => SQSClient;
 }
 
 const defaultIo: PublishIo = {
@@ -49,7 +48,6 @@ const defaultIo: PublishIo = {
   stderr: (text) => process.stderr.write(text),
   cwd: process.cwd(),
   now: Date.now,
-  createSqsClient: (config) => new SQSClient(config),
 };
 
 /** The error for a message over --max-message-bytes, saying how to raise the limit. */
@@ -182,8 +180,14 @@ async function publish(
     appendStepSummary(formatStepSummary(result));
     return EXIT_SENT;
   }
+  // Loaded only now, as lib/sqs/send.ts loads the SDK: a dry run never needs them.
+  const [{ createSqsClients }, { waitForDeploy }] = await Promise.all([import("./lib/sqs/region.ts"), import("./lib/publish/wait.ts")]);
   // Each queue's requests are signed for the region its URL names (lib/sqs/region.ts).
-  const clients = createSqsClients({ region: config.region, endpoint: config.endpointUrl, create: io.createSqsClient });
+  const clients = createSqsClients({
+    region: config.region,
+    endpoint: config.endpointUrl,
+    ...(io.createSqsClient === undefined ? {} : { create: io.createSqsClient }),
+  });
   try {
     const signalOption = io.signal ? { signal: io.signal } : {};
     // Resolved before anything is sent, like the deploy queues: a typo sends nothing.

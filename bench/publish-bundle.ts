@@ -6,6 +6,7 @@
  *   ./node_modules/.bin/bun bench/publish-bundle.ts [--files 1000] [--kib-per-file 10] [--rounds 5]
  *   ./node_modules/.bin/bun bench/publish-bundle.ts --manifest install.yaml   # e.g. Argo CD's
  *   deno run -A bench/publish-bundle.ts ...
+ *   node bench/publish-bundle.ts ...     # node 24 (type stripping)
  *
  * Without --manifest, 1,000 files (about 10 MB of YAML) are generated deterministically in a
  * temporary directory (--keep DIR writes them to DIR and keeps them). Every measurement runs
