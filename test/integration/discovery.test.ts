@@ -30,10 +30,10 @@ const gadgetCrd = (group: string) => ({
 describe("Discovery against kube-apiserver", () => {
   test("resourceFor() finds core and grouped kinds with their plural and scope", async () => {
     const discovery = new Discovery(api);
-    expect(await discovery.resourceFor("", "ConfigMap")).toEqual({ group: "", version: "v1", kind: "ConfigMap", resource: "configmaps", namespaced: true });
-    expect(await discovery.resourceFor("", "Namespace")).toEqual({ group: "", version: "v1", kind: "Namespace", resource: "namespaces", namespaced: false });
-    expect(await discovery.resourceFor("apps", "Deployment")).toEqual({ group: "apps", version: "v1", kind: "Deployment", resource: "deployments", namespaced: true });
-    expect(await discovery.resourceFor("apiextensions.k8s.io", "CustomResourceDefinition")).toEqual({
+    expect(await discovery.resourceFor("", "ConfigMap")).toMatchObject({ group: "", version: "v1", kind: "ConfigMap", resource: "configmaps", namespaced: true });
+    expect(await discovery.resourceFor("", "Namespace")).toMatchObject({ group: "", version: "v1", kind: "Namespace", resource: "namespaces", namespaced: false });
+    expect(await discovery.resourceFor("apps", "Deployment")).toMatchObject({ group: "apps", version: "v1", kind: "Deployment", resource: "deployments", namespaced: true });
+    expect(await discovery.resourceFor("apiextensions.k8s.io", "CustomResourceDefinition")).toMatchObject({
       group: "apiextensions.k8s.io",
       version: "v1",
       kind: "CustomResourceDefinition",
@@ -60,7 +60,7 @@ describe("Discovery against kube-apiserver", () => {
     expect(await discovery.resourceFor(group, "Gadget")).toBeNull();
     expect((await kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(gadgetCrd(group)) })).code).toBe(0);
     const found = await until("discovery to serve the new CRD", async () => (await discovery.resourceFor(group, "Gadget")) ?? undefined, 30_000);
-    expect(found).toEqual({ group, version: "v1", kind: "Gadget", resource: "gadgets", namespaced: false });
+    expect(found).toMatchObject({ group, version: "v1", kind: "Gadget", resource: "gadgets", namespaced: false });
     await kubectl(["delete", "crd", `gadgets.${group}`, "--wait=false"]);
   });
 });

@@ -103,7 +103,8 @@ describe("listener status", () => {
       ["build-b", commitB.slice(0, 7), "applied", "2", "0"],
       ["build-a", commitA.slice(0, 7), "applied", "1", "0"],
     ]);
-    expect(rows[1]?.[8]).toStartWith('kubectl: The Service "web" is invalid: spec.ports[0].port: Invalid value: 70000');
+    // A failed apply names the object the API server refuses first, then kubectl's text.
+    expect(rows[1]?.[8]).toStartWith(`1 object refused by the API server: Service ${ns}/web: spec.ports[0`);
     expect(rows[1]?.[8]?.length).toBeLessThanOrEqual(80);
 
     const limited = await status(["default", "--namespace", ns, "--kubeconfig", env.kubeconfig, "--limit", "2"]);
