@@ -107,6 +107,7 @@ describe("action.yml", () => {
       "app",
       "target",
       "dry-run",
+      "plan",
       "endpoint-url",
       "build-timestamp-ms",
       "max-message-bytes",
