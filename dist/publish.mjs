@@ -13839,9 +13839,15 @@ function appNameProblem(name) {
     return `app name ${JSON.stringify(name)} is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`;
   return;
 }
-var DEFAULT_APP = "default", MAX_APP_NAME_LENGTH = 63, APP_NAME_PATTERN;
+var DEFAULT_APP = "default", MAX_APP_NAME_LENGTH = 63, APP_NAME_PATTERN, appNameSchema;
 var init_app = __esm(() => {
+  init_zod();
   APP_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  appNameSchema = string2().superRefine((name, context) => {
+    const problem = appNameProblem(name);
+    if (problem !== undefined)
+      context.addIssue({ code: "custom", message: problem });
+  });
 });
 
 // node_modules/@smithy/types/dist-cjs/index.js
@@ -40423,11 +40429,7 @@ var init_result = __esm(() => {
     kind: literal(RESULT_KIND),
     version: literal(RESULT_VERSION),
     messageId: string2().min(1),
-    app: string2().superRefine((name, context) => {
-      const problem = appNameProblem(name);
-      if (problem !== undefined)
-        context.addIssue({ code: "custom", message: problem });
-    }).optional(),
+    app: appNameSchema.optional(),
     build: strictObject({
       id: string2().min(1),
       timestampMs: int().nonnegative(),
@@ -41025,15 +41027,10 @@ var signatureSchema = strictObject({
   keyId: string2().min(1),
   value: string2().min(1).regex(BASE64, "must be base64")
 });
-var appSchema = string2().superRefine((name, context) => {
-  const problem = appNameProblem(name);
-  if (problem !== undefined)
-    context.addIssue({ code: "custom", message: problem });
-});
 var v1Schema = strictObject({
   kind: literal(MESSAGE_KIND),
   version: literal(MESSAGE_VERSION),
-  app: appSchema.optional(),
+  app: appNameSchema.optional(),
   mode: literal("plan").optional(),
   build: buildSchema,
   target: string2().min(1).optional(),
@@ -41576,11 +41573,7 @@ var queueRef = string2().transform((value, context) => {
 var schema = object({
   paths: array(string2().min(1, "must not be empty")),
   queue: array(queueRef),
-  app: string2().superRefine((name, context) => {
-    const problem = appNameProblem(name);
-    if (problem !== undefined)
-      context.addIssue({ code: "custom", message: problem });
-  }).optional(),
+  app: appNameSchema.optional(),
   target: optionalText,
   ignore: array(string2().min(1, "must not be empty")),
   "no-kustomize": flagBoolean,

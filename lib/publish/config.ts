@@ -7,7 +7,7 @@ import { z } from "zod";
 import { envBoolean, gatherOptions, optionsHelp, schemaProblems, splitList, type OptionTable } from "../cli-options.ts";
 import { ConfigError } from "../errors.ts";
 import { messageGroupIdProblem, parseQueueRef, type QueueRef } from "../sqs/send.ts";
-import { appNameProblem, DEFAULT_APP } from "../wire/app.ts";
+import { appNameSchema, DEFAULT_APP } from "../wire/app.ts";
 import { SIGNING_KEY_ENV } from "../wire/signature.ts";
 import { REPOSITORY_ENV, resolvePublishApp, type PublishApp } from "./app.ts";
 import type { BuildInfoOverrides } from "./build-info.ts";
@@ -318,13 +318,7 @@ const schema = z
   .object({
     paths: z.array(z.string().min(1, "must not be empty")),
     queue: z.array(queueRef),
-    app: z
-      .string()
-      .superRefine((name, context) => {
-        const problem = appNameProblem(name);
-        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
-      })
-      .optional(),
+    app: appNameSchema.optional(),
     target: optionalText,
     ignore: z.array(z.string().min(1, "must not be empty")),
     "no-kustomize": flagBoolean,

@@ -6,6 +6,7 @@
  * What the listener keeps per app, and under which object names, is lib/listener/apps.ts,
  * which re-exports these rules so that both sides of the queue share one definition.
  */
+import { z } from "zod";
 
 /** The app of messages that name none, and of legacy messages. */
 export const DEFAULT_APP = "default";
@@ -23,3 +24,9 @@ export function appNameProblem(name: string): string | undefined {
   if (!APP_NAME_PATTERN.test(name)) return `app name ${JSON.stringify(name)} is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`;
   return undefined;
 }
+
+/** An app name as a zod schema: the issue states the rule it breaks ({@link appNameProblem}). */
+export const appNameSchema = z.string().superRefine((name, context) => {
+  const problem = appNameProblem(name);
+  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+});

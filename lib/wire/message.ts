@@ -9,7 +9,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { duplicateProblems, isRecord, kubeObjectProblem, parseManifests, type KubeObject } from "../manifests/bundle.ts";
 import { errorMessage, MessageRejectedError } from "../errors.ts";
-import { appNameProblem, DEFAULT_APP } from "./app.ts";
+import { appNameProblem, appNameSchema, DEFAULT_APP } from "./app.ts";
 
 export type { KubeObject } from "../manifests/bundle.ts";
 export { MessageRejectedError } from "../errors.ts";
@@ -214,16 +214,11 @@ const signatureSchema = z.strictObject({
   value: z.string().min(1).regex(BASE64, "must be base64"),
 });
 
-/** An app name (lib/wire/app.ts); the issue states the rule it breaks. */
-const appSchema = z.string().superRefine((name, context) => {
-  const problem = appNameProblem(name);
-  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
-});
 
 const v1Schema = z.strictObject({
   kind: z.literal(MESSAGE_KIND),
   version: z.literal(MESSAGE_VERSION),
-  app: appSchema.optional(),
+  app: appNameSchema.optional(),
   mode: z.literal("plan").optional(),
   build: buildSchema,
   target: z.string().min(1).optional(),

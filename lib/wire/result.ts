@@ -11,7 +11,7 @@ import { z } from "zod";
 import { errorMessage, ResultRejectedError } from "../errors.ts";
 import { outcomeResults, type Outcome } from "../kube/record.ts";
 import { oneLine } from "../text.ts";
-import { appNameProblem } from "./app.ts";
+import { appNameProblem, appNameSchema } from "./app.ts";
 
 export { ResultRejectedError, type ResultRejectedReason } from "../errors.ts";
 
@@ -48,13 +48,7 @@ const resultSchema = z.strictObject({
   /** The SQS MessageId of the deploy message (what SendMessage returned to the publisher). */
   messageId: z.string().min(1),
   /** The app the deploy message belongs to (lib/wire/app.ts); absent from listeners before apps. */
-  app: z
-    .string()
-    .superRefine((name, context) => {
-      const problem = appNameProblem(name);
-      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
-    })
-    .optional(),
+  app: appNameSchema.optional(),
   build: z.strictObject({
     id: z.string().min(1),
     timestampMs: z.int().nonnegative(),
