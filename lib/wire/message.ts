@@ -214,7 +214,6 @@ const signatureSchema = z.strictObject({
   value: z.string().min(1).regex(BASE64, "must be base64"),
 });
 
-
 const v1Schema = z.strictObject({
   kind: z.literal(MESSAGE_KIND),
   version: z.literal(MESSAGE_VERSION),
