@@ -1,16 +1,21 @@
 # The kube-pico-cd listener image: the compiled listener, kubectl, and distroless's glibc base.
 # No shell, no package manager, runs as 65532:65532, writes nothing outside /tmp.
 #
-#   docker build -t kube-pico-cd-listener:0.1.0 \
+#   docker build -t ghcr.io/kube-pico-cd/kube-pico-cd-listener:0.1.0 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker buildx build --platform linux/amd64,linux/arm64 ...   # each stage runs natively per platform
+#
+# Releases are built by .github/workflows/release.yml (README "Releases and installing").
 #
 # Expected size (linux/amd64): about 92 MB compressed, 195 MB on disk — distroless
 # base-debian12 (about 20 MB), kubectl v1.35.4 (59 MB, 17.6 MB gzipped), the listener
 # executable (110 MiB, 54 MB gzipped; it carries the Bun runtime).
 
-# Build stage. Pinned by tag: no published digest for 1.4.5 could be verified from the build
-# machine. TODO: pin by digest (docker buildx imagetools inspect oven/bun:1.4.5).
+# Build stage, pinned by tag only: no digest could be checked against the registry when this
+# was written, and an unchecked digest would be worse than none. The release workflow resolves
+# each tagged base with `docker buildx imagetools inspect` and prints the digests in the
+# release notes; the image's provenance attestation (mode=max) records them too. Pin them
+# here (`FROM oven/bun:1.4.5@sha256:…`) from a release's notes once one exists.
 FROM oven/bun:1.4.5 AS build
 WORKDIR /src
 # Run-time dependencies only, at the versions of package-lock.json (bun reads npm's lockfile);
@@ -26,13 +31,13 @@ RUN bun build --compile --minify --bytecode --format=esm \
  && /out/kube-pico-cd-listener --help >/dev/null
 
 # kubectl of the same minor version as the tests' API server; the image keeps it at /bin/kubectl.
-# Pinned by tag for the same reason as above. TODO: pin by digest.
+# Pinned by tag for the same reason as above; its digest is in the release notes as well.
 FROM registry.k8s.io/kubectl:v1.35.4 AS kubectl
 
 # Final stage: glibc, CA certificates and tzdata, nothing else; the nonroot user is 65532.
 # The digest is the multi-arch index of base-debian12:nonroot as pinned in several public
-# Dockerfiles; it was not checked against the registry from the build machine, so confirm it
-# (crane digest gcr.io/distroless/base-debian12:nonroot) when you first build.
+# Dockerfiles; it was not checked against the registry from the build machine. A build fails
+# if the registry has no such digest, so the first release (or your own build) confirms it.
 FROM gcr.io/distroless/base-debian12:nonroot@sha256:7f0c72cd138b442ae0deeb69c08b1acf5525439ba251a49ad93c320a061567e5
 
 ARG VERSION=0.1.0
@@ -44,6 +49,8 @@ LABEL org.opencontainers.image.title="kube-pico-cd-listener" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="https://github.com/kube-pico-cd/kube-pico-cd" \
+      org.opencontainers.image.url="https://github.com/kube-pico-cd/kube-pico-cd" \
       org.opencontainers.image.base.name="gcr.io/distroless/base-debian12:nonroot" \
       org.opencontainers.image.base.digest="sha256:7f0c72cd138b442ae0deeb69c08b1acf5525439ba251a49ad93c320a061567e5"
 
