@@ -3,7 +3,7 @@
  *
  * 1. Brings up the local environment: ElasticMQ (SQS) and a real Kubernetes control plane
  *    (etcd, kube-apiserver, controller-manager, scheduler, kwok as the node). The first run
- *    builds the control plane from the Go module proxy (10-20 minutes); later runs start in
+ *    builds the control plane from the Go module proxy (about 9 minutes on 2 cores); later runs start in
  *    seconds.
  * 2. Compiles the listener into a standalone executable and starts it, as the pod would.
  * 3. Publishes examples/app (Namespace, ConfigMap, Deployment, Service) with publish.ts.
@@ -62,7 +62,7 @@ const work = mkdtempSync(join(tmpdir(), "kube-pico-cd-demo-"));
 
 async function main(): Promise<void> {
   step("Starting the local environment: ElasticMQ (SQS) and a Kubernetes control plane on 127.0.0.1");
-  info("the first run builds kube-apiserver, etcd, controller-manager, scheduler, kubectl and kwok from the Go module proxy (10-20 minutes); later runs reuse the cache");
+  info("the first run builds kube-apiserver, etcd, controller-manager, scheduler, kubectl and kwok from the Go module proxy (about 9 minutes on 2 cores); later runs reuse the cache");
   env = await startEnvironment();
   info(`SQS endpoint ${env.sqsEndpoint}; kubeconfig ${env.kubeconfig}`);
   const kubectl = (args: string[], stdin?: string) => run(env!.kubectl, ["--kubeconfig", env!.kubeconfig, ...args], stdin === undefined ? {} : { stdin });

@@ -49,7 +49,7 @@ trap 'rm -rf "$work"' EXIT
 
 minor="${K8S_VERSION#v1.}"          # 35.4
 staging_version="v0.${minor}"       # v0.35.4
-log "building Kubernetes $K8S_VERSION control plane into $bin_dir (cold build: 10-20 minutes on 2 cores)"
+log "building Kubernetes $K8S_VERSION control plane into $bin_dir (cold build: about 9 minutes on 2 cores)"
 
 cd "$work"
 go mod init kpcd-testenv-build >/dev/null 2>&1

@@ -61,7 +61,7 @@ export async function ensureKubeBinaries(): Promise<KubeBinaries> {
   requireTool("go", ["version"], "Install Go 1.24 or newer (https://go.dev/doc/install, or 'apt-get install golang' where Debian's is new enough) and put it on PATH.");
   const started = Date.now();
   const ticker = setInterval(() => {
-    process.stderr.write(`test-env: still building the Kubernetes control plane (${Math.round((Date.now() - started) / 1000)} s elapsed; a cold build takes 10-20 minutes)\n`);
+    process.stderr.write(`test-env: still building the Kubernetes control plane (${Math.round((Date.now() - started) / 1000)} s elapsed; a cold build takes about 9 minutes on 2 cores)\n`);
   }, 30_000);
   try {
     const code = await new Promise<number>((resolve, reject) => {
