@@ -6,9 +6,12 @@
  *
  * A plan holds, per object: an error (the server refuses it: every field error, with the file
  * it came from), "create", "change" with the changed fields (`path: old → new`), or
- * "unchanged"; and the objects prune would delete. It is bounded: each object's diff keeps
- * {@link MAX_DIFF_LINES_PER_OBJECT} lines, and the whole plan {@link MAX_PLAN_LINES}, each
- * cut with a count of what was left out.
+ * "unchanged"; and the objects prune would delete. A Secret's values are never in it, live or
+ * new (whoever may plan need not read the app's Secrets): its changed keys say only
+ * "(secret value added|removed|changed)", and its error texts lose what they quote. Neither is
+ * kubectl's last-applied annotation (a whole earlier object) nor `managedFields`. It is
+ * bounded: each object's diff keeps {@link MAX_DIFF_LINES_PER_OBJECT} lines, and the whole
+ * plan {@link MAX_PLAN_LINES}, each cut with a count of what was left out.
  */
 import type { DryRunResult } from "../kube/dry-run.ts";
 import type { KubeObject } from "../manifests/bundle.ts";
@@ -29,7 +32,7 @@ export interface PlannedObject {
   /** Where it came from (`k8s/api.yaml:12:1`), when the bundle said. */
   source?: string | undefined;
   action: "create" | "change" | "unchanged" | "error" | "pending";
-  /** error: each problem; change: each changed field; pending: why it cannot be dry-run yet. */
+  /** error: each problem; change: each changed field; create: a Secret's keys only; pending: why it cannot be dry-run yet. */
   lines: string[];
   /** Lines left out of `lines`. */
   more?: number | undefined;
@@ -70,6 +73,77 @@ export function comparable(object: unknown): unknown {
   }
   return { ...rest, metadata: meta };
 }
+
+/** A core-group Secret: its `data` and `stringData` values are never shown in a plan. */
+export function isSecret(object: { apiVersion?: unknown; kind?: unknown }): boolean {
+  return object.kind === "Secret" && typeof object.apiVersion === "string" && groupOf(object.apiVersion) === "";
+}
+
+/**
+ * A Secret's values by key, base64 as the API server stores them: `stringData` merged over
+ * `data`, as the server merges it, so a bundle's `stringData` compares equal to the live
+ * `data` it becomes. A non-string value (never from the server) is kept as its JSON, still
+ * compared and never shown.
+ */
+function secretValues(object: unknown): Map<string, string> {
+  const values = new Map<string, string>();
+  if (!isRecord(object)) return values;
+  const { data, stringData } = object;
+  if (isRecord(data)) for (const [key, value] of Object.entries(data)) values.set(key, typeof value === "string" ? value : JSON.stringify(value));
+  if (isRecord(stringData)) for (const [key, value] of Object.entries(stringData)) values.set(key, typeof value === "string" ? Buffer.from(value, "utf8").toString("base64") : JSON.stringify(value));
+  return values;
+}
+
+/** A Secret without its values, for the diff of everything else (type, labels, immutable). */
+function withoutValues(object: unknown): unknown {
+  if (!isRecord(object)) return object;
+  const { data: _data, stringData: _stringData, ...rest } = object;
+  return rest;
+}
+
+/**
+ * The changed keys from `before` to `after` (Secrets, either may be null), one line each,
+ * saying only that a value was added, removed or changed: values are compared, never shown.
+ */
+export function secretDiffLines(before: unknown, after: unknown): string[] {
+  const old = secretValues(before);
+  const now = secretValues(after);
+  const keys = [...new Set([...old.keys(), ...now.keys()])].sort();
+  return keys.flatMap((key) => {
+    const path = pathOf("data", key);
+    if (!old.has(key)) return [`${path}: (secret value added)`];
+    if (!now.has(key)) return [`${path}: (secret value removed)`];
+    return old.get(key) === now.get(key) ? [] : [`${path}: (secret value changed)`];
+  });
+}
+
+/**
+ * The changed fields of one object, live to as it would be applied: {@link diffLines} of
+ * what {@link comparable} keeps, except a Secret's values ({@link secretDiffLines}), whose
+ * lines take the place of `data` in the sorted order.
+ */
+export function objectDiffLines(live: unknown, applied: unknown, secret: boolean): string[] {
+  if (!secret) return diffLines(comparable(live), comparable(applied));
+  const rest = diffLines(comparable(withoutValues(live)), comparable(withoutValues(applied)));
+  const values = secretDiffLines(live, applied);
+  const at = rest.findIndex((line) => line > "data");
+  return at === -1 ? [...rest, ...values] : [...rest.slice(0, at), ...values, ...rest.slice(at)];
+}
+
+/**
+ * A Secret's error text without the values the API server may quote back: field errors
+ * (`Invalid value: "…"`), and the echo of a wrong type (`expected string, got &value…`).
+ * Every quoted string goes, the object's name too: the line already names the object.
+ */
+export function maskSecretText(text: string): string {
+  return text
+    .replace(/"(?:[^"\\]|\\.)*"/g, REDACTED)
+    .replace(/(Invalid value: )(?!\[redacted\])[^\s:,;]+/g, `$1${REDACTED}`)
+    .replace(/(expected [^\n,;]*?, got )[^\n;]*/g, `$1${REDACTED}`);
+}
+
+/** What replaces a value cut out of a Secret's error text. */
+export const REDACTED = "[redacted]";
 
 function shown(value: unknown): string {
   if (value === undefined) return "(none)";
@@ -127,16 +201,20 @@ export function buildPlan(input: {
   const planned: PlannedObject[] = objects.map((object, i) => {
     const result = results[i]!;
     const base = { object: describeObject(object), ...(sources?.[i] === undefined ? {} : { source: sources[i] }) };
+    const secret = isSecret(object);
+    // The API server's errors about a Secret may quote its values back.
+    const errorLines = (lines: string[]) => (secret ? lines.map(maskSecretText) : lines);
     switch (result.state) {
       case "ok": {
-        if (result.live === null) return { ...base, action: "create", lines: [] };
-        const lines = diffLines(comparable(result.live), comparable(result.object));
+        // A created Secret lists its keys (never values); other created objects are named only.
+        if (result.live === null) return { ...base, action: "create", ...cutLines(secret ? secretDiffLines(null, result.object) : [], MAX_DIFF_LINES_PER_OBJECT) };
+        const lines = objectDiffLines(result.live, result.object, secret);
         return lines.length === 0 ? { ...base, action: "unchanged", lines: [] } : { ...base, action: "change", ...cutLines(lines, MAX_DIFF_LINES_PER_OBJECT) };
       }
       case "invalid":
-        return { ...base, action: "error", ...cutLines(result.causes.length > 0 ? result.causes : [result.error], MAX_DIFF_LINES_PER_OBJECT) };
+        return { ...base, action: "error", ...cutLines(errorLines(result.causes.length > 0 ? result.causes : [result.error]), MAX_DIFF_LINES_PER_OBJECT) };
       case "failed":
-        return { ...base, action: "error", ...cutLines([`cannot dry-run it: ${result.error}`], 1) };
+        return { ...base, action: "error", ...cutLines(errorLines([`cannot dry-run it: ${result.error}`]), 1) };
       case "no-namespace":
         return namespacesInBundle.has(result.namespace)
           ? { ...base, action: "pending", lines: [`its namespace ${result.namespace} is created by this build; checked only when applied`] }

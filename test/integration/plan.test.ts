@@ -1,7 +1,7 @@
 /**
  * Plan requests against the real listener, API server and ElasticMQ: the plan names invalid
- * fields with their file, shows changed fields and what prune would delete, and leaves the
- * cluster and the record as they were.
+ * fields with their file, shows changed fields (of a Secret, only which keys changed) and
+ * what prune would delete, and leaves the cluster and the record as they were.
  */
 import { describe, expect, test } from "bun:test";
 import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
@@ -85,6 +85,48 @@ describe("plans", () => {
       const record = await readRecord(ns, { name: "kube-pico-cd-state-shop" });
       expect(record?.history.map((h) => h.buildId)).toEqual(["s1"]);
       expect(record?.inflight).toBeNull();
+    } finally {
+      await stopped(listener);
+    }
+  }, 120_000);
+
+  test("a plan of a changed live Secret names the changed, added and removed keys and holds none of its values, live or new; a refused Secret's errors hold none either", async () => {
+    const ns = await createNamespace("plan-secret");
+    const queue = await createQueue();
+    const results = await createQueue();
+    const listener = await startListener({ queueUrl: queue.url, namespace: ns, env: { KUBE_PICO_CD_RESULT_QUEUE: results.url, KUBE_PICO_CD_VISIBILITY_TIMEOUT_SECONDS: "5", KUBE_PICO_CD_NO_WAIT_HEALTH: "true" } });
+    const unique = Math.random().toString(36).slice(2, 10);
+    const liveValue = `live-secret-${unique}`;
+    const newValue = `new-secret-${unique}`;
+    const removedValue = `removed-${unique}`;
+    const pin = 31_415_926_535 + Math.floor(Math.random() * 1000);
+    const badValue = `not~base64~${unique}`;
+    const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
+    const secret = (name: string, fields: Record<string, unknown>) => ({ apiVersion: "v1", kind: "Secret", metadata: { name, namespace: ns }, type: "Opaque", ...fields }) as unknown as KubeObject;
+    try {
+      await sendAppBundle(queue.url, "shop", [secret("db", { data: { password: b64(liveValue), old: b64(removedValue), same: b64("same-value") } })], { timestampMs: 1_000, id: "s1" });
+      await until("s1 applied", async () => (await readRecord(ns, { name: "kube-pico-cd-state-shop" }))?.current?.build.id === "s1");
+      const secretBefore = await resourceVersion(ns, "secret", "db");
+
+      // stringData in the bundle, data in the live object: the server merges one into the other.
+      const changed = secret("db", { stringData: { password: newValue, token: "added-token", same: "same-value" } });
+      const refused = [secret("bad-base64", { data: { key: badValue } }), secret("bad-pin", { stringData: { pin } })];
+      const id = await sendPlan(queue.url, "shop", [changed, ...refused], ["k8s/db.yaml:1:1", "k8s/bad.yaml:1:1", "k8s/bad.yaml:9:1"], "p1");
+      const planned = await resultFor(results.url, id);
+      expect(planned.result).toBe("planned");
+      const db = planned.plan!.objects.find((o) => o.object === `Secret ${ns}/db`)!;
+      expect(db).toEqual({ object: `Secret ${ns}/db`, source: "k8s/db.yaml:1:1", action: "change", lines: ["data.old: (secret value removed)", "data.password: (secret value changed)", "data.token: (secret value added)"] });
+      const errors = planned.plan!.objects.filter((o) => o.action === "error");
+      expect(errors.map((o) => o.object)).toEqual([`Secret ${ns}/bad-base64`, `Secret ${ns}/bad-pin`]);
+      // An unquoted number under stringData is echoed back by the API server; the plan cuts the echo.
+      expect(errors[1]!.lines).toEqual([`failed to create typed patch object (${ns}/bad-pin; /v1, Kind=Secret): .stringData.pin: expected string, got [redacted]`]);
+      expect(errors[0]!.lines[0]).toStartWith(`cannot dry-run it: Kubernetes API PATCH /api/v1/namespaces/${ns}/secrets/bad-base64 failed: 500:`);
+      const json = JSON.stringify(planned);
+      for (const value of [liveValue, newValue, removedValue, "added-token", "same-value", String(pin), badValue]) {
+        expect(json).not.toContain(value);
+        expect(json).not.toContain(b64(value));
+      }
+      expect(await resourceVersion(ns, "secret", "db")).toBe(secretBefore);
     } finally {
       await stopped(listener);
     }
