@@ -120,7 +120,7 @@ async function run(config: ListenerConfig, api: KubeApi, logger: Logger, options
   const operations = createOperations({ config, api, kubectl, logger, stopping: stop.signal });
   let maxReceiveCount: number | undefined;
   // Results go to CI (publish --wait) after each outcome is recorded; never part of the deploy.
-  const resultOptions = config.resultQueue ? { sqs: clients.forQueue(config.resultQueue), resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, maxReceiveCount: () => maxReceiveCount, logger } : undefined;
+  const resultOptions = config.resultQueue ? { sqs: clients.forQueue(config.resultQueue), resultQueue: config.resultQueue, deployQueue: config.queue, namespace: config.namespace, ...(config.target === undefined ? {} : { target: config.target }), maxReceiveCount: () => maxReceiveCount, logger } : undefined;
   // Outcomes, the progress of deploys and plans (lib/listener/planner.ts) all go to the result queue.
   const results = resultOptions ? createResultChannel(resultOptions) : undefined;
   if (results) operations.addOutcomeListener(results.onOutcome);

@@ -13,16 +13,18 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { SQSClient, SQSClientConfig } from "@aws-sdk/client-sqs";
 import { ConfigError, errorMessage, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
-import { collectBundle } from "./lib/manifests/bundle.ts";
+import { bundleMessage } from "./lib/publish/bundle-message.ts";
 import { resolveBuildInfo } from "./lib/publish/build-info.ts";
 import { parsePublishConfig, publishHelpText, SQS_MAX_MESSAGE_BYTES, type PublishConfig } from "./lib/publish/config.ts";
 import { EXIT_INVALID, EXIT_SEND_FAILED, EXIT_SENT } from "./lib/publish/exit-codes.ts";
 import { countByKindAndNamespace, formatResultsStepSummary, formatStepSummary, formatSummary, type PublishResult } from "./lib/publish/summary.ts";
+import { isFifoTopic, SNS_MAX_MESSAGE_BYTES } from "./lib/sns/topic.ts";
 import type { SqsClients } from "./lib/sqs/region.ts";
+import { createSnsClients, publishToTopic, type SnsClients } from "./lib/sns/publish.ts";
 import { defaultMessageGroupId, fifoDeduplicationId, isFifoQueue, resolveQueueUrl, sendBody } from "./lib/sqs/send.ts";
 import { VERSION } from "./lib/version.ts";
 import { DEFAULT_APP } from "./lib/wire/app.ts";
-import { encodeMessage, type BuildInfo, type EncodedMessage } from "./lib/wire/message.ts";
+import type { BuildInfo, EncodedMessage, SignedFields } from "./lib/wire/message.ts";
 import { generateSigningKeyPair, keygenText, loadSigningKey, signFields } from "./lib/wire/signature.ts";
 
 /** The --help text (lib/publish/config.ts), for the generated configuration reference. */
@@ -59,6 +61,15 @@ function tooLarge(encoded: EncodedMessage, limit: number): MessageTooLargeError 
         ? `Raise the queue's limit (aws sqs set-queue-attributes --queue-url URL --attributes MaximumMessageSize=${SQS_MAX_MESSAGE_BYTES}) and pass --max-message-bytes ${SQS_MAX_MESSAGE_BYTES}, or publish fewer manifests.`
         : "This is SQS's maximum: publish fewer manifests per message."),
     { bodyBytes: encoded.bodyBytes, limitBytes: limit },
+  );
+}
+
+/** The error for a message too large for a topic: SNS takes at most 256 KiB, whatever the queues take. */
+function tooLargeForTopic(encoded: EncodedMessage): MessageTooLargeError {
+  return new MessageTooLargeError(
+    `Cannot publish to a topic: the encoded message is ${encoded.bodyBytes} bytes, over SNS's limit of ${SNS_MAX_MESSAGE_BYTES} bytes (256 KiB) ` +
+      `(${encoded.rawBytes} bytes of manifests gzip to ${encoded.compressedBytes}); publish fewer manifests per message, or send to each cluster's queue with --queue (up to 1 MiB).`,
+    { bodyBytes: encoded.bodyBytes, limitBytes: SNS_MAX_MESSAGE_BYTES },
   );
 }
 
@@ -113,27 +124,29 @@ async function publish(
   });
   if (signingKey !== undefined && "problem" in signingKey) throw new ConfigError([signingKey.problem]);
   const build = resolveBuildInfo({ overrides: config.build, env, nowMs: io.now() });
-  const bundle = await collectBundle(config.paths, {
-    cwd: io.cwd,
-    ignore: config.ignore,
-    kustomize: config.kustomize,
-    kubectl: config.kubectl,
-    allowEmpty: config.allowEmpty,
-    ...(io.signal ? { signal: io.signal } : {}),
-  });
+  const { encoded, inputs, notices, kinds } = await bundleMessage(
+    config.paths,
+    {
+      cwd: io.cwd,
+      ignore: config.ignore,
+      kustomize: config.kustomize,
+      kubectl: config.kubectl,
+      allowEmpty: config.allowEmpty,
+      ...(io.signal ? { signal: io.signal } : {}),
+    },
+    {
+      ...(config.app === undefined ? {} : { app: config.app.name }),
+      build,
+      ...(config.plan ? { mode: "plan" as const } : {}),
+      ...(config.target === undefined ? {} : { target: config.target }),
+      ...(config.targets === undefined ? {} : { targets: config.targets }),
+      ...(signingKey === undefined ? {} : { sign: (fields: SignedFields) => signFields(fields, signingKey) }),
+    },
+  );
   // Helm hooks applied or left out (lib/manifests/helm-hooks.ts): one line each.
-  for (const notice of bundle.notices) io.stderr(`publish: notice: ${notice}\n`);
-  const encoded = encodeMessage({
-    ...(config.app === undefined ? {} : { app: config.app.name }),
-    build,
-    objects: bundle.objects,
-    // Where each object came from: the listener's errors and plans name the file.
-    sources: bundle.items.map((item) => item.source),
-    ...(config.plan ? { mode: "plan" as const } : {}),
-    ...(config.target === undefined ? {} : { target: config.target }),
-    ...(signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }),
-  });
+  for (const notice of notices) io.stderr(`publish: notice: ${notice}\n`);
   if (encoded.bodyBytes > config.maxMessageBytes) throw tooLarge(encoded, config.maxMessageBytes);
+  if (config.topics.length > 0 && encoded.bodyBytes > SNS_MAX_MESSAGE_BYTES) throw tooLargeForTopic(encoded);
   if (config.outputBody !== undefined) {
     const file = resolve(io.cwd, config.outputBody);
     try {
@@ -150,16 +163,19 @@ async function publish(
     ...(config.app === undefined ? {} : { appFrom: config.app.from }),
     build,
     ...(config.target === undefined ? {} : { target: config.target }),
+    ...(config.targets === undefined ? {} : { targets: config.targets }),
     digest: encoded.digest,
     objects: encoded.objectCount,
     rawBytes: encoded.rawBytes,
     compressedBytes: encoded.compressedBytes,
     bodyBytes: encoded.bodyBytes,
     maxMessageBytes: config.maxMessageBytes,
-    byKindAndNamespace: countByKindAndNamespace(bundle),
-    inputs: bundle.inputs,
+    byKindAndNamespace: countByKindAndNamespace(kinds),
+    inputs,
     sent: [],
     queues: config.queues.map((queue) => queue.url ?? queue.name),
+    published: [],
+    topics: config.topics.map((topic) => topic.arn),
     ...(signingKey === undefined ? {} : { signedBy: signingKey.keyId }),
   };
 
@@ -188,6 +204,8 @@ async function publish(
     endpoint: config.endpointUrl,
     ...(io.createSqsClient === undefined ? {} : { create: io.createSqsClient }),
   });
+  // Each topic's requests are signed for the region its ARN names; no client is made without a topic.
+  const snsClients = createSnsClients({ endpoint: config.snsEndpointUrl });
   try {
     const signalOption = io.signal ? { signal: io.signal } : {};
     // Resolved before anything is sent, like the deploy queues: a typo sends nothing.
@@ -195,7 +213,7 @@ async function publish(
       config.waitTimeoutMs === undefined || config.resultQueue === undefined
         ? undefined
         : await resolveQueueUrl(clients.forQueue(config.resultQueue.url), config.resultQueue, signalOption);
-    await send(clients, config, build, encoded, result, io.signal);
+    await send(clients, snsClients, config, build, encoded, result, io.signal);
     if (!config.json) io.stdout(formatSummary(result));
     appendStepSummary(formatStepSummary(result));
     if (resultQueueUrl === undefined || config.waitTimeoutMs === undefined) {
@@ -207,6 +225,7 @@ async function publish(
       resultQueueUrl,
       timeoutMs: config.waitTimeoutMs,
       published: result,
+      expectTargets: config.expectTargets,
       json: config.json,
       stdout: io.stdout,
       stderr: io.stderr,
@@ -218,12 +237,14 @@ async function publish(
     return report.exitCode;
   } finally {
     clients.destroy();
+    snsClients.destroy();
   }
 }
 
-/** Resolves every queue first (so a typo sends nothing), then sends to each in order. */
+/** Resolves every queue first (so a typo sends nothing), then sends to each in order, then publishes to each topic. */
 async function send(
   clients: SqsClients,
+  snsClients: SnsClients,
   config: PublishConfig,
   build: BuildInfo,
   encoded: EncodedMessage,
@@ -244,13 +265,31 @@ async function send(
       const sent = await sendBody(clients.forQueue(url), url, encoded.body, { ...options, ...(fifo ? { fifo } : {}) });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
     } catch (error) {
-      if (error instanceof QueueSendError && result.sent.length > 0) {
-        const done = result.sent.map((sent) => `${sent.queueUrl} (message id ${sent.messageId})`).join(", ");
-        throw new QueueSendError(`${error.message}; already sent to ${done}`, error.queue, { cause: error });
-      }
-      throw error;
+      throw alreadySent(error, result);
     }
   }
+  for (const topic of config.topics) {
+    const app = config.app?.name;
+    // As on a FIFO queue: the app's group, deduplicated by app, build id and digest.
+    const fifo = isFifoTopic(topic)
+      ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) }
+      : undefined;
+    try {
+      result.published.push(await publishToTopic(await snsClients.forTopic(topic), topic, encoded.body, { ...options, ...(fifo ? { fifo } : {}) }));
+    } catch (error) {
+      throw alreadySent(error, result);
+    }
+  }
+}
+
+/** A send failure that says where the message already went, so a partial send is never silent. */
+function alreadySent(error: unknown, result: PublishResult): unknown {
+  if (!(error instanceof QueueSendError) || (result.sent.length === 0 && result.published.length === 0)) return error;
+  const done = [
+    ...result.sent.map((sent) => `${sent.queueUrl} (message id ${sent.messageId})`),
+    ...result.published.map((published) => `${published.topicArn} (message id ${published.messageId})`),
+  ].join(", ");
+  return new QueueSendError(`${error.message}; already sent to ${done}`, error.queue, { cause: error });
 }
 
 /** True when this module is the program (Bun and Deno set import.meta.main; Node before 24 needs the fallback). */

@@ -7682,6 +7682,7 @@ var init_parse = __esm(() => {
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { text as streamText } from "node:stream/consumers";
+import { setImmediate as nextTurn } from "node:timers/promises";
 function matchesGlob(path, pattern) {
   const normalized = pattern.replace(/^\.\//, "").replace(/\/$/, "");
   const target = normalized.includes("/") ? path : path.split("/").pop() ?? path;
@@ -7707,8 +7708,9 @@ function errorCode(error) {
 function isManifestName(name) {
   return MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name);
 }
-async function collectBundle(paths, options = {}) {
+async function readBundle(paths, options) {
   const {
+    onItem,
     cwd = process.cwd(),
     ignore = [],
     kustomize = true,
@@ -7801,7 +7803,11 @@ async function collectBundle(paths, options = {}) {
       reads.set(index, readFile(input.path, "utf8").then((text) => ({ text }), (error) => ({ error })));
     }
   };
-  const parsedItems = [];
+  const hookProblems = [];
+  const notices = [];
+  const duplicates = createDuplicateCheck();
+  let objectCount = 0;
+  let leftOut = 0;
   for (const [index, input] of inputs.entries()) {
     signal?.throwIfAborted();
     readAhead(index);
@@ -7827,34 +7833,41 @@ async function collectBundle(paths, options = {}) {
       text = read.text;
     }
     const parsed = parseManifests(text, source);
-    for (const item of parsed.items)
-      parsedItems.push(item);
     for (const problem of parsed.problems)
       problems.push(problem);
+    const hooks = applyHelmHookRules(parsed.items, { installHooks: helmHooks });
+    hookProblems.push(...hooks.problems);
+    notices.push(...hooks.notices);
+    leftOut += hooks.leftOut;
+    for (const item of hooks.items) {
+      duplicates.add(item);
+      objectCount++;
+      onItem(item);
+    }
+    await nextTurn();
   }
-  const hooks = applyHelmHookRules(parsedItems, { installHooks: helmHooks });
-  const items = hooks.items;
-  problems.push(...hooks.problems);
-  problems.push(...duplicateProblems(items));
-  if (problems.length === 0 && items.length === 0 && !allowEmpty) {
-    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (${hooks.leftOut > 0 ? `${hooks.leftOut} Helm hook${hooks.leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`);
+  problems.push(...hookProblems, ...duplicates.problems);
+  if (problems.length === 0 && objectCount === 0 && !allowEmpty) {
+    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (${leftOut > 0 ? `${leftOut} Helm hook${leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`);
   }
   if (problems.length > 0)
     throw new BundleError(problems);
-  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown), notices: hooks.notices };
+  return { inputs: inputs.map((input) => input.shown), notices, objectCount };
 }
-function duplicateProblems(items) {
+function createDuplicateCheck() {
   const first = new Map;
   const problems = [];
-  for (const { object, source } of items) {
-    const key = formatRef(refOf(object));
-    const earlier = first.get(key);
-    if (earlier === undefined)
-      first.set(key, source);
-    else
-      problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);
-  }
-  return problems;
+  return {
+    add({ object, source }) {
+      const key = formatRef(refOf(object));
+      const earlier = first.get(key);
+      if (earlier === undefined)
+        first.set(key, source);
+      else
+        problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);
+    },
+    problems
+  };
 }
 var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS, READ_AHEAD_FILES = 16;
 var init_bundle = __esm(() => {
@@ -40003,10 +40016,24 @@ var init_plan = __esm(() => {
 });
 
 // lib/publish/summary.ts
-function countByKindAndNamespace(bundle) {
+function formatTargetsTable(report) {
+  const rows = [["TARGET", "RESULT", "BUILD", "HEALTH", "AFTER PUBLISH"]];
+  for (const row of report.rows)
+    rows.push([row.target, row.result, row.build, row.health, row.afterMs === undefined ? "-" : formatDuration(row.afterMs)]);
+  const expected = typeof report.expected === "number" ? `${report.expected} expected` : `${report.expected.length} expected`;
+  const answered = report.rows.filter((row) => row.afterMs !== undefined).length;
+  const lines = [`Targets: ${answered} of ${expected} answered${report.unexpected.length > 0 ? `; unexpected: ${report.unexpected.join(", ")}` : ""}`];
+  lines.push(...table(rows).map((line) => `  ${line}`));
+  if (typeof report.expected === "number" && report.missingCount > 0)
+    lines.push(`  (${report.missingCount} more expected, not named: --expect-targets gave a count)`);
+  return `${lines.join(`
+`)}
+`;
+}
+function countByKindAndNamespace(objects) {
   const counts = new Map;
-  for (const object of bundle.objects) {
-    const namespace = object.metadata.namespace ?? "";
+  for (const object of objects) {
+    const namespace = object.namespace ?? "";
     const key = `${object.kind}\x00${namespace}`;
     const entry = counts.get(key) ?? { kind: object.kind, namespace, count: 0 };
     entry.count++;
@@ -40027,6 +40054,8 @@ function formatSummary(result) {
   const facts = [["app", `${result.app} (${result.appFrom === undefined ? "no --app given, no GITHUB_REPOSITORY" : `from ${result.appFrom}`})`]];
   if (result.target !== undefined)
     facts.push(["target", result.target]);
+  if (result.targets !== undefined)
+    facts.push(["targets", result.targets.join(", ")]);
   facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
   if (build.commit !== undefined)
     facts.push(["commit", build.commit]);
@@ -40041,8 +40070,10 @@ function formatSummary(result) {
   for (const sent of result.sent) {
     facts.push(["queue", `${sent.queueUrl} (message id ${sent.messageId})`]);
   }
+  for (const published of result.published)
+    facts.push(["topic", `${published.topicArn} (message id ${published.messageId})`]);
   if (result.dryRun)
-    for (const queue of result.queues)
+    for (const queue of [...result.queues, ...result.topics])
       facts.push(["would send to", queue]);
   lines.push(...table(facts).map((line) => `  ${line}`));
   if (result.byKindAndNamespace.length > 0) {
@@ -40066,7 +40097,7 @@ function formatStepSummary(result) {
     "",
     "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
     "|---|---|---|---:|---:|---:|---:|---|",
-    `| ${markdownCell(result.app)} | ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
+    `| ${markdownCell(result.app)} | ${markdownCell(result.target ?? result.targets?.join(", ") ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
     "",
     "| Kind | Namespace | Objects |",
     "|---|---|---:|",
@@ -40076,6 +40107,11 @@ function formatStepSummary(result) {
     lines.push("", "| Queue | Message id |", "|---|---|");
     for (const sent of result.sent)
       lines.push(`| ${markdownCell(sent.queueUrl)} | \`${markdownCell(sent.messageId)}\` |`);
+  }
+  if (result.published.length > 0) {
+    lines.push("", "| Topic | Message id |", "|---|---|");
+    for (const published of result.published)
+      lines.push(`| ${markdownCell(published.topicArn)} | \`${markdownCell(published.messageId)}\` |`);
   }
   return `${lines.join(`
 `)}
@@ -40106,7 +40142,8 @@ function durationsText(result) {
 }
 function formatResult(entry) {
   const { result } = entry;
-  const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
+  const from = entry.target === undefined ? entry.queueUrl : `target ${entry.target}`;
+  const lines = [`Result from ${from} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
   const facts = [
     ["listener", `namespace ${result.namespace}, queue ${result.queue}${result.app === undefined ? "" : `, app ${result.app}`}${result.target === undefined ? "" : `, target ${result.target}`}`]
   ];
@@ -40159,6 +40196,16 @@ function formatResultsStepSummary(report) {
   for (const missing of report.missing) {
     lines.push(`| ${markdownCell(missing.queueUrl)} | - | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
   }
+  if (report.targets !== undefined) {
+    lines.push("", "| Target | Result | Build | Health | After publish |", "|---|---|---|---|---:|");
+    for (const row of report.targets.rows) {
+      lines.push(`| ${markdownCell(row.target)} | ${markdownCell(row.result)} | ${markdownCell(row.build)} | ${markdownCell(row.health)} | ${row.afterMs === undefined ? "-" : formatDuration(row.afterMs)} |`);
+    }
+    if (typeof report.targets.expected === "number" && report.targets.missingCount > 0)
+      lines.push(`| (${report.targets.missingCount} more expected) | no result | - | - | - |`);
+    if (report.targets.unexpected.length > 0)
+      lines.push("", `Unexpected targets (not counted): ${report.targets.unexpected.map(markdownCell).join(", ")}`);
+  }
   return `${lines.join(`
 `)}
 
@@ -40166,6 +40213,3009 @@ function formatResultsStepSummary(report) {
 }
 var init_summary = __esm(() => {
   init_plan();
+});
+
+// node_modules/@aws-sdk/client-sns/dist-cjs/index.js
+var require_dist_cjs19 = __commonJS(function(exports) {
+  var { awsEndpointFunctions, emitWarningIfUnsupportedVersion: emitWarningIfUnsupportedVersion$1, createDefaultUserAgentProvider, getDefaultSocketTimeout, NODE_APP_ID_CONFIG_OPTIONS, getAwsRegionExtensionConfiguration, resolveAwsRegionExtensionConfiguration, resolveUserAgentConfig, resolveHostHeaderConfig, getUserAgentPlugin, getHostHeaderPlugin, getLoggerPlugin, getRecursionDetectionPlugin } = require_client2();
+  var { getHttpAuthSchemeEndpointRuleSetPlugin, DefaultIdentityProviderConfig, getHttpSigningPlugin, createPaginator } = require_dist_cjs2();
+  var { normalizeProvider, getSmithyContext, ServiceException, NoOpLogger, emitWarningIfUnsupportedVersion, loadConfigsForDefaultMode, getDefaultExtensionConfiguration, resolveDefaultRuntimeConfig, Client, makeBuilder, createAggregatedClient } = require_client();
+  var { Command: $Command } = require_client();
+  exports.$Command = $Command;
+  exports.__Client = Client;
+  var { resolveDefaultsModeConfig, loadConfig, NODE_USE_FIPS_ENDPOINT_CONFIG_OPTIONS, NODE_USE_DUALSTACK_ENDPOINT_CONFIG_OPTIONS, NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS, resolveRegionConfig } = require_config();
+  var { BinaryDecisionDiagram, EndpointCache, decideEndpoint, customEndpointFunctions, resolveEndpointConfig, getEndpointPlugin } = require_endpoints();
+  var { parseUrl, getHttpHandlerExtensionConfiguration, resolveHttpHandlerRuntimeConfig, getContentLengthPlugin } = require_protocols();
+  var { DEFAULT_RETRY_MODE, NODE_RETRY_MODE_CONFIG_OPTIONS, NODE_MAX_ATTEMPT_CONFIG_OPTIONS, resolveRetryConfig, getRetryPlugin } = require_retry();
+  var { TypeRegistry, getSchemaSerdePlugin } = require_schema4();
+  var { resolveAwsSdkSigV4Config, AwsSdkSigV4Signer, NODE_AUTH_SCHEME_PREFERENCE_OPTIONS } = require_httpAuthSchemes();
+  var { defaultProvider } = require_dist_cjs17();
+  var { toUtf8, fromUtf8, toBase64, fromBase64, calculateBodyLength } = require_serde();
+  var { streamCollector, NodeHttpHandler } = require_dist_cjs7();
+  var { AwsQueryProtocol } = require_protocols2();
+  var { Sha256 } = require_checksum();
+  var defaultSNSHttpAuthSchemeParametersProvider = async (config, context, input) => {
+    return {
+      operation: getSmithyContext(context).operation,
+      region: await normalizeProvider(config.region)() || (() => {
+        throw new Error("expected `region` to be configured for `aws.auth#sigv4`");
+      })()
+    };
+  };
+  function createAwsAuthSigv4HttpAuthOption(authParameters) {
+    return {
+      schemeId: "aws.auth#sigv4",
+      signingProperties: {
+        name: "sns",
+        region: authParameters.region
+      },
+      propertiesExtractor: (config, context) => ({
+        signingProperties: {
+          config,
+          context
+        }
+      })
+    };
+  }
+  var defaultSNSHttpAuthSchemeProvider = (authParameters) => {
+    const options = [];
+    switch (authParameters.operation) {
+      default: {
+        options.push(createAwsAuthSigv4HttpAuthOption(authParameters));
+      }
+    }
+    return options;
+  };
+  var resolveHttpAuthSchemeConfig = (config) => {
+    const config_0 = resolveAwsSdkSigV4Config(config);
+    return Object.assign(config_0, {
+      authSchemePreference: normalizeProvider(config.authSchemePreference ?? [])
+    });
+  };
+  var resolveClientEndpointParameters = (options) => {
+    return Object.assign(options, {
+      useDualstackEndpoint: options.useDualstackEndpoint ?? false,
+      useFipsEndpoint: options.useFipsEndpoint ?? false,
+      defaultSigningName: "sns"
+    });
+  };
+  var commonParams = {
+    UseFIPS: { type: "builtInParams", name: "useFipsEndpoint" },
+    Endpoint: { type: "builtInParams", name: "endpoint" },
+    Region: { type: "builtInParams", name: "region" },
+    UseDualStack: { type: "builtInParams", name: "useDualstackEndpoint" }
+  };
+  var version = "3.1168.0";
+  var packageInfo = {
+    version
+  };
+  var m = "ref";
+  var a = -1;
+  var b = true;
+  var c = "isSet";
+  var d = "PartitionResult";
+  var e = "booleanEquals";
+  var f = "getAttr";
+  var g = "stringEquals";
+  var h = { [m]: "Endpoint" };
+  var i = { [m]: d };
+  var j = { [m]: "Region" };
+  var k = {};
+  var l = [j];
+  var _data = {
+    conditions: [
+      [c, [h]],
+      [c, l],
+      ["aws.partition", l, d],
+      [e, [{ [m]: "UseFIPS" }, b]],
+      [e, [{ [m]: "UseDualStack" }, b]],
+      [e, [{ fn: f, argv: [i, "supportsDualStack"] }, b]],
+      [e, [{ fn: f, argv: [i, "supportsFIPS"] }, b]],
+      [g, [j, "us-gov-east-1"]],
+      [g, [j, "us-gov-west-1"]]
+    ],
+    results: [
+      [a],
+      [a, "Invalid Configuration: FIPS and custom endpoint are not supported"],
+      [a, "Invalid Configuration: Dualstack and custom endpoint are not supported"],
+      [h, k],
+      ["https://sns-fips.{Region}.{PartitionResult#dualStackDnsSuffix}", k],
+      [a, "FIPS and DualStack are enabled, but this partition does not support one or both"],
+      ["https://sns.us-gov-east-1.amazonaws.com", k],
+      ["https://sns.us-gov-west-1.amazonaws.com", k],
+      ["https://sns-fips.{Region}.{PartitionResult#dnsSuffix}", k],
+      [a, "FIPS is enabled but this partition does not support FIPS"],
+      ["https://sns.{Region}.{PartitionResult#dualStackDnsSuffix}", k],
+      [a, "DualStack is enabled but this partition does not support DualStack"],
+      ["https://sns.{Region}.{PartitionResult#dnsSuffix}", k],
+      [a, "Invalid Configuration: Missing Region"]
+    ]
+  };
+  var root = 2;
+  var r = 1e8;
+  var nodes = new Int32Array([
+    -1,
+    1,
+    -1,
+    0,
+    14,
+    3,
+    1,
+    4,
+    r + 13,
+    2,
+    5,
+    r + 13,
+    3,
+    8,
+    6,
+    4,
+    7,
+    r + 12,
+    5,
+    r + 10,
+    r + 11,
+    4,
+    12,
+    9,
+    6,
+    10,
+    r + 9,
+    7,
+    r + 6,
+    11,
+    8,
+    r + 7,
+    r + 8,
+    5,
+    13,
+    r + 5,
+    6,
+    r + 4,
+    r + 5,
+    3,
+    r + 1,
+    15,
+    4,
+    r + 2,
+    r + 3
+  ]);
+  var bdd = BinaryDecisionDiagram.from(nodes, root, _data.conditions, _data.results);
+  var cache = new EndpointCache({
+    size: 50,
+    params: ["Endpoint", "Region", "UseDualStack", "UseFIPS"]
+  });
+  var defaultEndpointResolver = (endpointParams, context = {}) => {
+    return cache.get(endpointParams, () => decideEndpoint(bdd, {
+      endpointParams,
+      logger: context.logger
+    }));
+  };
+  customEndpointFunctions.aws = awsEndpointFunctions;
+
+  class SNSServiceException extends ServiceException {
+    static shapeId = "smithy.ts.sdk.synthetic.com.amazonaws.sns#SNSServiceException";
+    constructor(options) {
+      super(options);
+      Object.setPrototypeOf(this, SNSServiceException.prototype);
+    }
+  }
+
+  class AuthorizationErrorException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#AuthorizationErrorException";
+    name = "AuthorizationErrorException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "AuthorizationErrorException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, AuthorizationErrorException.prototype);
+    }
+  }
+
+  class InternalErrorException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#InternalErrorException";
+    name = "InternalErrorException";
+    $fault = "server";
+    constructor(opts) {
+      super({
+        name: "InternalErrorException",
+        $fault: "server",
+        ...opts
+      });
+      Object.setPrototypeOf(this, InternalErrorException.prototype);
+    }
+  }
+
+  class InvalidParameterException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#InvalidParameterException";
+    name = "InvalidParameterException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "InvalidParameterException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, InvalidParameterException.prototype);
+    }
+  }
+
+  class NotFoundException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#NotFoundException";
+    name = "NotFoundException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "NotFoundException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, NotFoundException.prototype);
+    }
+  }
+
+  class ThrottledException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#ThrottledException";
+    name = "ThrottledException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "ThrottledException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, ThrottledException.prototype);
+    }
+  }
+
+  class FilterPolicyLimitExceededException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#FilterPolicyLimitExceededException";
+    name = "FilterPolicyLimitExceededException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "FilterPolicyLimitExceededException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, FilterPolicyLimitExceededException.prototype);
+    }
+  }
+
+  class ReplayLimitExceededException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#ReplayLimitExceededException";
+    name = "ReplayLimitExceededException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "ReplayLimitExceededException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, ReplayLimitExceededException.prototype);
+    }
+  }
+
+  class SubscriptionLimitExceededException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#SubscriptionLimitExceededException";
+    name = "SubscriptionLimitExceededException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "SubscriptionLimitExceededException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, SubscriptionLimitExceededException.prototype);
+    }
+  }
+
+  class OptedOutException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#OptedOutException";
+    name = "OptedOutException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "OptedOutException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, OptedOutException.prototype);
+    }
+  }
+
+  class UserErrorException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#UserErrorException";
+    name = "UserErrorException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "UserErrorException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, UserErrorException.prototype);
+    }
+  }
+
+  class ConcurrentAccessException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#ConcurrentAccessException";
+    name = "ConcurrentAccessException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "ConcurrentAccessException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, ConcurrentAccessException.prototype);
+    }
+  }
+
+  class InvalidSecurityException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#InvalidSecurityException";
+    name = "InvalidSecurityException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "InvalidSecurityException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, InvalidSecurityException.prototype);
+    }
+  }
+
+  class StaleTagException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#StaleTagException";
+    name = "StaleTagException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "StaleTagException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, StaleTagException.prototype);
+    }
+  }
+
+  class TagLimitExceededException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#TagLimitExceededException";
+    name = "TagLimitExceededException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "TagLimitExceededException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, TagLimitExceededException.prototype);
+    }
+  }
+
+  class TagPolicyException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#TagPolicyException";
+    name = "TagPolicyException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "TagPolicyException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, TagPolicyException.prototype);
+    }
+  }
+
+  class TopicLimitExceededException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#TopicLimitExceededException";
+    name = "TopicLimitExceededException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "TopicLimitExceededException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, TopicLimitExceededException.prototype);
+    }
+  }
+
+  class ResourceNotFoundException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#ResourceNotFoundException";
+    name = "ResourceNotFoundException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "ResourceNotFoundException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, ResourceNotFoundException.prototype);
+    }
+  }
+
+  class InvalidStateException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#InvalidStateException";
+    name = "InvalidStateException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "InvalidStateException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, InvalidStateException.prototype);
+    }
+  }
+
+  class ValidationException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#ValidationException";
+    name = "ValidationException";
+    $fault = "client";
+    Message;
+    constructor(opts) {
+      super({
+        name: "ValidationException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, ValidationException.prototype);
+      this.Message = opts.Message;
+    }
+  }
+
+  class EndpointDisabledException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#EndpointDisabledException";
+    name = "EndpointDisabledException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "EndpointDisabledException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, EndpointDisabledException.prototype);
+    }
+  }
+
+  class InvalidParameterValueException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#InvalidParameterValueException";
+    name = "InvalidParameterValueException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "InvalidParameterValueException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, InvalidParameterValueException.prototype);
+    }
+  }
+
+  class KMSAccessDeniedException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#KMSAccessDeniedException";
+    name = "KMSAccessDeniedException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "KMSAccessDeniedException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, KMSAccessDeniedException.prototype);
+    }
+  }
+
+  class KMSDisabledException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#KMSDisabledException";
+    name = "KMSDisabledException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "KMSDisabledException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, KMSDisabledException.prototype);
+    }
+  }
+
+  class KMSInvalidStateException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#KMSInvalidStateException";
+    name = "KMSInvalidStateException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "KMSInvalidStateException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, KMSInvalidStateException.prototype);
+    }
+  }
+
+  class KMSNotFoundException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#KMSNotFoundException";
+    name = "KMSNotFoundException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "KMSNotFoundException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, KMSNotFoundException.prototype);
+    }
+  }
+
+  class KMSOptInRequired extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#KMSOptInRequired";
+    name = "KMSOptInRequired";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "KMSOptInRequired",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, KMSOptInRequired.prototype);
+    }
+  }
+
+  class KMSThrottlingException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#KMSThrottlingException";
+    name = "KMSThrottlingException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "KMSThrottlingException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, KMSThrottlingException.prototype);
+    }
+  }
+
+  class PlatformApplicationDisabledException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#PlatformApplicationDisabledException";
+    name = "PlatformApplicationDisabledException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "PlatformApplicationDisabledException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, PlatformApplicationDisabledException.prototype);
+    }
+  }
+
+  class BatchEntryIdsNotDistinctException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#BatchEntryIdsNotDistinctException";
+    name = "BatchEntryIdsNotDistinctException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "BatchEntryIdsNotDistinctException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, BatchEntryIdsNotDistinctException.prototype);
+    }
+  }
+
+  class BatchRequestTooLongException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#BatchRequestTooLongException";
+    name = "BatchRequestTooLongException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "BatchRequestTooLongException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, BatchRequestTooLongException.prototype);
+    }
+  }
+
+  class EmptyBatchRequestException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#EmptyBatchRequestException";
+    name = "EmptyBatchRequestException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "EmptyBatchRequestException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, EmptyBatchRequestException.prototype);
+    }
+  }
+
+  class InvalidBatchEntryIdException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#InvalidBatchEntryIdException";
+    name = "InvalidBatchEntryIdException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "InvalidBatchEntryIdException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, InvalidBatchEntryIdException.prototype);
+    }
+  }
+
+  class TooManyEntriesInBatchRequestException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#TooManyEntriesInBatchRequestException";
+    name = "TooManyEntriesInBatchRequestException";
+    $fault = "client";
+    constructor(opts) {
+      super({
+        name: "TooManyEntriesInBatchRequestException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, TooManyEntriesInBatchRequestException.prototype);
+    }
+  }
+
+  class VerificationException extends SNSServiceException {
+    static shapeId = "com.amazonaws.sns#VerificationException";
+    name = "VerificationException";
+    $fault = "client";
+    Message;
+    Status;
+    constructor(opts) {
+      super({
+        name: "VerificationException",
+        $fault: "client",
+        ...opts
+      });
+      Object.setPrototypeOf(this, VerificationException.prototype);
+      this.Message = opts.Message;
+      this.Status = opts.Status;
+    }
+  }
+  var _A = "Attributes";
+  var _AEE = "AuthorizationErrorException";
+  var _AN = "ActionName";
+  var _ANt = "AttributeName";
+  var _AOU = "AuthenticateOnUnsubscribe";
+  var _AP = "AddPermission";
+  var _API = "AddPermissionInput";
+  var _AV = "AttributeValue";
+  var _AWSAI = "AWSAccountId";
+  var _BEINDE = "BatchEntryIdsNotDistinctException";
+  var _BREE = "BatchResultErrorEntry";
+  var _BREEL = "BatchResultErrorEntryList";
+  var _BRTLE = "BatchRequestTooLongException";
+  var _BV = "BinaryValue";
+  var _C = "Code";
+  var _CA = "CreatedAt";
+  var _CAE = "ConcurrentAccessException";
+  var _CER = "CreateEndpointResponse";
+  var _CIPNIOO = "CheckIfPhoneNumberIsOptedOut";
+  var _CIPNIOOI = "CheckIfPhoneNumberIsOptedOutInput";
+  var _CIPNIOOR = "CheckIfPhoneNumberIsOptedOutResponse";
+  var _CPA = "CreatePlatformApplication";
+  var _CPAI = "CreatePlatformApplicationInput";
+  var _CPAR = "CreatePlatformApplicationResponse";
+  var _CPE = "CreatePlatformEndpoint";
+  var _CPEI = "CreatePlatformEndpointInput";
+  var _CS = "ConfirmSubscription";
+  var _CSI = "ConfirmSubscriptionInput";
+  var _CSMSSPN = "CreateSMSSandboxPhoneNumber";
+  var _CSMSSPNI = "CreateSMSSandboxPhoneNumberInput";
+  var _CSMSSPNR = "CreateSMSSandboxPhoneNumberResult";
+  var _CSR = "ConfirmSubscriptionResponse";
+  var _CT = "CreateTopic";
+  var _CTI = "CreateTopicInput";
+  var _CTR = "CreateTopicResponse";
+  var _CUD = "CustomUserData";
+  var _DE = "DeleteEndpoint";
+  var _DEI = "DeleteEndpointInput";
+  var _DPA = "DeletePlatformApplication";
+  var _DPAI = "DeletePlatformApplicationInput";
+  var _DPP = "DataProtectionPolicy";
+  var _DSMSSPN = "DeleteSMSSandboxPhoneNumber";
+  var _DSMSSPNI = "DeleteSMSSandboxPhoneNumberInput";
+  var _DSMSSPNR = "DeleteSMSSandboxPhoneNumberResult";
+  var _DT = "DataType";
+  var _DTI = "DeleteTopicInput";
+  var _DTe = "DeleteTopic";
+  var _E = "Endpoint";
+  var _EA = "EndpointArn";
+  var _EBRE = "EmptyBatchRequestException";
+  var _EDE = "EndpointDisabledException";
+  var _En = "Endpoints";
+  var _F = "Failed";
+  var _FPLEE = "FilterPolicyLimitExceededException";
+  var _GDPP = "GetDataProtectionPolicy";
+  var _GDPPI = "GetDataProtectionPolicyInput";
+  var _GDPPR = "GetDataProtectionPolicyResponse";
+  var _GEA = "GetEndpointAttributes";
+  var _GEAI = "GetEndpointAttributesInput";
+  var _GEAR = "GetEndpointAttributesResponse";
+  var _GPAA = "GetPlatformApplicationAttributes";
+  var _GPAAI = "GetPlatformApplicationAttributesInput";
+  var _GPAAR = "GetPlatformApplicationAttributesResponse";
+  var _GSA = "GetSubscriptionAttributes";
+  var _GSAI = "GetSubscriptionAttributesInput";
+  var _GSAR = "GetSubscriptionAttributesResponse";
+  var _GSMSA = "GetSMSAttributes";
+  var _GSMSAI = "GetSMSAttributesInput";
+  var _GSMSAR = "GetSMSAttributesResponse";
+  var _GSMSSAS = "GetSMSSandboxAccountStatus";
+  var _GSMSSASI = "GetSMSSandboxAccountStatusInput";
+  var _GSMSSASR = "GetSMSSandboxAccountStatusResult";
+  var _GTA = "GetTopicAttributes";
+  var _GTAI = "GetTopicAttributesInput";
+  var _GTAR = "GetTopicAttributesResponse";
+  var _I = "Id";
+  var _IBEIE = "InvalidBatchEntryIdException";
+  var _ICC = "Iso2CountryCode";
+  var _IEE = "InternalErrorException";
+  var _IIS = "IsInSandbox";
+  var _IPE = "InvalidParameterException";
+  var _IPVE = "InvalidParameterValueException";
+  var _ISE = "InvalidSecurityException";
+  var _ISEn = "InvalidStateException";
+  var _K = "Key";
+  var _KMSADE = "KMSAccessDeniedException";
+  var _KMSDE = "KMSDisabledException";
+  var _KMSISE = "KMSInvalidStateException";
+  var _KMSNFE = "KMSNotFoundException";
+  var _KMSOIR = "KMSOptInRequired";
+  var _KMSTE = "KMSThrottlingException";
+  var _L = "Label";
+  var _LC = "LanguageCode";
+  var _LEBPA = "ListEndpointsByPlatformApplication";
+  var _LEBPAI = "ListEndpointsByPlatformApplicationInput";
+  var _LEBPAR = "ListEndpointsByPlatformApplicationResponse";
+  var _LOE = "ListOfEndpoints";
+  var _LON = "ListOriginationNumbers";
+  var _LONR = "ListOriginationNumbersRequest";
+  var _LONRi = "ListOriginationNumbersResult";
+  var _LOPA = "ListOfPlatformApplications";
+  var _LPA = "ListPlatformApplications";
+  var _LPAI = "ListPlatformApplicationsInput";
+  var _LPAR = "ListPlatformApplicationsResponse";
+  var _LPNOO = "ListPhoneNumbersOptedOut";
+  var _LPNOOI = "ListPhoneNumbersOptedOutInput";
+  var _LPNOOR = "ListPhoneNumbersOptedOutResponse";
+  var _LS = "ListSubscriptions";
+  var _LSBT = "ListSubscriptionsByTopic";
+  var _LSBTI = "ListSubscriptionsByTopicInput";
+  var _LSBTR = "ListSubscriptionsByTopicResponse";
+  var _LSI = "ListSubscriptionsInput";
+  var _LSMSSPN = "ListSMSSandboxPhoneNumbers";
+  var _LSMSSPNI = "ListSMSSandboxPhoneNumbersInput";
+  var _LSMSSPNR = "ListSMSSandboxPhoneNumbersResult";
+  var _LSR = "ListSubscriptionsResponse";
+  var _LT = "ListTopics";
+  var _LTFR = "ListTagsForResource";
+  var _LTFRR = "ListTagsForResourceRequest";
+  var _LTFRRi = "ListTagsForResourceResponse";
+  var _LTI = "ListTopicsInput";
+  var _LTR = "ListTopicsResponse";
+  var _M = "Message";
+  var _MA = "MessageAttributes";
+  var _MAM = "MessageAttributeMap";
+  var _MAV = "MessageAttributeValue";
+  var _MDI = "MessageDeduplicationId";
+  var _MGI = "MessageGroupId";
+  var _MI = "MessageId";
+  var _MR = "MaxResults";
+  var _MS = "MessageStructure";
+  var _N = "Name";
+  var _NC = "NumberCapabilities";
+  var _NFE = "NotFoundException";
+  var _NT = "NextToken";
+  var _O = "Owner";
+  var _OIPN = "OptInPhoneNumber";
+  var _OIPNI = "OptInPhoneNumberInput";
+  var _OIPNR = "OptInPhoneNumberResponse";
+  var _OOE = "OptedOutException";
+  var _OTP = "OneTimePassword";
+  var _P = "Platform";
+  var _PA = "PlatformApplications";
+  var _PAA = "PlatformApplicationArn";
+  var _PADE = "PlatformApplicationDisabledException";
+  var _PAl = "PlatformApplication";
+  var _PB = "PublishBatch";
+  var _PBI = "PublishBatchInput";
+  var _PBR = "PublishBatchResponse";
+  var _PBRE = "PublishBatchRequestEntries";
+  var _PBREL = "PublishBatchRequestEntryList";
+  var _PBRELu = "PublishBatchResultEntryList";
+  var _PBREu = "PublishBatchRequestEntry";
+  var _PBREub = "PublishBatchResultEntry";
+  var _PDPP = "PutDataProtectionPolicy";
+  var _PDPPI = "PutDataProtectionPolicyInput";
+  var _PI = "PublishInput";
+  var _PN = "PhoneNumber";
+  var _PNI = "PhoneNumberInformation";
+  var _PNIL = "PhoneNumberInformationList";
+  var _PNL = "PhoneNumberList";
+  var _PNS = "PhoneNumberString";
+  var _PNh = "PhoneNumbers";
+  var _PR = "PublishResponse";
+  var _Pr = "Protocol";
+  var _Pu = "Publish";
+  var _RA = "ResourceArn";
+  var _RLEE = "ReplayLimitExceededException";
+  var _RNFE = "ResourceNotFoundException";
+  var _RP = "RemovePermission";
+  var _RPI = "RemovePermissionInput";
+  var _RSA = "ReturnSubscriptionArn";
+  var _RT = "RouteType";
+  var _S = "Status";
+  var _SA = "SubscriptionArn";
+  var _SEA = "SetEndpointAttributes";
+  var _SEAI = "SetEndpointAttributesInput";
+  var _SF = "SenderFault";
+  var _SI = "SubscribeInput";
+  var _SL = "SubscriptionsList";
+  var _SLEE = "SubscriptionLimitExceededException";
+  var _SMSSPN = "SMSSandboxPhoneNumber";
+  var _SMSSPNL = "SMSSandboxPhoneNumberList";
+  var _SN = "SequenceNumber";
+  var _SPAA = "SetPlatformApplicationAttributes";
+  var _SPAAI = "SetPlatformApplicationAttributesInput";
+  var _SR = "SubscribeResponse";
+  var _SSA = "SetSubscriptionAttributes";
+  var _SSAI = "SetSubscriptionAttributesInput";
+  var _SSMSA = "SetSMSAttributes";
+  var _SSMSAI = "SetSMSAttributesInput";
+  var _SSMSAR = "SetSMSAttributesResponse";
+  var _STA = "SetTopicAttributes";
+  var _STAI = "SetTopicAttributesInput";
+  var _STE = "StaleTagException";
+  var _SV = "StringValue";
+  var _Su = "Subscriptions";
+  var _Sub = "Subject";
+  var _Subs = "Subscription";
+  var _Subsc = "Subscribe";
+  var _Suc = "Successful";
+  var _T = "Token";
+  var _TA = "TopicArn";
+  var _TAa = "TargetArn";
+  var _TE = "ThrottledException";
+  var _TK = "TagKeys";
+  var _TL = "TagList";
+  var _TLEE = "TagLimitExceededException";
+  var _TLEEo = "TopicLimitExceededException";
+  var _TLo = "TopicsList";
+  var _TMEIBRE = "TooManyEntriesInBatchRequestException";
+  var _TPE = "TagPolicyException";
+  var _TR = "TagResource";
+  var _TRR = "TagResourceRequest";
+  var _TRRa = "TagResourceResponse";
+  var _Ta = "Tags";
+  var _Tag = "Tag";
+  var _To = "Topics";
+  var _Top = "Topic";
+  var _U = "Unsubscribe";
+  var _UEE = "UserErrorException";
+  var _UI = "UnsubscribeInput";
+  var _UR = "UntagResource";
+  var _URR = "UntagResourceRequest";
+  var _URRn = "UntagResourceResponse";
+  var _V = "Value";
+  var _VE = "ValidationException";
+  var _VEe = "VerificationException";
+  var _VSMSSPN = "VerifySMSSandboxPhoneNumber";
+  var _VSMSSPNI = "VerifySMSSandboxPhoneNumberInput";
+  var _VSMSSPNR = "VerifySMSSandboxPhoneNumberResult";
+  var _a = "attributes";
+  var _aQE = "awsQueryError";
+  var _c = "client";
+  var _e = "error";
+  var _hE = "httpError";
+  var _iOO = "isOptedOut";
+  var _m = "message";
+  var _nT = "nextToken";
+  var _pN = "phoneNumber";
+  var _pNh = "phoneNumbers";
+  var _s = "smithy.ts.sdk.synthetic.com.amazonaws.sns";
+  var _se = "server";
+  var _xN = "xmlName";
+  var n0 = "com.amazonaws.sns";
+  var _s_registry = new TypeRegistry(_s);
+  var SNSServiceException$ = [-3, _s, "SNSServiceException", 0, [], []];
+  _s_registry.registerError(SNSServiceException$, SNSServiceException);
+  var n0_registry = new TypeRegistry(n0);
+  var AuthorizationErrorException$ = [
+    -3,
+    n0,
+    _AEE,
+    { [_aQE]: [`AuthorizationError`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(AuthorizationErrorException$, AuthorizationErrorException);
+  var BatchEntryIdsNotDistinctException$ = [
+    -3,
+    n0,
+    _BEINDE,
+    { [_aQE]: [`BatchEntryIdsNotDistinct`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(BatchEntryIdsNotDistinctException$, BatchEntryIdsNotDistinctException);
+  var BatchRequestTooLongException$ = [
+    -3,
+    n0,
+    _BRTLE,
+    { [_aQE]: [`BatchRequestTooLong`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(BatchRequestTooLongException$, BatchRequestTooLongException);
+  var ConcurrentAccessException$ = [
+    -3,
+    n0,
+    _CAE,
+    { [_aQE]: [`ConcurrentAccess`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(ConcurrentAccessException$, ConcurrentAccessException);
+  var EmptyBatchRequestException$ = [
+    -3,
+    n0,
+    _EBRE,
+    { [_aQE]: [`EmptyBatchRequest`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(EmptyBatchRequestException$, EmptyBatchRequestException);
+  var EndpointDisabledException$ = [
+    -3,
+    n0,
+    _EDE,
+    { [_aQE]: [`EndpointDisabled`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(EndpointDisabledException$, EndpointDisabledException);
+  var FilterPolicyLimitExceededException$ = [
+    -3,
+    n0,
+    _FPLEE,
+    { [_aQE]: [`FilterPolicyLimitExceeded`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(FilterPolicyLimitExceededException$, FilterPolicyLimitExceededException);
+  var InternalErrorException$ = [
+    -3,
+    n0,
+    _IEE,
+    { [_aQE]: [`InternalError`, 500], [_e]: _se, [_hE]: 500 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(InternalErrorException$, InternalErrorException);
+  var InvalidBatchEntryIdException$ = [
+    -3,
+    n0,
+    _IBEIE,
+    { [_aQE]: [`InvalidBatchEntryId`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(InvalidBatchEntryIdException$, InvalidBatchEntryIdException);
+  var InvalidParameterException$ = [
+    -3,
+    n0,
+    _IPE,
+    { [_aQE]: [`InvalidParameter`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(InvalidParameterException$, InvalidParameterException);
+  var InvalidParameterValueException$ = [
+    -3,
+    n0,
+    _IPVE,
+    { [_aQE]: [`ParameterValueInvalid`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(InvalidParameterValueException$, InvalidParameterValueException);
+  var InvalidSecurityException$ = [
+    -3,
+    n0,
+    _ISE,
+    { [_aQE]: [`InvalidSecurity`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(InvalidSecurityException$, InvalidSecurityException);
+  var InvalidStateException$ = [
+    -3,
+    n0,
+    _ISEn,
+    { [_aQE]: [`InvalidState`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(InvalidStateException$, InvalidStateException);
+  var KMSAccessDeniedException$ = [
+    -3,
+    n0,
+    _KMSADE,
+    { [_aQE]: [`KMSAccessDenied`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(KMSAccessDeniedException$, KMSAccessDeniedException);
+  var KMSDisabledException$ = [
+    -3,
+    n0,
+    _KMSDE,
+    { [_aQE]: [`KMSDisabled`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(KMSDisabledException$, KMSDisabledException);
+  var KMSInvalidStateException$ = [
+    -3,
+    n0,
+    _KMSISE,
+    { [_aQE]: [`KMSInvalidState`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(KMSInvalidStateException$, KMSInvalidStateException);
+  var KMSNotFoundException$ = [
+    -3,
+    n0,
+    _KMSNFE,
+    { [_aQE]: [`KMSNotFound`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(KMSNotFoundException$, KMSNotFoundException);
+  var KMSOptInRequired$ = [
+    -3,
+    n0,
+    _KMSOIR,
+    { [_aQE]: [`KMSOptInRequired`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(KMSOptInRequired$, KMSOptInRequired);
+  var KMSThrottlingException$ = [
+    -3,
+    n0,
+    _KMSTE,
+    { [_aQE]: [`KMSThrottling`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(KMSThrottlingException$, KMSThrottlingException);
+  var NotFoundException$ = [
+    -3,
+    n0,
+    _NFE,
+    { [_aQE]: [`NotFound`, 404], [_e]: _c, [_hE]: 404 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(NotFoundException$, NotFoundException);
+  var OptedOutException$ = [
+    -3,
+    n0,
+    _OOE,
+    { [_aQE]: [`OptedOut`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(OptedOutException$, OptedOutException);
+  var PlatformApplicationDisabledException$ = [
+    -3,
+    n0,
+    _PADE,
+    { [_aQE]: [`PlatformApplicationDisabled`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(PlatformApplicationDisabledException$, PlatformApplicationDisabledException);
+  var ReplayLimitExceededException$ = [
+    -3,
+    n0,
+    _RLEE,
+    { [_aQE]: [`ReplayLimitExceeded`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(ReplayLimitExceededException$, ReplayLimitExceededException);
+  var ResourceNotFoundException$ = [
+    -3,
+    n0,
+    _RNFE,
+    { [_aQE]: [`ResourceNotFound`, 404], [_e]: _c, [_hE]: 404 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(ResourceNotFoundException$, ResourceNotFoundException);
+  var StaleTagException$ = [
+    -3,
+    n0,
+    _STE,
+    { [_aQE]: [`StaleTag`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(StaleTagException$, StaleTagException);
+  var SubscriptionLimitExceededException$ = [
+    -3,
+    n0,
+    _SLEE,
+    { [_aQE]: [`SubscriptionLimitExceeded`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(SubscriptionLimitExceededException$, SubscriptionLimitExceededException);
+  var TagLimitExceededException$ = [
+    -3,
+    n0,
+    _TLEE,
+    { [_aQE]: [`TagLimitExceeded`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(TagLimitExceededException$, TagLimitExceededException);
+  var TagPolicyException$ = [
+    -3,
+    n0,
+    _TPE,
+    { [_aQE]: [`TagPolicy`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(TagPolicyException$, TagPolicyException);
+  var ThrottledException$ = [
+    -3,
+    n0,
+    _TE,
+    { [_aQE]: [`Throttled`, 429], [_e]: _c, [_hE]: 429 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(ThrottledException$, ThrottledException);
+  var TooManyEntriesInBatchRequestException$ = [
+    -3,
+    n0,
+    _TMEIBRE,
+    { [_aQE]: [`TooManyEntriesInBatchRequest`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(TooManyEntriesInBatchRequestException$, TooManyEntriesInBatchRequestException);
+  var TopicLimitExceededException$ = [
+    -3,
+    n0,
+    _TLEEo,
+    { [_aQE]: [`TopicLimitExceeded`, 403], [_e]: _c, [_hE]: 403 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(TopicLimitExceededException$, TopicLimitExceededException);
+  var UserErrorException$ = [
+    -3,
+    n0,
+    _UEE,
+    { [_aQE]: [`UserError`, 400], [_e]: _c, [_hE]: 400 },
+    [_m],
+    [0]
+  ];
+  n0_registry.registerError(UserErrorException$, UserErrorException);
+  var ValidationException$ = [
+    -3,
+    n0,
+    _VE,
+    { [_aQE]: [`ValidationException`, 400], [_e]: _c, [_hE]: 400 },
+    [_M],
+    [0],
+    1
+  ];
+  n0_registry.registerError(ValidationException$, ValidationException);
+  var VerificationException$ = [
+    -3,
+    n0,
+    _VEe,
+    { [_e]: _c },
+    [_M, _S],
+    [0, 0],
+    2
+  ];
+  n0_registry.registerError(VerificationException$, VerificationException);
+  var errorTypeRegistries = [
+    _s_registry,
+    n0_registry
+  ];
+  var PhoneNumber = [0, n0, _PN, 8, 0];
+  var PhoneNumberString = [0, n0, _PNS, 8, 0];
+  var AddPermissionInput$ = [
+    3,
+    n0,
+    _API,
+    0,
+    [_TA, _L, _AWSAI, _AN],
+    [0, 0, 64 | 0, 64 | 0],
+    4
+  ];
+  var BatchResultErrorEntry$ = [
+    3,
+    n0,
+    _BREE,
+    0,
+    [_I, _C, _SF, _M],
+    [0, 0, 2, 0],
+    3
+  ];
+  var CheckIfPhoneNumberIsOptedOutInput$ = [
+    3,
+    n0,
+    _CIPNIOOI,
+    0,
+    [_pN],
+    [[() => PhoneNumber, 0]],
+    1
+  ];
+  var CheckIfPhoneNumberIsOptedOutResponse$ = [
+    3,
+    n0,
+    _CIPNIOOR,
+    0,
+    [_iOO],
+    [2]
+  ];
+  var ConfirmSubscriptionInput$ = [
+    3,
+    n0,
+    _CSI,
+    0,
+    [_TA, _T, _AOU],
+    [0, 0, 0],
+    2
+  ];
+  var ConfirmSubscriptionResponse$ = [
+    3,
+    n0,
+    _CSR,
+    0,
+    [_SA],
+    [0]
+  ];
+  var CreateEndpointResponse$ = [
+    3,
+    n0,
+    _CER,
+    0,
+    [_EA],
+    [0]
+  ];
+  var CreatePlatformApplicationInput$ = [
+    3,
+    n0,
+    _CPAI,
+    0,
+    [_N, _P, _A],
+    [0, 0, 128 | 0],
+    3
+  ];
+  var CreatePlatformApplicationResponse$ = [
+    3,
+    n0,
+    _CPAR,
+    0,
+    [_PAA],
+    [0]
+  ];
+  var CreatePlatformEndpointInput$ = [
+    3,
+    n0,
+    _CPEI,
+    0,
+    [_PAA, _T, _CUD, _A],
+    [0, 0, 0, 128 | 0],
+    2
+  ];
+  var CreateSMSSandboxPhoneNumberInput$ = [
+    3,
+    n0,
+    _CSMSSPNI,
+    0,
+    [_PN, _LC],
+    [[() => PhoneNumberString, 0], 0],
+    1
+  ];
+  var CreateSMSSandboxPhoneNumberResult$ = [
+    3,
+    n0,
+    _CSMSSPNR,
+    0,
+    [],
+    []
+  ];
+  var CreateTopicInput$ = [
+    3,
+    n0,
+    _CTI,
+    0,
+    [_N, _A, _Ta, _DPP],
+    [0, 128 | 0, () => TagList, 0],
+    1
+  ];
+  var CreateTopicResponse$ = [
+    3,
+    n0,
+    _CTR,
+    0,
+    [_TA],
+    [0]
+  ];
+  var DeleteEndpointInput$ = [
+    3,
+    n0,
+    _DEI,
+    0,
+    [_EA],
+    [0],
+    1
+  ];
+  var DeletePlatformApplicationInput$ = [
+    3,
+    n0,
+    _DPAI,
+    0,
+    [_PAA],
+    [0],
+    1
+  ];
+  var DeleteSMSSandboxPhoneNumberInput$ = [
+    3,
+    n0,
+    _DSMSSPNI,
+    0,
+    [_PN],
+    [[() => PhoneNumberString, 0]],
+    1
+  ];
+  var DeleteSMSSandboxPhoneNumberResult$ = [
+    3,
+    n0,
+    _DSMSSPNR,
+    0,
+    [],
+    []
+  ];
+  var DeleteTopicInput$ = [
+    3,
+    n0,
+    _DTI,
+    0,
+    [_TA],
+    [0],
+    1
+  ];
+  var Endpoint$ = [
+    3,
+    n0,
+    _E,
+    0,
+    [_EA, _A],
+    [0, 128 | 0]
+  ];
+  var GetDataProtectionPolicyInput$ = [
+    3,
+    n0,
+    _GDPPI,
+    0,
+    [_RA],
+    [0],
+    1
+  ];
+  var GetDataProtectionPolicyResponse$ = [
+    3,
+    n0,
+    _GDPPR,
+    0,
+    [_DPP],
+    [0]
+  ];
+  var GetEndpointAttributesInput$ = [
+    3,
+    n0,
+    _GEAI,
+    0,
+    [_EA],
+    [0],
+    1
+  ];
+  var GetEndpointAttributesResponse$ = [
+    3,
+    n0,
+    _GEAR,
+    0,
+    [_A],
+    [128 | 0]
+  ];
+  var GetPlatformApplicationAttributesInput$ = [
+    3,
+    n0,
+    _GPAAI,
+    0,
+    [_PAA],
+    [0],
+    1
+  ];
+  var GetPlatformApplicationAttributesResponse$ = [
+    3,
+    n0,
+    _GPAAR,
+    0,
+    [_A],
+    [128 | 0]
+  ];
+  var GetSMSAttributesInput$ = [
+    3,
+    n0,
+    _GSMSAI,
+    0,
+    [_a],
+    [64 | 0]
+  ];
+  var GetSMSAttributesResponse$ = [
+    3,
+    n0,
+    _GSMSAR,
+    0,
+    [_a],
+    [128 | 0]
+  ];
+  var GetSMSSandboxAccountStatusInput$ = [
+    3,
+    n0,
+    _GSMSSASI,
+    0,
+    [],
+    []
+  ];
+  var GetSMSSandboxAccountStatusResult$ = [
+    3,
+    n0,
+    _GSMSSASR,
+    0,
+    [_IIS],
+    [2],
+    1
+  ];
+  var GetSubscriptionAttributesInput$ = [
+    3,
+    n0,
+    _GSAI,
+    0,
+    [_SA],
+    [0],
+    1
+  ];
+  var GetSubscriptionAttributesResponse$ = [
+    3,
+    n0,
+    _GSAR,
+    0,
+    [_A],
+    [128 | 0]
+  ];
+  var GetTopicAttributesInput$ = [
+    3,
+    n0,
+    _GTAI,
+    0,
+    [_TA],
+    [0],
+    1
+  ];
+  var GetTopicAttributesResponse$ = [
+    3,
+    n0,
+    _GTAR,
+    0,
+    [_A],
+    [128 | 0]
+  ];
+  var ListEndpointsByPlatformApplicationInput$ = [
+    3,
+    n0,
+    _LEBPAI,
+    0,
+    [_PAA, _NT],
+    [0, 0],
+    1
+  ];
+  var ListEndpointsByPlatformApplicationResponse$ = [
+    3,
+    n0,
+    _LEBPAR,
+    0,
+    [_En, _NT],
+    [() => ListOfEndpoints, 0]
+  ];
+  var ListOriginationNumbersRequest$ = [
+    3,
+    n0,
+    _LONR,
+    0,
+    [_NT, _MR],
+    [0, 1]
+  ];
+  var ListOriginationNumbersResult$ = [
+    3,
+    n0,
+    _LONRi,
+    0,
+    [_NT, _PNh],
+    [0, [() => PhoneNumberInformationList, 0]]
+  ];
+  var ListPhoneNumbersOptedOutInput$ = [
+    3,
+    n0,
+    _LPNOOI,
+    0,
+    [_nT],
+    [0]
+  ];
+  var ListPhoneNumbersOptedOutResponse$ = [
+    3,
+    n0,
+    _LPNOOR,
+    0,
+    [_pNh, _nT],
+    [[() => PhoneNumberList, 0], 0]
+  ];
+  var ListPlatformApplicationsInput$ = [
+    3,
+    n0,
+    _LPAI,
+    0,
+    [_NT],
+    [0]
+  ];
+  var ListPlatformApplicationsResponse$ = [
+    3,
+    n0,
+    _LPAR,
+    0,
+    [_PA, _NT],
+    [() => ListOfPlatformApplications, 0]
+  ];
+  var ListSMSSandboxPhoneNumbersInput$ = [
+    3,
+    n0,
+    _LSMSSPNI,
+    0,
+    [_NT, _MR],
+    [0, 1]
+  ];
+  var ListSMSSandboxPhoneNumbersResult$ = [
+    3,
+    n0,
+    _LSMSSPNR,
+    0,
+    [_PNh, _NT],
+    [[() => SMSSandboxPhoneNumberList, 0], 0],
+    1
+  ];
+  var ListSubscriptionsByTopicInput$ = [
+    3,
+    n0,
+    _LSBTI,
+    0,
+    [_TA, _NT],
+    [0, 0],
+    1
+  ];
+  var ListSubscriptionsByTopicResponse$ = [
+    3,
+    n0,
+    _LSBTR,
+    0,
+    [_Su, _NT],
+    [() => SubscriptionsList, 0]
+  ];
+  var ListSubscriptionsInput$ = [
+    3,
+    n0,
+    _LSI,
+    0,
+    [_NT],
+    [0]
+  ];
+  var ListSubscriptionsResponse$ = [
+    3,
+    n0,
+    _LSR,
+    0,
+    [_Su, _NT],
+    [() => SubscriptionsList, 0]
+  ];
+  var ListTagsForResourceRequest$ = [
+    3,
+    n0,
+    _LTFRR,
+    0,
+    [_RA],
+    [0],
+    1
+  ];
+  var ListTagsForResourceResponse$ = [
+    3,
+    n0,
+    _LTFRRi,
+    0,
+    [_Ta],
+    [() => TagList]
+  ];
+  var ListTopicsInput$ = [
+    3,
+    n0,
+    _LTI,
+    0,
+    [_NT],
+    [0]
+  ];
+  var ListTopicsResponse$ = [
+    3,
+    n0,
+    _LTR,
+    0,
+    [_To, _NT],
+    [() => TopicsList, 0]
+  ];
+  var MessageAttributeValue$ = [
+    3,
+    n0,
+    _MAV,
+    0,
+    [_DT, _SV, _BV],
+    [0, 0, 21],
+    1
+  ];
+  var OptInPhoneNumberInput$ = [
+    3,
+    n0,
+    _OIPNI,
+    0,
+    [_pN],
+    [[() => PhoneNumber, 0]],
+    1
+  ];
+  var OptInPhoneNumberResponse$ = [
+    3,
+    n0,
+    _OIPNR,
+    0,
+    [],
+    []
+  ];
+  var PhoneNumberInformation$ = [
+    3,
+    n0,
+    _PNI,
+    0,
+    [_CA, _PN, _S, _ICC, _RT, _NC],
+    [4, [() => PhoneNumber, 0], 0, 0, 0, 64 | 0]
+  ];
+  var PlatformApplication$ = [
+    3,
+    n0,
+    _PAl,
+    0,
+    [_PAA, _A],
+    [0, 128 | 0]
+  ];
+  var PublishBatchInput$ = [
+    3,
+    n0,
+    _PBI,
+    0,
+    [_TA, _PBRE],
+    [0, [() => PublishBatchRequestEntryList, 0]],
+    2
+  ];
+  var PublishBatchRequestEntry$ = [
+    3,
+    n0,
+    _PBREu,
+    0,
+    [_I, _M, _Sub, _MS, _MA, _MDI, _MGI],
+    [0, 0, 0, 0, [() => MessageAttributeMap, 0], 0, 0],
+    2
+  ];
+  var PublishBatchResponse$ = [
+    3,
+    n0,
+    _PBR,
+    0,
+    [_Suc, _F],
+    [() => PublishBatchResultEntryList, () => BatchResultErrorEntryList]
+  ];
+  var PublishBatchResultEntry$ = [
+    3,
+    n0,
+    _PBREub,
+    0,
+    [_I, _MI, _SN],
+    [0, 0, 0]
+  ];
+  var PublishInput$ = [
+    3,
+    n0,
+    _PI,
+    0,
+    [_M, _TA, _TAa, _PN, _Sub, _MS, _MA, _MDI, _MGI],
+    [0, 0, 0, [() => PhoneNumber, 0], 0, 0, [() => MessageAttributeMap, 0], 0, 0],
+    1
+  ];
+  var PublishResponse$ = [
+    3,
+    n0,
+    _PR,
+    0,
+    [_MI, _SN],
+    [0, 0]
+  ];
+  var PutDataProtectionPolicyInput$ = [
+    3,
+    n0,
+    _PDPPI,
+    0,
+    [_RA, _DPP],
+    [0, 0],
+    2
+  ];
+  var RemovePermissionInput$ = [
+    3,
+    n0,
+    _RPI,
+    0,
+    [_TA, _L],
+    [0, 0],
+    2
+  ];
+  var SetEndpointAttributesInput$ = [
+    3,
+    n0,
+    _SEAI,
+    0,
+    [_EA, _A],
+    [0, 128 | 0],
+    2
+  ];
+  var SetPlatformApplicationAttributesInput$ = [
+    3,
+    n0,
+    _SPAAI,
+    0,
+    [_PAA, _A],
+    [0, 128 | 0],
+    2
+  ];
+  var SetSMSAttributesInput$ = [
+    3,
+    n0,
+    _SSMSAI,
+    0,
+    [_a],
+    [128 | 0],
+    1
+  ];
+  var SetSMSAttributesResponse$ = [
+    3,
+    n0,
+    _SSMSAR,
+    0,
+    [],
+    []
+  ];
+  var SetSubscriptionAttributesInput$ = [
+    3,
+    n0,
+    _SSAI,
+    0,
+    [_SA, _ANt, _AV],
+    [0, 0, 0],
+    2
+  ];
+  var SetTopicAttributesInput$ = [
+    3,
+    n0,
+    _STAI,
+    0,
+    [_TA, _ANt, _AV],
+    [0, 0, 0],
+    2
+  ];
+  var SMSSandboxPhoneNumber$ = [
+    3,
+    n0,
+    _SMSSPN,
+    0,
+    [_PN, _S],
+    [[() => PhoneNumberString, 0], 0]
+  ];
+  var SubscribeInput$ = [
+    3,
+    n0,
+    _SI,
+    0,
+    [_TA, _Pr, _E, _A, _RSA],
+    [0, 0, 0, 128 | 0, 2],
+    2
+  ];
+  var SubscribeResponse$ = [
+    3,
+    n0,
+    _SR,
+    0,
+    [_SA],
+    [0]
+  ];
+  var Subscription$ = [
+    3,
+    n0,
+    _Subs,
+    0,
+    [_SA, _O, _Pr, _E, _TA],
+    [0, 0, 0, 0, 0]
+  ];
+  var Tag$ = [
+    3,
+    n0,
+    _Tag,
+    0,
+    [_K, _V],
+    [0, 0],
+    2
+  ];
+  var TagResourceRequest$ = [
+    3,
+    n0,
+    _TRR,
+    0,
+    [_RA, _Ta],
+    [0, () => TagList],
+    2
+  ];
+  var TagResourceResponse$ = [
+    3,
+    n0,
+    _TRRa,
+    0,
+    [],
+    []
+  ];
+  var Topic$ = [
+    3,
+    n0,
+    _Top,
+    0,
+    [_TA],
+    [0]
+  ];
+  var UnsubscribeInput$ = [
+    3,
+    n0,
+    _UI,
+    0,
+    [_SA],
+    [0],
+    1
+  ];
+  var UntagResourceRequest$ = [
+    3,
+    n0,
+    _URR,
+    0,
+    [_RA, _TK],
+    [0, 64 | 0],
+    2
+  ];
+  var UntagResourceResponse$ = [
+    3,
+    n0,
+    _URRn,
+    0,
+    [],
+    []
+  ];
+  var VerifySMSSandboxPhoneNumberInput$ = [
+    3,
+    n0,
+    _VSMSSPNI,
+    0,
+    [_PN, _OTP],
+    [[() => PhoneNumberString, 0], 0],
+    2
+  ];
+  var VerifySMSSandboxPhoneNumberResult$ = [
+    3,
+    n0,
+    _VSMSSPNR,
+    0,
+    [],
+    []
+  ];
+  var __Unit = "unit";
+  var BatchResultErrorEntryList = [
+    1,
+    n0,
+    _BREEL,
+    0,
+    () => BatchResultErrorEntry$
+  ];
+  var ListOfEndpoints = [
+    1,
+    n0,
+    _LOE,
+    0,
+    () => Endpoint$
+  ];
+  var ListOfPlatformApplications = [
+    1,
+    n0,
+    _LOPA,
+    0,
+    () => PlatformApplication$
+  ];
+  var PhoneNumberInformationList = [
+    1,
+    n0,
+    _PNIL,
+    0,
+    [
+      () => PhoneNumberInformation$,
+      0
+    ]
+  ];
+  var PhoneNumberList = [
+    1,
+    n0,
+    _PNL,
+    0,
+    [
+      () => PhoneNumber,
+      0
+    ]
+  ];
+  var PublishBatchRequestEntryList = [
+    1,
+    n0,
+    _PBREL,
+    0,
+    [
+      () => PublishBatchRequestEntry$,
+      0
+    ]
+  ];
+  var PublishBatchResultEntryList = [
+    1,
+    n0,
+    _PBRELu,
+    0,
+    () => PublishBatchResultEntry$
+  ];
+  var SMSSandboxPhoneNumberList = [
+    1,
+    n0,
+    _SMSSPNL,
+    0,
+    [
+      () => SMSSandboxPhoneNumber$,
+      0
+    ]
+  ];
+  var SubscriptionsList = [
+    1,
+    n0,
+    _SL,
+    0,
+    () => Subscription$
+  ];
+  var TagList = [
+    1,
+    n0,
+    _TL,
+    0,
+    () => Tag$
+  ];
+  var TopicsList = [
+    1,
+    n0,
+    _TLo,
+    0,
+    () => Topic$
+  ];
+  var MessageAttributeMap = [
+    2,
+    n0,
+    _MAM,
+    0,
+    [
+      0,
+      { [_xN]: _N }
+    ],
+    [
+      () => MessageAttributeValue$,
+      { [_xN]: _V }
+    ]
+  ];
+  var AddPermission$ = [
+    9,
+    n0,
+    _AP,
+    0,
+    () => AddPermissionInput$,
+    () => __Unit
+  ];
+  var CheckIfPhoneNumberIsOptedOut$ = [
+    9,
+    n0,
+    _CIPNIOO,
+    0,
+    () => CheckIfPhoneNumberIsOptedOutInput$,
+    () => CheckIfPhoneNumberIsOptedOutResponse$
+  ];
+  var ConfirmSubscription$ = [
+    9,
+    n0,
+    _CS,
+    0,
+    () => ConfirmSubscriptionInput$,
+    () => ConfirmSubscriptionResponse$
+  ];
+  var CreatePlatformApplication$ = [
+    9,
+    n0,
+    _CPA,
+    0,
+    () => CreatePlatformApplicationInput$,
+    () => CreatePlatformApplicationResponse$
+  ];
+  var CreatePlatformEndpoint$ = [
+    9,
+    n0,
+    _CPE,
+    0,
+    () => CreatePlatformEndpointInput$,
+    () => CreateEndpointResponse$
+  ];
+  var CreateSMSSandboxPhoneNumber$ = [
+    9,
+    n0,
+    _CSMSSPN,
+    0,
+    () => CreateSMSSandboxPhoneNumberInput$,
+    () => CreateSMSSandboxPhoneNumberResult$
+  ];
+  var CreateTopic$ = [
+    9,
+    n0,
+    _CT,
+    0,
+    () => CreateTopicInput$,
+    () => CreateTopicResponse$
+  ];
+  var DeleteEndpoint$ = [
+    9,
+    n0,
+    _DE,
+    0,
+    () => DeleteEndpointInput$,
+    () => __Unit
+  ];
+  var DeletePlatformApplication$ = [
+    9,
+    n0,
+    _DPA,
+    0,
+    () => DeletePlatformApplicationInput$,
+    () => __Unit
+  ];
+  var DeleteSMSSandboxPhoneNumber$ = [
+    9,
+    n0,
+    _DSMSSPN,
+    0,
+    () => DeleteSMSSandboxPhoneNumberInput$,
+    () => DeleteSMSSandboxPhoneNumberResult$
+  ];
+  var DeleteTopic$ = [
+    9,
+    n0,
+    _DTe,
+    0,
+    () => DeleteTopicInput$,
+    () => __Unit
+  ];
+  var GetDataProtectionPolicy$ = [
+    9,
+    n0,
+    _GDPP,
+    0,
+    () => GetDataProtectionPolicyInput$,
+    () => GetDataProtectionPolicyResponse$
+  ];
+  var GetEndpointAttributes$ = [
+    9,
+    n0,
+    _GEA,
+    0,
+    () => GetEndpointAttributesInput$,
+    () => GetEndpointAttributesResponse$
+  ];
+  var GetPlatformApplicationAttributes$ = [
+    9,
+    n0,
+    _GPAA,
+    0,
+    () => GetPlatformApplicationAttributesInput$,
+    () => GetPlatformApplicationAttributesResponse$
+  ];
+  var GetSMSAttributes$ = [
+    9,
+    n0,
+    _GSMSA,
+    0,
+    () => GetSMSAttributesInput$,
+    () => GetSMSAttributesResponse$
+  ];
+  var GetSMSSandboxAccountStatus$ = [
+    9,
+    n0,
+    _GSMSSAS,
+    0,
+    () => GetSMSSandboxAccountStatusInput$,
+    () => GetSMSSandboxAccountStatusResult$
+  ];
+  var GetSubscriptionAttributes$ = [
+    9,
+    n0,
+    _GSA,
+    0,
+    () => GetSubscriptionAttributesInput$,
+    () => GetSubscriptionAttributesResponse$
+  ];
+  var GetTopicAttributes$ = [
+    9,
+    n0,
+    _GTA,
+    0,
+    () => GetTopicAttributesInput$,
+    () => GetTopicAttributesResponse$
+  ];
+  var ListEndpointsByPlatformApplication$ = [
+    9,
+    n0,
+    _LEBPA,
+    0,
+    () => ListEndpointsByPlatformApplicationInput$,
+    () => ListEndpointsByPlatformApplicationResponse$
+  ];
+  var ListOriginationNumbers$ = [
+    9,
+    n0,
+    _LON,
+    0,
+    () => ListOriginationNumbersRequest$,
+    () => ListOriginationNumbersResult$
+  ];
+  var ListPhoneNumbersOptedOut$ = [
+    9,
+    n0,
+    _LPNOO,
+    0,
+    () => ListPhoneNumbersOptedOutInput$,
+    () => ListPhoneNumbersOptedOutResponse$
+  ];
+  var ListPlatformApplications$ = [
+    9,
+    n0,
+    _LPA,
+    0,
+    () => ListPlatformApplicationsInput$,
+    () => ListPlatformApplicationsResponse$
+  ];
+  var ListSMSSandboxPhoneNumbers$ = [
+    9,
+    n0,
+    _LSMSSPN,
+    0,
+    () => ListSMSSandboxPhoneNumbersInput$,
+    () => ListSMSSandboxPhoneNumbersResult$
+  ];
+  var ListSubscriptions$ = [
+    9,
+    n0,
+    _LS,
+    0,
+    () => ListSubscriptionsInput$,
+    () => ListSubscriptionsResponse$
+  ];
+  var ListSubscriptionsByTopic$ = [
+    9,
+    n0,
+    _LSBT,
+    0,
+    () => ListSubscriptionsByTopicInput$,
+    () => ListSubscriptionsByTopicResponse$
+  ];
+  var ListTagsForResource$ = [
+    9,
+    n0,
+    _LTFR,
+    0,
+    () => ListTagsForResourceRequest$,
+    () => ListTagsForResourceResponse$
+  ];
+  var ListTopics$ = [
+    9,
+    n0,
+    _LT,
+    0,
+    () => ListTopicsInput$,
+    () => ListTopicsResponse$
+  ];
+  var OptInPhoneNumber$ = [
+    9,
+    n0,
+    _OIPN,
+    0,
+    () => OptInPhoneNumberInput$,
+    () => OptInPhoneNumberResponse$
+  ];
+  var Publish$ = [
+    9,
+    n0,
+    _Pu,
+    0,
+    () => PublishInput$,
+    () => PublishResponse$
+  ];
+  var PublishBatch$ = [
+    9,
+    n0,
+    _PB,
+    0,
+    () => PublishBatchInput$,
+    () => PublishBatchResponse$
+  ];
+  var PutDataProtectionPolicy$ = [
+    9,
+    n0,
+    _PDPP,
+    0,
+    () => PutDataProtectionPolicyInput$,
+    () => __Unit
+  ];
+  var RemovePermission$ = [
+    9,
+    n0,
+    _RP,
+    0,
+    () => RemovePermissionInput$,
+    () => __Unit
+  ];
+  var SetEndpointAttributes$ = [
+    9,
+    n0,
+    _SEA,
+    0,
+    () => SetEndpointAttributesInput$,
+    () => __Unit
+  ];
+  var SetPlatformApplicationAttributes$ = [
+    9,
+    n0,
+    _SPAA,
+    0,
+    () => SetPlatformApplicationAttributesInput$,
+    () => __Unit
+  ];
+  var SetSMSAttributes$ = [
+    9,
+    n0,
+    _SSMSA,
+    0,
+    () => SetSMSAttributesInput$,
+    () => SetSMSAttributesResponse$
+  ];
+  var SetSubscriptionAttributes$ = [
+    9,
+    n0,
+    _SSA,
+    0,
+    () => SetSubscriptionAttributesInput$,
+    () => __Unit
+  ];
+  var SetTopicAttributes$ = [
+    9,
+    n0,
+    _STA,
+    0,
+    () => SetTopicAttributesInput$,
+    () => __Unit
+  ];
+  var Subscribe$ = [
+    9,
+    n0,
+    _Subsc,
+    0,
+    () => SubscribeInput$,
+    () => SubscribeResponse$
+  ];
+  var TagResource$ = [
+    9,
+    n0,
+    _TR,
+    0,
+    () => TagResourceRequest$,
+    () => TagResourceResponse$
+  ];
+  var Unsubscribe$ = [
+    9,
+    n0,
+    _U,
+    0,
+    () => UnsubscribeInput$,
+    () => __Unit
+  ];
+  var UntagResource$ = [
+    9,
+    n0,
+    _UR,
+    0,
+    () => UntagResourceRequest$,
+    () => UntagResourceResponse$
+  ];
+  var VerifySMSSandboxPhoneNumber$ = [
+    9,
+    n0,
+    _VSMSSPN,
+    0,
+    () => VerifySMSSandboxPhoneNumberInput$,
+    () => VerifySMSSandboxPhoneNumberResult$
+  ];
+  var getRuntimeConfig$1 = (config) => {
+    return {
+      apiVersion: "2010-03-31",
+      base64Decoder: config?.base64Decoder ?? fromBase64,
+      base64Encoder: config?.base64Encoder ?? toBase64,
+      disableHostPrefix: config?.disableHostPrefix ?? false,
+      endpointProvider: config?.endpointProvider ?? defaultEndpointResolver,
+      extensions: config?.extensions ?? [],
+      httpAuthSchemeProvider: config?.httpAuthSchemeProvider ?? defaultSNSHttpAuthSchemeProvider,
+      httpAuthSchemes: config?.httpAuthSchemes ?? [
+        {
+          schemeId: "aws.auth#sigv4",
+          identityProvider: (ipc) => ipc.getIdentityProvider("aws.auth#sigv4"),
+          signer: new AwsSdkSigV4Signer
+        }
+      ],
+      logger: config?.logger ?? new NoOpLogger,
+      protocol: config?.protocol ?? AwsQueryProtocol,
+      protocolSettings: config?.protocolSettings ?? {
+        defaultNamespace: "com.amazonaws.sns",
+        errorTypeRegistries,
+        xmlNamespace: "http://sns.amazonaws.com/doc/2010-03-31/",
+        version: "2010-03-31",
+        serviceTarget: "AmazonSimpleNotificationService"
+      },
+      serviceId: config?.serviceId ?? "SNS",
+      sha256: config?.sha256 ?? Sha256,
+      urlParser: config?.urlParser ?? parseUrl,
+      utf8Decoder: config?.utf8Decoder ?? fromUtf8,
+      utf8Encoder: config?.utf8Encoder ?? toUtf8
+    };
+  };
+  var getRuntimeConfig = (config) => {
+    emitWarningIfUnsupportedVersion(process.version);
+    const defaultsMode = resolveDefaultsModeConfig(config);
+    const defaultConfigProvider = () => defaultsMode().then(loadConfigsForDefaultMode);
+    const clientSharedValues = getRuntimeConfig$1(config);
+    emitWarningIfUnsupportedVersion$1(process.version);
+    const loaderConfig = {
+      profile: config?.profile,
+      logger: clientSharedValues.logger
+    };
+    return {
+      ...clientSharedValues,
+      ...config,
+      runtime: "node",
+      defaultsMode,
+      authSchemePreference: config?.authSchemePreference ?? loadConfig(NODE_AUTH_SCHEME_PREFERENCE_OPTIONS, loaderConfig),
+      bodyLengthChecker: config?.bodyLengthChecker ?? calculateBodyLength,
+      credentialDefaultProvider: config?.credentialDefaultProvider ?? defaultProvider,
+      defaultSocketTimeout: getDefaultSocketTimeout(config?.requestHandler, 300000),
+      defaultUserAgentProvider: config?.defaultUserAgentProvider ?? createDefaultUserAgentProvider({ serviceId: clientSharedValues.serviceId, clientVersion: packageInfo.version }),
+      maxAttempts: config?.maxAttempts ?? loadConfig(NODE_MAX_ATTEMPT_CONFIG_OPTIONS, config),
+      region: config?.region ?? loadConfig(NODE_REGION_CONFIG_OPTIONS, { ...NODE_REGION_CONFIG_FILE_OPTIONS, ...loaderConfig }),
+      requestHandler: NodeHttpHandler.create(config?.requestHandler ?? defaultConfigProvider),
+      retryMode: config?.retryMode ?? loadConfig({
+        ...NODE_RETRY_MODE_CONFIG_OPTIONS,
+        default: async () => (await defaultConfigProvider()).retryMode || DEFAULT_RETRY_MODE
+      }, config),
+      streamCollector: config?.streamCollector ?? streamCollector,
+      useDualstackEndpoint: config?.useDualstackEndpoint ?? loadConfig(NODE_USE_DUALSTACK_ENDPOINT_CONFIG_OPTIONS, loaderConfig),
+      useFipsEndpoint: config?.useFipsEndpoint ?? loadConfig(NODE_USE_FIPS_ENDPOINT_CONFIG_OPTIONS, loaderConfig),
+      userAgentAppId: config?.userAgentAppId ?? loadConfig(NODE_APP_ID_CONFIG_OPTIONS, loaderConfig)
+    };
+  };
+  var getHttpAuthExtensionConfiguration = (runtimeConfig) => {
+    const _httpAuthSchemes = runtimeConfig.httpAuthSchemes;
+    let _httpAuthSchemeProvider = runtimeConfig.httpAuthSchemeProvider;
+    let _credentials = runtimeConfig.credentials;
+    return {
+      setHttpAuthScheme(httpAuthScheme) {
+        const index = _httpAuthSchemes.findIndex((scheme) => scheme.schemeId === httpAuthScheme.schemeId);
+        if (index === -1) {
+          _httpAuthSchemes.push(httpAuthScheme);
+        } else {
+          _httpAuthSchemes.splice(index, 1, httpAuthScheme);
+        }
+      },
+      httpAuthSchemes() {
+        return _httpAuthSchemes;
+      },
+      setHttpAuthSchemeProvider(httpAuthSchemeProvider) {
+        _httpAuthSchemeProvider = httpAuthSchemeProvider;
+      },
+      httpAuthSchemeProvider() {
+        return _httpAuthSchemeProvider;
+      },
+      setCredentials(credentials) {
+        _credentials = credentials;
+      },
+      credentials() {
+        return _credentials;
+      }
+    };
+  };
+  var resolveHttpAuthRuntimeConfig = (config) => {
+    return {
+      httpAuthSchemes: config.httpAuthSchemes(),
+      httpAuthSchemeProvider: config.httpAuthSchemeProvider(),
+      credentials: config.credentials()
+    };
+  };
+  var resolveRuntimeExtensions = (runtimeConfig, extensions) => {
+    const extensionConfiguration = Object.assign(getAwsRegionExtensionConfiguration(runtimeConfig), getDefaultExtensionConfiguration(runtimeConfig), getHttpHandlerExtensionConfiguration(runtimeConfig), getHttpAuthExtensionConfiguration(runtimeConfig));
+    extensions.forEach((extension) => extension.configure(extensionConfiguration));
+    return Object.assign(runtimeConfig, resolveAwsRegionExtensionConfiguration(extensionConfiguration), resolveDefaultRuntimeConfig(extensionConfiguration), resolveHttpHandlerRuntimeConfig(extensionConfiguration), resolveHttpAuthRuntimeConfig(extensionConfiguration));
+  };
+
+  class SNSClient extends Client {
+    config;
+    constructor(...[configuration]) {
+      const _config_0 = getRuntimeConfig(configuration || {});
+      super(_config_0);
+      this.initConfig = _config_0;
+      const _config_1 = resolveClientEndpointParameters(_config_0);
+      const _config_2 = resolveUserAgentConfig(_config_1);
+      const _config_3 = resolveRetryConfig(_config_2);
+      const _config_4 = resolveRegionConfig(_config_3);
+      const _config_5 = resolveHostHeaderConfig(_config_4);
+      const _config_6 = resolveEndpointConfig(_config_5);
+      const _config_7 = resolveHttpAuthSchemeConfig(_config_6);
+      const _config_8 = resolveRuntimeExtensions(_config_7, configuration?.extensions || []);
+      this.config = _config_8;
+      this.middlewareStack.use(getSchemaSerdePlugin(this.config));
+      this.middlewareStack.use(getUserAgentPlugin(this.config));
+      this.middlewareStack.use(getRetryPlugin(this.config));
+      this.middlewareStack.use(getContentLengthPlugin(this.config));
+      this.middlewareStack.use(getHostHeaderPlugin(this.config));
+      this.middlewareStack.use(getLoggerPlugin(this.config));
+      this.middlewareStack.use(getRecursionDetectionPlugin(this.config));
+      this.middlewareStack.use(getHttpAuthSchemeEndpointRuleSetPlugin(this.config, {
+        httpAuthSchemeParametersProvider: defaultSNSHttpAuthSchemeParametersProvider,
+        identityProviderConfigProvider: async (config) => new DefaultIdentityProviderConfig({
+          "aws.auth#sigv4": config.credentials
+        })
+      }));
+      this.middlewareStack.use(getHttpSigningPlugin(this.config));
+    }
+    destroy() {
+      super.destroy();
+    }
+  }
+  var command = makeBuilder(commonParams, "AmazonSimpleNotificationService", "SNSClient", getEndpointPlugin);
+  var _ep0 = {};
+  var _mw0 = (Command, cs, config, o) => [];
+
+  class AddPermissionCommand extends command(_ep0, _mw0, "AddPermission", AddPermission$) {
+  }
+
+  class CheckIfPhoneNumberIsOptedOutCommand extends command(_ep0, _mw0, "CheckIfPhoneNumberIsOptedOut", CheckIfPhoneNumberIsOptedOut$) {
+  }
+
+  class ConfirmSubscriptionCommand extends command(_ep0, _mw0, "ConfirmSubscription", ConfirmSubscription$) {
+  }
+
+  class CreatePlatformApplicationCommand extends command(_ep0, _mw0, "CreatePlatformApplication", CreatePlatformApplication$) {
+  }
+
+  class CreatePlatformEndpointCommand extends command(_ep0, _mw0, "CreatePlatformEndpoint", CreatePlatformEndpoint$) {
+  }
+
+  class CreateSMSSandboxPhoneNumberCommand extends command(_ep0, _mw0, "CreateSMSSandboxPhoneNumber", CreateSMSSandboxPhoneNumber$) {
+  }
+
+  class CreateTopicCommand extends command(_ep0, _mw0, "CreateTopic", CreateTopic$) {
+  }
+
+  class DeleteEndpointCommand extends command(_ep0, _mw0, "DeleteEndpoint", DeleteEndpoint$) {
+  }
+
+  class DeletePlatformApplicationCommand extends command(_ep0, _mw0, "DeletePlatformApplication", DeletePlatformApplication$) {
+  }
+
+  class DeleteSMSSandboxPhoneNumberCommand extends command(_ep0, _mw0, "DeleteSMSSandboxPhoneNumber", DeleteSMSSandboxPhoneNumber$) {
+  }
+
+  class DeleteTopicCommand extends command(_ep0, _mw0, "DeleteTopic", DeleteTopic$) {
+  }
+
+  class GetDataProtectionPolicyCommand extends command(_ep0, _mw0, "GetDataProtectionPolicy", GetDataProtectionPolicy$) {
+  }
+
+  class GetEndpointAttributesCommand extends command(_ep0, _mw0, "GetEndpointAttributes", GetEndpointAttributes$) {
+  }
+
+  class GetPlatformApplicationAttributesCommand extends command(_ep0, _mw0, "GetPlatformApplicationAttributes", GetPlatformApplicationAttributes$) {
+  }
+
+  class GetSMSAttributesCommand extends command(_ep0, _mw0, "GetSMSAttributes", GetSMSAttributes$) {
+  }
+
+  class GetSMSSandboxAccountStatusCommand extends command(_ep0, _mw0, "GetSMSSandboxAccountStatus", GetSMSSandboxAccountStatus$) {
+  }
+
+  class GetSubscriptionAttributesCommand extends command(_ep0, _mw0, "GetSubscriptionAttributes", GetSubscriptionAttributes$) {
+  }
+
+  class GetTopicAttributesCommand extends command(_ep0, _mw0, "GetTopicAttributes", GetTopicAttributes$) {
+  }
+
+  class ListEndpointsByPlatformApplicationCommand extends command(_ep0, _mw0, "ListEndpointsByPlatformApplication", ListEndpointsByPlatformApplication$) {
+  }
+
+  class ListOriginationNumbersCommand extends command(_ep0, _mw0, "ListOriginationNumbers", ListOriginationNumbers$) {
+  }
+
+  class ListPhoneNumbersOptedOutCommand extends command(_ep0, _mw0, "ListPhoneNumbersOptedOut", ListPhoneNumbersOptedOut$) {
+  }
+
+  class ListPlatformApplicationsCommand extends command(_ep0, _mw0, "ListPlatformApplications", ListPlatformApplications$) {
+  }
+
+  class ListSMSSandboxPhoneNumbersCommand extends command(_ep0, _mw0, "ListSMSSandboxPhoneNumbers", ListSMSSandboxPhoneNumbers$) {
+  }
+
+  class ListSubscriptionsByTopicCommand extends command(_ep0, _mw0, "ListSubscriptionsByTopic", ListSubscriptionsByTopic$) {
+  }
+
+  class ListSubscriptionsCommand extends command(_ep0, _mw0, "ListSubscriptions", ListSubscriptions$) {
+  }
+
+  class ListTagsForResourceCommand extends command(_ep0, _mw0, "ListTagsForResource", ListTagsForResource$) {
+  }
+
+  class ListTopicsCommand extends command(_ep0, _mw0, "ListTopics", ListTopics$) {
+  }
+
+  class OptInPhoneNumberCommand extends command(_ep0, _mw0, "OptInPhoneNumber", OptInPhoneNumber$) {
+  }
+
+  class PublishBatchCommand extends command(_ep0, _mw0, "PublishBatch", PublishBatch$) {
+  }
+
+  class PublishCommand extends command(_ep0, _mw0, "Publish", Publish$) {
+  }
+
+  class PutDataProtectionPolicyCommand extends command(_ep0, _mw0, "PutDataProtectionPolicy", PutDataProtectionPolicy$) {
+  }
+
+  class RemovePermissionCommand extends command(_ep0, _mw0, "RemovePermission", RemovePermission$) {
+  }
+
+  class SetEndpointAttributesCommand extends command(_ep0, _mw0, "SetEndpointAttributes", SetEndpointAttributes$) {
+  }
+
+  class SetPlatformApplicationAttributesCommand extends command(_ep0, _mw0, "SetPlatformApplicationAttributes", SetPlatformApplicationAttributes$) {
+  }
+
+  class SetSMSAttributesCommand extends command(_ep0, _mw0, "SetSMSAttributes", SetSMSAttributes$) {
+  }
+
+  class SetSubscriptionAttributesCommand extends command(_ep0, _mw0, "SetSubscriptionAttributes", SetSubscriptionAttributes$) {
+  }
+
+  class SetTopicAttributesCommand extends command(_ep0, _mw0, "SetTopicAttributes", SetTopicAttributes$) {
+  }
+
+  class SubscribeCommand extends command(_ep0, _mw0, "Subscribe", Subscribe$) {
+  }
+
+  class TagResourceCommand extends command(_ep0, _mw0, "TagResource", TagResource$) {
+  }
+
+  class UnsubscribeCommand extends command(_ep0, _mw0, "Unsubscribe", Unsubscribe$) {
+  }
+
+  class UntagResourceCommand extends command(_ep0, _mw0, "UntagResource", UntagResource$) {
+  }
+
+  class VerifySMSSandboxPhoneNumberCommand extends command(_ep0, _mw0, "VerifySMSSandboxPhoneNumber", VerifySMSSandboxPhoneNumber$) {
+  }
+  var paginateListEndpointsByPlatformApplication = createPaginator(SNSClient, ListEndpointsByPlatformApplicationCommand, "NextToken", "NextToken", "");
+  var paginateListOriginationNumbers = createPaginator(SNSClient, ListOriginationNumbersCommand, "NextToken", "NextToken", "MaxResults");
+  var paginateListPhoneNumbersOptedOut = createPaginator(SNSClient, ListPhoneNumbersOptedOutCommand, "nextToken", "nextToken", "");
+  var paginateListPlatformApplications = createPaginator(SNSClient, ListPlatformApplicationsCommand, "NextToken", "NextToken", "");
+  var paginateListSMSSandboxPhoneNumbers = createPaginator(SNSClient, ListSMSSandboxPhoneNumbersCommand, "NextToken", "NextToken", "MaxResults");
+  var paginateListSubscriptionsByTopic = createPaginator(SNSClient, ListSubscriptionsByTopicCommand, "NextToken", "NextToken", "");
+  var paginateListSubscriptions = createPaginator(SNSClient, ListSubscriptionsCommand, "NextToken", "NextToken", "");
+  var paginateListTopics = createPaginator(SNSClient, ListTopicsCommand, "NextToken", "NextToken", "");
+  var commands = {
+    AddPermissionCommand,
+    CheckIfPhoneNumberIsOptedOutCommand,
+    ConfirmSubscriptionCommand,
+    CreatePlatformApplicationCommand,
+    CreatePlatformEndpointCommand,
+    CreateSMSSandboxPhoneNumberCommand,
+    CreateTopicCommand,
+    DeleteEndpointCommand,
+    DeletePlatformApplicationCommand,
+    DeleteSMSSandboxPhoneNumberCommand,
+    DeleteTopicCommand,
+    GetDataProtectionPolicyCommand,
+    GetEndpointAttributesCommand,
+    GetPlatformApplicationAttributesCommand,
+    GetSMSAttributesCommand,
+    GetSMSSandboxAccountStatusCommand,
+    GetSubscriptionAttributesCommand,
+    GetTopicAttributesCommand,
+    ListEndpointsByPlatformApplicationCommand,
+    ListOriginationNumbersCommand,
+    ListPhoneNumbersOptedOutCommand,
+    ListPlatformApplicationsCommand,
+    ListSMSSandboxPhoneNumbersCommand,
+    ListSubscriptionsCommand,
+    ListSubscriptionsByTopicCommand,
+    ListTagsForResourceCommand,
+    ListTopicsCommand,
+    OptInPhoneNumberCommand,
+    PublishCommand,
+    PublishBatchCommand,
+    PutDataProtectionPolicyCommand,
+    RemovePermissionCommand,
+    SetEndpointAttributesCommand,
+    SetPlatformApplicationAttributesCommand,
+    SetSMSAttributesCommand,
+    SetSubscriptionAttributesCommand,
+    SetTopicAttributesCommand,
+    SubscribeCommand,
+    TagResourceCommand,
+    UnsubscribeCommand,
+    UntagResourceCommand,
+    VerifySMSSandboxPhoneNumberCommand
+  };
+  var paginators = {
+    paginateListEndpointsByPlatformApplication,
+    paginateListOriginationNumbers,
+    paginateListPhoneNumbersOptedOut,
+    paginateListPlatformApplications,
+    paginateListSMSSandboxPhoneNumbers,
+    paginateListSubscriptions,
+    paginateListSubscriptionsByTopic,
+    paginateListTopics
+  };
+
+  class SNS extends SNSClient {
+  }
+  createAggregatedClient(commands, SNS, { paginators });
+  var LanguageCodeString = {
+    de_DE: "de-DE",
+    en_GB: "en-GB",
+    en_US: "en-US",
+    es_419: "es-419",
+    es_ES: "es-ES",
+    fr_CA: "fr-CA",
+    fr_FR: "fr-FR",
+    it_IT: "it-IT",
+    jp_JP: "ja-JP",
+    kr_KR: "kr-KR",
+    pt_BR: "pt-BR",
+    zh_CN: "zh-CN",
+    zh_TW: "zh-TW"
+  };
+  var NumberCapability = {
+    MMS: "MMS",
+    SMS: "SMS",
+    VOICE: "VOICE"
+  };
+  var RouteType = {
+    Premium: "Premium",
+    Promotional: "Promotional",
+    Transactional: "Transactional"
+  };
+  var SMSSandboxPhoneNumberVerificationStatus = {
+    Pending: "Pending",
+    Verified: "Verified"
+  };
+  exports.AddPermission$ = AddPermission$;
+  exports.AddPermissionCommand = AddPermissionCommand;
+  exports.AddPermissionInput$ = AddPermissionInput$;
+  exports.AuthorizationErrorException = AuthorizationErrorException;
+  exports.AuthorizationErrorException$ = AuthorizationErrorException$;
+  exports.BatchEntryIdsNotDistinctException = BatchEntryIdsNotDistinctException;
+  exports.BatchEntryIdsNotDistinctException$ = BatchEntryIdsNotDistinctException$;
+  exports.BatchRequestTooLongException = BatchRequestTooLongException;
+  exports.BatchRequestTooLongException$ = BatchRequestTooLongException$;
+  exports.BatchResultErrorEntry$ = BatchResultErrorEntry$;
+  exports.CheckIfPhoneNumberIsOptedOut$ = CheckIfPhoneNumberIsOptedOut$;
+  exports.CheckIfPhoneNumberIsOptedOutCommand = CheckIfPhoneNumberIsOptedOutCommand;
+  exports.CheckIfPhoneNumberIsOptedOutInput$ = CheckIfPhoneNumberIsOptedOutInput$;
+  exports.CheckIfPhoneNumberIsOptedOutResponse$ = CheckIfPhoneNumberIsOptedOutResponse$;
+  exports.ConcurrentAccessException = ConcurrentAccessException;
+  exports.ConcurrentAccessException$ = ConcurrentAccessException$;
+  exports.ConfirmSubscription$ = ConfirmSubscription$;
+  exports.ConfirmSubscriptionCommand = ConfirmSubscriptionCommand;
+  exports.ConfirmSubscriptionInput$ = ConfirmSubscriptionInput$;
+  exports.ConfirmSubscriptionResponse$ = ConfirmSubscriptionResponse$;
+  exports.CreateEndpointResponse$ = CreateEndpointResponse$;
+  exports.CreatePlatformApplication$ = CreatePlatformApplication$;
+  exports.CreatePlatformApplicationCommand = CreatePlatformApplicationCommand;
+  exports.CreatePlatformApplicationInput$ = CreatePlatformApplicationInput$;
+  exports.CreatePlatformApplicationResponse$ = CreatePlatformApplicationResponse$;
+  exports.CreatePlatformEndpoint$ = CreatePlatformEndpoint$;
+  exports.CreatePlatformEndpointCommand = CreatePlatformEndpointCommand;
+  exports.CreatePlatformEndpointInput$ = CreatePlatformEndpointInput$;
+  exports.CreateSMSSandboxPhoneNumber$ = CreateSMSSandboxPhoneNumber$;
+  exports.CreateSMSSandboxPhoneNumberCommand = CreateSMSSandboxPhoneNumberCommand;
+  exports.CreateSMSSandboxPhoneNumberInput$ = CreateSMSSandboxPhoneNumberInput$;
+  exports.CreateSMSSandboxPhoneNumberResult$ = CreateSMSSandboxPhoneNumberResult$;
+  exports.CreateTopic$ = CreateTopic$;
+  exports.CreateTopicCommand = CreateTopicCommand;
+  exports.CreateTopicInput$ = CreateTopicInput$;
+  exports.CreateTopicResponse$ = CreateTopicResponse$;
+  exports.DeleteEndpoint$ = DeleteEndpoint$;
+  exports.DeleteEndpointCommand = DeleteEndpointCommand;
+  exports.DeleteEndpointInput$ = DeleteEndpointInput$;
+  exports.DeletePlatformApplication$ = DeletePlatformApplication$;
+  exports.DeletePlatformApplicationCommand = DeletePlatformApplicationCommand;
+  exports.DeletePlatformApplicationInput$ = DeletePlatformApplicationInput$;
+  exports.DeleteSMSSandboxPhoneNumber$ = DeleteSMSSandboxPhoneNumber$;
+  exports.DeleteSMSSandboxPhoneNumberCommand = DeleteSMSSandboxPhoneNumberCommand;
+  exports.DeleteSMSSandboxPhoneNumberInput$ = DeleteSMSSandboxPhoneNumberInput$;
+  exports.DeleteSMSSandboxPhoneNumberResult$ = DeleteSMSSandboxPhoneNumberResult$;
+  exports.DeleteTopic$ = DeleteTopic$;
+  exports.DeleteTopicCommand = DeleteTopicCommand;
+  exports.DeleteTopicInput$ = DeleteTopicInput$;
+  exports.EmptyBatchRequestException = EmptyBatchRequestException;
+  exports.EmptyBatchRequestException$ = EmptyBatchRequestException$;
+  exports.Endpoint$ = Endpoint$;
+  exports.EndpointDisabledException = EndpointDisabledException;
+  exports.EndpointDisabledException$ = EndpointDisabledException$;
+  exports.FilterPolicyLimitExceededException = FilterPolicyLimitExceededException;
+  exports.FilterPolicyLimitExceededException$ = FilterPolicyLimitExceededException$;
+  exports.GetDataProtectionPolicy$ = GetDataProtectionPolicy$;
+  exports.GetDataProtectionPolicyCommand = GetDataProtectionPolicyCommand;
+  exports.GetDataProtectionPolicyInput$ = GetDataProtectionPolicyInput$;
+  exports.GetDataProtectionPolicyResponse$ = GetDataProtectionPolicyResponse$;
+  exports.GetEndpointAttributes$ = GetEndpointAttributes$;
+  exports.GetEndpointAttributesCommand = GetEndpointAttributesCommand;
+  exports.GetEndpointAttributesInput$ = GetEndpointAttributesInput$;
+  exports.GetEndpointAttributesResponse$ = GetEndpointAttributesResponse$;
+  exports.GetPlatformApplicationAttributes$ = GetPlatformApplicationAttributes$;
+  exports.GetPlatformApplicationAttributesCommand = GetPlatformApplicationAttributesCommand;
+  exports.GetPlatformApplicationAttributesInput$ = GetPlatformApplicationAttributesInput$;
+  exports.GetPlatformApplicationAttributesResponse$ = GetPlatformApplicationAttributesResponse$;
+  exports.GetSMSAttributes$ = GetSMSAttributes$;
+  exports.GetSMSAttributesCommand = GetSMSAttributesCommand;
+  exports.GetSMSAttributesInput$ = GetSMSAttributesInput$;
+  exports.GetSMSAttributesResponse$ = GetSMSAttributesResponse$;
+  exports.GetSMSSandboxAccountStatus$ = GetSMSSandboxAccountStatus$;
+  exports.GetSMSSandboxAccountStatusCommand = GetSMSSandboxAccountStatusCommand;
+  exports.GetSMSSandboxAccountStatusInput$ = GetSMSSandboxAccountStatusInput$;
+  exports.GetSMSSandboxAccountStatusResult$ = GetSMSSandboxAccountStatusResult$;
+  exports.GetSubscriptionAttributes$ = GetSubscriptionAttributes$;
+  exports.GetSubscriptionAttributesCommand = GetSubscriptionAttributesCommand;
+  exports.GetSubscriptionAttributesInput$ = GetSubscriptionAttributesInput$;
+  exports.GetSubscriptionAttributesResponse$ = GetSubscriptionAttributesResponse$;
+  exports.GetTopicAttributes$ = GetTopicAttributes$;
+  exports.GetTopicAttributesCommand = GetTopicAttributesCommand;
+  exports.GetTopicAttributesInput$ = GetTopicAttributesInput$;
+  exports.GetTopicAttributesResponse$ = GetTopicAttributesResponse$;
+  exports.InternalErrorException = InternalErrorException;
+  exports.InternalErrorException$ = InternalErrorException$;
+  exports.InvalidBatchEntryIdException = InvalidBatchEntryIdException;
+  exports.InvalidBatchEntryIdException$ = InvalidBatchEntryIdException$;
+  exports.InvalidParameterException = InvalidParameterException;
+  exports.InvalidParameterException$ = InvalidParameterException$;
+  exports.InvalidParameterValueException = InvalidParameterValueException;
+  exports.InvalidParameterValueException$ = InvalidParameterValueException$;
+  exports.InvalidSecurityException = InvalidSecurityException;
+  exports.InvalidSecurityException$ = InvalidSecurityException$;
+  exports.InvalidStateException = InvalidStateException;
+  exports.InvalidStateException$ = InvalidStateException$;
+  exports.KMSAccessDeniedException = KMSAccessDeniedException;
+  exports.KMSAccessDeniedException$ = KMSAccessDeniedException$;
+  exports.KMSDisabledException = KMSDisabledException;
+  exports.KMSDisabledException$ = KMSDisabledException$;
+  exports.KMSInvalidStateException = KMSInvalidStateException;
+  exports.KMSInvalidStateException$ = KMSInvalidStateException$;
+  exports.KMSNotFoundException = KMSNotFoundException;
+  exports.KMSNotFoundException$ = KMSNotFoundException$;
+  exports.KMSOptInRequired = KMSOptInRequired;
+  exports.KMSOptInRequired$ = KMSOptInRequired$;
+  exports.KMSThrottlingException = KMSThrottlingException;
+  exports.KMSThrottlingException$ = KMSThrottlingException$;
+  exports.LanguageCodeString = LanguageCodeString;
+  exports.ListEndpointsByPlatformApplication$ = ListEndpointsByPlatformApplication$;
+  exports.ListEndpointsByPlatformApplicationCommand = ListEndpointsByPlatformApplicationCommand;
+  exports.ListEndpointsByPlatformApplicationInput$ = ListEndpointsByPlatformApplicationInput$;
+  exports.ListEndpointsByPlatformApplicationResponse$ = ListEndpointsByPlatformApplicationResponse$;
+  exports.ListOriginationNumbers$ = ListOriginationNumbers$;
+  exports.ListOriginationNumbersCommand = ListOriginationNumbersCommand;
+  exports.ListOriginationNumbersRequest$ = ListOriginationNumbersRequest$;
+  exports.ListOriginationNumbersResult$ = ListOriginationNumbersResult$;
+  exports.ListPhoneNumbersOptedOut$ = ListPhoneNumbersOptedOut$;
+  exports.ListPhoneNumbersOptedOutCommand = ListPhoneNumbersOptedOutCommand;
+  exports.ListPhoneNumbersOptedOutInput$ = ListPhoneNumbersOptedOutInput$;
+  exports.ListPhoneNumbersOptedOutResponse$ = ListPhoneNumbersOptedOutResponse$;
+  exports.ListPlatformApplications$ = ListPlatformApplications$;
+  exports.ListPlatformApplicationsCommand = ListPlatformApplicationsCommand;
+  exports.ListPlatformApplicationsInput$ = ListPlatformApplicationsInput$;
+  exports.ListPlatformApplicationsResponse$ = ListPlatformApplicationsResponse$;
+  exports.ListSMSSandboxPhoneNumbers$ = ListSMSSandboxPhoneNumbers$;
+  exports.ListSMSSandboxPhoneNumbersCommand = ListSMSSandboxPhoneNumbersCommand;
+  exports.ListSMSSandboxPhoneNumbersInput$ = ListSMSSandboxPhoneNumbersInput$;
+  exports.ListSMSSandboxPhoneNumbersResult$ = ListSMSSandboxPhoneNumbersResult$;
+  exports.ListSubscriptions$ = ListSubscriptions$;
+  exports.ListSubscriptionsByTopic$ = ListSubscriptionsByTopic$;
+  exports.ListSubscriptionsByTopicCommand = ListSubscriptionsByTopicCommand;
+  exports.ListSubscriptionsByTopicInput$ = ListSubscriptionsByTopicInput$;
+  exports.ListSubscriptionsByTopicResponse$ = ListSubscriptionsByTopicResponse$;
+  exports.ListSubscriptionsCommand = ListSubscriptionsCommand;
+  exports.ListSubscriptionsInput$ = ListSubscriptionsInput$;
+  exports.ListSubscriptionsResponse$ = ListSubscriptionsResponse$;
+  exports.ListTagsForResource$ = ListTagsForResource$;
+  exports.ListTagsForResourceCommand = ListTagsForResourceCommand;
+  exports.ListTagsForResourceRequest$ = ListTagsForResourceRequest$;
+  exports.ListTagsForResourceResponse$ = ListTagsForResourceResponse$;
+  exports.ListTopics$ = ListTopics$;
+  exports.ListTopicsCommand = ListTopicsCommand;
+  exports.ListTopicsInput$ = ListTopicsInput$;
+  exports.ListTopicsResponse$ = ListTopicsResponse$;
+  exports.MessageAttributeValue$ = MessageAttributeValue$;
+  exports.NotFoundException = NotFoundException;
+  exports.NotFoundException$ = NotFoundException$;
+  exports.NumberCapability = NumberCapability;
+  exports.OptInPhoneNumber$ = OptInPhoneNumber$;
+  exports.OptInPhoneNumberCommand = OptInPhoneNumberCommand;
+  exports.OptInPhoneNumberInput$ = OptInPhoneNumberInput$;
+  exports.OptInPhoneNumberResponse$ = OptInPhoneNumberResponse$;
+  exports.OptedOutException = OptedOutException;
+  exports.OptedOutException$ = OptedOutException$;
+  exports.PhoneNumberInformation$ = PhoneNumberInformation$;
+  exports.PlatformApplication$ = PlatformApplication$;
+  exports.PlatformApplicationDisabledException = PlatformApplicationDisabledException;
+  exports.PlatformApplicationDisabledException$ = PlatformApplicationDisabledException$;
+  exports.Publish$ = Publish$;
+  exports.PublishBatch$ = PublishBatch$;
+  exports.PublishBatchCommand = PublishBatchCommand;
+  exports.PublishBatchInput$ = PublishBatchInput$;
+  exports.PublishBatchRequestEntry$ = PublishBatchRequestEntry$;
+  exports.PublishBatchResponse$ = PublishBatchResponse$;
+  exports.PublishBatchResultEntry$ = PublishBatchResultEntry$;
+  exports.PublishCommand = PublishCommand;
+  exports.PublishInput$ = PublishInput$;
+  exports.PublishResponse$ = PublishResponse$;
+  exports.PutDataProtectionPolicy$ = PutDataProtectionPolicy$;
+  exports.PutDataProtectionPolicyCommand = PutDataProtectionPolicyCommand;
+  exports.PutDataProtectionPolicyInput$ = PutDataProtectionPolicyInput$;
+  exports.RemovePermission$ = RemovePermission$;
+  exports.RemovePermissionCommand = RemovePermissionCommand;
+  exports.RemovePermissionInput$ = RemovePermissionInput$;
+  exports.ReplayLimitExceededException = ReplayLimitExceededException;
+  exports.ReplayLimitExceededException$ = ReplayLimitExceededException$;
+  exports.ResourceNotFoundException = ResourceNotFoundException;
+  exports.ResourceNotFoundException$ = ResourceNotFoundException$;
+  exports.RouteType = RouteType;
+  exports.SMSSandboxPhoneNumber$ = SMSSandboxPhoneNumber$;
+  exports.SMSSandboxPhoneNumberVerificationStatus = SMSSandboxPhoneNumberVerificationStatus;
+  exports.SNS = SNS;
+  exports.SNSClient = SNSClient;
+  exports.SNSServiceException = SNSServiceException;
+  exports.SNSServiceException$ = SNSServiceException$;
+  exports.SetEndpointAttributes$ = SetEndpointAttributes$;
+  exports.SetEndpointAttributesCommand = SetEndpointAttributesCommand;
+  exports.SetEndpointAttributesInput$ = SetEndpointAttributesInput$;
+  exports.SetPlatformApplicationAttributes$ = SetPlatformApplicationAttributes$;
+  exports.SetPlatformApplicationAttributesCommand = SetPlatformApplicationAttributesCommand;
+  exports.SetPlatformApplicationAttributesInput$ = SetPlatformApplicationAttributesInput$;
+  exports.SetSMSAttributes$ = SetSMSAttributes$;
+  exports.SetSMSAttributesCommand = SetSMSAttributesCommand;
+  exports.SetSMSAttributesInput$ = SetSMSAttributesInput$;
+  exports.SetSMSAttributesResponse$ = SetSMSAttributesResponse$;
+  exports.SetSubscriptionAttributes$ = SetSubscriptionAttributes$;
+  exports.SetSubscriptionAttributesCommand = SetSubscriptionAttributesCommand;
+  exports.SetSubscriptionAttributesInput$ = SetSubscriptionAttributesInput$;
+  exports.SetTopicAttributes$ = SetTopicAttributes$;
+  exports.SetTopicAttributesCommand = SetTopicAttributesCommand;
+  exports.SetTopicAttributesInput$ = SetTopicAttributesInput$;
+  exports.StaleTagException = StaleTagException;
+  exports.StaleTagException$ = StaleTagException$;
+  exports.Subscribe$ = Subscribe$;
+  exports.SubscribeCommand = SubscribeCommand;
+  exports.SubscribeInput$ = SubscribeInput$;
+  exports.SubscribeResponse$ = SubscribeResponse$;
+  exports.Subscription$ = Subscription$;
+  exports.SubscriptionLimitExceededException = SubscriptionLimitExceededException;
+  exports.SubscriptionLimitExceededException$ = SubscriptionLimitExceededException$;
+  exports.Tag$ = Tag$;
+  exports.TagLimitExceededException = TagLimitExceededException;
+  exports.TagLimitExceededException$ = TagLimitExceededException$;
+  exports.TagPolicyException = TagPolicyException;
+  exports.TagPolicyException$ = TagPolicyException$;
+  exports.TagResource$ = TagResource$;
+  exports.TagResourceCommand = TagResourceCommand;
+  exports.TagResourceRequest$ = TagResourceRequest$;
+  exports.TagResourceResponse$ = TagResourceResponse$;
+  exports.ThrottledException = ThrottledException;
+  exports.ThrottledException$ = ThrottledException$;
+  exports.TooManyEntriesInBatchRequestException = TooManyEntriesInBatchRequestException;
+  exports.TooManyEntriesInBatchRequestException$ = TooManyEntriesInBatchRequestException$;
+  exports.Topic$ = Topic$;
+  exports.TopicLimitExceededException = TopicLimitExceededException;
+  exports.TopicLimitExceededException$ = TopicLimitExceededException$;
+  exports.Unsubscribe$ = Unsubscribe$;
+  exports.UnsubscribeCommand = UnsubscribeCommand;
+  exports.UnsubscribeInput$ = UnsubscribeInput$;
+  exports.UntagResource$ = UntagResource$;
+  exports.UntagResourceCommand = UntagResourceCommand;
+  exports.UntagResourceRequest$ = UntagResourceRequest$;
+  exports.UntagResourceResponse$ = UntagResourceResponse$;
+  exports.UserErrorException = UserErrorException;
+  exports.UserErrorException$ = UserErrorException$;
+  exports.ValidationException = ValidationException;
+  exports.ValidationException$ = ValidationException$;
+  exports.VerificationException = VerificationException;
+  exports.VerificationException$ = VerificationException$;
+  exports.VerifySMSSandboxPhoneNumber$ = VerifySMSSandboxPhoneNumber$;
+  exports.VerifySMSSandboxPhoneNumberCommand = VerifySMSSandboxPhoneNumberCommand;
+  exports.VerifySMSSandboxPhoneNumberInput$ = VerifySMSSandboxPhoneNumberInput$;
+  exports.VerifySMSSandboxPhoneNumberResult$ = VerifySMSSandboxPhoneNumberResult$;
+  exports.errorTypeRegistries = errorTypeRegistries;
+  exports.paginateListEndpointsByPlatformApplication = paginateListEndpointsByPlatformApplication;
+  exports.paginateListOriginationNumbers = paginateListOriginationNumbers;
+  exports.paginateListPhoneNumbersOptedOut = paginateListPhoneNumbersOptedOut;
+  exports.paginateListPlatformApplications = paginateListPlatformApplications;
+  exports.paginateListSMSSandboxPhoneNumbers = paginateListSMSSandboxPhoneNumbers;
+  exports.paginateListSubscriptions = paginateListSubscriptions;
+  exports.paginateListSubscriptionsByTopic = paginateListSubscriptionsByTopic;
+  exports.paginateListTopics = paginateListTopics;
 });
 
 // lib/sqs/region.ts
@@ -40463,9 +43513,50 @@ var init_result = __esm(() => {
   });
 });
 
+// lib/sqs/target-tally.ts
+function answersBuild(result, build) {
+  return (result.app ?? DEFAULT_APP) === build.app && result.build.id === build.buildId && result.digest === build.digest;
+}
+
+class TargetTally {
+  #expect;
+  #answered = new Set;
+  constructor(expect) {
+    this.#expect = expect;
+  }
+  receive(result) {
+    const { target } = result;
+    if (target === undefined)
+      return "unexpected";
+    if ("names" in this.#expect && !this.#expect.names.includes(target))
+      return "unexpected";
+    if (this.#answered.has(target))
+      return "repeat";
+    if (result.result === "progress")
+      return this.done() ? "unexpected" : "progress";
+    if ("count" in this.#expect && this.#answered.size >= this.#expect.count)
+      return "unexpected";
+    this.#answered.add(target);
+    return "counted";
+  }
+  done() {
+    return "names" in this.#expect ? this.#expect.names.every((name) => this.#answered.has(name)) : this.#answered.size >= this.#expect.count;
+  }
+  missingNames() {
+    return "names" in this.#expect ? this.#expect.names.filter((name) => !this.#answered.has(name)) : [];
+  }
+  missingCount() {
+    return "names" in this.#expect ? this.missingNames().length : Math.max(0, this.#expect.count - this.#answered.size);
+  }
+}
+var init_target_tally = __esm(() => {
+  init_app();
+});
+
 // lib/sqs/result-waiter.ts
 async function waitForResults(options) {
-  const { client, resultQueueUrl, awaited, timeoutMs, onResult, onProgress, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const { client, resultQueueUrl, awaited, fleet, onUnexpected, timeoutMs, onResult, onProgress, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const tally = fleet === undefined ? undefined : new TargetTally(fleet.expect);
   const latestStep = new Map;
   const deadline = now() + timeoutMs;
   const pending = new Map(awaited.map((sent) => [sent.messageId, sent]));
@@ -40473,7 +43564,7 @@ async function waitForResults(options) {
   const results = [];
   const warnedUnreadable = new Set;
   let failures = 0;
-  while (pending.size > 0) {
+  while (pending.size > 0 || tally !== undefined && !tally.done()) {
     const remainingMs = deadline - now();
     if (remainingMs <= 0)
       break;
@@ -40515,13 +43606,27 @@ async function waitForResults(options) {
         others.push(message);
         continue;
       }
-      if (!ours.has(result.messageId)) {
+      const byId = ours.has(result.messageId);
+      if (!byId && (fleet === undefined || tally === undefined || !answersBuild(result, fleet))) {
         others.push(message);
         continue;
       }
       mine++;
       const sent = pending.get(result.messageId);
-      if (result.result === "progress") {
+      if (!byId && tally !== undefined) {
+        const verdict = tally.receive(result);
+        const elapsed = result.progress?.elapsedMs ?? 0;
+        if (verdict === "progress" && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
+          latestStep.set(result.messageId, elapsed);
+          onProgress?.({ sent: undefined, result });
+        } else if (verdict === "counted") {
+          const received = { sent: undefined, result };
+          results.push(received);
+          onResult?.(received);
+        } else if (verdict === "unexpected" && result.result !== "progress") {
+          onUnexpected?.(result);
+        }
+      } else if (result.result === "progress") {
         const elapsed = result.progress?.elapsedMs ?? 0;
         if (sent !== undefined && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
           latestStep.set(result.messageId, elapsed);
@@ -40545,13 +43650,13 @@ async function waitForResults(options) {
           throw signal.reason;
         onWarning?.(`cannot hand ${others.length} result(s) of other publishers back to ${resultQueueUrl} (${namedErrorMessage(error)}); they reappear after ${visibilityTimeoutSeconds} s`);
       });
-      if (mine === 0 && pending.size > 0) {
+      if (mine === 0 && (pending.size > 0 || tally !== undefined && !tally.done())) {
         const pauseMs = Math.min(othersPauseMs + Math.round(Math.random() * othersPauseMs), Math.max(0, deadline - now()));
         await delay(pauseMs, { signal });
       }
     }
   }
-  return { results, missing: [...pending.values()] };
+  return { results, missing: [...pending.values()], missingTargets: tally?.missingNames() ?? [], missingTargetCount: tally?.missingCount() ?? 0 };
 }
 async function deleteResult(client, queueUrl, message, signal) {
   await client.send(new import_client_sqs2.DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }), signal ? { abortSignal: signal } : {});
@@ -40578,6 +43683,7 @@ var init_result_waiter = __esm(() => {
   init_backoff();
   init_errors();
   init_result();
+  init_target_tally();
   import_client_sqs2 = __toESM(require_dist_cjs18(), 1);
 });
 
@@ -40592,18 +43698,29 @@ function waitExitCode(results, missing) {
   return missing > 0 ? EXIT_TIMED_OUT : EXIT_SENT;
 }
 async function waitForDeploy(options) {
-  const { client, resultQueueUrl, timeoutMs, published, json, signal } = options;
+  const { client, resultQueueUrl, timeoutMs, published, expectTargets, json, signal } = options;
+  const fleet = expectTargets === undefined || published.published.length === 0 ? undefined : { app: published.app, buildId: published.build.id, digest: published.digest, expect: expectTargets };
+  const unexpected = [];
   const io = { stdout: options.stdout, stderr: options.stderr };
   const timeoutSeconds = Math.round(timeoutMs / 1000);
   const sentAt = Date.now();
+  const awaitedText = fleet === undefined ? `the result${published.sent.length === 1 ? "" : "s"}` : `the results of ${"names" in fleet.expect ? fleet.expect.names.length : fleet.expect.count} target(s)${published.sent.length === 0 ? "" : ` and ${published.sent.length} queue(s)`}`;
   if (!json)
-    io.stdout(`Waiting up to ${formatDuration(timeoutMs)} for the result${published.sent.length === 1 ? "" : "s"} on ${resultQueueUrl}
+    io.stdout(`Waiting up to ${formatDuration(timeoutMs)} for ${awaitedText} on ${resultQueueUrl}
 `);
   const report = { resultQueueUrl, timeoutSeconds, results: [], missing: [], exitCode: EXIT_SENT };
   const outcome = await waitForResults({
     client,
     resultQueueUrl,
     awaited: published.sent.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId })),
+    fleet,
+    onUnexpected: (result) => {
+      const who = result.target === undefined ? "a listener without a target" : `target ${result.target}`;
+      if (result.target !== undefined && !unexpected.includes(result.target))
+        unexpected.push(result.target);
+      io.stderr(`publish: warning: ${who} (queue ${result.queue}, namespace ${result.namespace}) answered with ${result.result} but is not expected; it does not count
+`);
+    },
     timeoutMs,
     ...signal ? { signal } : {},
     onWarning: (text) => io.stderr(`publish: warning: ${text}
@@ -40611,24 +43728,38 @@ async function waitForDeploy(options) {
     onProgress: ({ sent, result }) => {
       if (json)
         return;
-      const where = published.sent.length === 1 ? "" : ` ${sent.queue}:`;
+      const where = sent === undefined ? ` ${result.target ?? result.queue}:` : published.sent.length === 1 && fleet === undefined ? "" : ` ${sent.queue}:`;
       io.stdout(`  [${formatDuration(Date.now() - sentAt)}]${where} ${result.message}
 `);
     },
     onResult: ({ sent, result }) => {
-      const entry = { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
+      const entry = sent === undefined ? { queue: result.queue, queueUrl: result.queue, messageId: result.messageId, ...result.target === undefined ? {} : { target: result.target }, receivedAfterMs: Date.now() - sentAt, result } : { queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId, receivedAfterMs: Date.now() - sentAt, result };
       report.results.push(entry);
       if (!json)
         io.stdout(formatResult(entry));
     }
   });
   report.missing = outcome.missing.map((sent) => ({ queue: sent.queue, queueUrl: sent.queueUrl, messageId: sent.messageId }));
-  report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length);
+  report.exitCode = waitExitCode(report.results.map((entry) => entry.result), report.missing.length + outcome.missingTargetCount);
   for (const entry of report.results) {
+    const where = entry.target === undefined ? entry.queueUrl : `target ${entry.target}`;
     if (!resultSucceeded(entry.result))
-      io.stderr(`publish: ${entry.result.result === "planned" ? "plan" : "deploy"} failed on ${entry.queueUrl}: ${verdictText(entry.result)}
+      io.stderr(`publish: ${entry.result.result === "planned" ? "plan" : "deploy"} failed on ${where}: ${verdictText(entry.result)}
 `);
   }
+  if (fleet !== undefined) {
+    report.targets = targetsReport(fleet, report.results, outcome.missingTargets, outcome.missingTargetCount, unexpected);
+    for (const name of outcome.missingTargets) {
+      io.stderr(`publish: no result from target ${name} within ${formatDuration(timeoutMs)}; check that its listener runs with KUBE_PICO_CD_TARGET=${name}, its queue is subscribed to the topic, and KUBE_PICO_CD_RESULT_QUEUE is ${resultQueueUrl}
+`);
+    }
+    if ("count" in fleet.expect && outcome.missingTargetCount > 0) {
+      io.stderr(`publish: ${outcome.missingTargetCount} of ${fleet.expect.count} expected targets gave no result within ${formatDuration(timeoutMs)}
+`);
+    }
+  }
+  if (report.targets !== undefined && !json)
+    io.stdout(formatTargetsTable(report.targets));
   if (report.missing.length > 0) {
     io.stderr(`publish: timed out waiting ${formatDuration(timeoutMs)} for the result from ${report.missing.map((m) => m.queueUrl).join(", ")}; ` + `check that the listener of ${report.missing.length === 1 ? "that queue" : "each"} runs and has KUBE_PICO_CD_RESULT_QUEUE set to ${resultQueueUrl}
 `);
@@ -40636,10 +43767,28 @@ async function waitForDeploy(options) {
   if (report.exitCode === EXIT_SENT && !json) {
     const superseded = report.results.filter((entry) => entry.result.result === "superseded").length;
     const planned = report.results.length > 0 && report.results.every((entry) => entry.result.result === "planned");
-    io.stdout(`${planned ? "Plan succeeded" : "Deploy succeeded"} on ${report.results.length} queue${report.results.length === 1 ? "" : "s"}` + (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") + `
+    io.stdout(`${planned ? "Plan succeeded" : "Deploy succeeded"} on ${report.results.length} ${fleet === undefined ? "queue" : "target"}${report.results.length === 1 ? "" : "s"}` + (superseded > 0 ? ` (${superseded} superseded: a newer build replaced this one there)` : "") + `
 `);
   }
   return report;
+}
+function targetsReport(fleet, results, missingTargets, missingCount, unexpected) {
+  const rows = [];
+  for (const entry of results) {
+    if (entry.target === undefined)
+      continue;
+    const { result } = entry;
+    rows.push({
+      target: entry.target,
+      result: result.result,
+      build: result.build.id,
+      health: result.health === undefined ? "-" : result.health.status,
+      afterMs: entry.receivedAfterMs
+    });
+  }
+  for (const name of missingTargets)
+    rows.push({ target: name, result: "no result", build: "-", health: "-" });
+  return { expected: "names" in fleet.expect ? [...fleet.expect.names] : fleet.expect.count, rows, unexpected, missingCount };
 }
 var init_wait = __esm(() => {
   init_result_waiter();
@@ -40649,10 +43798,409 @@ var init_wait = __esm(() => {
 
 // publish.ts
 init_errors();
-init_bundle();
 import { appendFileSync, writeFileSync } from "node:fs";
 import { resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
+
+// lib/publish/bundle-message.ts
+init_bundle();
+
+// lib/wire/message.ts
+init_zod();
+init_bundle();
+init_errors();
+init_app();
+import { gunzipSync, gzipSync as gzipSync2 } from "node:zlib";
+
+// lib/wire/canonical-json.ts
+import { createHash } from "node:crypto";
+function sha256Hex(bytes) {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+function canonicalJson(value) {
+  let ordered;
+  try {
+    ordered = keysInOrder(value);
+  } catch (error) {
+    if (error !== NOT_PLAIN)
+      throw error;
+    return canonicalJsonOf(value);
+  }
+  return JSON.stringify(ordered);
+}
+function canonicalJsonOf(value) {
+  if (Array.isArray(value))
+    return `[${value.map((item) => canonicalJsonOf(item ?? null)).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const record = value;
+    const fields = Object.keys(record).sort().filter((key) => record[key] !== undefined).map((key) => `${JSON.stringify(key)}:${canonicalJsonOf(record[key])}`);
+    return `{${fields.join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+var NOT_PLAIN = Symbol("not plain JSON");
+var INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
+function keysInOrder(value) {
+  if (typeof value !== "object" || value === null) {
+    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null)
+      return value;
+    throw NOT_PLAIN;
+  }
+  const prototype = Object.getPrototypeOf(value);
+  if (Array.isArray(value)) {
+    if (prototype !== Array.prototype)
+      throw NOT_PLAIN;
+    let copy;
+    for (let i = 0;i < value.length; i++) {
+      const item = value[i];
+      const ordered = keysInOrder(item);
+      if (ordered !== item)
+        (copy ??= value.slice(0, i))[i] = ordered;
+      else if (copy !== undefined)
+        copy[i] = item;
+    }
+    return copy ?? value;
+  }
+  if (prototype !== Object.prototype && prototype !== null)
+    throw NOT_PLAIN;
+  const record = value;
+  const keys = Object.keys(record);
+  let sorted = true;
+  for (let i = 1;i < keys.length; i++) {
+    if (keys[i - 1] > keys[i]) {
+      sorted = false;
+      break;
+    }
+  }
+  if (!sorted)
+    keys.sort();
+  const values = new Array(keys.length);
+  let changed = !sorted;
+  for (let i = 0;i < keys.length; i++) {
+    const item = record[keys[i]];
+    if (typeof item === "function" || typeof item === "symbol" || typeof item === "bigint")
+      throw NOT_PLAIN;
+    const ordered = item === undefined ? undefined : keysInOrder(item);
+    values[i] = ordered;
+    if (ordered !== item)
+      changed = true;
+  }
+  if (!changed)
+    return value;
+  const copy = {};
+  let indexKeys = false;
+  for (let i = 0;i < keys.length; i++) {
+    const key = keys[i];
+    if (key === "__proto__")
+      Object.defineProperty(copy, key, { value: values[i], enumerable: true, writable: true, configurable: true });
+    else
+      copy[key] = values[i];
+    if (!indexKeys && INDEX_KEY.test(key))
+      indexKeys = true;
+  }
+  if (indexKeys) {
+    const written = Object.keys(copy);
+    for (let i = 0;i < keys.length; i++)
+      if (written[i] !== keys[i])
+        throw NOT_PLAIN;
+  }
+  return copy;
+}
+
+// lib/wire/payload.ts
+import { createHash as createHash2 } from "node:crypto";
+import { createGzip, gzipSync } from "node:zlib";
+var GZIP_LEVEL = 7;
+var CHUNK_CHARACTERS = 64 * 1024;
+function encodePayload(objects) {
+  const json = Buffer.from(canonicalJson(objects), "utf8");
+  return {
+    gzip: gzipSync(json, { level: GZIP_LEVEL }),
+    sha256: createHash2("sha256").update(json).digest("hex"),
+    bytes: json.length,
+    objects: objects.length
+  };
+}
+function createPayloadWriter() {
+  const hash = createHash2("sha256");
+  const gzip = createGzip({ level: GZIP_LEVEL });
+  const chunks = [];
+  let bytes = 0;
+  let objects = 0;
+  let finished = false;
+  let failure;
+  gzip.on("data", (chunk) => chunks.push(chunk));
+  const ended = new Promise((resolve, reject) => {
+    gzip.once("end", resolve);
+    gzip.once("error", (error) => {
+      failure = error;
+      reject(error);
+    });
+  });
+  ended.catch(() => {});
+  let pending = "";
+  const flush = () => {
+    const chunk = Buffer.from(pending, "utf8");
+    pending = "";
+    bytes += chunk.length;
+    hash.update(chunk);
+    gzip.write(chunk);
+  };
+  return {
+    add(object) {
+      if (finished)
+        throw new Error("Cannot add to the payload: it is finished");
+      pending += `${objects === 0 ? "[" : ","}${canonicalJson(object)}`;
+      objects++;
+      if (pending.length >= CHUNK_CHARACTERS)
+        flush();
+    },
+    async finish() {
+      if (finished)
+        throw new Error("Cannot finish the payload twice");
+      finished = true;
+      pending += objects === 0 ? "[]" : "]";
+      flush();
+      gzip.end();
+      await ended;
+      if (failure !== undefined)
+        throw failure;
+      return { gzip: Buffer.concat(chunks), sha256: hash.digest("hex"), bytes, objects };
+    },
+    discard() {
+      finished = true;
+      gzip.destroy();
+    }
+  };
+}
+
+// lib/wire/targets.ts
+init_zod();
+var MIN_TARGETS = 2;
+var MAX_TARGETS = 100;
+var MAX_TARGET_NAME_LENGTH = 253;
+var TARGET_NAME = /^[\x21-\x2b\x2d-\x7e]+$/;
+function targetNameProblem(name) {
+  if (name.length === 0)
+    return "a target name must not be empty";
+  if (name.length > MAX_TARGET_NAME_LENGTH)
+    return `target name ${JSON.stringify(name.slice(0, 80))} is longer than ${MAX_TARGET_NAME_LENGTH} characters`;
+  if (!TARGET_NAME.test(name))
+    return `target name ${JSON.stringify(name)} holds a character other than printable ASCII without space and comma`;
+  return;
+}
+function targetsProblem(names) {
+  if (names.length < MIN_TARGETS)
+    return `must name at least ${MIN_TARGETS} targets (one target is written as "target"): current value names ${names.length}`;
+  if (names.length > MAX_TARGETS)
+    return `must name at most ${MAX_TARGETS} targets: current value names ${names.length}`;
+  for (const [index, name] of names.entries()) {
+    const problem = targetNameProblem(name);
+    if (problem !== undefined)
+      return problem;
+    const previous = index === 0 ? undefined : names[index - 1];
+    if (previous === name)
+      return `names target ${JSON.stringify(name)} twice`;
+    if (previous !== undefined && previous > name)
+      return `must be sorted: ${JSON.stringify(previous)} comes before ${JSON.stringify(name)}`;
+  }
+  return;
+}
+var targetsSchema = array(string2()).superRefine((names, context) => {
+  const problem = targetsProblem(names);
+  if (problem !== undefined)
+    context.addIssue({ code: "custom", message: problem });
+});
+function parseTargetList(text) {
+  const names = text.split(",").map((name) => name.trim());
+  if (names.length === 1)
+    return names[0] === "" ? { problem: "must not be empty" } : { target: text };
+  if (names.some((name) => name === ""))
+    return { problem: `holds an empty name: current value is ${JSON.stringify(text)}` };
+  const seen = new Set;
+  for (const name of names) {
+    if (seen.has(name))
+      return { problem: `names target ${JSON.stringify(name)} twice` };
+    seen.add(name);
+  }
+  const sorted = [...names].sort();
+  const problem = targetsProblem(sorted);
+  return problem === undefined ? { targets: sorted } : { problem };
+}
+
+// lib/wire/message.ts
+init_errors();
+init_app();
+var MESSAGE_KIND = "kube-pico-cd.bundle";
+var MESSAGE_VERSION = 1;
+var MANIFESTS_ENCODING = "gzip+base64";
+var DEFAULT_MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024;
+var DEFAULT_DECODE_LIMITS = Object.freeze({
+  maxInflatedBytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+  maxObjects: 1e4,
+  maxValues: 250000,
+  maxDepth: 100,
+  maxStringBytes: 1024 * 1024,
+  maxLegacyYamlTokens: 65536
+});
+var DEFAULT_MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
+var MAX_LEGACY_TIMESTAMP_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
+var SOURCES_ENCODING = "gzip+base64";
+var MAX_SOURCES_BYTES = 1024 * 1024;
+var MAX_SOURCE_LENGTH = 1024;
+var OPTIONAL_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
+var buildSchema = object({
+  id: string2().min(1),
+  timestampMs: int().nonnegative(),
+  commit: string2().optional(),
+  ref: string2().optional(),
+  repository: string2().optional(),
+  runId: string2().optional(),
+  runAttempt: string2().optional(),
+  actor: string2().optional(),
+  url: string2().optional()
+});
+var BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+var signatureSchema = strictObject({
+  algorithm: literal("ed25519"),
+  keyId: string2().min(1),
+  value: string2().min(1).regex(BASE64, "must be base64")
+});
+var v1Schema = strictObject({
+  kind: literal(MESSAGE_KIND),
+  version: literal(MESSAGE_VERSION),
+  app: appNameSchema.optional(),
+  mode: literal("plan").optional(),
+  build: buildSchema,
+  target: string2().min(1).optional(),
+  targets: targetsSchema.optional(),
+  manifests: strictObject({
+    encoding: literal(MANIFESTS_ENCODING),
+    data: string2(),
+    sha256: string2().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"),
+    objects: int().nonnegative(),
+    bytes: int().nonnegative()
+  }),
+  sources: strictObject({
+    encoding: literal(SOURCES_ENCODING),
+    data: string2().regex(BASE64, "must be base64"),
+    sha256: string2().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"),
+    count: int().nonnegative()
+  }).optional(),
+  signature: signatureSchema.optional()
+});
+function buildInfoFrom(parsed) {
+  const build = { id: parsed.id, timestampMs: parsed.timestampMs };
+  for (const field of OPTIONAL_BUILD_FIELDS) {
+    const value = parsed[field];
+    if (value !== undefined)
+      build[field] = value;
+  }
+  return build;
+}
+function encodeMessage(input) {
+  const built = buildSchema.safeParse(input.build);
+  if (!built.success)
+    throw new TypeError(`Cannot encode the message: invalid build: ${describeIssues(built.error)}`);
+  if (input.target !== undefined && input.target.length === 0) {
+    throw new TypeError("Cannot encode the message: target must be a non-empty string when given");
+  }
+  const targetsInvalid = input.targets === undefined ? undefined : input.target !== undefined ? "cannot be given with target" : targetsProblem(input.targets);
+  if (targetsInvalid !== undefined)
+    throw new TypeError(`Cannot encode the message: targets ${targetsInvalid}`);
+  const appProblem = input.app === undefined ? undefined : appNameProblem(input.app);
+  if (appProblem !== undefined)
+    throw new TypeError(`Cannot encode the message: invalid app: ${appProblem}`);
+  if (input.objects === undefined === (input.payload === undefined))
+    throw new TypeError("Cannot encode the message: give either objects or payload");
+  const payload = input.payload ?? encodePayload(input.objects ?? []);
+  const digest = payload.sha256;
+  const compressed = payload.gzip;
+  const build = buildInfoFrom(built.data);
+  const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: payload.objects, bytes: payload.bytes };
+  const target = input.target !== undefined ? { target: input.target } : input.targets !== undefined ? { targets: [...input.targets] } : {};
+  const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
+  const mode = input.mode === undefined ? {} : { mode: input.mode };
+  const sources = input.sources === undefined ? undefined : encodeSources(input.sources, payload.objects);
+  const signedSources = sources === undefined ? {} : { sources: { sha256: sources.sha256, count: sources.count } };
+  const message = {
+    kind: MESSAGE_KIND,
+    version: MESSAGE_VERSION,
+    ...app,
+    ...mode,
+    build,
+    ...target,
+    manifests: {
+      encoding: MANIFESTS_ENCODING,
+      data: compressed.toString("base64"),
+      sha256: digest,
+      objects: payload.objects,
+      bytes: payload.bytes
+    },
+    ...sources === undefined ? {} : { sources },
+    ...input.sign === undefined ? {} : { signature: input.sign({ ...app, ...mode, build, ...target, manifests, ...signedSources }) }
+  };
+  const body = JSON.stringify(message);
+  return {
+    body,
+    digest,
+    objectCount: payload.objects,
+    rawBytes: payload.bytes,
+    compressedBytes: compressed.length,
+    bodyBytes: Buffer.byteLength(body, "utf8")
+  };
+}
+function encodeSources(sources, objectCount) {
+  if (sources.length !== objectCount)
+    throw new TypeError(`Cannot encode the message: ${sources.length} sources for ${objectCount} objects`);
+  const json = Buffer.from(JSON.stringify(sources.map((s) => s.length > MAX_SOURCE_LENGTH ? `${s.slice(0, MAX_SOURCE_LENGTH - 1)}…` : s)), "utf8");
+  if (json.length > MAX_SOURCES_BYTES)
+    throw new TypeError(`Cannot encode the message: the sources take ${json.length} bytes, over ${MAX_SOURCES_BYTES}`);
+  return { encoding: SOURCES_ENCODING, data: gzipSync2(json, { level: GZIP_LEVEL }).toString("base64"), sha256: sha256Hex(json), count: sources.length };
+}
+function describeIssues(error) {
+  const shown = error.issues.slice(0, 3).map((issue) => {
+    const path = issue.path.map(String).join(".");
+    return path === "" ? issue.message : `${path}: ${issue.message}`;
+  });
+  const more = error.issues.length - shown.length;
+  return shown.join("; ") + (more > 0 ? `; and ${more} more` : "");
+}
+var SCALAR_BYTE = new Uint8Array(256);
+for (const c of "0123456789+-.eEtrufalsn")
+  SCALAR_BYTE[c.charCodeAt(0)] = 1;
+var legacySchema = object({
+  data: object({
+    BUILD_TIMESTAMP: union([string2().regex(/^\d{1,15}$/, "must be whole seconds since the epoch"), int().nonnegative()]),
+    COMMIT_HASH: string2().optional(),
+    BRANCH_NAME: string2().optional(),
+    TAG_NAME: string2().optional()
+  }),
+  manifests: string2()
+});
+
+// lib/publish/bundle-message.ts
+async function bundleMessage(paths, bundleOptions, fields) {
+  const payload = createPayloadWriter();
+  const sources = [];
+  const kinds = [];
+  let summary;
+  try {
+    summary = await readBundle(paths, {
+      ...bundleOptions,
+      onItem: (item) => {
+        payload.add(item.object);
+        sources.push(item.source);
+        kinds.push({ kind: item.object.kind, namespace: item.object.metadata.namespace });
+      }
+    });
+  } catch (error) {
+    payload.discard();
+    throw error;
+  }
+  const encoded = encodeMessage({ ...fields, payload: await payload.finish(), sources });
+  return { encoded, inputs: summary.inputs, notices: summary.notices, kinds };
+}
 
 // lib/publish/build-info.ts
 import { randomUUID } from "node:crypto";
@@ -40897,10 +44445,24 @@ function editDistance(a, b) {
 // lib/publish/config.ts
 init_errors();
 
+// lib/sns/topic.ts
+var SNS_MAX_MESSAGE_BYTES = 262144;
+var TOPIC_ARN = /^arn:(aws(?:-[a-z]+)*):sns:([a-z]{2}(?:-[a-z]+)+-\d+):(\d{12}):([A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)$/;
+var TOPIC_HINT = "expected a topic ARN such as arn:aws:sns:eu-west-1:123456789012:deploy (names of up to 256 letters, digits, - and _; FIFO names end in .fifo)";
+function parseTopicArn(value) {
+  const match = TOPIC_ARN.exec(value);
+  if (match === null)
+    return { problem: `"${value}" is not an SNS topic ARN (${TOPIC_HINT})` };
+  return { arn: value, partition: match[1], region: match[2], account: match[3], name: match[4] };
+}
+function isFifoTopic(topic) {
+  return topic.name.endsWith(".fifo");
+}
+
 // lib/sqs/send.ts
 init_errors();
 init_app();
-import { createHash } from "node:crypto";
+import { createHash as createHash3 } from "node:crypto";
 var QUEUE_NAME = /^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$/;
 var MESSAGE_GROUP_ID = /^[\x21-\x7e]{1,128}$/;
 var QUEUE_HINT = "expected a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/deploy, " + "or a queue name of up to 80 letters, digits, - and _ (FIFO names end in .fifo)";
@@ -40937,7 +44499,7 @@ function fifoDeduplicationId(buildId, digest, app) {
 ${digest}` : `${app}
 ${buildId}
 ${digest}`;
-  return createHash("sha256").update(text, "utf8").digest("hex");
+  return createHash3("sha256").update(text, "utf8").digest("hex");
 }
 async function resolveQueueUrl(client, queue, options = {}) {
   if (queue.url !== undefined)
@@ -40979,255 +44541,9 @@ init_app();
 // lib/wire/signature.ts
 init_errors();
 init_app();
-import { createHash as createHash3, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import { createHash as createHash4, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve as resolve2 } from "node:path";
-
-// lib/wire/message.ts
-init_zod();
-init_bundle();
-init_errors();
-init_app();
-init_errors();
-init_app();
-import { createHash as createHash2 } from "node:crypto";
-import { gunzipSync, gzipSync } from "node:zlib";
-var MESSAGE_KIND = "kube-pico-cd.bundle";
-var MESSAGE_VERSION = 1;
-var MANIFESTS_ENCODING = "gzip+base64";
-var DEFAULT_MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024;
-var DEFAULT_DECODE_LIMITS = Object.freeze({
-  maxInflatedBytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
-  maxObjects: 1e4,
-  maxValues: 250000,
-  maxDepth: 100,
-  maxStringBytes: 1024 * 1024,
-  maxLegacyYamlTokens: 65536
-});
-var DEFAULT_MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
-var MAX_LEGACY_TIMESTAMP_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
-var SOURCES_ENCODING = "gzip+base64";
-var MAX_SOURCES_BYTES = 1024 * 1024;
-var MAX_SOURCE_LENGTH = 1024;
-var OPTIONAL_BUILD_FIELDS = ["commit", "ref", "repository", "runId", "runAttempt", "actor", "url"];
-var buildSchema = object({
-  id: string2().min(1),
-  timestampMs: int().nonnegative(),
-  commit: string2().optional(),
-  ref: string2().optional(),
-  repository: string2().optional(),
-  runId: string2().optional(),
-  runAttempt: string2().optional(),
-  actor: string2().optional(),
-  url: string2().optional()
-});
-var BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-var signatureSchema = strictObject({
-  algorithm: literal("ed25519"),
-  keyId: string2().min(1),
-  value: string2().min(1).regex(BASE64, "must be base64")
-});
-var v1Schema = strictObject({
-  kind: literal(MESSAGE_KIND),
-  version: literal(MESSAGE_VERSION),
-  app: appNameSchema.optional(),
-  mode: literal("plan").optional(),
-  build: buildSchema,
-  target: string2().min(1).optional(),
-  manifests: strictObject({
-    encoding: literal(MANIFESTS_ENCODING),
-    data: string2(),
-    sha256: string2().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"),
-    objects: int().nonnegative(),
-    bytes: int().nonnegative()
-  }),
-  sources: strictObject({
-    encoding: literal(SOURCES_ENCODING),
-    data: string2().regex(BASE64, "must be base64"),
-    sha256: string2().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"),
-    count: int().nonnegative()
-  }).optional(),
-  signature: signatureSchema.optional()
-});
-function sha256Hex(bytes) {
-  return createHash2("sha256").update(bytes).digest("hex");
-}
-function canonicalJson(value) {
-  let ordered;
-  try {
-    ordered = keysInOrder(value);
-  } catch (error) {
-    if (error !== NOT_PLAIN)
-      throw error;
-    return canonicalJsonOf(value);
-  }
-  return JSON.stringify(ordered);
-}
-function canonicalJsonOf(value) {
-  if (Array.isArray(value))
-    return `[${value.map((item) => canonicalJsonOf(item ?? null)).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const record = value;
-    const fields = Object.keys(record).sort().filter((key) => record[key] !== undefined).map((key) => `${JSON.stringify(key)}:${canonicalJsonOf(record[key])}`);
-    return `{${fields.join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-var NOT_PLAIN = Symbol("not plain JSON");
-var INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
-function keysInOrder(value) {
-  if (typeof value !== "object" || value === null) {
-    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null)
-      return value;
-    throw NOT_PLAIN;
-  }
-  const prototype = Object.getPrototypeOf(value);
-  if (Array.isArray(value)) {
-    if (prototype !== Array.prototype)
-      throw NOT_PLAIN;
-    let copy;
-    for (let i = 0;i < value.length; i++) {
-      const item = value[i];
-      const ordered = keysInOrder(item);
-      if (ordered !== item)
-        (copy ??= value.slice(0, i))[i] = ordered;
-      else if (copy !== undefined)
-        copy[i] = item;
-    }
-    return copy ?? value;
-  }
-  if (prototype !== Object.prototype && prototype !== null)
-    throw NOT_PLAIN;
-  const record = value;
-  const keys = Object.keys(record);
-  let sorted = true;
-  for (let i = 1;i < keys.length; i++) {
-    if (keys[i - 1] > keys[i]) {
-      sorted = false;
-      break;
-    }
-  }
-  if (!sorted)
-    keys.sort();
-  const values = new Array(keys.length);
-  let changed = !sorted;
-  for (let i = 0;i < keys.length; i++) {
-    const item = record[keys[i]];
-    if (typeof item === "function" || typeof item === "symbol" || typeof item === "bigint")
-      throw NOT_PLAIN;
-    const ordered = item === undefined ? undefined : keysInOrder(item);
-    values[i] = ordered;
-    if (ordered !== item)
-      changed = true;
-  }
-  if (!changed)
-    return value;
-  const copy = {};
-  let indexKeys = false;
-  for (let i = 0;i < keys.length; i++) {
-    const key = keys[i];
-    if (key === "__proto__")
-      Object.defineProperty(copy, key, { value: values[i], enumerable: true, writable: true, configurable: true });
-    else
-      copy[key] = values[i];
-    if (!indexKeys && INDEX_KEY.test(key))
-      indexKeys = true;
-  }
-  if (indexKeys) {
-    const written = Object.keys(copy);
-    for (let i = 0;i < keys.length; i++)
-      if (written[i] !== keys[i])
-        throw NOT_PLAIN;
-  }
-  return copy;
-}
-var GZIP_LEVEL = 7;
-function buildInfoFrom(parsed) {
-  const build = { id: parsed.id, timestampMs: parsed.timestampMs };
-  for (const field of OPTIONAL_BUILD_FIELDS) {
-    const value = parsed[field];
-    if (value !== undefined)
-      build[field] = value;
-  }
-  return build;
-}
-function encodeMessage(input) {
-  const built = buildSchema.safeParse(input.build);
-  if (!built.success)
-    throw new TypeError(`Cannot encode the message: invalid build: ${describeIssues(built.error)}`);
-  if (input.target !== undefined && input.target.length === 0) {
-    throw new TypeError("Cannot encode the message: target must be a non-empty string when given");
-  }
-  const appProblem = input.app === undefined ? undefined : appNameProblem(input.app);
-  if (appProblem !== undefined)
-    throw new TypeError(`Cannot encode the message: invalid app: ${appProblem}`);
-  const payload = Buffer.from(canonicalJson(input.objects), "utf8");
-  const digest = sha256Hex(payload);
-  const compressed = gzipSync(payload, { level: GZIP_LEVEL });
-  const build = buildInfoFrom(built.data);
-  const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
-  const target = input.target === undefined ? {} : { target: input.target };
-  const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
-  const mode = input.mode === undefined ? {} : { mode: input.mode };
-  const sources = input.sources === undefined ? undefined : encodeSources(input.sources, input.objects.length);
-  const signedSources = sources === undefined ? {} : { sources: { sha256: sources.sha256, count: sources.count } };
-  const message = {
-    kind: MESSAGE_KIND,
-    version: MESSAGE_VERSION,
-    ...app,
-    ...mode,
-    build,
-    ...target,
-    manifests: {
-      encoding: MANIFESTS_ENCODING,
-      data: compressed.toString("base64"),
-      sha256: digest,
-      objects: input.objects.length,
-      bytes: payload.length
-    },
-    ...sources === undefined ? {} : { sources },
-    ...input.sign === undefined ? {} : { signature: input.sign({ ...app, ...mode, build, ...target, manifests, ...signedSources }) }
-  };
-  const body = JSON.stringify(message);
-  return {
-    body,
-    digest,
-    objectCount: input.objects.length,
-    rawBytes: payload.length,
-    compressedBytes: compressed.length,
-    bodyBytes: Buffer.byteLength(body, "utf8")
-  };
-}
-function encodeSources(sources, objectCount) {
-  if (sources.length !== objectCount)
-    throw new TypeError(`Cannot encode the message: ${sources.length} sources for ${objectCount} objects`);
-  const json = Buffer.from(JSON.stringify(sources.map((s) => s.length > MAX_SOURCE_LENGTH ? `${s.slice(0, MAX_SOURCE_LENGTH - 1)}…` : s)), "utf8");
-  if (json.length > MAX_SOURCES_BYTES)
-    throw new TypeError(`Cannot encode the message: the sources take ${json.length} bytes, over ${MAX_SOURCES_BYTES}`);
-  return { encoding: SOURCES_ENCODING, data: gzipSync(json, { level: GZIP_LEVEL }).toString("base64"), sha256: sha256Hex(json), count: sources.length };
-}
-function describeIssues(error) {
-  const shown = error.issues.slice(0, 3).map((issue) => {
-    const path = issue.path.map(String).join(".");
-    return path === "" ? issue.message : `${path}: ${issue.message}`;
-  });
-  const more = error.issues.length - shown.length;
-  return shown.join("; ") + (more > 0 ? `; and ${more} more` : "");
-}
-var SCALAR_BYTE = new Uint8Array(256);
-for (const c of "0123456789+-.eEtrufalsn")
-  SCALAR_BYTE[c.charCodeAt(0)] = 1;
-var legacySchema = object({
-  data: object({
-    BUILD_TIMESTAMP: union([string2().regex(/^\d{1,15}$/, "must be whole seconds since the epoch"), int().nonnegative()]),
-    COMMIT_HASH: string2().optional(),
-    BRANCH_NAME: string2().optional(),
-    TAG_NAME: string2().optional()
-  }),
-  manifests: string2()
-});
-
-// lib/wire/signature.ts
 var SIGNATURE_ALGORITHM = "ed25519";
 var SIGNED_BYTES_HEADER = `kube-pico-cd signed bundle v1
 `;
@@ -41244,6 +44560,7 @@ function signedBytes(fields, keyId) {
     ["build.timestampMs", String(fields.build.timestampMs)],
     ...SIGNED_BUILD_FIELDS.map((name) => [`build.${name}`, fields.build[name]]),
     ["target", fields.target],
+    ...fields.targets === undefined ? [] : [["targets", fields.targets.join(",")]],
     ["manifests.encoding", fields.manifests.encoding],
     ["manifests.sha256", fields.manifests.sha256],
     ["manifests.objects", String(fields.manifests.objects)],
@@ -41263,7 +44580,7 @@ function signedBytes(fields, keyId) {
 }
 function keyIdOf(publicKey) {
   const der = publicKey.export({ type: "spki", format: "der" });
-  return createHash3("sha256").update(der).digest("hex").slice(0, 16);
+  return createHash4("sha256").update(der).digest("hex").slice(0, 16);
 }
 function generateSigningKeyPair() {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -41363,8 +44680,16 @@ var PUBLISH_OPTIONS = {
     env: ["KUBE_PICO_CD_QUEUE"],
     deprecated: ["KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
     value: "URL|NAME",
-    defaultText: "none; required unless --dry-run",
+    defaultText: "none; required unless --topic or --dry-run",
     help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list."
+  },
+  topic: {
+    type: "string",
+    multiple: true,
+    env: ["KUBE_PICO_CD_TOPIC"],
+    value: "ARN",
+    defaultText: "none",
+    help: "SNS topic to publish to, by ARN (arn:aws:sns:REGION:ACCOUNT:NAME; requests are signed for its region): one message " + "for a fleet, each cluster's queue subscribed to the topic. Messages are limited to 256 KiB. Repeatable; the variable " + "takes a comma-separated list. With --wait, results are awaited by target (--expect-targets)."
   },
   app: {
     type: "string",
@@ -41376,9 +44701,16 @@ var PUBLISH_OPTIONS = {
   target: {
     type: "string",
     env: ["KUBE_PICO_CD_TARGET"],
-    value: "NAME",
+    value: "NAME[,NAME...]",
     defaultText: "none",
-    help: "Cluster or environment name written into the message."
+    help: "Cluster or environment name written into the message (target); a comma-separated list of 2 to 100 names " + "(printable ASCII without spaces) is written as targets, which every listener named in it accepts."
+  },
+  "expect-targets": {
+    type: "string",
+    env: ["KUBE_PICO_CD_EXPECT_TARGETS"],
+    value: "NAME,...|COUNT",
+    defaultText: "the --target names",
+    help: "With --wait and --topic: the listeners' targets (their KUBE_PICO_CD_TARGET) that must each send a final result, " + "or how many must; a result from another target is reported as unexpected and does not count."
   },
   ignore: {
     type: "string",
@@ -41461,6 +44793,13 @@ var PUBLISH_OPTIONS = {
     defaultText: "the app",
     help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from app, build id and digest)."
   },
+  "sns-endpoint-url": {
+    type: "string",
+    env: ["KUBE_PICO_CD_SNS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SNS"],
+    value: "URL",
+    defaultText: "--endpoint-url given as a flag or KUBE_PICO_CD_ENDPOINT_URL (one local server such as moto's serves both), else AWS's of each topic's region",
+    help: "SNS endpoint for every topic, for a local SNS server; requests are still signed for each topic's region."
+  },
   "endpoint-url": {
     type: "string",
     env: ["KUBE_PICO_CD_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"],
@@ -41540,9 +44879,29 @@ function publishHelpText() {
     "Options (flags win over environment variables):"
   ];
   lines.push(...optionsHelp(PUBLISH_OPTIONS));
-  lines.push("", "AWS credentials come from the AWS SDK's default chain (environment, profile, web identity", "such as GitHub OIDC). Each queue's requests are signed for the region its URL names.", "", "Exit codes:", "  0  sent (or, with --dry-run, valid)", "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed", "  2  sending failed: a queue could not be resolved or did not accept the message", "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or", "     timed out; the reason is printed", "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with", "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)");
+  lines.push("", "AWS credentials come from the AWS SDK's default chain (environment, profile, web identity", "such as GitHub OIDC). Each queue's requests are signed for the region its URL names.", "", "Exit codes:", "  0  sent (or, with --dry-run, valid)", "  1  invalid input or usage: bad option, invalid manifests, message too large, kustomize failed", "  2  sending failed: a queue could not be resolved or did not accept the message", "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or", "     timed out; the reason is printed", "  4  (--wait) timed out waiting: some queue or expected target gave no result in time (is its listener", "     running, with KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)");
   return lines.join(`
 `);
+}
+var MAX_EXPECTED_TARGETS = 1e4;
+function parseExpectedTargets(text) {
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) {
+    const count = Number(trimmed);
+    if (count < 1 || count > MAX_EXPECTED_TARGETS)
+      return { problem: `a count must be 1 to ${MAX_EXPECTED_TARGETS}: current value is ${JSON.stringify(text)}` };
+    return { count };
+  }
+  const names = trimmed.split(",").map((name) => name.trim());
+  if (names.some((name) => name === ""))
+    return { problem: `must be a count or a comma-separated list of target names without empty ones: current value is ${JSON.stringify(text)}` };
+  const seen = new Set;
+  for (const name of names) {
+    if (seen.has(name))
+      return { problem: `names target ${JSON.stringify(name)} twice` };
+    seen.add(name);
+  }
+  return { names };
 }
 var DEFAULT_PLAN_WAIT_MS = 300000;
 function parseWaitTimeout(text, fromVariable) {
@@ -41573,8 +44932,31 @@ var queueRef = string2().transform((value, context) => {
 var schema = object({
   paths: array(string2().min(1, "must not be empty")),
   queue: array(queueRef),
+  topic: array(string2().transform((value, context) => {
+    const parsed = parseTopicArn(value);
+    if ("problem" in parsed) {
+      context.addIssue({ code: "custom", message: parsed.problem });
+      return NEVER;
+    }
+    return parsed;
+  })),
   app: appNameSchema.optional(),
-  target: optionalText,
+  target: string2().transform((value, context) => {
+    const parsed = parseTargetList(value);
+    if ("problem" in parsed) {
+      context.addIssue({ code: "custom", message: parsed.problem });
+      return NEVER;
+    }
+    return parsed;
+  }).optional(),
+  "expect-targets": string2().transform((value, context) => {
+    const parsed = parseExpectedTargets(value);
+    if ("problem" in parsed) {
+      context.addIssue({ code: "custom", message: parsed.problem });
+      return NEVER;
+    }
+    return parsed;
+  }).optional(),
   ignore: array(string2().min(1, "must not be empty")),
   "no-kustomize": flagBoolean,
   kubectl: string2().min(1, "must not be empty"),
@@ -41600,6 +44982,7 @@ var schema = object({
       context.addIssue({ code: "custom", message: problem });
   }).optional(),
   "endpoint-url": url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+  "sns-endpoint-url": url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   region: string2().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
   "dry-run": flagBoolean,
   plan: flagBoolean,
@@ -41637,8 +45020,8 @@ function parsePublishConfig(argv, env) {
   if (data.paths.length === 0) {
     problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
   }
-  if (data.queue.length === 0 && !data["dry-run"]) {
-    problems.push("--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending");
+  if (data.queue.length === 0 && data.topic.length === 0 && !data["dry-run"]) {
+    problems.push("--queue: no queue or --topic given (or set KUBE_PICO_CD_QUEUE or KUBE_PICO_CD_TOPIC); pass --dry-run to bundle without sending");
   }
   let waitTimeoutMs;
   if (data.wait !== undefined && !data["dry-run"]) {
@@ -41661,13 +45044,31 @@ function parsePublishConfig(argv, env) {
     }
     waitTimeoutMs ??= DEFAULT_PLAN_WAIT_MS;
   }
+  let expectTargets;
+  if (data["expect-targets"] !== undefined && data.topic.length === 0 && waitTimeoutMs !== undefined) {
+    problems.push(`${origin["expect-targets"]}: only a --topic publish waits for targets (a queue's result is awaited by its message id)`);
+  } else if (data.topic.length > 0 && waitTimeoutMs !== undefined) {
+    const selection = data.target;
+    expectTargets = data["expect-targets"] ?? (selection === undefined ? undefined : { names: "target" in selection ? [selection.target] : selection.targets });
+    if (expectTargets === undefined) {
+      problems.push(`${origin["wait"] ?? "--plan"}: a --topic publish cannot tell how many clusters answer: pass --expect-targets NAME,... or a count (or --target NAME,... to address them)`);
+    }
+  }
   if (problems.length > 0)
     throw new ConfigError(problems);
-  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
+  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs, ...expectTargets === undefined ? {} : { expectTargets } };
+  const snsEndpoint = data["sns-endpoint-url"] ?? (origin["endpoint-url"] === "AWS_ENDPOINT_URL_SQS" ? undefined : data["endpoint-url"]);
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"] } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
   const app = resolvePublishApp({ explicit: data.app, origin: origin["app"], env });
-  return { ...toConfig(data, notices), ...app === undefined ? {} : { app }, ...wait, ...signingKeyFile, ...signingKeyPem };
+  return {
+    ...toConfig(data, notices),
+    ...app === undefined ? {} : { app },
+    ...wait,
+    ...snsEndpoint === undefined ? {} : { snsEndpointUrl: snsEndpoint },
+    ...signingKeyFile,
+    ...signingKeyPem
+  };
 }
 function toConfig(data, deprecations) {
   const build = {};
@@ -41689,7 +45090,8 @@ function toConfig(data, deprecations) {
   return {
     paths: data.paths,
     queues: data.queue,
-    ...data.target === undefined ? {} : { target: data.target },
+    topics: data.topic,
+    ...data.target === undefined ? {} : ("target" in data.target) ? { target: data.target.target } : { targets: data.target.targets },
     ignore: data.ignore,
     kustomize: !data["no-kustomize"],
     kubectl: data.kubectl,
@@ -41713,12 +45115,58 @@ function toConfig(data, deprecations) {
 
 // publish.ts
 init_summary();
+
+// lib/sns/publish.ts
+init_errors();
+function createSnsClients(options = {}) {
+  const { endpoint, create } = options;
+  const clients = new Map;
+  return {
+    async forTopic(topic) {
+      let client = clients.get(topic.region);
+      if (client === undefined) {
+        const config = { region: topic.region, ...endpoint === undefined ? {} : { endpoint } };
+        client = create === undefined ? new (await Promise.resolve().then(() => __toESM(require_dist_cjs19(), 1))).SNSClient(config) : create(config);
+        clients.set(topic.region, client);
+      }
+      return client;
+    },
+    destroy() {
+      for (const client of clients.values())
+        client.destroy();
+      clients.clear();
+    }
+  };
+}
+async function publishToTopic(client, topic, body, options = {}) {
+  const { fifo, signal } = options;
+  try {
+    const { PublishCommand } = await Promise.resolve().then(() => __toESM(require_dist_cjs19(), 1));
+    const input = {
+      TopicArn: topic.arn,
+      Message: body,
+      ...fifo ? { MessageGroupId: fifo.messageGroupId, MessageDeduplicationId: fifo.messageDeduplicationId } : {}
+    };
+    const output = await client.send(new PublishCommand(input), signal ? { abortSignal: signal } : {});
+    if (output.MessageId === undefined)
+      throw new Error("Publish returned no MessageId");
+    return { topicArn: topic.arn, messageId: output.MessageId, ...output.SequenceNumber === undefined ? {} : { sequenceNumber: output.SequenceNumber } };
+  } catch (error) {
+    throw new QueueSendError(`Cannot publish to topic ${topic.arn}: ${namedErrorMessage(error)}`, topic.arn, { cause: error });
+  }
+}
 // package.json
 var package_default = {
   name: "kube-pico-cd",
   version: "0.1.0",
   description: "The simplest trustworthy continuous deployment for Kubernetes: CI publishes manifests to SQS, a tiny listener in the cluster applies them.",
   license: "MIT",
+  repository: {
+    type: "git",
+    url: "git+https://github.com/kube-pico-cd/kube-pico-cd.git"
+  },
+  homepage: "https://github.com/kube-pico-cd/kube-pico-cd#readme",
+  bugs: "https://github.com/kube-pico-cd/kube-pico-cd/issues",
   private: true,
   type: "module",
   engines: {
@@ -41729,7 +45177,9 @@ var package_default = {
     "test:unit": "bun test test/unit",
     typecheck: "tsc --noEmit -p .",
     build: "bun run scripts/build.ts",
+    "release:artifacts": "bun run scripts/release-artifacts.ts",
     "cfn-lint": "bash scripts/cfn-lint.sh",
+    actionlint: "bash scripts/actionlint.sh",
     "env:up": "bun run test/env/cli.ts up",
     "env:down": "bun run test/env/cli.ts down",
     "env:prepare": "bun run test/env/cli.ts prepare",
@@ -41737,6 +45187,7 @@ var package_default = {
     demo: "bun run scripts/demo.ts"
   },
   dependencies: {
+    "@aws-sdk/client-sns": "3.1169.0",
     "@aws-sdk/client-sqs": "3.1175.0",
     yaml: "2.9.1",
     zod: "4.6.7"
@@ -41763,9 +45214,11 @@ init_app();
 var ACTION_INPUTS = {
   paths: { variable: "KUBE_PICO_CD_PATHS", list: true },
   "queue-urls": { variable: "KUBE_PICO_CD_QUEUE", list: true },
+  topic: { variable: "KUBE_PICO_CD_TOPIC", list: true },
   region: { variable: "KUBE_PICO_CD_REGION", list: false },
   app: { variable: "KUBE_PICO_CD_APP", list: false },
   target: { variable: "KUBE_PICO_CD_TARGET", list: false },
+  "expect-targets": { variable: "KUBE_PICO_CD_EXPECT_TARGETS", list: false },
   "dry-run": { variable: "KUBE_PICO_CD_DRY_RUN", list: false },
   plan: { variable: "KUBE_PICO_CD_PLAN", list: false },
   "endpoint-url": { variable: "KUBE_PICO_CD_ENDPOINT_URL", list: false },
@@ -41796,6 +45249,9 @@ var defaultIo = {
 };
 function tooLarge(encoded, limit) {
   return new MessageTooLargeError(`Cannot publish: the encoded message is ${encoded.bodyBytes} bytes, over the limit of ${limit} bytes ` + `(--max-message-bytes; ${encoded.rawBytes} bytes of manifests gzip to ${encoded.compressedBytes}). ` + (limit < SQS_MAX_MESSAGE_BYTES ? `Raise the queue's limit (aws sqs set-queue-attributes --queue-url URL --attributes MaximumMessageSize=${SQS_MAX_MESSAGE_BYTES}) and pass --max-message-bytes ${SQS_MAX_MESSAGE_BYTES}, or publish fewer manifests.` : "This is SQS's maximum: publish fewer manifests per message."), { bodyBytes: encoded.bodyBytes, limitBytes: limit });
+}
+function tooLargeForTopic(encoded) {
+  return new MessageTooLargeError(`Cannot publish to a topic: the encoded message is ${encoded.bodyBytes} bytes, over SNS's limit of ${SNS_MAX_MESSAGE_BYTES} bytes (256 KiB) ` + `(${encoded.rawBytes} bytes of manifests gzip to ${encoded.compressedBytes}); publish fewer manifests per message, or send to each cluster's queue with --queue (up to 1 MiB).`, { bodyBytes: encoded.bodyBytes, limitBytes: SNS_MAX_MESSAGE_BYTES });
 }
 async function main(argv, env, io = {}) {
   const { stderr } = { ...defaultIo, ...io };
@@ -41840,28 +45296,28 @@ async function publish(argv, env, io) {
   if (signingKey !== undefined && "problem" in signingKey)
     throw new ConfigError([signingKey.problem]);
   const build = resolveBuildInfo({ overrides: config.build, env, nowMs: io.now() });
-  const bundle = await collectBundle(config.paths, {
+  const { encoded, inputs, notices, kinds } = await bundleMessage(config.paths, {
     cwd: io.cwd,
     ignore: config.ignore,
     kustomize: config.kustomize,
     kubectl: config.kubectl,
     allowEmpty: config.allowEmpty,
     ...io.signal ? { signal: io.signal } : {}
-  });
-  for (const notice of bundle.notices)
-    io.stderr(`publish: notice: ${notice}
-`);
-  const encoded = encodeMessage({
+  }, {
     ...config.app === undefined ? {} : { app: config.app.name },
     build,
-    objects: bundle.objects,
-    sources: bundle.items.map((item) => item.source),
     ...config.plan ? { mode: "plan" } : {},
     ...config.target === undefined ? {} : { target: config.target },
+    ...config.targets === undefined ? {} : { targets: config.targets },
     ...signingKey === undefined ? {} : { sign: (fields) => signFields(fields, signingKey) }
   });
+  for (const notice of notices)
+    io.stderr(`publish: notice: ${notice}
+`);
   if (encoded.bodyBytes > config.maxMessageBytes)
     throw tooLarge(encoded, config.maxMessageBytes);
+  if (config.topics.length > 0 && encoded.bodyBytes > SNS_MAX_MESSAGE_BYTES)
+    throw tooLargeForTopic(encoded);
   if (config.outputBody !== undefined) {
     const file = resolve3(io.cwd, config.outputBody);
     try {
@@ -41877,16 +45333,19 @@ async function publish(argv, env, io) {
     ...config.app === undefined ? {} : { appFrom: config.app.from },
     build,
     ...config.target === undefined ? {} : { target: config.target },
+    ...config.targets === undefined ? {} : { targets: config.targets },
     digest: encoded.digest,
     objects: encoded.objectCount,
     rawBytes: encoded.rawBytes,
     compressedBytes: encoded.compressedBytes,
     bodyBytes: encoded.bodyBytes,
     maxMessageBytes: config.maxMessageBytes,
-    byKindAndNamespace: countByKindAndNamespace(bundle),
-    inputs: bundle.inputs,
+    byKindAndNamespace: countByKindAndNamespace(kinds),
+    inputs,
     sent: [],
     queues: config.queues.map((queue) => queue.url ?? queue.name),
+    published: [],
+    topics: config.topics.map((topic) => topic.arn),
     ...signingKey === undefined ? {} : { signedBy: signingKey.keyId }
   };
   const appendStepSummary = (markdown) => {
@@ -41912,10 +45371,11 @@ async function publish(argv, env, io) {
     endpoint: config.endpointUrl,
     ...io.createSqsClient === undefined ? {} : { create: io.createSqsClient }
   });
+  const snsClients = createSnsClients({ endpoint: config.snsEndpointUrl });
   try {
     const signalOption = io.signal ? { signal: io.signal } : {};
     const resultQueueUrl = config.waitTimeoutMs === undefined || config.resultQueue === undefined ? undefined : await resolveQueueUrl(clients.forQueue(config.resultQueue.url), config.resultQueue, signalOption);
-    await send(clients, config, build, encoded, result, io.signal);
+    await send(clients, snsClients, config, build, encoded, result, io.signal);
     if (!config.json)
       io.stdout(formatSummary(result));
     appendStepSummary(formatStepSummary(result));
@@ -41930,6 +45390,7 @@ async function publish(argv, env, io) {
       resultQueueUrl,
       timeoutMs: config.waitTimeoutMs,
       published: result,
+      expectTargets: config.expectTargets,
       json: config.json,
       stdout: io.stdout,
       stderr: io.stderr,
@@ -41943,9 +45404,10 @@ async function publish(argv, env, io) {
     return report.exitCode;
   } finally {
     clients.destroy();
+    snsClients.destroy();
   }
 }
-async function send(clients, config, build, encoded, result, signal) {
+async function send(clients, snsClients, config, build, encoded, result, signal) {
   const options = signal ? { signal } : {};
   const urls = [];
   for (const queue of config.queues)
@@ -41958,13 +45420,27 @@ async function send(clients, config, build, encoded, result, signal) {
       const sent = await sendBody(clients.forQueue(url), url, encoded.body, { ...options, ...fifo ? { fifo } : {} });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
     } catch (error) {
-      if (error instanceof QueueSendError && result.sent.length > 0) {
-        const done = result.sent.map((sent) => `${sent.queueUrl} (message id ${sent.messageId})`).join(", ");
-        throw new QueueSendError(`${error.message}; already sent to ${done}`, error.queue, { cause: error });
-      }
-      throw error;
+      throw alreadySent(error, result);
     }
   }
+  for (const topic of config.topics) {
+    const app = config.app?.name;
+    const fifo = isFifoTopic(topic) ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) } : undefined;
+    try {
+      result.published.push(await publishToTopic(await snsClients.forTopic(topic), topic, encoded.body, { ...options, ...fifo ? { fifo } : {} }));
+    } catch (error) {
+      throw alreadySent(error, result);
+    }
+  }
+}
+function alreadySent(error, result) {
+  if (!(error instanceof QueueSendError) || result.sent.length === 0 && result.published.length === 0)
+    return error;
+  const done = [
+    ...result.sent.map((sent) => `${sent.queueUrl} (message id ${sent.messageId})`),
+    ...result.published.map((published) => `${published.topicArn} (message id ${published.messageId})`)
+  ].join(", ");
+  return new QueueSendError(`${error.message}; already sent to ${done}`, error.queue, { cause: error });
 }
 function isMain() {
   const meta = import.meta;

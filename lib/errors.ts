@@ -215,6 +215,7 @@ export type MessageRejectedReason =
   // The listener's own checks of what a decoded bundle holds and whom it is for (lib/listener/deployer.ts):
   | "list-object"
   | "target"
+  | "other-targets"
   | "require-target"
   | "empty-bundle"
   | "protected-object"
@@ -274,7 +275,7 @@ export class MessageTooLargeError extends KubePicoCdError {
 /** A queue could not be resolved or a message could not be sent to it. */
 export class QueueSendError extends KubePicoCdError {
   override name = "QueueSendError";
-  /** The queue as given (URL or name). */
+  /** The queue as given (URL or name), or the topic's ARN. */
   readonly queue: string;
   constructor(message: string, queue: string, options?: { cause?: unknown }) {
     super(message, options);

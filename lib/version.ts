@@ -2,11 +2,11 @@
  * The version of kube-pico-cd: package.json's `version`, read at build time. Bundles and
  * compiled executables carry it inside (the JSON import is inlined), so no package.json has to
  * ship beside them; publish's `--version`, the listener's `--version`, its "listening" log line
- * and its `kube_pico_cd_build_info` metric all print this one value. A named import, so that
- * bun inlines this one string rather than all of package.json: otherwise every edit of its
- * scripts or dependencies would change dist/publish.mjs.
+ * and its `kube_pico_cd_build_info` metric all print this one value. A default import: Deno
+ * allows no named imports from JSON modules. Bun then inlines all of package.json, so the
+ * committed dist/publish.mjs changes with any edit of package.json (its test says so).
  */
-import { version } from "../package.json" with { type: "json" };
+import packageJson from "../package.json" with { type: "json" };
 
 /** The release, e.g. `0.1.0`. */
-export const VERSION: string = version;
+export const VERSION: string = packageJson.version;

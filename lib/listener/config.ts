@@ -22,7 +22,7 @@ export const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/se
 
 export const LISTENER_OPTIONS = {
   queue: { type: "string", env: ["KUBE_PICO_CD_QUEUE"], deprecated: ["KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"], value: "URL|NAME", defaultText: "none; required", help: "Queue to receive from, by URL or by name (resolved with GetQueueUrl). It must exist: the listener checks at start and exits 1 when it does not." },
-  target: { type: "string", env: ["KUBE_PICO_CD_TARGET"], value: "NAME", defaultText: "none", help: "This cluster's name: messages for another target are rejected (messages without a target are accepted)." },
+  target: { type: "string", env: ["KUBE_PICO_CD_TARGET"], value: "NAME", defaultText: "none", help: "This cluster's name: messages for another target, or whose targets leave it out, are rejected (messages without a target are accepted); every result names it. In a fleet (one topic, a queue per cluster) each listener needs its own." },
   namespace: { type: "string", env: ["KUBE_PICO_CD_NAMESPACE"], value: "NAME", defaultText: `the pod's namespace (${SERVICE_ACCOUNT_NAMESPACE_FILE})`, help: "Namespace of the version record and the deploy lock." },
   "state-configmap": { type: "string", env: ["KUBE_PICO_CD_STATE_CONFIGMAP"], value: "NAME", defaultText: DEFAULT_STATE_CONFIGMAP, help: "Name of the default app's version record ConfigMap; app APP's is <name>-APP." },
   "lock-lease": { type: "string", env: ["KUBE_PICO_CD_LOCK_LEASE"], value: "NAME", defaultText: DEFAULT_LOCK_LEASE, help: "Name of the default app's deploy Lease (one replica deploys an app at a time); app APP's is <name>-APP." },

@@ -35,7 +35,7 @@ import type { Logger } from "../log.ts";
 import { compareBuilds, decodeMessage, DEFAULT_MAX_FUTURE_SKEW_MS, type DecodedMessage, type DecodeLimits, type MessageEnvelope } from "../wire/message.ts";
 import { checkListObjects, everyObject, redactError, redactSecretValues } from "./policy.ts";
 import { dryRunObjects } from "../kube/dry-run.ts";
-import { describeObject } from "../wire/plan.ts";
+import { describeObject, isSecret, maskSecretText } from "../wire/plan.ts";
 import { rejectionDisposition } from "./rejections.ts";
 import { decide, type Attempt, type BuildKey } from "./decide.ts";
 import {
@@ -85,7 +85,7 @@ export interface DeployerOptions {
   markSearchNamespaces?: readonly string[] | undefined;
   /** Shared by the deployers of every app: kubectl applies that may run at once. Default: no limit. */
   applySlots?: Limiter;
-  /** Only messages without a target or with this one are applied. */
+  /** Only messages without a target, with this one, or whose `targets` include it are applied. */
   target?: string | undefined;
   /**
    * Refuse a bundle that names no target (reason `require-target`), so that a bundle signed
@@ -240,7 +240,13 @@ export function createMessageDecoder(options: DeployerOptions, expect: "deploy" 
         const mine = target === undefined ? "no target" : `target ${JSON.stringify(target)}`;
         return { message, reason: "target", error: `The message is for target ${JSON.stringify(decoded.target)} but this listener has ${mine}`, refused: decoded };
       }
-      if (decoded.target === undefined && requireTarget) {
+      if (decoded.targets !== undefined && target === undefined) {
+        return { message, reason: "target", error: `The message is for targets ${targetsText(decoded.targets)} but this listener has no target`, refused: decoded };
+      }
+      if (decoded.targets !== undefined && target !== undefined && !decoded.targets.includes(target)) {
+        return { message, reason: "other-targets", error: `The message is for targets ${targetsText(decoded.targets)}, not for this listener's target ${JSON.stringify(target)}`, refused: decoded };
+      }
+      if (decoded.target === undefined && decoded.targets === undefined && requireTarget) {
         return {
           message,
           reason: "require-target",
@@ -331,7 +337,9 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
       if (result.state !== "invalid") return [];
       const o = objects[i]!;
       const where = sources?.[i] === undefined ? "" : ` (${sources[i]})`;
-      return [`${describeObject(o)}${where}: ${(result.causes.length > 0 ? result.causes : [result.error]).join(", ")}`];
+      const causes = (result.causes.length > 0 ? result.causes : [result.error]).join(", ");
+      // A Secret's field errors may quote values the bundle-wide redaction does not know (shorter than 4 characters, say).
+      return [`${describeObject(o)}${where}: ${isSecret(o) ? maskSecretText(causes) : causes}`];
     });
     if (named.length === 0) return "";
     return `${named.length} object${named.length === 1 ? "" : "s"} refused by the API server: ${named.slice(0, 10).join("; ")}${named.length > 10 ? `; and ${named.length - 10} more` : ""}`;
@@ -549,6 +557,15 @@ export function createDeployer(options: DeployerOptions): BatchHandler {
         accepted.set(message.messageId, { message, decoded: { ...result.decoded, objects: [] } });
         continue;
       }
+      if (result.reason === "other-targets") {
+        // A topic delivers a message for some clusters of a fleet to every cluster's queue: for
+        // the others it is no deploy of theirs (as if a subscription filter had held it back), so
+        // it goes without a record entry or a result, which would crowd out the app's own history
+        // and warn every publish --wait.
+        logger.info("message for other targets; deleted", { messageId: message.messageId, build: result.refused?.build.id ?? null, error: result.error });
+        dispositions.set(message.messageId, { action: "delete" });
+        continue;
+      }
       // Curable rejections are kept for redrive, the rest deleted (lib/listener/rejections.ts); the record says which.
       const keep = rejectionDisposition(result.reason) === "dead-letter";
       const disposition: Disposition = keep ? { action: "dead-letter", reason: result.reason } : { action: "delete" };
@@ -715,6 +732,12 @@ function isOurs(inflight: InFlightBuild | null, intent: InFlightBuild): boolean 
     inflight.startedAt === intent.startedAt &&
     compareBuilds({ timestampMs: inflight.build.timestampMs, digest: inflight.digest }, { timestampMs: intent.build.timestampMs, digest: intent.digest }) === 0
   );
+}
+
+/** A `targets` list for an error: the first 10 names, and how many more. */
+function targetsText(targets: readonly string[]): string {
+  const shown = targets.slice(0, 10).map((name) => JSON.stringify(name)).join(", ");
+  return targets.length > 10 ? `${shown} and ${targets.length - 10} more` : shown;
 }
 
 /** What an outcome says of a decoded message's build, so the history and results name it. */

@@ -101,7 +101,10 @@ export function createPlanner(options: PlannerOptions): BatchHandler {
         durations: {},
       } as const;
       let result: ResultMessage | undefined;
-      if (!("decoded" in checked)) {
+      if (!("decoded" in checked) && checked.reason === "other-targets") {
+        // For other clusters of a fleet (see the deployer): theirs to answer, not this one's.
+        logger.info("plan request for other targets; deleted", { messageId: message.messageId, error: checked.error });
+      } else if (!("decoded" in checked)) {
         logger.warn("plan request rejected", { messageId: message.messageId, reason: checked.reason, error: checked.error });
         const refused = checked.refused;
         if (refused !== undefined) {

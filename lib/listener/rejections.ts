@@ -40,6 +40,9 @@ export const REJECTION_DISPOSITIONS: Readonly<Record<MessageRejectedReason, Reje
   // Cured by widening the policy, or by configuring the target or --require-target.
   policy: "dead-letter",
   target: "dead-letter",
+  // A fleet message for other clusters (a `targets` list without this listener's target): not
+  // this cluster's deploy, so it is deleted unrecorded (lib/listener/deployer.ts).
+  "other-targets": "delete",
   "require-target": "dead-letter",
   // --allow-empty-bundle cures it (tearing an app down is a deliberate act).
   "empty-bundle": "dead-letter",

@@ -101,13 +101,14 @@ export function checkEnvelopeSignature(envelope: MessageEnvelope, trusted: Trust
           ...(envelope.mode === undefined ? {} : { mode: envelope.mode }),
           build: envelope.build,
           ...(envelope.target === undefined ? {} : { target: envelope.target }),
+          ...(envelope.targets === undefined ? {} : { targets: envelope.targets }),
           manifests,
           ...(envelope.sources === undefined ? {} : { sources: envelope.sources }),
         };
   if (fields === undefined || !signatureMatches(fields, signature, key)) {
     throw new MessageRejectedError(
       "bad-signature",
-      `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (app, mode, build, target, manifests, sources) changed after signing`,
+      `Rejected message: the signature of ${build} by key ${signature.keyId} does not match: the manifests or a signed field (app, mode, build, target, targets, manifests, sources) changed after signing`,
     );
   }
 }
@@ -127,6 +128,7 @@ export function checkSignature(decoded: DecodedMessage, trusted: TrustedKeys): v
       app: decoded.app,
       build: decoded.build,
       ...(decoded.target === undefined ? {} : { target: decoded.target }),
+      ...(decoded.targets === undefined ? {} : { targets: decoded.targets }),
       ...(decoded.signature === undefined ? {} : { signature: decoded.signature }),
       ...(decoded.mode === undefined ? {} : { mode: decoded.mode }),
       ...(decoded.sources === undefined ? {} : { sources: { sha256: decoded.sources.sha256, count: decoded.sources.list.length } }),

@@ -7,6 +7,7 @@
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { text as streamText } from "node:stream/consumers";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { BundleError } from "../errors.ts";
 import { applyHelmHookRules } from "./helm-hooks.ts";
 import { isRecord, type BundledObject, type KubeObject } from "./kube-object.ts";
@@ -27,6 +28,25 @@ export interface Bundle {
   inputs: string[];
   /** One line per Helm hook applied or left out (lib/manifests/helm-hooks.ts), `source: what and why`. */
   notices: string[];
+}
+
+/** What {@link readBundle} tells besides the objects it handed over. */
+export interface BundleSummary {
+  /** What was read, in order, as shown to the user (files, kustomization directories, `<stdin>`). */
+  inputs: string[];
+  /** One line per Helm hook applied or left out (lib/manifests/helm-hooks.ts), `source: what and why`. */
+  notices: string[];
+  /** How many objects the bundle holds. */
+  objectCount: number;
+}
+
+/** Options of {@link readBundle}: those of {@link collectBundle}, and where the objects go. */
+export interface ReadBundleOptions extends CollectBundleOptions {
+  /**
+   * Called with each object of the bundle in bundle order, as soon as its file is read. When
+   * {@link readBundle} then throws, the bundle is refused and what this was given must be dropped.
+   */
+  onItem: (item: BundledObject) => void;
 }
 
 /** Options of {@link collectBundle}. */
@@ -113,7 +133,22 @@ type ReadResult = { text: string } | { error: unknown };
  * @throws {KubectlError} when a kustomization cannot be rendered.
  */
 export async function collectBundle(paths: readonly string[], options: CollectBundleOptions = {}): Promise<Bundle> {
+  const items: BundledObject[] = [];
+  const summary = await readBundle(paths, { ...options, onItem: (item) => items.push(item) });
+  return { objects: items.map((item) => item.object), items, inputs: summary.inputs, notices: summary.notices };
+}
+
+/**
+ * {@link collectBundle} without holding the objects: each is handed to `onItem` as its file is
+ * read, and kept no longer than the caller keeps it (publish turns it into the payload's bytes
+ * at once: lib/wire/payload.ts). The same checks, problems and order.
+ *
+ * @throws {BundleError} as {@link collectBundle}.
+ * @throws {KubectlError} when a kustomization cannot be rendered.
+ */
+export async function readBundle(paths: readonly string[], options: ReadBundleOptions): Promise<BundleSummary> {
   const {
+    onItem,
     cwd = process.cwd(),
     ignore = [],
     kustomize = true,
@@ -215,7 +250,12 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
       );
     }
   };
-  const parsedItems: BundledObject[] = [];
+  // Problems are reported in this order: reading and parsing, then Helm hooks, then duplicates.
+  const hookProblems: string[] = [];
+  const notices: string[] = [];
+  const duplicates = createDuplicateCheck();
+  let objectCount = 0;
+  let leftOut = 0;
   for (const [index, input] of inputs.entries()) {
     signal?.throwIfAborted();
     readAhead(index);
@@ -241,24 +281,32 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
       text = read.text;
     }
     const parsed = parseManifests(text, source);
-    for (const item of parsed.items) parsedItems.push(item);
     for (const problem of parsed.problems) problems.push(problem);
+    // Hooks are sorted out before duplicates are looked for: only what is sent must be unique.
+    const hooks = applyHelmHookRules(parsed.items, { installHooks: helmHooks });
+    hookProblems.push(...hooks.problems);
+    notices.push(...hooks.notices);
+    leftOut += hooks.leftOut;
+    for (const item of hooks.items) {
+      duplicates.add(item);
+      objectCount++;
+      onItem(item);
+    }
+    // A turn of the event loop between files: work the caller handed to other threads (the
+    // payload's gzip) goes on while the next file is parsed, rather than all of it at the end.
+    await nextTurn();
   }
 
-  // Hooks are sorted out before duplicates are looked for: only what is sent must be unique.
-  const hooks = applyHelmHookRules(parsedItems, { installHooks: helmHooks });
-  const items = hooks.items;
-  problems.push(...hooks.problems);
-  problems.push(...duplicateProblems(items));
-  if (problems.length === 0 && items.length === 0 && !allowEmpty) {
+  problems.push(...hookProblems, ...duplicates.problems);
+  if (problems.length === 0 && objectCount === 0 && !allowEmpty) {
     problems.push(
       paths.length === 0
         ? "no paths given"
-        : `no objects found in ${paths.join(", ")} (${hooks.leftOut > 0 ? `${hooks.leftOut} Helm hook${hooks.leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`,
+        : `no objects found in ${paths.join(", ")} (${leftOut > 0 ? `${leftOut} Helm hook${leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`,
     );
   }
   if (problems.length > 0) throw new BundleError(problems);
-  return { objects: items.map((item) => item.object), items, inputs: inputs.map((input) => input.shown), notices: hooks.notices };
+  return { inputs: inputs.map((input) => input.shown), notices, objectCount };
 }
 
 /**
@@ -267,13 +315,22 @@ export async function collectBundle(paths: readonly string[], options: CollectBu
  * the API server.
  */
 export function duplicateProblems(items: readonly BundledObject[]): string[] {
+  const check = createDuplicateCheck();
+  for (const item of items) check.add(item);
+  return check.problems;
+}
+
+/** {@link duplicateProblems} one item at a time: only identities and sources are kept. */
+function createDuplicateCheck(): { add(item: BundledObject): void; problems: string[] } {
   const first = new Map<string, string>();
   const problems: string[] = [];
-  for (const { object, source } of items) {
-    const key = formatRef(refOf(object));
-    const earlier = first.get(key);
-    if (earlier === undefined) first.set(key, source);
-    else problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);
-  }
-  return problems;
+  return {
+    add({ object, source }) {
+      const key = formatRef(refOf(object));
+      const earlier = first.get(key);
+      if (earlier === undefined) first.set(key, source);
+      else problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);
+    },
+    problems,
+  };
 }

@@ -10,9 +10,11 @@
 export const ACTION_INPUTS = {
   paths: { variable: "KUBE_PICO_CD_PATHS", list: true },
   "queue-urls": { variable: "KUBE_PICO_CD_QUEUE", list: true },
+  topic: { variable: "KUBE_PICO_CD_TOPIC", list: true },
   region: { variable: "KUBE_PICO_CD_REGION", list: false },
   app: { variable: "KUBE_PICO_CD_APP", list: false },
   target: { variable: "KUBE_PICO_CD_TARGET", list: false },
+  "expect-targets": { variable: "KUBE_PICO_CD_EXPECT_TARGETS", list: false },
   "dry-run": { variable: "KUBE_PICO_CD_DRY_RUN", list: false },
   plan: { variable: "KUBE_PICO_CD_PLAN", list: false },
   "endpoint-url": { variable: "KUBE_PICO_CD_ENDPOINT_URL", list: false },

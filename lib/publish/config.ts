@@ -6,7 +6,9 @@
 import { z } from "zod";
 import { envBoolean, gatherOptions, optionsHelp, schemaProblems, splitList, type OptionTable } from "../cli-options.ts";
 import { ConfigError } from "../errors.ts";
+import { parseTopicArn, type TopicRef } from "../sns/topic.ts";
 import { messageGroupIdProblem, parseQueueRef, type QueueRef } from "../sqs/send.ts";
+import { parseTargetList } from "../wire/targets.ts";
 import { appNameSchema, DEFAULT_APP } from "../wire/app.ts";
 import { SIGNING_KEY_ENV } from "../wire/signature.ts";
 import { REPOSITORY_ENV, resolvePublishApp, type PublishApp } from "./app.ts";
@@ -34,8 +36,19 @@ export const PUBLISH_OPTIONS = {
     env: ["KUBE_PICO_CD_QUEUE"],
     deprecated: ["KUBE_PICO_CD_QUEUE_URL", "KUBE_PICO_CD_DEPLOY_QUEUE_NAME"],
     value: "URL|NAME",
-    defaultText: "none; required unless --dry-run",
+    defaultText: "none; required unless --topic or --dry-run",
     help: "Queue to send to, by URL or by name (resolved with GetQueueUrl). Repeat for several clusters; the variable takes a comma-separated list.",
+  },
+  topic: {
+    type: "string",
+    multiple: true,
+    env: ["KUBE_PICO_CD_TOPIC"],
+    value: "ARN",
+    defaultText: "none",
+    help:
+      "SNS topic to publish to, by ARN (arn:aws:sns:REGION:ACCOUNT:NAME; requests are signed for its region): one message " +
+      "for a fleet, each cluster's queue subscribed to the topic. Messages are limited to 256 KiB. Repeatable; the variable " +
+      "takes a comma-separated list. With --wait, results are awaited by target (--expect-targets).",
   },
   app: {
     type: "string",
@@ -50,9 +63,20 @@ export const PUBLISH_OPTIONS = {
   target: {
     type: "string",
     env: ["KUBE_PICO_CD_TARGET"],
-    value: "NAME",
+    value: "NAME[,NAME...]",
     defaultText: "none",
-    help: "Cluster or environment name written into the message.",
+    help:
+      "Cluster or environment name written into the message (target); a comma-separated list of 2 to 100 names " +
+      "(printable ASCII without spaces) is written as targets, which every listener named in it accepts.",
+  },
+  "expect-targets": {
+    type: "string",
+    env: ["KUBE_PICO_CD_EXPECT_TARGETS"],
+    value: "NAME,...|COUNT",
+    defaultText: "the --target names",
+    help:
+      "With --wait and --topic: the listeners' targets (their KUBE_PICO_CD_TARGET) that must each send a final result, " +
+      "or how many must; a result from another target is reported as unexpected and does not count.",
   },
   ignore: {
     type: "string",
@@ -134,6 +158,13 @@ export const PUBLISH_OPTIONS = {
     value: "ID",
     defaultText: "the app",
     help: "MessageGroupId for FIFO queues (MessageDeduplicationId is derived from app, build id and digest).",
+  },
+  "sns-endpoint-url": {
+    type: "string",
+    env: ["KUBE_PICO_CD_SNS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SNS"],
+    value: "URL",
+    defaultText: "--endpoint-url given as a flag or KUBE_PICO_CD_ENDPOINT_URL (one local server such as moto's serves both), else AWS's of each topic's region",
+    help: "SNS endpoint for every topic, for a local SNS server; requests are still signed for each topic's region.",
   },
   "endpoint-url": {
     type: "string",
@@ -238,8 +269,8 @@ export function publishHelpText(): string {
     "  2  sending failed: a queue could not be resolved or did not accept the message",
     "  3  (--wait) deploy failed: a result was failed or rejected, or the workloads were Degraded or",
     "     timed out; the reason is printed",
-    "  4  (--wait) timed out waiting: some queue gave no result in time (is its listener running, with",
-    "     KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)",
+    "  4  (--wait) timed out waiting: some queue or expected target gave no result in time (is its listener",
+    "     running, with KUBE_PICO_CD_RESULT_QUEUE set to the result queue?)",
   );
   return lines.join("\n");
 }
@@ -248,9 +279,19 @@ export function publishHelpText(): string {
 export interface PublishConfig {
   paths: string[];
   queues: QueueRef[];
+  /** SNS topics to publish to (--topic). */
+  topics: TopicRef[];
   /** The app (--app, else from GITHUB_REPOSITORY); absent: the default app. */
   app?: PublishApp;
+  /** One --target name: the body's `target`. */
   target?: string;
+  /** Several --target names, sorted: the body's `targets`. */
+  targets?: string[];
+  /**
+   * With --wait and --topic: the listeners' targets whose final results are awaited, or how
+   * many (--expect-targets, else the --target names).
+   */
+  expectTargets?: ExpectedTargets;
   ignore: string[];
   kustomize: boolean;
   kubectl: string;
@@ -260,6 +301,8 @@ export interface PublishConfig {
   /** --message-group-id; absent: the app's (lib/sqs/send.ts defaultMessageGroupId). */
   messageGroupId?: string;
   endpointUrl?: string;
+  /** The SNS endpoint (--sns-endpoint-url, else --endpoint-url unless it came from AWS_ENDPOINT_URL_SQS). */
+  snsEndpointUrl?: string;
   region?: string;
   dryRun: boolean;
   /** --plan: send a plan request and wait for the plan. */
@@ -278,6 +321,33 @@ export interface PublishConfig {
   resultQueue?: QueueRef;
   /** Wait this long for the results after sending (--wait); absent: do not wait. */
   waitTimeoutMs?: number;
+}
+
+/** The targets a topic publish waits for: each by name, or a number of them. */
+export type ExpectedTargets = { names: string[] } | { count: number };
+
+/** Most targets --expect-targets may count. */
+const MAX_EXPECTED_TARGETS = 10_000;
+
+/**
+ * Reads --expect-targets: a count (`10`) or a comma-separated list of names, each once.
+ * Returns a problem phrase instead when it is neither.
+ */
+export function parseExpectedTargets(text: string): ExpectedTargets | { problem: string } {
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) {
+    const count = Number(trimmed);
+    if (count < 1 || count > MAX_EXPECTED_TARGETS) return { problem: `a count must be 1 to ${MAX_EXPECTED_TARGETS}: current value is ${JSON.stringify(text)}` };
+    return { count };
+  }
+  const names = trimmed.split(",").map((name) => name.trim());
+  if (names.some((name) => name === "")) return { problem: `must be a count or a comma-separated list of target names without empty ones: current value is ${JSON.stringify(text)}` };
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) return { problem: `names target ${JSON.stringify(name)} twice` };
+    seen.add(name);
+  }
+  return { names };
 }
 
 /** How long --plan waits for the plan without --wait: 5 minutes. */
@@ -318,8 +388,39 @@ const schema = z
   .object({
     paths: z.array(z.string().min(1, "must not be empty")),
     queue: z.array(queueRef),
+    topic: z.array(
+      z.string().transform((value, context): TopicRef => {
+        const parsed = parseTopicArn(value);
+        if ("problem" in parsed) {
+          context.addIssue({ code: "custom", message: parsed.problem });
+          return z.NEVER;
+        }
+        return parsed;
+      }),
+    ),
     app: appNameSchema.optional(),
-    target: optionalText,
+    target: z
+      .string()
+      .transform((value, context) => {
+        const parsed = parseTargetList(value);
+        if ("problem" in parsed) {
+          context.addIssue({ code: "custom", message: parsed.problem });
+          return z.NEVER;
+        }
+        return parsed;
+      })
+      .optional(),
+    "expect-targets": z
+      .string()
+      .transform((value, context) => {
+        const parsed = parseExpectedTargets(value);
+        if ("problem" in parsed) {
+          context.addIssue({ code: "custom", message: parsed.problem });
+          return z.NEVER;
+        }
+        return parsed;
+      })
+      .optional(),
     ignore: z.array(z.string().min(1, "must not be empty")),
     "no-kustomize": flagBoolean,
     kubectl: z.string().min(1, "must not be empty"),
@@ -353,6 +454,7 @@ const schema = z
       })
       .optional(),
     "endpoint-url": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+    "sns-endpoint-url": z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
     region: z.string().regex(/^[a-z0-9-]+$/, "must look like eu-west-1").optional(),
     "dry-run": flagBoolean,
     plan: flagBoolean,
@@ -396,8 +498,8 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
   if (data.paths.length === 0) {
     problems.push(`no manifest paths given: pass files or directories as arguments, or set ${PATHS_ENV}`);
   }
-  if (data.queue.length === 0 && !data["dry-run"]) {
-    problems.push("--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending");
+  if (data.queue.length === 0 && data.topic.length === 0 && !data["dry-run"]) {
+    problems.push("--queue: no queue or --topic given (or set KUBE_PICO_CD_QUEUE or KUBE_PICO_CD_TOPIC); pass --dry-run to bundle without sending");
   }
   let waitTimeoutMs: number | undefined;
   if (data.wait !== undefined && !data["dry-run"]) {
@@ -421,12 +523,34 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
     // A plan is always awaited: it is the point of asking.
     waitTimeoutMs ??= DEFAULT_PLAN_WAIT_MS;
   }
+  // A topic's subscribers answer with their own SQS message ids: a topic publish is awaited by target.
+  let expectTargets: ExpectedTargets | undefined;
+  if (data["expect-targets"] !== undefined && data.topic.length === 0 && waitTimeoutMs !== undefined) {
+    problems.push(`${origin["expect-targets"]}: only a --topic publish waits for targets (a queue's result is awaited by its message id)`);
+  } else if (data.topic.length > 0 && waitTimeoutMs !== undefined) {
+    const selection = data.target;
+    expectTargets = data["expect-targets"] ?? (selection === undefined ? undefined : { names: "target" in selection ? [selection.target] : selection.targets });
+    if (expectTargets === undefined) {
+      problems.push(
+        `${origin["wait"] ?? "--plan"}: a --topic publish cannot tell how many clusters answer: pass --expect-targets NAME,... or a count (or --target NAME,... to address them)`,
+      );
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
-  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs };
+  const wait = waitTimeoutMs === undefined ? {} : { waitTimeoutMs, ...(expectTargets === undefined ? {} : { expectTargets }) };
+  // AWS_ENDPOINT_URL_SQS names SQS's endpoint only; a flag or KUBE_PICO_CD_ENDPOINT_URL names "the local server".
+  const snsEndpoint = data["sns-endpoint-url"] ?? (origin["endpoint-url"] === "AWS_ENDPOINT_URL_SQS" ? undefined : data["endpoint-url"]);
   const signingKeyFile = data["signing-key-file"] === undefined ? {} : { signingKeyFile: { path: data["signing-key-file"], origin: origin["signing-key-file"]! } };
   const signingKeyPem = env[SIGNING_KEY_ENV] ? { signingKeyPem: env[SIGNING_KEY_ENV] } : {};
   const app = resolvePublishApp({ explicit: data.app, origin: origin["app"], env });
-  return { ...toConfig(data, notices), ...(app === undefined ? {} : { app }), ...wait, ...signingKeyFile, ...signingKeyPem };
+  return {
+    ...toConfig(data, notices),
+    ...(app === undefined ? {} : { app }),
+    ...wait,
+    ...(snsEndpoint === undefined ? {} : { snsEndpointUrl: snsEndpoint }),
+    ...signingKeyFile,
+    ...signingKeyPem,
+  };
 }
 
 function toConfig(data: z.infer<typeof schema>, deprecations: string[]): PublishConfig {
@@ -448,7 +572,8 @@ function toConfig(data: z.infer<typeof schema>, deprecations: string[]): Publish
   return {
     paths: data.paths,
     queues: data.queue,
-    ...(data.target === undefined ? {} : { target: data.target }),
+    topics: data.topic,
+    ...(data.target === undefined ? {} : "target" in data.target ? { target: data.target.target } : { targets: data.target.targets }),
     ignore: data.ignore,
     kustomize: !data["no-kustomize"],
     kubectl: data.kubectl,

@@ -4,10 +4,10 @@
  * output is {@link PublishResult} itself.
  */
 import { renderPlan } from "../wire/plan.ts";
+import type { PublishedMessage } from "../sns/publish.ts";
 import type { SentMessage } from "../sqs/send.ts";
 import type { BuildInfo } from "../wire/message.ts";
 import type { ResultMessage } from "../wire/result.ts";
-import type { Bundle } from "../manifests/bundle.ts";
 import { EXIT_DEPLOY_FAILED, EXIT_SENT } from "./exit-codes.ts";
 
 /** What a run did: printed as the human summary, as JSON, and into GITHUB_STEP_SUMMARY. */
@@ -21,6 +21,8 @@ export interface PublishResult {
   appFrom?: string;
   build: BuildInfo;
   target?: string;
+  /** Several targets (`targets` in the body), sorted. */
+  targets?: string[];
   digest: string;
   objects: number;
   rawBytes: number;
@@ -33,6 +35,10 @@ export interface PublishResult {
   sent: (SentMessage & { queue: string })[];
   /** Queues as given, for a dry run. */
   queues: string[];
+  /** Messages published to topics (empty for a dry run and without --topic). */
+  published: PublishedMessage[];
+  /** Topic ARNs as given, for a dry run. */
+  topics: string[];
   /** Key id of the signing key, when the bundle is signed. */
   signedBy?: string;
   /** With --wait: the results. */
@@ -43,18 +49,63 @@ export interface PublishResult {
 export interface WaitReport {
   resultQueueUrl: string;
   timeoutSeconds: number;
-  /** In the order they arrived. */
-  results: { queue: string; queueUrl: string; messageId: string; receivedAfterMs: number; result: ResultMessage }[];
+  /**
+   * In the order they arrived. A result of a topic publish names the deploy queue its listener
+   * read (`queue`, `queueUrl`: the queue's name), its SQS message id there, and its `target`.
+   */
+  results: { queue: string; queueUrl: string; messageId: string; target?: string; receivedAfterMs: number; result: ResultMessage }[];
   /** Queues without a result when the time ran out. */
   missing: { queue: string; queueUrl: string; messageId: string }[];
+  /** A topic publish: what each expected target answered. */
+  targets?: TargetsReport;
   exitCode: number;
 }
 
+/** The targets of a topic publish: one row per expected target, as printed and in the job summary. */
+export interface TargetsReport {
+  /** The targets expected by name, or how many were. */
+  expected: string[] | number;
+  /** Answered targets in the order they answered, then the missing ones (by name) in the order expected. */
+  rows: TargetRow[];
+  /** Targets that answered without being expected (their results do not count). */
+  unexpected: string[];
+  /** How many expected targets gave no final result. */
+  missingCount: number;
+}
+
+/** One target's line of the table: `result` is "no result" for a target that never answered. */
+export interface TargetRow {
+  target: string;
+  result: string;
+  build: string;
+  health: string;
+  /** Time from publish to the result, in ms; absent without one. */
+  afterMs?: number;
+}
+
+/** The table of a topic publish's targets, printed at the end of --wait. */
+export function formatTargetsTable(report: TargetsReport): string {
+  const rows = [["TARGET", "RESULT", "BUILD", "HEALTH", "AFTER PUBLISH"]];
+  for (const row of report.rows) rows.push([row.target, row.result, row.build, row.health, row.afterMs === undefined ? "-" : formatDuration(row.afterMs)]);
+  const expected = typeof report.expected === "number" ? `${report.expected} expected` : `${report.expected.length} expected`;
+  const answered = report.rows.filter((row) => row.afterMs !== undefined).length;
+  const lines = [`Targets: ${answered} of ${expected} answered${report.unexpected.length > 0 ? `; unexpected: ${report.unexpected.join(", ")}` : ""}`];
+  lines.push(...table(rows).map((line) => `  ${line}`));
+  if (typeof report.expected === "number" && report.missingCount > 0) lines.push(`  (${report.missingCount} more expected, not named: --expect-targets gave a count)`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** What {@link countByKindAndNamespace} counts of an object. */
+export interface ObjectKind {
+  kind: string;
+  namespace?: string | undefined;
+}
+
 /** Objects counted by kind and namespace, sorted by kind then namespace (`""` for none). */
-export function countByKindAndNamespace(bundle: Pick<Bundle, "objects">): { kind: string; namespace: string; count: number }[] {
+export function countByKindAndNamespace(objects: readonly ObjectKind[]): { kind: string; namespace: string; count: number }[] {
   const counts = new Map<string, { kind: string; namespace: string; count: number }>();
-  for (const object of bundle.objects) {
-    const namespace = object.metadata.namespace ?? "";
+  for (const object of objects) {
+    const namespace = object.namespace ?? "";
     const key = `${object.kind}\u0000${namespace}`;
     const entry = counts.get(key) ?? { kind: object.kind, namespace, count: 0 };
     entry.count++;
@@ -82,6 +133,7 @@ export function formatSummary(result: PublishResult): string {
   ];
   const facts: string[][] = [["app", `${result.app} (${result.appFrom === undefined ? "no --app given, no GITHUB_REPOSITORY" : `from ${result.appFrom}`})`]];
   if (result.target !== undefined) facts.push(["target", result.target]);
+  if (result.targets !== undefined) facts.push(["targets", result.targets.join(", ")]);
   facts.push(["signature", result.signedBy === undefined ? "none (unsigned)" : `ed25519, key id ${result.signedBy}`]);
   if (build.commit !== undefined) facts.push(["commit", build.commit]);
   if (build.url !== undefined) facts.push(["run", build.url]);
@@ -94,7 +146,8 @@ export function formatSummary(result: PublishResult): string {
   for (const sent of result.sent) {
     facts.push(["queue", `${sent.queueUrl} (message id ${sent.messageId})`]);
   }
-  if (result.dryRun) for (const queue of result.queues) facts.push(["would send to", queue]);
+  for (const published of result.published) facts.push(["topic", `${published.topicArn} (message id ${published.messageId})`]);
+  if (result.dryRun) for (const queue of [...result.queues, ...result.topics]) facts.push(["would send to", queue]);
   lines.push(...table(facts).map((line) => `  ${line}`));
   if (result.byKindAndNamespace.length > 0) {
     lines.push("");
@@ -117,7 +170,7 @@ export function formatStepSummary(result: PublishResult): string {
     "",
     "| App | Target | Timestamp | Objects | Raw bytes | Gzipped bytes | Message bytes | Digest |",
     "|---|---|---|---:|---:|---:|---:|---|",
-    `| ${markdownCell(result.app)} | ${markdownCell(result.target ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
+    `| ${markdownCell(result.app)} | ${markdownCell(result.target ?? result.targets?.join(", ") ?? "-")} | ${new Date(build.timestampMs).toISOString()} (${build.timestampMs}) | ${result.objects} | ${result.rawBytes} | ${result.compressedBytes} | ${result.bodyBytes} | \`${result.digest}\` |`,
     "",
     "| Kind | Namespace | Objects |",
     "|---|---|---:|",
@@ -128,6 +181,10 @@ export function formatStepSummary(result: PublishResult): string {
   if (result.sent.length > 0) {
     lines.push("", "| Queue | Message id |", "|---|---|");
     for (const sent of result.sent) lines.push(`| ${markdownCell(sent.queueUrl)} | \`${markdownCell(sent.messageId)}\` |`);
+  }
+  if (result.published.length > 0) {
+    lines.push("", "| Topic | Message id |", "|---|---|");
+    for (const published of result.published) lines.push(`| ${markdownCell(published.topicArn)} | \`${markdownCell(published.messageId)}\` |`);
   }
   return `${lines.join("\n")}\n\n`;
 }
@@ -157,7 +214,8 @@ function durationsText(result: ResultMessage): string {
 /** One result, as printed when it arrives. */
 export function formatResult(entry: WaitReport["results"][number]): string {
   const { result } = entry;
-  const lines = [`Result from ${entry.queueUrl} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
+  const from = entry.target === undefined ? entry.queueUrl : `target ${entry.target}`;
+  const lines = [`Result from ${from} after ${formatDuration(entry.receivedAfterMs)}: ${verdictText(result)}`];
   const facts: string[][] = [
     ["listener", `namespace ${result.namespace}, queue ${result.queue}${result.app === undefined ? "" : `, app ${result.app}`}${result.target === undefined ? "" : `, target ${result.target}`}`],
   ];
@@ -210,6 +268,14 @@ export function formatResultsStepSummary(report: WaitReport): string {
   }
   for (const missing of report.missing) {
     lines.push(`| ${markdownCell(missing.queueUrl)} | - | - | no result within ${formatDuration(report.timeoutSeconds * 1000)} | - | - | - | - | - |`);
+  }
+  if (report.targets !== undefined) {
+    lines.push("", "| Target | Result | Build | Health | After publish |", "|---|---|---|---|---:|");
+    for (const row of report.targets.rows) {
+      lines.push(`| ${markdownCell(row.target)} | ${markdownCell(row.result)} | ${markdownCell(row.build)} | ${markdownCell(row.health)} | ${row.afterMs === undefined ? "-" : formatDuration(row.afterMs)} |`);
+    }
+    if (typeof report.targets.expected === "number" && report.targets.missingCount > 0) lines.push(`| (${report.targets.missingCount} more expected) | no result | - | - | - |`);
+    if (report.targets.unexpected.length > 0) lines.push("", `Unexpected targets (not counted): ${report.targets.unexpected.map(markdownCell).join(", ")}`);
   }
   return `${lines.join("\n")}\n\n`;
 }

@@ -30,6 +30,12 @@ export interface ResultSenderOptions {
   deployQueue: string;
   /** The listener's namespace. */
   namespace: string;
+  /**
+   * The listener's own target (--target): every result names it instead of the message's, so
+   * that a publisher waiting for a fleet (one message through a topic) knows who answered.
+   * Absent: a result names the message's single target, if any.
+   */
+  target?: string | undefined;
   /** The deploy queue's redrive maxReceiveCount, once known (read at start-up). */
   maxReceiveCount?: () => number | undefined;
   logger: Logger;
@@ -65,8 +71,9 @@ export interface ResultChannel {
  * order of the steps, the outcome last), so that a publisher sees them in that order.
  */
 export function createResultChannel(options: ResultSenderOptions): ResultChannel {
-  const { deployQueue, namespace, maxReceiveCount } = options;
-  const send = createResultSink(options);
+  const { deployQueue, namespace, maxReceiveCount, target } = options;
+  const sink = createResultSink(options);
+  const send = target === undefined ? sink : (result: ResultMessage, message: ReceivedMessage | undefined) => sink({ ...result, target }, message);
   const deployQueueName = queueName(deployQueue);
   const chains = new Map<string, Promise<unknown>>();
   const inOrder = (messageId: string, task: () => Promise<unknown>): Promise<unknown> => {

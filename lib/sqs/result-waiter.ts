@@ -1,6 +1,7 @@
 /**
  * publish's side of the result queue: wait for the results (lib/wire/result.ts) of the messages
- * this publish sent, by the SQS MessageId that SendMessage returned, one per deploy queue.
+ * this publish sent, by the SQS MessageId that SendMessage returned, one per deploy queue; and
+ * for a topic publish, by its build and each answering listener's target (lib/sqs/target-tally.ts).
  *
  * Several publishers (other CI runs, other clusters) may wait on one result queue at once,
  * so a result that is not ours is made visible again at once (ChangeMessageVisibility 0)
@@ -18,6 +19,7 @@ import {
 import { backoffDelayMs, delay } from "../backoff.ts";
 import { namedErrorMessage } from "../errors.ts";
 import { decodeResult, ResultRejectedError, type ResultMessage } from "../wire/result.ts";
+import { answersBuild, TargetTally, type AwaitedBuild } from "./target-tally.ts";
 
 /** A deploy message whose result is awaited. */
 export interface AwaitedMessage {
@@ -28,9 +30,9 @@ export interface AwaitedMessage {
   messageId: string;
 }
 
-/** A result, with the deploy message it answers. */
+/** A result, with the deploy message it answers (undefined: it answers the topic publish). */
 export interface ReceivedResult {
-  sent: AwaitedMessage;
+  sent: AwaitedMessage | undefined;
   result: ResultMessage;
 }
 
@@ -39,6 +41,10 @@ export interface WaitForResultsOptions {
   client: SQSClient;
   resultQueueUrl: string;
   awaited: readonly AwaitedMessage[];
+  /** A topic publish: its build, whose results are awaited by target. */
+  fleet?: AwaitedBuild | undefined;
+  /** Told about each final result of the topic publish's build from a target not expected (it does not count). */
+  onUnexpected?: (result: ResultMessage) => void;
   /** How long to wait in all, in ms. */
   timeoutMs: number;
   /** Told about each result as it arrives (to print it). */
@@ -61,6 +67,10 @@ export interface WaitForResultsOutcome {
   results: ReceivedResult[];
   /** The awaited messages without a result when the time ran out. */
   missing: AwaitedMessage[];
+  /** A topic publish: the expected targets without a final result (none named when a count was expected). */
+  missingTargets: string[];
+  /** A topic publish: how many expected targets gave no final result. */
+  missingTargetCount: number;
 }
 
 /**
@@ -70,7 +80,8 @@ export interface WaitForResultsOutcome {
  * @throws the signal's reason when `signal` aborts.
  */
 export async function waitForResults(options: WaitForResultsOptions): Promise<WaitForResultsOutcome> {
-  const { client, resultQueueUrl, awaited, timeoutMs, onResult, onProgress, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const { client, resultQueueUrl, awaited, fleet, onUnexpected, timeoutMs, onResult, onProgress, onWarning, othersPauseMs = 500, visibilityTimeoutSeconds = 30, signal, now = Date.now } = options;
+  const tally = fleet === undefined ? undefined : new TargetTally(fleet.expect);
   /** The latest step seen per awaited message, by its elapsed time. */
   const latestStep = new Map<string, number>();
   const deadline = now() + timeoutMs;
@@ -80,7 +91,7 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
   const warnedUnreadable = new Set<string>();
   let failures = 0;
 
-  while (pending.size > 0) {
+  while (pending.size > 0 || (tally !== undefined && !tally.done())) {
     const remainingMs = deadline - now();
     if (remainingMs <= 0) break;
     let messages: Message[];
@@ -128,13 +139,27 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
         others.push(message);
         continue;
       }
-      if (!ours.has(result.messageId)) {
+      const byId = ours.has(result.messageId);
+      if (!byId && (fleet === undefined || tally === undefined || !answersBuild(result, fleet))) {
         others.push(message);
         continue;
       }
       mine++;
       const sent = pending.get(result.messageId);
-      if (result.result === "progress") {
+      if (!byId && tally !== undefined) {
+        const verdict = tally.receive(result);
+        const elapsed = result.progress?.elapsedMs ?? 0;
+        if (verdict === "progress" && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
+          latestStep.set(result.messageId, elapsed);
+          onProgress?.({ sent: undefined, result });
+        } else if (verdict === "counted") {
+          const received = { sent: undefined, result };
+          results.push(received);
+          onResult?.(received);
+        } else if (verdict === "unexpected" && result.result !== "progress") {
+          onUnexpected?.(result);
+        }
+      } else if (result.result === "progress") {
         // Not an end: told (when still awaited and in order), deleted, and the wait goes on.
         const elapsed = result.progress?.elapsedMs ?? 0;
         if (sent !== undefined && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
@@ -158,13 +183,13 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
         if (signal?.aborted) throw signal.reason;
         onWarning?.(`cannot hand ${others.length} result(s) of other publishers back to ${resultQueueUrl} (${namedErrorMessage(error)}); they reappear after ${visibilityTimeoutSeconds} s`);
       });
-      if (mine === 0 && pending.size > 0) {
+      if (mine === 0 && (pending.size > 0 || (tally !== undefined && !tally.done()))) {
         const pauseMs = Math.min(othersPauseMs + Math.round(Math.random() * othersPauseMs), Math.max(0, deadline - now()));
         await delay(pauseMs, { signal });
       }
     }
   }
-  return { results, missing: [...pending.values()] };
+  return { results, missing: [...pending.values()], missingTargets: tally?.missingNames() ?? [], missingTargetCount: tally?.missingCount() ?? 0 };
 }
 
 async function deleteResult(client: SQSClient, queueUrl: string, message: Message, signal: AbortSignal | undefined): Promise<void> {

@@ -4,16 +4,20 @@
  * notifications wrapping either are accepted too, and everything else is rejected with a
  * {@link MessageRejectedError} naming what is wrong.
  */
-import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { duplicateProblems, isRecord, kubeObjectProblem, parseManifests, type KubeObject } from "../manifests/bundle.ts";
 import { errorMessage, MessageRejectedError } from "../errors.ts";
 import { appNameProblem, appNameSchema, DEFAULT_APP } from "./app.ts";
+import { canonicalJson, sha256Hex } from "./canonical-json.ts";
+import { encodePayload, GZIP_LEVEL, type EncodedPayload } from "./payload.ts";
+import { targetsProblem, targetsSchema } from "./targets.ts";
 
 export type { KubeObject } from "../manifests/bundle.ts";
 export { MessageRejectedError } from "../errors.ts";
 export { DEFAULT_APP } from "./app.ts";
+export { canonicalJson, sha256Hex } from "./canonical-json.ts";
+export type { EncodedPayload } from "./payload.ts";
 
 /** The discriminator of a version 1 body (`kind`). */
 export const MESSAGE_KIND = "kube-pico-cd.bundle";
@@ -108,6 +112,8 @@ export interface SignedFields {
   mode?: MessageMode;
   build: BuildInfo;
   target?: string;
+  /** The clusters the bundle is for, sorted (lib/wire/targets.ts); never with `target`. */
+  targets?: string[];
   manifests: { encoding: string; sha256: string; objects: number; bytes: number };
   /** Where each object came from, covered through its SHA-256 as the manifests are (see {@link SourcesField}). */
   sources?: { sha256: string; count: number };
@@ -163,6 +169,8 @@ export interface MessageEnvelope {
   app?: string;
   build: BuildInfo;
   target?: string;
+  /** v1: the body's `targets` (checked: sorted, unique); legacy: absent. */
+  targets?: string[];
   /** v1: the manifests fields that are signed (not yet checked against the data); legacy: absent. */
   manifests?: SignedFields["manifests"];
   mode?: MessageMode;
@@ -177,6 +185,8 @@ export interface DecodedMessage {
   app: string;
   build: BuildInfo;
   target?: string;
+  /** The clusters the bundle is for (sorted, 2 to 100 names); never with `target`. */
+  targets?: string[];
   /** The objects in bundle order. */
   objects: KubeObject[];
   /** v1: the SHA-256 of the payload (verified); legacy: SHA-256 of the objects' canonical JSON. */
@@ -221,6 +231,7 @@ const v1Schema = z.strictObject({
   mode: z.literal("plan").optional(),
   build: buildSchema,
   target: z.string().min(1).optional(),
+  targets: targetsSchema.optional(),
   manifests: z.strictObject({
     encoding: z.literal(MANIFESTS_ENCODING),
     data: z.string(),
@@ -239,131 +250,7 @@ const v1Schema = z.strictObject({
   signature: signatureSchema.optional(),
 });
 
-/** Lowercase hex SHA-256 (of UTF-8 text, for a string). */
-export function sha256Hex(bytes: Uint8Array | string): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
-/**
- * JSON with object keys sorted by UTF-16 code units and no whitespace (RFC 8785 for the
- * values Kubernetes objects hold), so the same objects always give the same bytes.
- *
- * Its bytes are what digests of sent messages and kept bundles cover, so they never change:
- * test/unit/message.test.ts checks them against the first version, {@link canonicalJsonOf}.
- * Plain JSON values (what a YAML or JSON parser returns) take a faster way with the same
- * bytes: objects whose keys are out of order are copied with their keys in order, and the
- * runtime's own JSON.stringify writes the result, which costs a third of building the text
- * value by value.
- */
-export function canonicalJson(value: unknown): string {
-  let ordered: unknown;
-  try {
-    ordered = keysInOrder(value);
-  } catch (error) {
-    if (error !== NOT_PLAIN) throw error;
-    return canonicalJsonOf(value);
-  }
-  return JSON.stringify(ordered);
-}
-
-/**
- * The definition of {@link canonicalJson}, for any value: what is not plain JSON keeps the
- * form it has had from the first version (a function or symbol in an array or as a value is
- * `null`, an array's hole is left empty, a Date or boxed primitive is written by its own keys,
- * a bigint throws).
- */
-function canonicalJsonOf(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((item) => canonicalJsonOf(item ?? null)).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const record = value as Record<string, unknown>;
-    const fields = Object.keys(record)
-      .sort()
-      .filter((key) => record[key] !== undefined)
-      .map((key) => `${JSON.stringify(key)}:${canonicalJsonOf(record[key])}`);
-    return `{${fields.join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
-/** Thrown by {@link keysInOrder} for a value that JSON.stringify would not write as canonicalJsonOf does. */
-const NOT_PLAIN = Symbol("not plain JSON");
-
-/** Keys the runtime orders before all others, whatever the insertion order: array indices. */
-const INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
-
-/**
- * `value` with every object's keys in sorted order: the same value where they already are,
- * else a copy. Throws {@link NOT_PLAIN} at anything JSON.stringify writes differently from
- * {@link canonicalJsonOf}: an object that is not a plain object or array (its toJSON, a boxed
- * primitive, a Date), an array hole, undefined or a function or symbol in an array, and an
- * object whose keys no insertion order sorts (an array index such as "10" always comes before
- * "9", and before "-a").
- */
-function keysInOrder(value: unknown): unknown {
-  if (typeof value !== "object" || value === null) {
-    // undefined, functions, symbols and bigints are reached only through arrays (object
-    // values that are undefined are skipped by both writers), where canonicalJsonOf decides.
-    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null) return value;
-    throw NOT_PLAIN;
-  }
-  const prototype: unknown = Object.getPrototypeOf(value);
-  if (Array.isArray(value)) {
-    if (prototype !== Array.prototype) throw NOT_PLAIN;
-    let copy: unknown[] | undefined;
-    for (let i = 0; i < value.length; i++) {
-      const item: unknown = value[i];
-      const ordered = keysInOrder(item);
-      if (ordered !== item) (copy ??= value.slice(0, i))[i] = ordered;
-      else if (copy !== undefined) copy[i] = item;
-    }
-    return copy ?? value;
-  }
-  if (prototype !== Object.prototype && prototype !== null) throw NOT_PLAIN;
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  let sorted = true;
-  for (let i = 1; i < keys.length; i++) {
-    if (keys[i - 1]! > keys[i]!) {
-      sorted = false;
-      break;
-    }
-  }
-  if (!sorted) keys.sort();
-  // Values in key order; a copy is made when the keys were out of order or a value changed.
-  const values: unknown[] = new Array(keys.length);
-  let changed = !sorted;
-  for (let i = 0; i < keys.length; i++) {
-    const item = record[keys[i]!];
-    if (typeof item === "function" || typeof item === "symbol" || typeof item === "bigint") throw NOT_PLAIN;
-    const ordered = item === undefined ? undefined : keysInOrder(item);
-    values[i] = ordered;
-    if (ordered !== item) changed = true;
-  }
-  if (!changed) return value;
-  // A plain object (one without a prototype is slower to build and to write out), so a
-  // key "__proto__" is defined rather than assigned, which would set the prototype.
-  const copy: Record<string, unknown> = {};
-  let indexKeys = false;
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    if (key === "__proto__") Object.defineProperty(copy, key, { value: values[i], enumerable: true, writable: true, configurable: true });
-    else copy[key] = values[i];
-    if (!indexKeys && INDEX_KEY.test(key)) indexKeys = true;
-  }
-  if (indexKeys) {
-    const written = Object.keys(copy);
-    for (let i = 0; i < keys.length; i++) if (written[i] !== keys[i]) throw NOT_PLAIN;
-  }
-  return copy;
-}
-
-/**
- * The gzip level of what {@link encodeMessage} writes. Level 7 rather than 9: on Argo CD's
- * install manifest it is 1.2 % larger (32.6 against 32.3 kB), on 9.5 MiB of generated
- * manifests no larger, and it takes a fifth less time (330 against 400 ms there); level 6
- * would be a third larger on Argo CD's manifest with some zlib builds (bun's, deno's).
- */
-const GZIP_LEVEL = 7;
 
 function buildInfoFrom(parsed: z.infer<typeof buildSchema>): BuildInfo {
   const build: BuildInfo = { id: parsed.id, timestampMs: parsed.timestampMs };
@@ -376,8 +263,10 @@ function buildInfoFrom(parsed: z.infer<typeof buildSchema>): BuildInfo {
 
 /**
  * Encodes a bundle as a version 1 body: the objects as canonical JSON, gzipped (level
- * {@link GZIP_LEVEL}) and base64-encoded, with the SHA-256 of the uncompressed JSON. Deterministic: the same
- * input gives the same body. Synchronous.
+ * {@link GZIP_LEVEL}) and base64-encoded, with the SHA-256 of the uncompressed JSON
+ * (lib/wire/payload.ts). Deterministic: the same input gives the same body. Synchronous: a
+ * payload written as the manifests were read (lib/wire/payload.ts `createPayloadWriter`) is
+ * given as `payload` instead of `objects`.
  *
  * `app` {@link DEFAULT_APP} is written as no app: it means the same, and the body stays
  * what a publisher wrote before apps existed, which listeners of that time accept.
@@ -390,7 +279,11 @@ export function encodeMessage(input: {
   app?: string;
   build: BuildInfo;
   target?: string;
-  objects: readonly KubeObject[];
+  /** The clusters the bundle is for: sorted, 2 to 100 names (lib/wire/targets.ts); never with `target`. */
+  targets?: readonly string[];
+  /** The objects; or, instead, their `payload` already encoded. */
+  objects?: readonly KubeObject[];
+  payload?: EncodedPayload;
   /** Where each object came from (one per object, `file:line:column`): the listener's errors and plans name them. */
   sources?: readonly string[];
   /** "plan": a plan request (nothing is applied). Default: a deploy. */
@@ -403,17 +296,21 @@ export function encodeMessage(input: {
   if (input.target !== undefined && input.target.length === 0) {
     throw new TypeError("Cannot encode the message: target must be a non-empty string when given");
   }
+  const targetsInvalid = input.targets === undefined ? undefined : input.target !== undefined ? "cannot be given with target" : targetsProblem(input.targets);
+  if (targetsInvalid !== undefined) throw new TypeError(`Cannot encode the message: targets ${targetsInvalid}`);
   const appProblem = input.app === undefined ? undefined : appNameProblem(input.app);
   if (appProblem !== undefined) throw new TypeError(`Cannot encode the message: invalid app: ${appProblem}`);
-  const payload = Buffer.from(canonicalJson(input.objects), "utf8");
-  const digest = sha256Hex(payload);
-  const compressed = gzipSync(payload, { level: GZIP_LEVEL });
+  if ((input.objects === undefined) === (input.payload === undefined)) throw new TypeError("Cannot encode the message: give either objects or payload");
+  const payload = input.payload ?? encodePayload(input.objects ?? []);
+  const digest = payload.sha256;
+  const compressed = payload.gzip;
   const build = buildInfoFrom(built.data);
-  const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: input.objects.length, bytes: payload.length };
-  const target = input.target === undefined ? {} : { target: input.target };
+  const manifests = { encoding: MANIFESTS_ENCODING, sha256: digest, objects: payload.objects, bytes: payload.bytes };
+  // `targets` travels where `target` does: in the body right after it, and into the signature.
+  const target = input.target !== undefined ? { target: input.target } : input.targets !== undefined ? { targets: [...input.targets] } : {};
   const app = input.app === undefined || input.app === DEFAULT_APP ? {} : { app: input.app };
   const mode = input.mode === undefined ? {} : { mode: input.mode };
-  const sources = input.sources === undefined ? undefined : encodeSources(input.sources, input.objects.length);
+  const sources = input.sources === undefined ? undefined : encodeSources(input.sources, payload.objects);
   const signedSources = sources === undefined ? {} : { sources: { sha256: sources.sha256, count: sources.count } };
   const message = {
     kind: MESSAGE_KIND,
@@ -426,8 +323,8 @@ export function encodeMessage(input: {
       encoding: MANIFESTS_ENCODING,
       data: compressed.toString("base64"),
       sha256: digest,
-      objects: input.objects.length,
-      bytes: payload.length,
+      objects: payload.objects,
+      bytes: payload.bytes,
     },
     ...(sources === undefined ? {} : { sources }),
     ...(input.sign === undefined ? {} : { signature: input.sign({ ...app, ...mode, build, ...target, manifests, ...signedSources }) }),
@@ -436,8 +333,8 @@ export function encodeMessage(input: {
   return {
     body,
     digest,
-    objectCount: input.objects.length,
-    rawBytes: payload.length,
+    objectCount: payload.objects,
+    rawBytes: payload.bytes,
     compressedBytes: compressed.length,
     bodyBytes: Buffer.byteLength(body, "utf8"),
   };
@@ -657,7 +554,10 @@ function decodeV1(parsed: Record<string, unknown>, decoding: Decoding): DecodedM
   const { manifests } = message;
   const { limits } = decoding;
   const build = buildInfoFrom(message.build);
-  const target = message.target === undefined ? {} : { target: message.target };
+  if (message.target !== undefined && message.targets !== undefined) {
+    throw new MessageRejectedError("schema", `Rejected message: not a valid ${MESSAGE_KIND} version 1: target and targets cannot both be given`);
+  }
+  const target = message.target !== undefined ? { target: message.target } : message.targets !== undefined ? { targets: message.targets } : {};
   // Trust and time first: an unsigned or future-stamped message costs no inflating.
   decoding.checkEnvelope?.({
     format: "v1",

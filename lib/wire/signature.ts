@@ -11,7 +11,8 @@
  *
  * The `app` line came later: it is written only for a message that names an app other than
  * the default one, so every message without one signs exactly the bytes it signed before,
- * and signatures made then still verify.
+ * and signatures made then still verify. The `targets` line (a fleet's message) is written
+ * the same way: only when the body has `targets`.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -61,6 +62,8 @@ export function signedBytes(fields: SignedFields, keyId: string): Buffer {
     ["build.timestampMs", String(fields.build.timestampMs)],
     ...SIGNED_BUILD_FIELDS.map((name): [string, string | undefined] => [`build.${name}`, fields.build[name]]),
     ["target", fields.target],
+    // Only when present, as app: a message without it signs the bytes it signed before fleets.
+    ...(fields.targets === undefined ? [] : [["targets", fields.targets.join(",")] as [string, string]]),
     ["manifests.encoding", fields.manifests.encoding],
     ["manifests.sha256", fields.manifests.sha256],
     ["manifests.objects", String(fields.manifests.objects)],
@@ -190,6 +193,7 @@ export function signedFieldsOf(decoded: {
   mode?: SignedFields["mode"];
   build: SignedFields["build"];
   target?: string;
+  targets?: readonly string[];
   digest: string;
   objects: readonly unknown[];
   payloadBytes?: number;
@@ -200,6 +204,7 @@ export function signedFieldsOf(decoded: {
     ...(decoded.mode === undefined ? {} : { mode: decoded.mode }),
     build: decoded.build,
     ...(decoded.target === undefined ? {} : { target: decoded.target }),
+    ...(decoded.targets === undefined ? {} : { targets: [...decoded.targets] }),
     manifests: { encoding: MANIFESTS_ENCODING, sha256: decoded.digest, objects: decoded.objects.length, bytes: decoded.payloadBytes ?? -1 },
     ...(decoded.sources === undefined ? {} : { sources: { sha256: decoded.sources.sha256, count: decoded.sources.list.length } }),
   };

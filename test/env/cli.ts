@@ -1,6 +1,6 @@
 /**
  * The test environment by hand:
- *   bun run test/env/cli.ts prepare   build or find the binaries and jars (cached)
+ *   bun run test/env/cli.ts prepare   build or find the binaries, jars and moto (cached)
  *   bun run test/env/cli.ts up        start it in the background, print endpoints and exports
  *   bun run test/env/cli.ts down      stop it and remove its files
  *   bun run test/env/cli.ts status    say whether one is running
@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { environmentInfo, isEnvironmentAlive, reapAbandoned, startEnvironment, type EnvironmentInfo } from "./environment.ts";
+import { ensureMoto } from "./moto.ts";
 import { cacheRoot, ensureElasticMQ, ensureKubeBinaries } from "./prerequisites.ts";
 
 const runDir = join(cacheRoot(), "run");
@@ -103,6 +104,8 @@ async function main(command: string | undefined): Promise<number> {
     case "prepare":
       await ensureElasticMQ();
       console.log(`Kubernetes binaries: ${(await ensureKubeBinaries()).dir}`);
+      // moto (SNS for the fleet tests) installs from PyPI into the cache, before the timed run.
+      console.log(`moto: ${ensureMoto()}`);
       return 0;
     case "serve":
       await serve();

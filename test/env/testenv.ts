@@ -15,6 +15,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from "@aws-s
 import { isEnvironmentAlive, startEnvironment, type Environment, type EnvironmentInfo } from "./environment.ts";
 import { startElasticMQ, type ElasticMQ } from "./elasticmq.ts";
 import { startControlPlane, type ControlPlane } from "./kube.ts";
+import { startMoto, type Moto } from "./moto.ts";
 
 export type TestEnv = EnvironmentInfo;
 
@@ -148,4 +149,17 @@ export async function startDedicatedElasticMQ(options: { port?: number } = {}): 
     rmSync(dir, { recursive: true, force: true });
   });
   return sqs;
+}
+
+/** A moto server of the test's own (SNS and SQS on one endpoint), stopped with the environment at the end of the run. */
+export async function startDedicatedMoto(): Promise<Moto> {
+  await testEnv();
+  const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-env-moto-"));
+  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  const moto = await startMoto(dir);
+  extraCleanups.push(async () => {
+    await moto.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return moto;
 }

@@ -103,9 +103,11 @@ describe("action.yml", () => {
     expect(Object.keys(action.inputs)).toEqual([
       "paths",
       "queue-urls",
+      "topic",
       "region",
       "app",
       "target",
+      "expect-targets",
       "dry-run",
       "plan",
       "endpoint-url",

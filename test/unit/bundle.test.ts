@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { collectBundle, matchesGlob, parseManifests, type CollectBundleOptions } from "../../lib/manifests/bundle.ts";
+import { collectBundle, matchesGlob, parseManifests, readBundle, type CollectBundleOptions } from "../../lib/manifests/bundle.ts";
 import { formatRef, refOf } from "../../lib/manifests/object-ref.ts";
 import { BundleError, KubectlError } from "../../lib/errors.ts";
 
@@ -344,5 +344,37 @@ describe("collectBundle()", () => {
     symlinkSync(join(dir, "b", "ns.yaml"), join(dir, "a.yaml"));
     const bundle = await collectBundle([dir], { cwd: dir });
     expect(bundle.inputs).toEqual(["a.yaml"]);
+  });
+});
+
+describe("readBundle()", () => {
+  test("readBundle() hands over the objects collectBundle() returns, in the same order, and counts them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kpcd-read-bundle-"));
+    writeFileSync(join(dir, "a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
+    writeFileSync(
+      join(dir, "b.yaml"),
+      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations: {helm.sh/hook: test}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
+    const handed: string[] = [];
+    const summary = await readBundle([dir], { onItem: (item) => handed.push(`${item.object.metadata.name}@${item.source}`) });
+    const bundle = await collectBundle([dir]);
+    expect(handed).toEqual(bundle.items.map((item) => `${item.object.metadata.name}@${item.source}`));
+    expect(handed.map((h) => h.split("@")[0])).toEqual(["a", "b", "c"]);
+    expect(summary.objectCount).toBe(3);
+    expect(summary.inputs).toEqual(bundle.inputs);
+    expect(summary.notices).toEqual(bundle.notices);
+    expect(summary.notices).toHaveLength(1);
+  });
+
+  test("readBundle() reports reading problems before hook problems and hook problems before duplicates, across files", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kpcd-read-bundle-"));
+    writeFileSync(join(dir, "1.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n  annotations: {helm.sh/hook: nope}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n");
+    writeFileSync(join(dir, "2.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n---\nkind: ConfigMap\n");
+    const error = await problemsOf([dir], { cwd: dir });
+    expect(error.problems.map((p) => p.replace(/ \(known: .*\)$/, ""))).toEqual([
+      "2.yaml:5:1: object has no apiVersion",
+      '1.yaml:1:1: ConfigMap dup has an unknown helm.sh/hook "nope"',
+      "2.yaml:1:1: duplicate object /ConfigMap//d (first defined at 1.yaml:7:1)",
+    ]);
   });
 });

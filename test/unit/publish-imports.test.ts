@@ -45,3 +45,34 @@ describe("what publish loads before it sends", () => {
     expect(sdk).toEqual([]);
   });
 });
+
+/** Every package `entry` can load, through static imports and `import("x")` alike. */
+function packagesReachableFrom(entry: string): Set<string> {
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const walk = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, "utf8");
+    const specifiers = [
+      ...[...source.matchAll(STATIC_IMPORT)].filter(([, clause]) => loadsAtRunTime(clause)).map(([, , specifier]) => specifier!),
+      ...[...source.matchAll(/\bimport\(\s*"([^"]+)"\s*\)/g)].map(([, specifier]) => specifier!),
+    ];
+    for (const specifier of specifiers) {
+      if (specifier.startsWith(".")) walk(join(dirname(file), specifier));
+      else packages.add(specifier);
+    }
+  };
+  walk(join(root, entry));
+  return packages;
+}
+
+describe("what the listener loads", () => {
+  test("listener.ts never loads the SNS client, which only publish needs", () => {
+    const packages = packagesReachableFrom("listener.ts");
+    // The walk reaches the SQS client, so the check below can fail.
+    expect(packages.has("@aws-sdk/client-sqs")).toBe(true);
+    expect(packages.has("@aws-sdk/client-sns")).toBe(false);
+    expect(packagesReachableFrom("publish.ts").has("@aws-sdk/client-sns")).toBe(true);
+  });
+});

@@ -35,6 +35,7 @@ describe("parsePublishConfig()", () => {
     expect(parsePublishConfig(["k8s", "--queue", "deploy"], {})).toEqual({
       paths: ["k8s"],
       queues: [{ name: "deploy" }],
+      topics: [],
       ignore: [],
       kustomize: true,
       kubectl: "kubectl",
@@ -145,7 +146,7 @@ describe("parsePublishConfig()", () => {
   test("parsePublishConfig() requires paths, and a queue unless --dry-run", () => {
     expect(problems([])).toEqual([
       "no manifest paths given: pass files or directories as arguments, or set KUBE_PICO_CD_PATHS",
-      "--queue: no queue given (or set KUBE_PICO_CD_QUEUE); pass --dry-run to bundle without sending",
+      "--queue: no queue or --topic given (or set KUBE_PICO_CD_QUEUE or KUBE_PICO_CD_TOPIC); pass --dry-run to bundle without sending",
     ]);
     expect(parsePublishConfig(["k8s", "--dry-run"], {}).queues).toEqual([]);
   });
@@ -156,6 +157,9 @@ describe("publishHelpText()", () => {
     const help = publishHelpText();
     for (const flag of [
       "--queue URL|NAME",
+      "--topic ARN",
+      "--expect-targets NAME,...|COUNT",
+      "--sns-endpoint-url URL",
       "--app NAME",
       "--target NAME",
       "--ignore GLOB",
@@ -178,7 +182,7 @@ describe("publishHelpText()", () => {
     ]) {
       expect(help).toContain(flag);
     }
-    expect(help.match(/default: /g)?.length).toBe(30);
+    expect(help.match(/default: /g)?.length).toBe(33);
     expect(help).toContain("(env KUBE_PICO_CD_REGION, AWS_REGION, AWS_DEFAULT_REGION; default: the AWS SDK's (its profile); deprecated: KUBE_PICO_CD_AWS_REGION)");
     expect(help).toContain("(env KUBE_PICO_CD_APP; default: the repository name in $GITHUB_REPOSITORY (acme/Shop_API: shop-api), else default)");
     expect(help).toContain("(env KUBE_PICO_CD_MAX_MESSAGE_BYTES; default: 262144)");

@@ -221,7 +221,7 @@ describe("checkSignature()", () => {
     const r = rejection(() => checkSignature(decodeMessage(forged), trusted));
     expect(r).toEqual({
       reason: "bad-signature",
-      message: `Rejected message: the signature of build "abc-1-1" by key ${key.keyId} does not match: the manifests or a signed field (app, mode, build, target, manifests, sources) changed after signing`,
+      message: `Rejected message: the signature of build "abc-1-1" by key ${key.keyId} does not match: the manifests or a signed field (app, mode, build, target, targets, manifests, sources) changed after signing`,
     });
   });
 
