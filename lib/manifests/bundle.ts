@@ -4,7 +4,8 @@
  * (lib/manifests/helm-hooks.ts), and validated as a whole before anything is sent. Every
  * problem is reported with the file, line and column it comes from.
  */
-import { readdir, readFile, realpath, stat } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { readdir, realpath, stat } from "node:fs/promises";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { text as streamText } from "node:stream/consumers";
 import { setImmediate as nextTurn } from "node:timers/promises";
@@ -116,10 +117,6 @@ type Entry =
   | { kind: "file"; child: string; real: string }
   | { kind: "error"; child: string; error: unknown };
 
-/** Files read ahead of the one being parsed: the reads wait on the file system while parsing keeps the CPU busy. */
-const READ_AHEAD_FILES = 16;
-
-type ReadResult = { text: string } | { error: unknown };
 
 /**
  * Collects, parses and validates the manifests under `paths` (files or directories, in the
@@ -234,31 +231,14 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     else problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
 
-  // Files are read ahead of the one being parsed; a read never rejects, so that reads left
-  // in flight by an abort cannot become unhandled rejections.
-  const reads = new Map<number, Promise<ReadResult>>();
-  const readAhead = (from: number) => {
-    for (let index = from; index < Math.min(inputs.length, from + READ_AHEAD_FILES); index++) {
-      const input = inputs[index]!;
-      if (input.kind !== "file" || reads.has(index)) continue;
-      reads.set(
-        index,
-        readFile(input.path, "utf8").then(
-          (text) => ({ text }),
-          (error: unknown) => ({ error }),
-        ),
-      );
-    }
-  };
   // Problems are reported in this order: reading and parsing, then Helm hooks, then duplicates.
   const hookProblems: string[] = [];
   const notices: string[] = [];
   const duplicates = createDuplicateCheck();
   let objectCount = 0;
   let leftOut = 0;
-  for (const [index, input] of inputs.entries()) {
+  for (const input of inputs) {
     signal?.throwIfAborted();
-    readAhead(index);
     let text: string;
     let source = input.shown;
     if (input.kind === "stdin") {
@@ -272,13 +252,15 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
       text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
       source = `${input.shown} (kubectl kustomize)`;
     } else {
-      const read = await reads.get(index)!;
-      reads.delete(index);
-      if ("error" in read) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(read.error) ?? String(read.error)}`);
+      try {
+        // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
+        // costs a round trip through the worker threads that the payload's gzip is using
+        // (measured: a fifth more wall time under node for 1,000 files).
+        text = readFileSync(input.path, "utf8");
+      } catch (error) {
+        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
         continue;
       }
-      text = read.text;
     }
     const parsed = parseManifests(text, source);
     for (const problem of parsed.problems) problems.push(problem);
