@@ -1,8 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { join, resolve } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { canonicalJson } from "../../lib/wire/canonical-json.ts";
-import { createPayloadWriter, encodePayload, GZIP_LEVEL } from "../../lib/wire/payload.ts";
+import { createPayloadWriter, encodePayload, GZIP_LEVEL, WORKER_AFTER_BYTES, type GzipPlace } from "../../lib/wire/payload.ts";
+
+const root = resolve(import.meta.dir, "../..");
+const payloadModule = join(root, "lib/wire/payload.ts");
+const deno = join(root, "node_modules/.bin/deno");
 
 const objects = [
   { kind: "ConfigMap", apiVersion: "v1", metadata: { name: "a", namespace: "x" }, data: { b: "2", a: "1" } },
@@ -10,8 +16,8 @@ const objects = [
   { kind: "Secret", apiVersion: "v1", metadata: { name: "s" }, stringData: { "ü": "ß" } },
 ];
 
-async function written(values: readonly unknown[]) {
-  const writer = createPayloadWriter();
+async function written(values: readonly unknown[], gzipOn: GzipPlace = "auto") {
+  const writer = createPayloadWriter({ gzipOn });
   for (const value of values) writer.add(value);
   return writer.finish();
 }
@@ -45,6 +51,49 @@ describe("createPayloadWriter()", () => {
     expect(streamed.gzip.equals(whole.gzip)).toBe(true);
     expect(streamed.sha256).toBe(whole.sha256);
   });
+
+  // Larger than WORKER_AFTER_BYTES, so that "auto" under Deno hands it to a worker part way.
+  const large = Array.from({ length: 12_000 }, (_, i) => ({ kind: "ConfigMap", metadata: { name: `c-${i}` }, data: { value: `${(i * 7919) % 10007}-`.repeat(40) } }));
+
+  for (const place of ["stream", "worker", "auto"] as const) {
+    test(`createPayloadWriter({ gzipOn: "${place}" }) gives encodePayload()'s bytes for a payload over WORKER_AFTER_BYTES`, async () => {
+      const streamed = await written(large, place);
+      const whole = encodePayload(large);
+      expect(streamed.bytes).toBeGreaterThan(WORKER_AFTER_BYTES);
+      expect(streamed.gzip.equals(whole.gzip)).toBe(true);
+      expect(streamed.sha256).toBe(whole.sha256);
+      expect(streamed.objects).toBe(12_000);
+    });
+  }
+
+  test('createPayloadWriter({ gzipOn: "worker" }) of a small payload and of none gives the same bytes', async () => {
+    expect((await written(objects, "worker")).gzip.equals(encodePayload(objects).gzip)).toBe(true);
+    expect(gunzipSync((await written([], "worker")).gzip).toString("utf8")).toBe("[]");
+  });
+
+  test("createPayloadWriter().discard() stops its worker: a process that discards one exits", () => {
+    const script = `import { createPayloadWriter } from ${JSON.stringify(payloadModule)};
+const writer = createPayloadWriter({ gzipOn: "worker" });
+for (let i = 0; i < 200; i++) writer.add({ i, text: "x".repeat(1000) });
+writer.discard();`;
+    const run = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 20_000 });
+    expect({ status: run.status, signal: run.signal, stderr: run.stderr }).toEqual({ status: 0, signal: null, stderr: "" });
+  });
+
+  test('under Deno, gzipOn "auto" hands a large payload to a worker and still gives encodePayload()\'s bytes', () => {
+    const script = `import { createPayloadWriter, encodePayload } from ${JSON.stringify(payloadModule)};
+const values = Array.from({ length: 12000 }, (_, i) => ({ kind: "ConfigMap", metadata: { name: "c-" + i }, data: { value: String((i * 7919) % 10007).repeat(40) } }));
+const writer = createPayloadWriter();
+for (const value of values) writer.add(value);
+const streamed = await writer.finish();
+const whole = encodePayload(values);
+console.log(JSON.stringify({ same: streamed.gzip.equals(whole.gzip) && streamed.sha256 === whole.sha256, bytes: streamed.bytes }));`;
+    const run = spawnSync(deno, ["eval", "--ext=ts", script], { encoding: "utf8", timeout: 60_000 });
+    expect(run.stderr).toBe("");
+    const answer = JSON.parse(run.stdout) as { same: boolean; bytes: number };
+    expect(answer.same).toBe(true);
+    expect(answer.bytes).toBeGreaterThan(WORKER_AFTER_BYTES);
+  }, 60_000);
 
   test("createPayloadWriter() of no objects is the empty array", async () => {
     const payload = await written([]);
