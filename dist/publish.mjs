@@ -7679,7 +7679,8 @@ var init_parse = __esm(() => {
 });
 
 // lib/manifests/bundle.ts
-import { readdir, readFile, realpath, stat } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { readdir, realpath, stat } from "node:fs/promises";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { text as streamText } from "node:stream/consumers";
 import { setImmediate as nextTurn } from "node:timers/promises";
@@ -7794,23 +7795,13 @@ async function readBundle(paths, options) {
     else
       problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
-  const reads = new Map;
-  const readAhead = (from) => {
-    for (let index = from;index < Math.min(inputs.length, from + READ_AHEAD_FILES); index++) {
-      const input = inputs[index];
-      if (input.kind !== "file" || reads.has(index))
-        continue;
-      reads.set(index, readFile(input.path, "utf8").then((text) => ({ text }), (error) => ({ error })));
-    }
-  };
   const hookProblems = [];
   const notices = [];
   const duplicates = createDuplicateCheck();
   let objectCount = 0;
   let leftOut = 0;
-  for (const [index, input] of inputs.entries()) {
+  for (const input of inputs) {
     signal?.throwIfAborted();
-    readAhead(index);
     let text;
     let source = input.shown;
     if (input.kind === "stdin") {
@@ -7824,13 +7815,12 @@ async function readBundle(paths, options) {
       text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
       source = `${input.shown} (kubectl kustomize)`;
     } else {
-      const read = await reads.get(index);
-      reads.delete(index);
-      if ("error" in read) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(read.error) ?? String(read.error)}`);
+      try {
+        text = readFileSync(input.path, "utf8");
+      } catch (error) {
+        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
         continue;
       }
-      text = read.text;
     }
     const parsed = parseManifests(text, source);
     for (const problem of parsed.problems)
@@ -7869,7 +7859,7 @@ function createDuplicateCheck() {
     problems
   };
 }
-var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS, READ_AHEAD_FILES = 16;
+var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS;
 var init_bundle = __esm(() => {
   init_errors();
   init_helm_hooks();
@@ -43908,7 +43898,9 @@ function keysInOrder(value) {
 }
 
 // lib/wire/payload.ts
+init_errors();
 import { createHash as createHash2 } from "node:crypto";
+import { Worker } from "node:worker_threads";
 import { createGzip, gzipSync } from "node:zlib";
 var GZIP_LEVEL = 7;
 var CHUNK_CHARACTERS = 64 * 1024;
@@ -43921,30 +43913,30 @@ function encodePayload(objects) {
     objects: objects.length
   };
 }
-function createPayloadWriter() {
+var WORKER_AFTER_BYTES = 2 * 1024 * 1024;
+function createPayloadWriter(options = {}) {
+  const { gzipOn = "auto" } = options;
   const hash = createHash2("sha256");
-  const gzip = createGzip({ level: GZIP_LEVEL });
-  const chunks = [];
+  const held = [];
+  let sink = gzipOn === "stream" || gzipOn === "auto" && !("Deno" in globalThis) ? streamSink() : undefined;
   let bytes = 0;
   let objects = 0;
   let finished = false;
-  let failure;
-  gzip.on("data", (chunk) => chunks.push(chunk));
-  const ended = new Promise((resolve, reject) => {
-    gzip.once("end", resolve);
-    gzip.once("error", (error) => {
-      failure = error;
-      reject(error);
-    });
-  });
-  ended.catch(() => {});
   let pending = "";
   const flush = () => {
     const chunk = Buffer.from(pending, "utf8");
     pending = "";
     bytes += chunk.length;
     hash.update(chunk);
-    gzip.write(chunk);
+    if (sink === undefined) {
+      held.push(chunk);
+      if (gzipOn === "auto" && bytes < WORKER_AFTER_BYTES)
+        return;
+      sink = workerSink();
+      for (const chunk of held.splice(0))
+        sink.write(chunk);
+    } else
+      sink.write(chunk);
   };
   return {
     add(object) {
@@ -43961,16 +43953,69 @@ function createPayloadWriter() {
       finished = true;
       pending += objects === 0 ? "[]" : "]";
       flush();
-      gzip.end();
-      await ended;
-      if (failure !== undefined)
-        throw failure;
-      return { gzip: Buffer.concat(chunks), sha256: hash.digest("hex"), bytes, objects };
+      const gzip = sink === undefined ? gzipSync(Buffer.concat(held.splice(0)), { level: GZIP_LEVEL }) : await sink.end();
+      return { gzip, sha256: hash.digest("hex"), bytes, objects };
     },
     discard() {
       finished = true;
-      gzip.destroy();
+      held.length = 0;
+      sink?.destroy();
     }
+  };
+}
+function streamSink() {
+  const gzip = createGzip({ level: GZIP_LEVEL });
+  const chunks = [];
+  gzip.on("data", (chunk) => chunks.push(chunk));
+  const ended = new Promise((resolve, reject) => {
+    gzip.once("end", () => resolve(Buffer.concat(chunks)));
+    gzip.once("error", reject);
+  });
+  ended.catch(() => {});
+  return {
+    write: (chunk) => void gzip.write(chunk),
+    end: () => {
+      gzip.end();
+      return ended;
+    },
+    destroy: () => void gzip.destroy()
+  };
+}
+var WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads");
+const { createGzip } = require("node:zlib");
+const gzip = createGzip({ level: ${GZIP_LEVEL} });
+const chunks = [];
+gzip.on("data", (chunk) => chunks.push(chunk));
+gzip.on("end", () => parentPort.postMessage({ gzip: Buffer.concat(chunks) }));
+gzip.on("error", (error) => parentPort.postMessage({ error: String((error && error.message) || error) }));
+parentPort.on("message", (chunk) => (chunk === null ? gzip.end() : gzip.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))));
+`;
+function workerSink() {
+  const worker = new Worker(WORKER_SOURCE, { eval: true });
+  const ended = new Promise((resolve, reject) => {
+    worker.once("message", (answer) => {
+      if (answer.gzip !== undefined)
+        resolve(Buffer.from(answer.gzip.buffer, answer.gzip.byteOffset, answer.gzip.byteLength));
+      else
+        reject(new Error(`Cannot gzip the payload: ${answer.error ?? "the worker gave no answer"}`));
+    });
+    worker.once("error", (error) => reject(new Error(`Cannot gzip the payload: the worker failed: ${errorMessage(error)}`)));
+    worker.once("exit", (code) => reject(new Error(`Cannot gzip the payload: the worker exited (${code}) before answering`)));
+  });
+  ended.catch(() => {});
+  const stop = () => void worker.terminate().catch(() => {});
+  return {
+    write: (chunk) => worker.postMessage(chunk),
+    end: async () => {
+      worker.postMessage(null);
+      try {
+        return await ended;
+      } finally {
+        stop();
+      }
+    },
+    destroy: stop
   };
 }
 
@@ -44542,7 +44587,7 @@ init_app();
 init_errors();
 init_app();
 import { createHash as createHash4, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync as readFileSync2 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
 var SIGNATURE_ALGORITHM = "ed25519";
 var SIGNED_BYTES_HEADER = `kube-pico-cd signed bundle v1
@@ -44612,7 +44657,7 @@ function loadSigningKey(options) {
   if (file !== undefined) {
     let text;
     try {
-      text = readFileSync(resolve2(cwd, file), "utf8");
+      text = readFileSync2(resolve2(cwd, file), "utf8");
     } catch (error) {
       return { problem: `${fileOrigin}: cannot read ${file}: ${errorMessage(error)}` };
     }
