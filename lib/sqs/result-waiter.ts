@@ -149,8 +149,10 @@ export async function waitForResults(options: WaitForResultsOptions): Promise<Wa
       if (!byId && tally !== undefined) {
         const verdict = tally.receive(result);
         const elapsed = result.progress?.elapsedMs ?? 0;
-        if (verdict === "progress" && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
-          latestStep.set(result.messageId, elapsed);
+        // In order per target: the clusters' messages may share one id (SNS envelopes carry the topic's).
+        const step = `target:${result.target ?? ""}`;
+        if (verdict === "progress" && elapsed >= (latestStep.get(step) ?? -1)) {
+          latestStep.set(step, elapsed);
           onProgress?.({ sent: undefined, result });
         } else if (verdict === "counted") {
           const received = { sent: undefined, result };
