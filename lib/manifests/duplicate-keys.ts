@@ -18,6 +18,8 @@ function jsonKey(pair: Pair<unknown, unknown>): string | undefined {
   if (!isScalar(key)) return undefined;
   const value = key.value;
   if (typeof value === "string") return value === "<<" ? undefined : value;
+  // YAML 1.1's merge key `<<` is read as a Scalar holding a symbol.
+  if (typeof value === "symbol") return undefined;
   return String(value);
 }
 

@@ -65,3 +65,9 @@ describe("duplicateKeyOffsets()", () => {
     );
   }, 60_000);
 });
+
+describe("duplicateKeyOffsets() and merge keys", () => {
+  test("duplicateKeyOffsets() takes two merge keys in one map for merges, not for a repeated key", () => {
+    expect(duplicateKeyOffsets(parseDocument("<<: {c: 2}\n<<: {d: 3}\na: 1\n", { version: "1.1", uniqueKeys: false }))).toEqual([]);
+  });
+});
