@@ -7466,6 +7466,8 @@ function jsonKey(pair) {
   const value = key.value;
   if (typeof value === "string")
     return value === "<<" ? undefined : value;
+  if (typeof value === "symbol")
+    return;
   return String(value);
 }
 function checkMap(items, offsets) {
@@ -7679,8 +7681,7 @@ var init_parse = __esm(() => {
 });
 
 // lib/manifests/bundle.ts
-import { readFileSync } from "node:fs";
-import { readdir, realpath, stat } from "node:fs/promises";
+import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { text as streamText } from "node:stream/consumers";
 import { setImmediate as nextTurn } from "node:timers/promises";
@@ -7739,37 +7740,28 @@ async function readBundle(paths, options) {
     seen.add(real);
     inputs.push({ kind, path: absolute, shown: show(absolute) });
   };
-  const add = async (kind, absolute) => addResolved(kind, absolute, await realpath(absolute));
-  const walk = async (dir) => {
-    const real = await realpath(dir);
+  const add = (kind, absolute) => addResolved(kind, absolute, realpathSync(absolute));
+  const walk = (dir) => {
+    const real = realpathSync(dir);
     if (seen.has(`dir:${real}`))
       return;
     seen.add(`dir:${real}`);
-    const names = await readdir(dir);
+    const names = readdirSync(dir);
     if (kustomize && KUSTOMIZATION_FILE_NAMES.some((name) => names.includes(name))) {
-      await add("kustomize", dir);
+      add("kustomize", dir);
       return;
     }
     const children = names.filter((name) => !name.startsWith(".")).sort().map((name) => join(dir, name)).filter((child) => !ignored(child));
-    const entries = await Promise.all(children.map(async (child) => {
+    for (const child of children) {
       try {
-        const stats = await stat(child);
+        const stats = statSync(child);
         if (stats.isDirectory())
-          return { kind: "dir", child };
-        if (!stats.isFile() || !isManifestName(basename(child)))
-          return { kind: "other", child };
-        return { kind: "file", child, real: await realpath(child) };
+          walk(child);
+        else if (stats.isFile() && isManifestName(basename(child)))
+          addResolved("file", child, realpathSync(child));
       } catch (error) {
-        return { kind: "error", child, error };
+        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
       }
-    }));
-    for (const entry of entries) {
-      if (entry.kind === "error")
-        problems.push(`${show(entry.child)}: cannot read: ${errorCode(entry.error) ?? String(entry.error)}`);
-      else if (entry.kind === "dir")
-        await walk(entry.child);
-      else if (entry.kind === "file")
-        addResolved("file", entry.child, entry.real);
     }
   };
   for (const path of paths) {
@@ -7782,16 +7774,16 @@ async function readBundle(paths, options) {
     const absolute = resolve(cwd, path);
     let stats;
     try {
-      stats = await stat(absolute);
+      stats = statSync(absolute);
     } catch (error) {
       const code = errorCode(error);
       problems.push(`${path}: ${code === "ENOENT" ? "no such file or directory" : `cannot read: ${code ?? String(error)}`}`);
       continue;
     }
     if (stats.isDirectory())
-      await walk(absolute);
+      walk(absolute);
     else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext)))
-      await add("file", absolute);
+      add("file", absolute);
     else
       problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
@@ -43606,8 +43598,9 @@ async function waitForResults(options) {
       if (!byId && tally !== undefined) {
         const verdict = tally.receive(result);
         const elapsed = result.progress?.elapsedMs ?? 0;
-        if (verdict === "progress" && elapsed >= (latestStep.get(result.messageId) ?? -1)) {
-          latestStep.set(result.messageId, elapsed);
+        const step = `target:${result.target ?? ""}`;
+        if (verdict === "progress" && elapsed >= (latestStep.get(step) ?? -1)) {
+          latestStep.set(step, elapsed);
           onProgress?.({ sent: undefined, result });
         } else if (verdict === "counted") {
           const received = { sent: undefined, result };
