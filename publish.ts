@@ -252,15 +252,15 @@ async function send(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const options = signal ? { signal } : {};
+  const app = config.app?.name;
+  // FIFO queues and topics: the app's group, deduplicated by app, build id and digest.
+  const fifoIds = { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) };
   const urls: string[] = [];
   // A name is resolved in the configured region; the URL it resolves to names that region too.
   for (const queue of config.queues) urls.push(await resolveQueueUrl(clients.forQueue(queue.url), queue, options));
   for (const [index, queue] of config.queues.entries()) {
     const url = urls[index]!;
-    const app = config.app?.name;
-    const fifo = isFifoQueue(queue)
-      ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) }
-      : undefined;
+    const fifo = isFifoQueue(queue) ? fifoIds : undefined;
     try {
       const sent = await sendBody(clients.forQueue(url), url, encoded.body, { ...options, ...(fifo ? { fifo } : {}) });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
@@ -269,11 +269,8 @@ async function send(
     }
   }
   for (const topic of config.topics) {
-    const app = config.app?.name;
-    // As on a FIFO queue: the app's group, deduplicated by app, build id and digest.
-    const fifo = isFifoTopic(topic)
-      ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) }
-      : undefined;
+    // As on a FIFO queue.
+    const fifo = isFifoTopic(topic) ? fifoIds : undefined;
     try {
       result.published.push(await publishToTopic(await snsClients.forTopic(topic), topic, encoded.body, { ...options, ...(fifo ? { fifo } : {}) }));
     } catch (error) {

@@ -44055,15 +44055,12 @@ function parseTargetList(text) {
     return names[0] === "" ? { problem: "must not be empty" } : { target: text };
   if (names.some((name) => name === ""))
     return { problem: `holds an empty name: current value is ${JSON.stringify(text)}` };
-  const seen = new Set;
-  for (const name of names) {
-    if (seen.has(name))
-      return { problem: `names target ${JSON.stringify(name)} twice` };
-    seen.add(name);
-  }
   const sorted = [...names].sort();
   const problem = targetsProblem(sorted);
   return problem === undefined ? { targets: sorted } : { problem };
+}
+function selectedTargets(selection) {
+  return "target" in selection ? [selection.target] : [...selection.targets];
 }
 
 // lib/wire/message.ts
@@ -44959,42 +44956,24 @@ function parseWaitTimeout(text, fromVariable) {
 }
 var optionalText = string2().min(1, "must not be empty").optional();
 var flagBoolean = boolean2();
-var queueRef = string2().transform((value, context) => {
-  const parsed = parseQueueRef(value);
-  if ("problem" in parsed) {
-    context.addIssue({ code: "custom", message: parsed.problem });
-    return NEVER;
-  }
-  return parsed;
-});
+function parsedBy(parse) {
+  return string2().transform((value, context) => {
+    const parsed = parse(value);
+    if (typeof parsed === "object" && parsed !== null && "problem" in parsed) {
+      context.addIssue({ code: "custom", message: parsed.problem });
+      return NEVER;
+    }
+    return parsed;
+  });
+}
+var queueRef = parsedBy(parseQueueRef);
 var schema = object({
   paths: array(string2().min(1, "must not be empty")),
   queue: array(queueRef),
-  topic: array(string2().transform((value, context) => {
-    const parsed = parseTopicArn(value);
-    if ("problem" in parsed) {
-      context.addIssue({ code: "custom", message: parsed.problem });
-      return NEVER;
-    }
-    return parsed;
-  })),
+  topic: array(parsedBy(parseTopicArn)),
   app: appNameSchema.optional(),
-  target: string2().transform((value, context) => {
-    const parsed = parseTargetList(value);
-    if ("problem" in parsed) {
-      context.addIssue({ code: "custom", message: parsed.problem });
-      return NEVER;
-    }
-    return parsed;
-  }).optional(),
-  "expect-targets": string2().transform((value, context) => {
-    const parsed = parseExpectedTargets(value);
-    if ("problem" in parsed) {
-      context.addIssue({ code: "custom", message: parsed.problem });
-      return NEVER;
-    }
-    return parsed;
-  }).optional(),
+  target: parsedBy(parseTargetList).optional(),
+  "expect-targets": parsedBy(parseExpectedTargets).optional(),
   ignore: array(string2().min(1, "must not be empty")),
   "no-kustomize": flagBoolean,
   kubectl: string2().min(1, "must not be empty"),
@@ -45087,7 +45066,7 @@ function parsePublishConfig(argv, env) {
     problems.push(`${origin["expect-targets"]}: only a --topic publish waits for targets (a queue's result is awaited by its message id)`);
   } else if (data.topic.length > 0 && waitTimeoutMs !== undefined) {
     const selection = data.target;
-    expectTargets = data["expect-targets"] ?? (selection === undefined ? undefined : { names: "target" in selection ? [selection.target] : selection.targets });
+    expectTargets = data["expect-targets"] ?? (selection === undefined ? undefined : { names: selectedTargets(selection) });
     if (expectTargets === undefined) {
       problems.push(`${origin["wait"] ?? "--plan"}: a --topic publish cannot tell how many clusters answer: pass --expect-targets NAME,... or a count (or --target NAME,... to address them)`);
     }
@@ -45447,13 +45426,14 @@ async function publish(argv, env, io) {
 }
 async function send(clients, snsClients, config, build, encoded, result, signal) {
   const options = signal ? { signal } : {};
+  const app = config.app?.name;
+  const fifoIds = { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) };
   const urls = [];
   for (const queue of config.queues)
     urls.push(await resolveQueueUrl(clients.forQueue(queue.url), queue, options));
   for (const [index, queue] of config.queues.entries()) {
     const url = urls[index];
-    const app = config.app?.name;
-    const fifo = isFifoQueue(queue) ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) } : undefined;
+    const fifo = isFifoQueue(queue) ? fifoIds : undefined;
     try {
       const sent = await sendBody(clients.forQueue(url), url, encoded.body, { ...options, ...fifo ? { fifo } : {} });
       result.sent.push({ queue: queue.url ?? queue.name, ...sent });
@@ -45462,8 +45442,7 @@ async function send(clients, snsClients, config, build, encoded, result, signal)
     }
   }
   for (const topic of config.topics) {
-    const app = config.app?.name;
-    const fifo = isFifoTopic(topic) ? { messageGroupId: config.messageGroupId ?? defaultMessageGroupId(app), messageDeduplicationId: fifoDeduplicationId(build.id, encoded.digest, app) } : undefined;
+    const fifo = isFifoTopic(topic) ? fifoIds : undefined;
     try {
       result.published.push(await publishToTopic(await snsClients.forTopic(topic), topic, encoded.body, { ...options, ...fifo ? { fifo } : {} }));
     } catch (error) {

@@ -8,7 +8,8 @@ import { envBoolean, gatherOptions, optionsHelp, schemaProblems, splitList, type
 import { ConfigError } from "../errors.ts";
 import { parseTopicArn, type TopicRef } from "../sns/topic.ts";
 import { messageGroupIdProblem, parseQueueRef, type QueueRef } from "../sqs/send.ts";
-import { parseTargetList } from "../wire/targets.ts";
+import type { ExpectedTargets } from "../sqs/target-tally.ts";
+import { parseTargetList, selectedTargets } from "../wire/targets.ts";
 import { appNameSchema, DEFAULT_APP } from "../wire/app.ts";
 import { SIGNING_KEY_ENV } from "../wire/signature.ts";
 import { REPOSITORY_ENV, resolvePublishApp, type PublishApp } from "./app.ts";
@@ -323,9 +324,6 @@ export interface PublishConfig {
   waitTimeoutMs?: number;
 }
 
-/** The targets a topic publish waits for: each by name, or a number of them. */
-export type ExpectedTargets = { names: string[] } | { count: number };
-
 /** Most targets --expect-targets may count. */
 const MAX_EXPECTED_TARGETS = 10_000;
 
@@ -375,52 +373,28 @@ export function parseWaitTimeout(text: string, fromVariable: boolean): { seconds
 const optionalText = z.string().min(1, "must not be empty").optional();
 const flagBoolean = z.boolean();
 /** A queue URL or name (lib/sqs/send.ts parseQueueRef). */
-const queueRef = z.string().transform((value, context): QueueRef => {
-  const parsed = parseQueueRef(value);
-  if ("problem" in parsed) {
-    context.addIssue({ code: "custom", message: parsed.problem });
-    return z.NEVER;
-  }
-  return parsed;
-});
+/** A string read by `parse`, which returns what it read or a problem phrase (the issue's message). */
+function parsedBy<T>(parse: (value: string) => T | { problem: string }) {
+  return z.string().transform((value, context): T => {
+    const parsed = parse(value);
+    if (typeof parsed === "object" && parsed !== null && "problem" in parsed) {
+      context.addIssue({ code: "custom", message: parsed.problem });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+}
+
+const queueRef = parsedBy<QueueRef>(parseQueueRef);
 
 const schema = z
   .object({
     paths: z.array(z.string().min(1, "must not be empty")),
     queue: z.array(queueRef),
-    topic: z.array(
-      z.string().transform((value, context): TopicRef => {
-        const parsed = parseTopicArn(value);
-        if ("problem" in parsed) {
-          context.addIssue({ code: "custom", message: parsed.problem });
-          return z.NEVER;
-        }
-        return parsed;
-      }),
-    ),
+    topic: z.array(parsedBy<TopicRef>(parseTopicArn)),
     app: appNameSchema.optional(),
-    target: z
-      .string()
-      .transform((value, context) => {
-        const parsed = parseTargetList(value);
-        if ("problem" in parsed) {
-          context.addIssue({ code: "custom", message: parsed.problem });
-          return z.NEVER;
-        }
-        return parsed;
-      })
-      .optional(),
-    "expect-targets": z
-      .string()
-      .transform((value, context) => {
-        const parsed = parseExpectedTargets(value);
-        if ("problem" in parsed) {
-          context.addIssue({ code: "custom", message: parsed.problem });
-          return z.NEVER;
-        }
-        return parsed;
-      })
-      .optional(),
+    target: parsedBy(parseTargetList).optional(),
+    "expect-targets": parsedBy(parseExpectedTargets).optional(),
     ignore: z.array(z.string().min(1, "must not be empty")),
     "no-kustomize": flagBoolean,
     kubectl: z.string().min(1, "must not be empty"),
@@ -529,7 +503,7 @@ export function parsePublishConfig(argv: readonly string[], env: Readonly<Record
     problems.push(`${origin["expect-targets"]}: only a --topic publish waits for targets (a queue's result is awaited by its message id)`);
   } else if (data.topic.length > 0 && waitTimeoutMs !== undefined) {
     const selection = data.target;
-    expectTargets = data["expect-targets"] ?? (selection === undefined ? undefined : { names: "target" in selection ? [selection.target] : selection.targets });
+    expectTargets = data["expect-targets"] ?? (selection === undefined ? undefined : { names: selectedTargets(selection) });
     if (expectTargets === undefined) {
       problems.push(
         `${origin["wait"] ?? "--plan"}: a --topic publish cannot tell how many clusters answer: pass --expect-targets NAME,... or a count (or --target NAME,... to address them)`,

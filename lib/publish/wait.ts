@@ -5,7 +5,7 @@
  */
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { waitForResults } from "../sqs/result-waiter.ts";
-import type { AwaitedBuild } from "../sqs/target-tally.ts";
+import type { AwaitedBuild, ExpectedTargets } from "../sqs/target-tally.ts";
 import { resultSucceeded, type ResultMessage } from "../wire/result.ts";
 import { EXIT_DEPLOY_FAILED, EXIT_SENT, EXIT_TIMED_OUT } from "./exit-codes.ts";
 import { formatDuration, formatResult, formatTargetsTable, verdictText, type PublishResult, type TargetRow, type WaitReport } from "./summary.ts";
@@ -30,7 +30,7 @@ export interface WaitForDeployOptions {
   /** What was sent; a result is awaited for each of `published.sent`, and with `expectTargets` for the build of `published.published`. */
   published: Pick<PublishResult, "sent" | "published" | "app" | "build" | "digest">;
   /** A topic publish: the targets that must each answer, or how many (publish --expect-targets). */
-  expectTargets?: AwaitedBuild["expect"] | undefined;
+  expectTargets?: ExpectedTargets | undefined;
   /** With --json nothing goes to `stdout` here: the report becomes part of the one JSON object. */
   json: boolean;
   stdout: (text: string) => void;

@@ -7,13 +7,15 @@
 import { DEFAULT_APP } from "../wire/app.ts";
 import type { ResultMessage } from "../wire/result.ts";
 
+/** The targets a topic publish waits for: each of these names, or this many different targets. */
+export type ExpectedTargets = { names: readonly string[] } | { count: number };
+
 /** The build a topic publish sent, and the targets whose final results it waits for. */
 export interface AwaitedBuild {
   app: string;
   buildId: string;
   digest: string;
-  /** Each of these targets must send a final result, or this many different targets must. */
-  expect: { names: readonly string[] } | { count: number };
+  expect: ExpectedTargets;
 }
 
 /** True when `result` answers `build`: same app, build id and digest. */
@@ -34,10 +36,10 @@ export type TallyVerdict =
 
 /** The targets of one topic publish, as their results arrive. */
 export class TargetTally {
-  readonly #expect: AwaitedBuild["expect"];
+  readonly #expect: ExpectedTargets;
   readonly #answered = new Set<string>();
 
-  constructor(expect: AwaitedBuild["expect"]) {
+  constructor(expect: ExpectedTargets) {
     this.#expect = expect;
   }
 
