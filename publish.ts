@@ -11,6 +11,7 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isMainThread } from "node:worker_threads";
 import type { SQSClient, SQSClientConfig } from "@aws-sdk/client-sqs";
 import { ConfigError, errorMessage, KubePicoCdError, MessageTooLargeError, QueueSendError } from "./lib/errors.ts";
 import { bundleMessage } from "./lib/publish/bundle-message.ts";
@@ -124,7 +125,7 @@ async function publish(
   });
   if (signingKey !== undefined && "problem" in signingKey) throw new ConfigError([signingKey.problem]);
   const build = resolveBuildInfo({ overrides: config.build, env, nowMs: io.now() });
-  const { encoded, inputs, notices, kinds } = await bundleMessage(
+  const { encoded, inputs, notices, kinds, warnings } = await bundleMessage(
     config.paths,
     {
       cwd: io.cwd,
@@ -145,6 +146,7 @@ async function publish(
   );
   // Helm hooks applied or left out (lib/manifests/helm-hooks.ts): one line each.
   for (const notice of notices) io.stderr(`publish: notice: ${notice}\n`);
+  for (const warning of warnings) io.stderr(`publish: warning: ${warning}\n`);
   if (encoded.bodyBytes > config.maxMessageBytes) throw tooLarge(encoded, config.maxMessageBytes);
   if (config.topics.length > 0 && encoded.bodyBytes > SNS_MAX_MESSAGE_BYTES) throw tooLargeForTopic(encoded);
   if (config.outputBody !== undefined) {
@@ -291,6 +293,9 @@ function alreadySent(error: unknown, result: PublishResult): unknown {
 
 /** True when this module is the program (Bun and Deno set import.meta.main; Node before 24 needs the fallback). */
 function isMain(): boolean {
+  // Never in a thread this module's file was started in (lib/manifests/parse-worker.ts runs
+  // dist/publish.mjs, or the executable, as its second thread).
+  if (!isMainThread) return false;
   const meta = import.meta as ImportMeta & { main?: boolean };
   if (typeof meta.main === "boolean") return meta.main;
   const script = process.argv[1];

@@ -91,12 +91,12 @@ data:
 }
 
 /** Runs in a child: bundle and encode `path` as publish does, print the figures as JSON. */
-async function measure(path: string): Promise<void> {
+async function measure(path: string, parseWorker: "auto" | "always" | "never"): Promise<void> {
   const started = performance.now();
   // Loaded here so that loading publish's modules is part of what is measured: publish's own
   // function, which reads and encodes at once (lib/publish/bundle-message.ts).
   const { bundleMessage } = await import("../lib/publish/bundle-message.ts");
-  const { encoded, inputs } = await bundleMessage([path], {}, { build: { id: "bench", timestampMs: 1_700_000_000_000 } });
+  const { encoded, inputs } = await bundleMessage([path], { parseWorker }, { build: { id: "bench", timestampMs: 1_700_000_000_000 } });
   const totalMs = performance.now() - started;
   process.stdout.write(
     JSON.stringify({
@@ -180,9 +180,12 @@ async function run(): Promise<void> {
       keep: { type: "string" },
       measure: { type: "string" },
       floor: { type: "string" },
+      "parse-worker": { type: "string", default: "auto" },
     },
   });
-  if (values.measure !== undefined) return measure(values.measure);
+  const parseWorker = values["parse-worker"];
+  if (parseWorker !== "auto" && parseWorker !== "always" && parseWorker !== "never") throw new Error(`--parse-worker must be auto, always or never, not ${parseWorker}`);
+  if (values.measure !== undefined) return measure(values.measure, parseWorker);
   if (values.floor !== undefined) return floor(values.floor);
 
   const rounds = Number(values.rounds);
@@ -207,7 +210,7 @@ async function run(): Promise<void> {
     const measured: ReturnType<typeof child>[] = [];
     const floors: ReturnType<typeof child>[] = [];
     for (let round = 0; round < rounds; round++) {
-      measured.push(child(["--measure", path]));
+      measured.push(child(["--measure", path, "--parse-worker", parseWorker]));
       floors.push(child(["--floor", path]));
     }
     const figures = measured[0]!.figures;

@@ -8,15 +8,17 @@ import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { text as streamText } from "node:stream/consumers";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { BundleError } from "../errors.ts";
-import { applyHelmHookRules } from "./helm-hooks.ts";
+import { BundleError, errorMessage } from "../errors.ts";
+import type { HelmHookOptions } from "./helm-hooks.ts";
 import { isRecord, type BundledObject, type KubeObject } from "./kube-object.ts";
 import { KUSTOMIZATION_FILE_NAMES, renderKustomization } from "./kustomize.ts";
 import { formatRef, refOf } from "./object-ref.ts";
-import { parseManifests } from "./parse.ts";
+import { hasSecondCore, startParseWorker, type ParseWorker } from "./parse-worker.ts";
+import { PIECE_CHARACTERS, readPiece, splitDocuments, type PieceResult, type ReadItem, type TextPiece } from "./pieces.ts";
 
 export { isRecord, kubeObjectProblem, type BundledObject, type KubeObject } from "./kube-object.ts";
 export { parseManifests, type ParsedManifests } from "./parse.ts";
+export type { ReadItem } from "./pieces.ts";
 
 /** The result of {@link collectBundle}. */
 export interface Bundle {
@@ -36,6 +38,8 @@ export interface BundleSummary {
   inputs: string[];
   /** One line per Helm hook applied or left out (lib/manifests/helm-hooks.ts), `source: what and why`. */
   notices: string[];
+  /** What did not go as it should but did not change the bundle (the second thread failed, and this one read its share). */
+  warnings: string[];
   /** How many objects the bundle holds. */
   objectCount: number;
 }
@@ -43,10 +47,11 @@ export interface BundleSummary {
 /** Options of {@link readBundle}: those of {@link collectBundle}, and where the objects go. */
 export interface ReadBundleOptions extends CollectBundleOptions {
   /**
-   * Called with each object of the bundle in bundle order, as soon as its file is read. When
-   * {@link readBundle} then throws, the bundle is refused and what this was given must be dropped.
+   * Called with each object of the bundle, as its canonical JSON, in bundle order, as soon as
+   * its file is read. When {@link readBundle} then throws, the bundle is refused and what this
+   * was given must be dropped.
    */
-  onItem: (item: BundledObject) => void;
+  onItem: (item: ReadItem) => void;
 }
 
 /** Options of {@link collectBundle}. */
@@ -66,6 +71,15 @@ export interface CollectBundleOptions {
   /** Reads the path `-` (all of standard input, as `kubectl apply -f -`). Default: reads `process.stdin`. */
   readStdin?: () => Promise<string>;
   signal?: AbortSignal;
+  /**
+   * Whether the manifests are parsed on two threads (lib/manifests/parse-worker.ts): `"auto"`
+   * (the default) from {@link PARSE_WORKER_AFTER_CHARACTERS} of text when there is a second
+   * core; `"always"` and `"never"` for tests and measurements. Either way the objects, their
+   * order, sources and problems are the same.
+   */
+  parseWorker?: "auto" | "always" | "never";
+  /** Starts the second thread. Default lib/manifests/parse-worker.ts `startParseWorker`; tests give one that fails. */
+  startWorker?: () => ParseWorker;
 }
 
 /** The path that names standard input, as for kubectl. */
@@ -123,7 +137,10 @@ function isManifestName(name: string): boolean {
  */
 export async function collectBundle(paths: readonly string[], options: CollectBundleOptions = {}): Promise<Bundle> {
   const items: BundledObject[] = [];
-  const summary = await readBundle(paths, { ...options, onItem: (item) => items.push(item) });
+  const summary = await readBundle(paths, {
+    ...options,
+    onItem: ({ json, source }) => items.push({ object: JSON.parse(json) as KubeObject, source }),
+  });
   return { objects: items.map((item) => item.object), items, inputs: summary.inputs, notices: summary.notices };
 }
 
@@ -146,6 +163,8 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     helmHooks = "apply",
     readStdin = () => streamText(process.stdin),
     signal,
+    parseWorker = "auto",
+    startWorker = () => startParseWorker(),
   } = options;
   const problems: string[] = [];
   const inputs: Input[] = [];
@@ -215,52 +234,66 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     else problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
 
+  // Every input's text first, in order (a file, standard input, a kustomization's output),
+  // so that the bundle's size is known before it is parsed and its pieces can be shared out.
+  const texts: ({ source: string; text: string } | { problem: string })[] = [];
+  for (const input of inputs) {
+    signal?.throwIfAborted();
+    if (input.kind === "stdin") {
+      try {
+        texts.push({ source: input.shown, text: await readStdin() });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    } else if (input.kind === "kustomize") {
+      const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
+      texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
+    } else {
+      try {
+        // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
+        // costs a round trip through the worker threads that the payload's gzip is using
+        // (measured: about a quarter more wall time under node for 1,000 files).
+        texts.push({ source: input.shown, text: readFileSync(input.path, "utf8") });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    }
+  }
+
+  const characters = texts.reduce((sum, read) => sum + ("text" in read ? read.text.length : 0), 0);
+  const useWorker =
+    parseWorker === "always" || (parseWorker === "auto" && characters >= PARSE_WORKER_AFTER_CHARACTERS && hasSecondCore());
+  const reader = new PieceReader(texts, { installHooks: helmHooks }, useWorker ? startWorker : undefined);
+
   // Problems are reported in this order: reading and parsing, then Helm hooks, then duplicates.
   const hookProblems: string[] = [];
   const notices: string[] = [];
   const duplicates = createDuplicateCheck();
   let objectCount = 0;
   let leftOut = 0;
-  for (const input of inputs) {
-    signal?.throwIfAborted();
-    let text: string;
-    let source = input.shown;
-    if (input.kind === "stdin") {
-      try {
-        text = await readStdin();
-      } catch (error) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
+  try {
+    for (let index = 0; index < texts.length; index++) {
+      signal?.throwIfAborted();
+      const read = await reader.results(index);
+      if ("problem" in read) {
+        problems.push(read.problem);
         continue;
       }
-    } else if (input.kind === "kustomize") {
-      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
-      source = `${input.shown} (kubectl kustomize)`;
-    } else {
-      try {
-        // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
-        // costs a round trip through the worker threads that the payload's gzip is using
-        // (measured: about a quarter more wall time under node for 1,000 files).
-        text = readFileSync(input.path, "utf8");
-      } catch (error) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
-        continue;
+      for (const result of read.results) {
+        problems.push(...result.problems);
+        // Hooks are sorted out before duplicates are looked for: only what is sent must be unique.
+        hookProblems.push(...result.hookProblems);
+        notices.push(...result.notices);
+        leftOut += result.leftOut;
+        for (const item of result.items) {
+          duplicates.add(item);
+          objectCount++;
+          onItem(item);
+        }
       }
     }
-    const parsed = parseManifests(text, source);
-    for (const problem of parsed.problems) problems.push(problem);
-    // Hooks are sorted out before duplicates are looked for: only what is sent must be unique.
-    const hooks = applyHelmHookRules(parsed.items, { installHooks: helmHooks });
-    hookProblems.push(...hooks.problems);
-    notices.push(...hooks.notices);
-    leftOut += hooks.leftOut;
-    for (const item of hooks.items) {
-      duplicates.add(item);
-      objectCount++;
-      onItem(item);
-    }
-    // A turn of the event loop between files: work the caller handed to other threads (the
-    // payload's gzip) goes on while the next file is parsed, rather than all of it at the end.
-    await nextTurn();
+  } finally {
+    reader.close();
   }
 
   problems.push(...hookProblems, ...duplicates.problems);
@@ -272,8 +305,162 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     );
   }
   if (problems.length > 0) throw new BundleError(problems);
-  return { inputs: inputs.map((input) => input.shown), notices, objectCount };
+  return { inputs: inputs.map((input) => input.shown), notices, warnings: reader.warnings, objectCount };
 }
+
+/**
+ * Reads the inputs' texts into {@link PieceResult}s, on this thread and, when it is given a way
+ * to start one, on a second (lib/manifests/parse-worker.ts), and gives them back in input order.
+ *
+ * Each text is cut into pieces of a few documents (lib/manifests/pieces.ts) when there is a
+ * second thread. Both threads take the next piece nobody has taken: the second thread a batch
+ * at a time, this one a piece at a time, whenever the piece due next is still with the other
+ * thread. So neither waits for the other while there are pieces left, however fast each is,
+ * and the objects go on to the payload in order, as soon as they can.
+ *
+ * A file cut into pieces whose pieces have any problem is read again whole, on this thread:
+ * its problems are then those of the file (a list's document number counts from the file's
+ * start). When the second thread fails, this thread reads what it had not answered, and
+ * {@link warnings} says so.
+ */
+class PieceReader {
+  readonly warnings: string[] = [];
+  private readonly slots: Slot[] = [];
+  /** For each text, its slots (`first`, `count`), and the text itself when it was cut (read again whole on a problem). */
+  private readonly groups: ({ first: number; count: number; whole?: TextPiece } | { problem: string })[] = [];
+  /** The first slot nobody has taken. */
+  private next = 0;
+  /** Batches sent to the second thread and not yet answered. */
+  private inFlight = 0;
+  private worker: ParseWorker | undefined;
+  private readonly hookOptions: HelmHookOptions;
+
+  constructor(
+    texts: readonly ({ source: string; text: string } | { problem: string })[],
+    hookOptions: HelmHookOptions,
+    startWorker: (() => ParseWorker) | undefined,
+  ) {
+    this.hookOptions = hookOptions;
+    for (const read of texts) {
+      if ("problem" in read) {
+        this.groups.push(read);
+        continue;
+      }
+      const pieces = startWorker === undefined ? [{ text: read.text, source: read.source, firstLine: 1 }] : splitDocuments(read.text, read.source);
+      this.groups.push({ first: this.slots.length, count: pieces.length, ...(pieces.length > 1 ? { whole: { text: read.text, source: read.source, firstLine: 1 } } : {}) });
+      for (const piece of pieces) this.slots.push({ piece });
+    }
+    this.worker = startWorker?.();
+  }
+
+  /** The results of text `index` (after those of every earlier text were taken). */
+  async results(index: number): Promise<{ results: PieceResult[] } | { problem: string }> {
+    const group = this.groups[index]!;
+    if ("problem" in group) return group;
+    const results: PieceResult[] = [];
+    for (let at = group.first; at < group.first + group.count; at++) results.push(await this.result(at));
+    if (group.whole !== undefined && results.some((result) => result.problems.length > 0)) {
+      return { results: [readPiece(group.whole, this.hookOptions)] };
+    }
+    return { results };
+  }
+
+  close(): void {
+    this.worker?.close();
+    this.worker = undefined;
+  }
+
+  /** The result of slot `at`: read here, or waited for from the second thread, reading later slots meanwhile. */
+  private async result(at: number): Promise<PieceResult> {
+    const slot = this.slots[at]!;
+    for (;;) {
+      if (slot.result !== undefined) break;
+      if (slot.pending === undefined) {
+        // Nobody has it (it is the next free slot): read it here.
+        this.readHere(this.next);
+        continue;
+      }
+      if (this.next < this.slots.length) {
+        this.readHere(this.next);
+        // A turn of the event loop, so that the second thread's answers are taken in.
+        await nextTurn();
+        continue;
+      }
+      slot.result = await slot.pending;
+    }
+    const result = slot.result;
+    // What has been handed on is not kept.
+    this.slots[at] = DONE;
+    // A turn of the event loop between pieces: work handed to other threads (the payload's
+    // gzip, the second thread's batches) goes on while the next piece is read.
+    await nextTurn();
+    return result;
+  }
+
+  /** Reads slot `at` (the next free one) on this thread, after handing the second thread more. */
+  private readHere(at: number): void {
+    const slot = this.slots[at]!;
+    this.next = at + 1;
+    this.feed();
+    slot.result = readPiece(slot.piece!, this.hookOptions);
+    slot.piece = undefined;
+  }
+
+  /** Keeps {@link BATCHES_IN_FLIGHT} batches with the second thread while free slots last. */
+  private feed(): void {
+    while (this.worker !== undefined && this.inFlight < BATCHES_IN_FLIGHT && this.next < this.slots.length) {
+      const batch: Slot[] = [];
+      let characters = 0;
+      while (this.next < this.slots.length && characters < PIECE_CHARACTERS) {
+        const slot = this.slots[this.next++]!;
+        batch.push(slot);
+        characters += slot.piece!.text.length;
+      }
+      const pieces = batch.map((slot) => slot.piece!);
+      const answered = this.worker.read(pieces, this.hookOptions);
+      this.inFlight++;
+      answered.then(
+        () => {
+          this.inFlight--;
+          this.feed();
+        },
+        (error: unknown) => {
+          // Once: every batch still out fails with the same reason.
+          if (this.worker !== undefined) this.warnings.push(`read the manifests on one thread: ${errorMessage(error)}`);
+          this.close();
+        },
+      );
+      batch.forEach((slot, i) => {
+        slot.piece = undefined;
+        // Taken as soon as it is answered, so that it is handed on in its turn; a batch the
+        // second thread did not answer is read here.
+        slot.pending = answered.then(
+          (results) => (slot.result = results[i]!),
+          () => readPiece(pieces[i]!, this.hookOptions),
+        );
+      });
+    }
+  }
+}
+
+/** A piece of {@link PieceReader}: its text until someone takes it, then its result or the promise of it. */
+interface Slot {
+  piece?: TextPiece | undefined;
+  result?: PieceResult;
+  pending?: Promise<PieceResult>;
+}
+
+/** A slot whose result was handed on. */
+const DONE: Slot = {};
+
+/** How many batches of pieces the second thread holds at once: one to read, one to start on at once after. */
+const BATCHES_IN_FLIGHT = 2;
+
+/**
+ * From how many characters of manifests a bundle is read on two threads. Starting the second
+ * thread costs about as much as parsing this much YAML on this one (measured, bench/publish-bundle.ts).
+ */
+export const PARSE_WORKER_AFTER_CHARACTERS = 512 * 1024;
 
 /**
  * One problem per object whose identity (lib/manifests/object-ref.ts) was already seen, naming
@@ -282,17 +469,16 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
  */
 export function duplicateProblems(items: readonly BundledObject[]): string[] {
   const check = createDuplicateCheck();
-  for (const item of items) check.add(item);
+  for (const { object, source } of items) check.add({ ref: formatRef(refOf(object)), source });
   return check.problems;
 }
 
 /** {@link duplicateProblems} one item at a time: only identities and sources are kept. */
-function createDuplicateCheck(): { add(item: BundledObject): void; problems: string[] } {
+function createDuplicateCheck(): { add(item: { ref: string; source: string }): void; problems: string[] } {
   const first = new Map<string, string>();
   const problems: string[] = [];
   return {
-    add({ object, source }) {
-      const key = formatRef(refOf(object));
+    add({ ref: key, source }) {
       const earlier = first.get(key);
       if (earlier === undefined) first.set(key, source);
       else problems.push(`${source}: duplicate object ${key} (first defined at ${earlier})`);

@@ -48,4 +48,6 @@ export function kubeObjectProblem(value: unknown): string | undefined {
 export interface BundledObject {
   object: KubeObject;
   source: string;
+  /** True when every map of `object` has its keys in sorted order (lib/manifests/plain-value.ts), so that JSON.stringify writes its canonical JSON. */
+  keysSorted?: true;
 }

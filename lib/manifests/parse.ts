@@ -19,7 +19,8 @@ import {
 import { errorMessage } from "../errors.ts";
 import { duplicateKeyOffsets } from "./duplicate-keys.ts";
 import { kubeObjectProblem, type BundledObject, type KubeObject } from "./kube-object.ts";
-import { documentEntries } from "./lists.ts";
+import { documentEntries, type DocumentEntry } from "./lists.ts";
+import { plainValue } from "./plain-value.ts";
 
 /**
  * YAML is read as kubectl reads it (YAML 1.1 scalars: `0644` is octal, `yes`/`no`/`on`/`off`
@@ -57,6 +58,13 @@ function itemNode(document: Document.Parsed, index: number): ParsedNode | undefi
   return typeof node === "object" && node !== null && "range" in node ? (node as ParsedNode) : undefined;
 }
 
+/** True when `entry` is `value` itself or one of its list items as written, not one given the list's kind (lib/manifests/lists.ts). */
+function isOriginal(value: unknown, entry: DocumentEntry & { value: unknown }): boolean {
+  if (entry.item === undefined) return entry.value === value;
+  const items = (value as { items?: unknown }).items;
+  return Array.isArray(items) && items[entry.item] === entry.value;
+}
+
 /**
  * Parses multi-document YAML (or JSON) text into objects: empty documents are dropped, a list
  * (lib/manifests/lists.ts) is replaced by its items, and every object is checked with
@@ -65,14 +73,16 @@ function itemNode(document: Document.Parsed, index: number): ParsedNode | undefi
  * (`ConfigMapList (document 2) items[0]: …`).
  *
  * @param source How the text is named in sources and problems (a file path).
+ * @param firstLine The line of the file `text` starts at, when it is a run of the file's
+ *   documents (lib/manifests/pieces.ts): positions are counted from there. Default 1.
  */
-export function parseManifests(text: string, source: string): ParsedManifests {
+export function parseManifests(text: string, source: string, firstLine = 1): ParsedManifests {
   const lineCounter = new LineCounter();
   const items: BundledObject[] = [];
   const problems: string[] = [];
   const at = (offset: number | undefined) => {
     const { line, col } = lineCounter.linePos(offset ?? 0);
-    return `${source}:${line}:${col}`;
+    return `${source}:${line + firstLine - 1}:${col}`;
   };
   let documents: Document.Parsed[] | EmptyStream;
   try {
@@ -93,17 +103,23 @@ export function parseManifests(text: string, source: string): ParsedManifests {
       continue;
     }
     if (document.contents === null) continue;
-    const duplicateKeys = duplicateKeyOffsets(document);
-    if (duplicateKeys.length > 0) {
-      for (const offset of duplicateKeys) problems.push(`${at(offset)}: Map keys must be unique`);
-      continue;
-    }
+    // Most documents are plain maps, sequences and scalars, read in one walk; the rest the yaml
+    // package reads, after the walk that finds repeated keys.
+    const plain = plainValue(document);
     let value: unknown;
-    try {
-      value = document.toJS({ maxAliasCount: 1000 });
-    } catch (error) {
-      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
-      continue;
+    if (plain !== undefined) value = plain.value;
+    else {
+      const duplicateKeys = duplicateKeyOffsets(document);
+      if (duplicateKeys.length > 0) {
+        for (const offset of duplicateKeys) problems.push(`${at(offset)}: Map keys must be unique`);
+        continue;
+      }
+      try {
+        value = document.toJS({ maxAliasCount: 1000 });
+      } catch (error) {
+        problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
+        continue;
+      }
     }
     if (value === null || value === undefined) continue;
     const shape = documentEntries(value);
@@ -117,6 +133,7 @@ export function parseManifests(text: string, source: string): ParsedManifests {
       }
       const problem = kubeObjectProblem(entry.value);
       if (problem !== undefined) problems.push(`${where}: ${context}${problem}`);
+      else if (plain?.canonical === true && isOriginal(value, entry)) items.push({ object: entry.value as KubeObject, source: where, keysSorted: true });
       else items.push({ object: entry.value as KubeObject, source: where });
     }
   }

@@ -3,7 +3,8 @@
  *
  * Each object becomes the payload's bytes as soon as its file is parsed
  * (lib/manifests/bundle.ts `readBundle`, lib/wire/payload.ts `createPayloadWriter`), so a
- * large bundle is never held as objects and gzip runs beside the parsing. bench/publish-bundle.ts
+ * large bundle is never held as objects, gzip runs beside the parsing, and a large bundle's
+ * parsing is shared with a second thread (lib/manifests/parse-worker.ts). bench/publish-bundle.ts
  * measures exactly this function.
  */
 import { readBundle, type CollectBundleOptions } from "../manifests/bundle.ts";
@@ -23,6 +24,8 @@ export interface BundledMessage {
   notices: string[];
   /** The kind and namespace of each object, in bundle order (for publish's summary). */
   kinds: ObjectKind[];
+  /** What did not go as it should but did not change the message (lib/manifests/bundle.ts `BundleSummary`). */
+  warnings: string[];
 }
 
 /**
@@ -39,10 +42,10 @@ export async function bundleMessage(paths: readonly string[], bundleOptions: Col
   try {
     summary = await readBundle(paths, {
       ...bundleOptions,
-      onItem: (item) => {
-        payload.add(item.object);
-        sources.push(item.source);
-        kinds.push({ kind: item.object.kind, namespace: item.object.metadata.namespace });
+      onItem: ({ json, source, kind, namespace }) => {
+        payload.addJson(json);
+        sources.push(source);
+        kinds.push({ kind, namespace });
       },
     });
   } catch (error) {
@@ -51,5 +54,5 @@ export async function bundleMessage(paths: readonly string[], bundleOptions: Col
   }
   // Where each object came from: the listener's errors and plans name the file.
   const encoded = encodeMessage({ ...fields, payload: await payload.finish(), sources });
-  return { encoded, inputs: summary.inputs, notices: summary.notices, kinds };
+  return { encoded, inputs: summary.inputs, notices: summary.notices, kinds, warnings: summary.warnings };
 }

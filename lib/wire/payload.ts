@@ -57,6 +57,8 @@ export function encodePayload(objects: readonly unknown[]): EncodedPayload {
 export interface PayloadWriter {
   /** Appends `object` (any JSON value) to the array. Not after {@link finish}. */
   add(object: unknown): void;
+  /** Appends a value given as its canonical JSON (lib/wire/canonical-json.ts `canonicalJson`), as {@link add} would it. */
+  addJson(json: string): void;
   /** Ends the array; resolves when gzip has written everything. Rejects when gzip failed. */
   finish(): Promise<EncodedPayload>;
   /** Drops what was written (a bundle with problems is never sent). */
@@ -111,13 +113,15 @@ export function createPayloadWriter(options: PayloadWriterOptions = {}): Payload
       for (const chunk of held.splice(0)) sink.write(chunk);
     } else sink.write(chunk);
   };
+  const addJson = (json: string) => {
+    if (finished) throw new Error("Cannot add to the payload: it is finished");
+    pending += `${objects === 0 ? "[" : ","}${json}`;
+    objects++;
+    if (pending.length >= CHUNK_CHARACTERS) flush();
+  };
   return {
-    add(object) {
-      if (finished) throw new Error("Cannot add to the payload: it is finished");
-      pending += `${objects === 0 ? "[" : ","}${canonicalJson(object)}`;
-      objects++;
-      if (pending.length >= CHUNK_CHARACTERS) flush();
-    },
+    add: (object) => addJson(canonicalJson(object)),
+    addJson,
     async finish() {
       if (finished) throw new Error("Cannot finish the payload twice");
       finished = true;

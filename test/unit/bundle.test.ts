@@ -356,7 +356,7 @@ describe("readBundle()", () => {
       "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations: {helm.sh/hook: test}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
     );
     const handed: string[] = [];
-    const summary = await readBundle([dir], { onItem: (item) => handed.push(`${item.object.metadata.name}@${item.source}`) });
+    const summary = await readBundle([dir], { onItem: (item) => handed.push(`${(JSON.parse(item.json) as { metadata: { name: string } }).metadata.name}@${item.source}`) });
     const bundle = await collectBundle([dir]);
     expect(handed).toEqual(bundle.items.map((item) => `${item.object.metadata.name}@${item.source}`));
     expect(handed.map((h) => h.split("@")[0])).toEqual(["a", "b", "c"]);

@@ -574,7 +574,7 @@ describe("decodeMessage() limits of legacy bodies", () => {
     const cases: [NonNullable<DecodeMessageOptions["limits"]>, string, string][] = [
       [{ maxValues: 5 }, yaml("  k: v\n"), "hold more than 5 values (aliases expanded), over the limit"],
       [{ maxDepth: 3 }, yaml("  k:\n    - [x]\n"), "nest deeper than 3 levels, over the limit"],
-      [{ maxStringBytes: 3 }, yaml("  k: four\n"), "hold a string of 4 characters, over the limit of 3"],
+      [{ maxStringBytes: 10 }, yaml("  k: twenty-characters\n"), "hold a string of 17 characters, over the limit of 10"],
       [{ maxObjects: 1 }, `${yaml("  k: v\n")}---\n${yaml("  k: v\n").replace("name: a", "name: b")}`, "hold 2 objects, over the limit of 1"],
     ];
     for (const [limits, manifests, problem] of cases) {
