@@ -143,119 +143,6 @@ ${shown.map((p) => `  - ${p}`).join(`
   };
 });
 
-// lib/manifests/object-ref.ts
-function groupOf(apiVersion) {
-  const slash = apiVersion.indexOf("/");
-  return slash === -1 ? "" : apiVersion.slice(0, slash);
-}
-function refOf(object) {
-  const namespace = object.metadata?.namespace;
-  const ref = { group: groupOf(object.apiVersion), kind: object.kind, name: object.metadata?.name ?? "" };
-  if (namespace !== undefined && namespace !== "")
-    ref.namespace = namespace;
-  return ref;
-}
-function formatRef(ref) {
-  return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
-}
-
-// lib/manifests/helm-hooks.ts
-function describeObject(item) {
-  const { object } = item;
-  const namespace = object.metadata.namespace === undefined ? "" : `${object.metadata.namespace}/`;
-  return `${object.kind} ${namespace}${object.metadata.name}`;
-}
-function isImmutableRun(item) {
-  const group = groupOf(item.object.apiVersion);
-  return group === "batch" && item.object.kind === "Job" || group === "" && item.object.kind === "Pod";
-}
-function hookAnnotation(item) {
-  const annotations = item.object.metadata["annotations"];
-  if (typeof annotations !== "object" || annotations === null)
-    return;
-  return annotations[HELM_HOOK_ANNOTATION];
-}
-function helmHookDecision(item, options = {}) {
-  const { installHooks = "apply" } = options;
-  const value = hookAnnotation(item);
-  if (value === undefined)
-    return { action: "keep" };
-  const what = describeObject(item);
-  if (typeof value !== "string") {
-    return { action: "refuse", problem: `${what} has a ${HELM_HOOK_ANNOTATION} annotation that is not a string` };
-  }
-  const hooks = value.split(",").map((hook) => hook.trim().toLowerCase());
-  const classes = new Set;
-  for (const hook of hooks) {
-    const hookClass = HOOK_CLASSES.get(hook);
-    if (hookClass === undefined) {
-      return {
-        action: "refuse",
-        problem: `${what} has an unknown ${HELM_HOOK_ANNOTATION} ${JSON.stringify(hook)} (known: ${[...HOOK_CLASSES.keys()].join(", ")})`
-      };
-    }
-    classes.add(hookClass);
-  }
-  const shown = `${HELM_HOOK_ANNOTATION}: ${value}`;
-  if (classes.has("install")) {
-    if (installHooks === "omit") {
-      return { action: "leave-out", notice: `left out ${what} (${shown}): install and upgrade hooks are left out (--helm-hooks=omit)` };
-    }
-    const immutable = isImmutableRun(item) ? `; a ${item.object.kind} cannot be changed once created, so a build that changes it fails to apply while the old one exists` : "";
-    return {
-      action: "keep",
-      notice: `applied ${what} as an ordinary object (${shown}): Helm's hook order, hook-weight and hook-delete-policy are not run${immutable}`
-    };
-  }
-  if (classes.has("crd")) {
-    return {
-      action: "keep",
-      notice: `applied ${what} as an ordinary object (${shown}): the listener applies CustomResourceDefinitions before other objects`
-    };
-  }
-  if (classes.has("test")) {
-    return { action: "leave-out", notice: `left out ${what} (${shown}): Helm tests run only under helm test` };
-  }
-  return {
-    action: "leave-out",
-    notice: `left out ${what} (${shown}): it runs only when Helm uninstalls or rolls back a release, which publishing never does`
-  };
-}
-function applyHelmHookRules(items, options = {}) {
-  const result = { items: [], notices: [], problems: [], leftOut: 0 };
-  for (const item of items) {
-    const decision = helmHookDecision(item, options);
-    if (decision.action === "refuse") {
-      result.problems.push(`${item.source}: ${decision.problem}`);
-      continue;
-    }
-    if ("notice" in decision)
-      result.notices.push(`${item.source}: ${decision.notice}`);
-    if (decision.action === "keep")
-      result.items.push(item);
-    else
-      result.leftOut++;
-  }
-  return result;
-}
-var HELM_HOOK_ANNOTATION = "helm.sh/hook", HOOK_CLASSES;
-var init_helm_hooks = __esm(() => {
-  HOOK_CLASSES = new Map([
-    ["pre-install", "install"],
-    ["post-install", "install"],
-    ["pre-upgrade", "install"],
-    ["post-upgrade", "install"],
-    ["crd-install", "crd"],
-    ["test", "test"],
-    ["test-success", "test"],
-    ["test-failure", "test"],
-    ["pre-delete", "never"],
-    ["post-delete", "never"],
-    ["pre-rollback", "never"],
-    ["post-rollback", "never"]
-  ]);
-});
-
 // lib/manifests/kube-object.ts
 function isRecord(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -465,6 +352,217 @@ var init_kustomize = __esm(() => {
   init_kubectl();
   KUSTOMIZATION_FILE_NAMES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
   MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
+});
+
+// lib/manifests/object-ref.ts
+function groupOf(apiVersion) {
+  const slash = apiVersion.indexOf("/");
+  return slash === -1 ? "" : apiVersion.slice(0, slash);
+}
+function refOf(object) {
+  const namespace = object.metadata?.namespace;
+  const ref = { group: groupOf(object.apiVersion), kind: object.kind, name: object.metadata?.name ?? "" };
+  if (namespace !== undefined && namespace !== "")
+    ref.namespace = namespace;
+  return ref;
+}
+function formatRef(ref) {
+  return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
+}
+
+// lib/wire/canonical-json.ts
+import { createHash } from "node:crypto";
+function sha256Hex(bytes) {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+function canonicalJson(value) {
+  let ordered;
+  try {
+    ordered = keysInOrder(value);
+  } catch (error) {
+    if (error !== NOT_PLAIN)
+      throw error;
+    return canonicalJsonOf(value);
+  }
+  return JSON.stringify(ordered);
+}
+function canonicalJsonOf(value) {
+  if (Array.isArray(value))
+    return `[${value.map((item) => canonicalJsonOf(item ?? null)).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const record = value;
+    const fields = Object.keys(record).sort().filter((key) => record[key] !== undefined).map((key) => `${JSON.stringify(key)}:${canonicalJsonOf(record[key])}`);
+    return `{${fields.join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+function keysInOrder(value) {
+  if (typeof value !== "object" || value === null) {
+    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null)
+      return value;
+    throw NOT_PLAIN;
+  }
+  const prototype = Object.getPrototypeOf(value);
+  if (Array.isArray(value)) {
+    if (prototype !== Array.prototype)
+      throw NOT_PLAIN;
+    let copy;
+    for (let i = 0;i < value.length; i++) {
+      const item = value[i];
+      const ordered = keysInOrder(item);
+      if (ordered !== item)
+        (copy ??= value.slice(0, i))[i] = ordered;
+      else if (copy !== undefined)
+        copy[i] = item;
+    }
+    return copy ?? value;
+  }
+  if (prototype !== Object.prototype && prototype !== null)
+    throw NOT_PLAIN;
+  const record = value;
+  const keys = Object.keys(record);
+  let sorted = true;
+  for (let i = 1;i < keys.length; i++) {
+    if (keys[i - 1] > keys[i]) {
+      sorted = false;
+      break;
+    }
+  }
+  if (!sorted)
+    keys.sort();
+  const values = new Array(keys.length);
+  let changed = !sorted;
+  for (let i = 0;i < keys.length; i++) {
+    const item = record[keys[i]];
+    if (typeof item === "function" || typeof item === "symbol" || typeof item === "bigint")
+      throw NOT_PLAIN;
+    const ordered = item === undefined ? undefined : keysInOrder(item);
+    values[i] = ordered;
+    if (ordered !== item)
+      changed = true;
+  }
+  if (!changed)
+    return value;
+  const copy = {};
+  let indexKeys = false;
+  for (let i = 0;i < keys.length; i++) {
+    const key = keys[i];
+    if (key === "__proto__")
+      Object.defineProperty(copy, key, { value: values[i], enumerable: true, writable: true, configurable: true });
+    else
+      copy[key] = values[i];
+    if (!indexKeys && INDEX_KEY.test(key))
+      indexKeys = true;
+  }
+  if (indexKeys) {
+    const written = Object.keys(copy);
+    for (let i = 0;i < keys.length; i++)
+      if (written[i] !== keys[i])
+        throw NOT_PLAIN;
+  }
+  return copy;
+}
+var NOT_PLAIN, INDEX_KEY;
+var init_canonical_json = __esm(() => {
+  NOT_PLAIN = Symbol("not plain JSON");
+  INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
+});
+
+// lib/manifests/helm-hooks.ts
+function describeObject(item) {
+  const { object } = item;
+  const namespace = object.metadata.namespace === undefined ? "" : `${object.metadata.namespace}/`;
+  return `${object.kind} ${namespace}${object.metadata.name}`;
+}
+function isImmutableRun(item) {
+  const group = groupOf(item.object.apiVersion);
+  return group === "batch" && item.object.kind === "Job" || group === "" && item.object.kind === "Pod";
+}
+function hookAnnotation(item) {
+  const annotations = item.object.metadata["annotations"];
+  if (typeof annotations !== "object" || annotations === null)
+    return;
+  return annotations[HELM_HOOK_ANNOTATION];
+}
+function helmHookDecision(item, options = {}) {
+  const { installHooks = "apply" } = options;
+  const value = hookAnnotation(item);
+  if (value === undefined)
+    return { action: "keep" };
+  const what = describeObject(item);
+  if (typeof value !== "string") {
+    return { action: "refuse", problem: `${what} has a ${HELM_HOOK_ANNOTATION} annotation that is not a string` };
+  }
+  const hooks = value.split(",").map((hook) => hook.trim().toLowerCase());
+  const classes = new Set;
+  for (const hook of hooks) {
+    const hookClass = HOOK_CLASSES.get(hook);
+    if (hookClass === undefined) {
+      return {
+        action: "refuse",
+        problem: `${what} has an unknown ${HELM_HOOK_ANNOTATION} ${JSON.stringify(hook)} (known: ${[...HOOK_CLASSES.keys()].join(", ")})`
+      };
+    }
+    classes.add(hookClass);
+  }
+  const shown = `${HELM_HOOK_ANNOTATION}: ${value}`;
+  if (classes.has("install")) {
+    if (installHooks === "omit") {
+      return { action: "leave-out", notice: `left out ${what} (${shown}): install and upgrade hooks are left out (--helm-hooks=omit)` };
+    }
+    const immutable = isImmutableRun(item) ? `; a ${item.object.kind} cannot be changed once created, so a build that changes it fails to apply while the old one exists` : "";
+    return {
+      action: "keep",
+      notice: `applied ${what} as an ordinary object (${shown}): Helm's hook order, hook-weight and hook-delete-policy are not run${immutable}`
+    };
+  }
+  if (classes.has("crd")) {
+    return {
+      action: "keep",
+      notice: `applied ${what} as an ordinary object (${shown}): the listener applies CustomResourceDefinitions before other objects`
+    };
+  }
+  if (classes.has("test")) {
+    return { action: "leave-out", notice: `left out ${what} (${shown}): Helm tests run only under helm test` };
+  }
+  return {
+    action: "leave-out",
+    notice: `left out ${what} (${shown}): it runs only when Helm uninstalls or rolls back a release, which publishing never does`
+  };
+}
+function applyHelmHookRules(items, options = {}) {
+  const result = { items: [], notices: [], problems: [], leftOut: 0 };
+  for (const item of items) {
+    const decision = helmHookDecision(item, options);
+    if (decision.action === "refuse") {
+      result.problems.push(`${item.source}: ${decision.problem}`);
+      continue;
+    }
+    if ("notice" in decision)
+      result.notices.push(`${item.source}: ${decision.notice}`);
+    if (decision.action === "keep")
+      result.items.push(item);
+    else
+      result.leftOut++;
+  }
+  return result;
+}
+var HELM_HOOK_ANNOTATION = "helm.sh/hook", HOOK_CLASSES;
+var init_helm_hooks = __esm(() => {
+  HOOK_CLASSES = new Map([
+    ["pre-install", "install"],
+    ["post-install", "install"],
+    ["pre-upgrade", "install"],
+    ["post-upgrade", "install"],
+    ["crd-install", "crd"],
+    ["test", "test"],
+    ["test-success", "test"],
+    ["test-failure", "test"],
+    ["pre-delete", "never"],
+    ["post-delete", "never"],
+    ["pre-rollback", "never"],
+    ["post-rollback", "never"]
+  ]);
 });
 
 // node_modules/yaml/dist/nodes/identity.js
@@ -7592,6 +7690,98 @@ function documentEntries(value) {
 }
 var init_lists = () => {};
 
+// lib/manifests/plain-value.ts
+function plainValue(document) {
+  const state = { canonical: true };
+  try {
+    return { value: build(document.contents, state), canonical: state.canonical };
+  } catch (error) {
+    if (error === NOT_PLAIN2)
+      return;
+    throw error;
+  }
+}
+function build(node, state) {
+  if ($isScalar(node)) {
+    const value = node.value;
+    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null)
+      return value;
+    throw NOT_PLAIN2;
+  }
+  if ($isMap(node)) {
+    if (node.tag !== undefined)
+      throw NOT_PLAIN2;
+    const pairs = node.items;
+    const keys = new Array(pairs.length);
+    let inOrder = true;
+    for (let i = 0;i < pairs.length; i++) {
+      keys[i] = keyOf(pairs[i].key);
+      if (i > 0 && !(keys[i - 1] < keys[i]))
+        inOrder = false;
+    }
+    const object = {};
+    if (inOrder) {
+      for (let i = 0;i < pairs.length; i++)
+        set(object, keys[i], build(pairs[i].value, state), state);
+      return object;
+    }
+    const sorted = keys.slice().sort();
+    for (let i = 1;i < sorted.length; i++)
+      if (sorted[i - 1] === sorted[i])
+        throw NOT_PLAIN2;
+    if (pairs.length <= SMALL_MAP) {
+      for (const key of sorted)
+        set(object, key, build(pairs[keys.indexOf(key)].value, state), state);
+    } else {
+      const nodes = new Map;
+      for (let i = 0;i < pairs.length; i++)
+        nodes.set(keys[i], pairs[i].value);
+      for (const key of sorted)
+        set(object, key, build(nodes.get(key), state), state);
+    }
+    return object;
+  }
+  if ($isSeq(node)) {
+    if (node.tag !== undefined)
+      throw NOT_PLAIN2;
+    const items = node.items;
+    const array = new Array(items.length);
+    for (let i = 0;i < items.length; i++)
+      array[i] = build(items[i], state);
+    return array;
+  }
+  if (node === null)
+    return null;
+  throw NOT_PLAIN2;
+}
+function set(object, key, value, state) {
+  if (key === "__proto__")
+    Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+  else
+    object[key] = value;
+  if (state.canonical && key.charCodeAt(0) - 48 < 10 && key.charCodeAt(0) >= 48 && INDEX_KEY2.test(key))
+    state.canonical = false;
+}
+function keyOf(key) {
+  if (!$isScalar(key))
+    throw NOT_PLAIN2;
+  const value = key.value;
+  if (typeof value === "string") {
+    if (value === "<<")
+      throw NOT_PLAIN2;
+    return value;
+  }
+  if (typeof value === "number" || typeof value === "boolean")
+    return String(value);
+  throw NOT_PLAIN2;
+}
+var NOT_PLAIN2, INDEX_KEY2, SMALL_MAP = 8;
+var init_plain_value = __esm(() => {
+  init_dist();
+  NOT_PLAIN2 = Symbol("not a plain document");
+  INDEX_KEY2 = /^(?:0|[1-9][0-9]*)$/;
+});
+
 // lib/manifests/parse.ts
 function itemNode(document, index) {
   const contents = document.contents;
@@ -7603,13 +7793,19 @@ function itemNode(document, index) {
   const node = items.items[index];
   return typeof node === "object" && node !== null && "range" in node ? node : undefined;
 }
-function parseManifests(text, source) {
+function isOriginal(value, entry) {
+  if (entry.item === undefined)
+    return entry.value === value;
+  const items = value.items;
+  return Array.isArray(items) && items[entry.item] === entry.value;
+}
+function parseManifests(text, source, firstLine = 1) {
   const lineCounter = new $LineCounter;
   const items = [];
   const problems = [];
   const at = (offset) => {
     const { line, col } = lineCounter.linePos(offset ?? 0);
-    return `${source}:${line}:${col}`;
+    return `${source}:${line + firstLine - 1}:${col}`;
   };
   let documents;
   try {
@@ -7632,18 +7828,23 @@ function parseManifests(text, source) {
     }
     if (document.contents === null)
       continue;
-    const duplicateKeys = duplicateKeyOffsets(document);
-    if (duplicateKeys.length > 0) {
-      for (const offset of duplicateKeys)
-        problems.push(`${at(offset)}: Map keys must be unique`);
-      continue;
-    }
+    const plain = plainValue(document);
     let value;
-    try {
-      value = document.toJS({ maxAliasCount: 1000 });
-    } catch (error) {
-      problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
-      continue;
+    if (plain !== undefined)
+      value = plain.value;
+    else {
+      const duplicateKeys = duplicateKeyOffsets(document);
+      if (duplicateKeys.length > 0) {
+        for (const offset of duplicateKeys)
+          problems.push(`${at(offset)}: Map keys must be unique`);
+        continue;
+      }
+      try {
+        value = document.toJS({ maxAliasCount: 1000 });
+      } catch (error) {
+        problems.push(`${at(document.contents.range[0])}: ${errorMessage(error)}`);
+        continue;
+      }
     }
     if (value === null || value === undefined)
       continue;
@@ -7659,6 +7860,8 @@ function parseManifests(text, source) {
       const problem = kubeObjectProblem(entry.value);
       if (problem !== undefined)
         problems.push(`${where}: ${context}${problem}`);
+      else if (plain?.canonical === true && isOriginal(value, entry))
+        items.push({ object: entry.value, source: where, keysSorted: true });
       else
         items.push({ object: entry.value, source: where });
     }
@@ -7671,6 +7874,7 @@ var init_parse = __esm(() => {
   init_errors();
   init_duplicate_keys();
   init_lists();
+  init_plain_value();
   YAML_OPTIONS = {
     version: "1.1",
     prettyErrors: false,
@@ -7678,6 +7882,125 @@ var init_parse = __esm(() => {
     logLevel: "silent",
     customTags: (tags) => tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:timestamp" && tag.format !== "TIME")
   };
+});
+
+// lib/manifests/pieces.ts
+function readPiece(piece, hookOptions) {
+  const parsed = parseManifests(piece.text, piece.source, piece.firstLine);
+  const hooks = applyHelmHookRules(parsed.items, hookOptions);
+  const items = hooks.items.map(({ object, source, keysSorted }) => ({
+    json: keysSorted === true ? JSON.stringify(object) : canonicalJson(object),
+    source,
+    kind: object.kind,
+    namespace: object.metadata.namespace,
+    ref: formatRef(refOf(object))
+  }));
+  return { items, problems: parsed.problems, hookProblems: hooks.problems, notices: hooks.notices, leftOut: hooks.leftOut };
+}
+function splitDocuments(text, source, pieceCharacters = PIECE_CHARACTERS) {
+  const whole = [{ text, source, firstLine: 1 }];
+  if (text.length < 2 * pieceCharacters || /^%/m.test(text) || /\r(?!\n)/.test(text))
+    return whole;
+  const pieces = [];
+  let start = 0;
+  let firstLine = 1;
+  while (text.length - start >= 2 * pieceCharacters) {
+    DOCUMENT_START.lastIndex = start + pieceCharacters - 1;
+    const match = DOCUMENT_START.exec(text);
+    if (match === null)
+      break;
+    const end = match.index + 1;
+    pieces.push({ text: text.slice(start, end), source, firstLine });
+    firstLine += countLines(text, start, end);
+    start = end;
+  }
+  pieces.push({ text: text.slice(start), source, firstLine });
+  return pieces;
+}
+function countLines(text, start, end) {
+  let count = 0;
+  for (let at = text.indexOf(`
+`, start);at !== -1 && at < end; at = text.indexOf(`
+`, at + 1))
+    count++;
+  return count;
+}
+var PIECE_CHARACTERS, DOCUMENT_START;
+var init_pieces = __esm(() => {
+  init_canonical_json();
+  init_helm_hooks();
+  init_parse();
+  PIECE_CHARACTERS = 128 * 1024;
+  DOCUMENT_START = /\n---(?=[ \t\r\n]|$)/g;
+});
+
+// lib/manifests/parse-worker.ts
+import { availableParallelism } from "node:os";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+function hasSecondCore() {
+  return availableParallelism() > 1;
+}
+function startParseWorker(moduleUrl = new URL(import.meta.url)) {
+  const waiting = new Map;
+  let failure;
+  let nextId = 0;
+  const fail = (error) => {
+    failure ??= error;
+    for (const job of waiting.values())
+      job.reject(failure);
+    waiting.clear();
+  };
+  let worker;
+  try {
+    worker = new Worker(moduleUrl, { workerData: { [WORKER_MARK]: true } });
+  } catch (error) {
+    fail(new Error(`the second thread did not start: ${errorMessage(error)}`));
+    return { read: () => Promise.reject(failure), close: () => {} };
+  }
+  worker.on("message", (answer) => {
+    const job = waiting.get(answer.id);
+    if (job === undefined)
+      return;
+    waiting.delete(answer.id);
+    if ("results" in answer)
+      job.resolve(answer.results);
+    else
+      job.reject(new Error(`the second thread failed: ${answer.error}`));
+  });
+  worker.on("error", (error) => fail(new Error(`the second thread failed: ${errorMessage(error)}`)));
+  worker.on("exit", (code) => fail(new Error(`the second thread exited (${code})`)));
+  return {
+    read(pieces, hookOptions) {
+      if (failure !== undefined)
+        return Promise.reject(failure);
+      const id = nextId++;
+      const answered = new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
+      worker.postMessage({ id, pieces, hookOptions });
+      return answered;
+    },
+    close() {
+      fail(new Error("the second thread was stopped"));
+      worker.terminate().catch(() => {});
+    }
+  };
+}
+function serve(port) {
+  port.on("message", (job) => {
+    let answer;
+    try {
+      answer = { id: job.id, results: job.pieces.map((piece) => readPiece(piece, job.hookOptions)) };
+    } catch (error) {
+      answer = { id: job.id, error: errorMessage(error) };
+    }
+    port.postMessage(answer);
+  });
+}
+var WORKER_MARK = "kube-pico-cd parse worker";
+var init_parse_worker = __esm(() => {
+  init_errors();
+  init_pieces();
+  if (!isMainThread && parentPort !== null && isRecord(workerData) && workerData[WORKER_MARK] === true)
+    serve(parentPort);
 });
 
 // lib/manifests/bundle.ts
@@ -7720,7 +8043,9 @@ async function readBundle(paths, options) {
     allowEmpty = false,
     helmHooks = "apply",
     readStdin = () => streamText(process.stdin),
-    signal
+    signal,
+    parseWorker = "auto",
+    startWorker = () => startParseWorker()
   } = options;
   const problems = [];
   const inputs = [];
@@ -7787,46 +8112,37 @@ async function readBundle(paths, options) {
     else
       problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
+  const texts = await readInputs(inputs, { readStdin, kubectl, ...signal ? { signal } : {} });
+  const reader = new PieceReader(texts, { installHooks: helmHooks }, shareParsing(texts, parseWorker) ? startWorker : undefined);
+  const inputCount = texts.length;
+  texts.length = 0;
   const hookProblems = [];
   const notices = [];
   const duplicates = createDuplicateCheck();
   let objectCount = 0;
   let leftOut = 0;
-  for (const input of inputs) {
-    signal?.throwIfAborted();
-    let text;
-    let source = input.shown;
-    if (input.kind === "stdin") {
-      try {
-        text = await readStdin();
-      } catch (error) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
+  try {
+    for (let index = 0;index < inputCount; index++) {
+      signal?.throwIfAborted();
+      const read = await reader.results(index);
+      if ("problem" in read) {
+        problems.push(read.problem);
         continue;
       }
-    } else if (input.kind === "kustomize") {
-      text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
-      source = `${input.shown} (kubectl kustomize)`;
-    } else {
-      try {
-        text = readFileSync(input.path, "utf8");
-      } catch (error) {
-        problems.push(`${input.shown}: cannot read: ${errorCode(error) ?? String(error)}`);
-        continue;
+      for (const result of read.results) {
+        problems.push(...result.problems);
+        hookProblems.push(...result.hookProblems);
+        notices.push(...result.notices);
+        leftOut += result.leftOut;
+        for (const item of result.items) {
+          duplicates.add(item);
+          objectCount++;
+          onItem(item);
+        }
       }
     }
-    const parsed = parseManifests(text, source);
-    for (const problem of parsed.problems)
-      problems.push(problem);
-    const hooks = applyHelmHookRules(parsed.items, { installHooks: helmHooks });
-    hookProblems.push(...hooks.problems);
-    notices.push(...hooks.notices);
-    leftOut += hooks.leftOut;
-    for (const item of hooks.items) {
-      duplicates.add(item);
-      objectCount++;
-      onItem(item);
-    }
-    await nextTurn();
+  } finally {
+    reader.close();
   }
   problems.push(...hookProblems, ...duplicates.problems);
   if (problems.length === 0 && objectCount === 0 && !allowEmpty) {
@@ -7834,14 +8150,148 @@ async function readBundle(paths, options) {
   }
   if (problems.length > 0)
     throw new BundleError(problems);
-  return { inputs: inputs.map((input) => input.shown), notices, objectCount };
+  return { inputs: inputs.map((input) => input.shown), notices, warnings: reader.warnings, objectCount };
+}
+async function readInputs(inputs, options) {
+  const { readStdin, kubectl, signal } = options;
+  const texts = [];
+  for (const input of inputs) {
+    signal?.throwIfAborted();
+    if (input.kind === "stdin") {
+      try {
+        texts.push({ source: input.shown, text: await readStdin() });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    } else if (input.kind === "kustomize") {
+      const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
+      texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
+    } else {
+      try {
+        texts.push({ source: input.shown, text: readFileSync(input.path, "utf8") });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    }
+  }
+  return texts;
+}
+function shareParsing(texts, parseWorker) {
+  if (parseWorker !== "auto")
+    return parseWorker === "always";
+  let characters = 0;
+  for (const read of texts)
+    if ("text" in read)
+      characters += read.text.length;
+  if (characters < PARSE_WORKER_AFTER_CHARACTERS || !hasSecondCore())
+    return false;
+  for (const read of texts) {
+    if (!("text" in read) || read.text.length <= characters / 4)
+      continue;
+    if (splitDocuments(read.text, "").some((piece) => piece.text.length > characters / 4))
+      return false;
+  }
+  return true;
+}
+
+class PieceReader {
+  warnings = [];
+  slots = [];
+  groups = [];
+  next = 0;
+  inFlight = 0;
+  worker;
+  hookOptions;
+  constructor(texts, hookOptions, startWorker) {
+    this.hookOptions = hookOptions;
+    for (const read of texts) {
+      if ("problem" in read) {
+        this.groups.push(read);
+        continue;
+      }
+      const pieces = startWorker === undefined ? [{ text: read.text, source: read.source, firstLine: 1 }] : splitDocuments(read.text, read.source);
+      this.groups.push({ first: this.slots.length, count: pieces.length, ...pieces.length > 1 ? { whole: { text: read.text, source: read.source, firstLine: 1 } } : {} });
+      for (const piece of pieces)
+        this.slots.push({ piece });
+    }
+    this.worker = startWorker?.();
+  }
+  async results(index) {
+    const group = this.groups[index];
+    if ("problem" in group)
+      return group;
+    const results = [];
+    for (let at = group.first;at < group.first + group.count; at++)
+      results.push(await this.result(at));
+    if (group.whole !== undefined && results.some((result) => result.problems.length > 0)) {
+      return { results: [readPiece(group.whole, this.hookOptions)] };
+    }
+    return { results };
+  }
+  close() {
+    this.worker?.close();
+    this.worker = undefined;
+  }
+  async result(at) {
+    const slot = this.slots[at];
+    for (;; ) {
+      if (slot.result !== undefined)
+        break;
+      if (slot.pending === undefined) {
+        this.readHere(this.next);
+        continue;
+      }
+      if (this.next < this.slots.length) {
+        this.readHere(this.next);
+        await nextTurn();
+        continue;
+      }
+      slot.result = await slot.pending;
+    }
+    const result = slot.result;
+    this.slots[at] = DONE;
+    await nextTurn();
+    return result;
+  }
+  readHere(at) {
+    const slot = this.slots[at];
+    this.next = at + 1;
+    this.feed();
+    slot.result = readPiece(slot.piece, this.hookOptions);
+    slot.piece = undefined;
+  }
+  feed() {
+    while (this.worker !== undefined && this.inFlight < BATCHES_IN_FLIGHT && this.next < this.slots.length) {
+      const batch = [];
+      let characters = 0;
+      while (this.next < this.slots.length && characters < PIECE_CHARACTERS) {
+        const slot = this.slots[this.next++];
+        batch.push(slot);
+        characters += slot.piece.text.length;
+      }
+      const pieces = batch.map((slot) => slot.piece);
+      const answered = this.worker.read(pieces, this.hookOptions);
+      this.inFlight++;
+      answered.then(() => {
+        this.inFlight--;
+        this.feed();
+      }, (error) => {
+        if (this.worker !== undefined)
+          this.warnings.push(`read the manifests on one thread: ${errorMessage(error)}`);
+        this.close();
+      });
+      batch.forEach((slot, i) => {
+        slot.piece = undefined;
+        slot.pending = answered.then((results) => slot.result = results[i], () => readPiece(pieces[i], this.hookOptions));
+      });
+    }
+  }
 }
 function createDuplicateCheck() {
   const first = new Map;
   const problems = [];
   return {
-    add({ object, source }) {
-      const key = formatRef(refOf(object));
+    add({ ref: key, source }) {
       const earlier = first.get(key);
       if (earlier === undefined)
         first.set(key, source);
@@ -7851,14 +8301,16 @@ function createDuplicateCheck() {
     problems
   };
 }
-var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS;
+var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS, DONE, BATCHES_IN_FLIGHT = 2, PARSE_WORKER_AFTER_CHARACTERS;
 var init_bundle = __esm(() => {
   init_errors();
-  init_helm_hooks();
   init_kustomize();
-  init_parse();
+  init_parse_worker();
+  init_pieces();
   init_parse();
   MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
+  DONE = {};
+  PARSE_WORKER_AFTER_CHARACTERS = 512 * 1024;
 });
 
 // node_modules/zod/v4/core/util.js
@@ -43784,6 +44236,7 @@ init_errors();
 import { appendFileSync, writeFileSync } from "node:fs";
 import { resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isMainThread as isMainThread2 } from "node:worker_threads";
 
 // lib/publish/bundle-message.ts
 init_bundle();
@@ -43793,107 +44246,14 @@ init_zod();
 init_bundle();
 init_errors();
 init_app();
+init_canonical_json();
 import { gunzipSync, gzipSync as gzipSync2 } from "node:zlib";
-
-// lib/wire/canonical-json.ts
-import { createHash } from "node:crypto";
-function sha256Hex(bytes) {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-function canonicalJson(value) {
-  let ordered;
-  try {
-    ordered = keysInOrder(value);
-  } catch (error) {
-    if (error !== NOT_PLAIN)
-      throw error;
-    return canonicalJsonOf(value);
-  }
-  return JSON.stringify(ordered);
-}
-function canonicalJsonOf(value) {
-  if (Array.isArray(value))
-    return `[${value.map((item) => canonicalJsonOf(item ?? null)).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const record = value;
-    const fields = Object.keys(record).sort().filter((key) => record[key] !== undefined).map((key) => `${JSON.stringify(key)}:${canonicalJsonOf(record[key])}`);
-    return `{${fields.join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-var NOT_PLAIN = Symbol("not plain JSON");
-var INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
-function keysInOrder(value) {
-  if (typeof value !== "object" || value === null) {
-    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null)
-      return value;
-    throw NOT_PLAIN;
-  }
-  const prototype = Object.getPrototypeOf(value);
-  if (Array.isArray(value)) {
-    if (prototype !== Array.prototype)
-      throw NOT_PLAIN;
-    let copy;
-    for (let i = 0;i < value.length; i++) {
-      const item = value[i];
-      const ordered = keysInOrder(item);
-      if (ordered !== item)
-        (copy ??= value.slice(0, i))[i] = ordered;
-      else if (copy !== undefined)
-        copy[i] = item;
-    }
-    return copy ?? value;
-  }
-  if (prototype !== Object.prototype && prototype !== null)
-    throw NOT_PLAIN;
-  const record = value;
-  const keys = Object.keys(record);
-  let sorted = true;
-  for (let i = 1;i < keys.length; i++) {
-    if (keys[i - 1] > keys[i]) {
-      sorted = false;
-      break;
-    }
-  }
-  if (!sorted)
-    keys.sort();
-  const values = new Array(keys.length);
-  let changed = !sorted;
-  for (let i = 0;i < keys.length; i++) {
-    const item = record[keys[i]];
-    if (typeof item === "function" || typeof item === "symbol" || typeof item === "bigint")
-      throw NOT_PLAIN;
-    const ordered = item === undefined ? undefined : keysInOrder(item);
-    values[i] = ordered;
-    if (ordered !== item)
-      changed = true;
-  }
-  if (!changed)
-    return value;
-  const copy = {};
-  let indexKeys = false;
-  for (let i = 0;i < keys.length; i++) {
-    const key = keys[i];
-    if (key === "__proto__")
-      Object.defineProperty(copy, key, { value: values[i], enumerable: true, writable: true, configurable: true });
-    else
-      copy[key] = values[i];
-    if (!indexKeys && INDEX_KEY.test(key))
-      indexKeys = true;
-  }
-  if (indexKeys) {
-    const written = Object.keys(copy);
-    for (let i = 0;i < keys.length; i++)
-      if (written[i] !== keys[i])
-        throw NOT_PLAIN;
-  }
-  return copy;
-}
 
 // lib/wire/payload.ts
 init_errors();
+init_canonical_json();
 import { createHash as createHash2 } from "node:crypto";
-import { Worker } from "node:worker_threads";
+import { Worker as Worker2 } from "node:worker_threads";
 import { createGzip, gzipSync } from "node:zlib";
 var GZIP_LEVEL = 7;
 var CHUNK_CHARACTERS = 64 * 1024;
@@ -43931,15 +44291,17 @@ function createPayloadWriter(options = {}) {
     } else
       sink.write(chunk);
   };
+  const addJson = (json) => {
+    if (finished)
+      throw new Error("Cannot add to the payload: it is finished");
+    pending += `${objects === 0 ? "[" : ","}${json}`;
+    objects++;
+    if (pending.length >= CHUNK_CHARACTERS)
+      flush();
+  };
   return {
-    add(object) {
-      if (finished)
-        throw new Error("Cannot add to the payload: it is finished");
-      pending += `${objects === 0 ? "[" : ","}${canonicalJson(object)}`;
-      objects++;
-      if (pending.length >= CHUNK_CHARACTERS)
-        flush();
-    },
+    add: (object) => addJson(canonicalJson(object)),
+    addJson,
     async finish() {
       if (finished)
         throw new Error("Cannot finish the payload twice");
@@ -43985,7 +44347,7 @@ gzip.on("error", (error) => parentPort.postMessage({ error: String((error && err
 parentPort.on("message", (chunk) => (chunk === null ? gzip.end() : gzip.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))));
 `;
 function workerSink() {
-  const worker = new Worker(WORKER_SOURCE, { eval: true });
+  const worker = new Worker2(WORKER_SOURCE, { eval: true });
   const ended = new Promise((resolve, reject) => {
     worker.once("message", (answer) => {
       if (answer.gzip !== undefined)
@@ -44066,6 +44428,7 @@ function selectedTargets(selection) {
 // lib/wire/message.ts
 init_errors();
 init_app();
+init_canonical_json();
 var MESSAGE_KIND = "kube-pico-cd.bundle";
 var MESSAGE_VERSION = 1;
 var MANIFESTS_ENCODING = "gzip+base64";
@@ -44223,10 +44586,10 @@ async function bundleMessage(paths, bundleOptions, fields) {
   try {
     summary = await readBundle(paths, {
       ...bundleOptions,
-      onItem: (item) => {
-        payload.add(item.object);
-        sources.push(item.source);
-        kinds.push({ kind: item.object.kind, namespace: item.object.metadata.namespace });
+      onItem: ({ json, source, kind, namespace }) => {
+        payload.addJson(json);
+        sources.push(source);
+        kinds.push({ kind, namespace });
       }
     });
   } catch (error) {
@@ -44234,7 +44597,7 @@ async function bundleMessage(paths, bundleOptions, fields) {
     throw error;
   }
   const encoded = encodeMessage({ ...fields, payload: await payload.finish(), sources });
-  return { encoded, inputs: summary.inputs, notices: summary.notices, kinds };
+  return { encoded, inputs: summary.inputs, notices: summary.notices, kinds, warnings: summary.warnings };
 }
 
 // lib/publish/build-info.ts
@@ -45313,7 +45676,7 @@ async function publish(argv, env, io) {
   if (signingKey !== undefined && "problem" in signingKey)
     throw new ConfigError([signingKey.problem]);
   const build = resolveBuildInfo({ overrides: config.build, env, nowMs: io.now() });
-  const { encoded, inputs, notices, kinds } = await bundleMessage(config.paths, {
+  const { encoded, inputs, notices, kinds, warnings } = await bundleMessage(config.paths, {
     cwd: io.cwd,
     ignore: config.ignore,
     kustomize: config.kustomize,
@@ -45330,6 +45693,9 @@ async function publish(argv, env, io) {
   });
   for (const notice of notices)
     io.stderr(`publish: notice: ${notice}
+`);
+  for (const warning of warnings)
+    io.stderr(`publish: warning: ${warning}
 `);
   if (encoded.bodyBytes > config.maxMessageBytes)
     throw tooLarge(encoded, config.maxMessageBytes);
@@ -45460,6 +45826,8 @@ function alreadySent(error, result) {
   return new QueueSendError(`${error.message}; already sent to ${done}`, error.queue, { cause: error });
 }
 function isMain() {
+  if (!isMainThread2)
+    return false;
   const meta = import.meta;
   if (typeof meta.main === "boolean")
     return meta.main;

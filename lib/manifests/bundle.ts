@@ -234,36 +234,12 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     else problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
 
-  // Every input's text first, in order (a file, standard input, a kustomization's output),
-  // so that the bundle's size is known before it is parsed and its pieces can be shared out.
-  const texts: ({ source: string; text: string } | { problem: string })[] = [];
-  for (const input of inputs) {
-    signal?.throwIfAborted();
-    if (input.kind === "stdin") {
-      try {
-        texts.push({ source: input.shown, text: await readStdin() });
-      } catch (error) {
-        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
-      }
-    } else if (input.kind === "kustomize") {
-      const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
-      texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
-    } else {
-      try {
-        // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
-        // costs a round trip through the worker threads that the payload's gzip is using
-        // (measured: about a quarter more wall time under node for 1,000 files).
-        texts.push({ source: input.shown, text: readFileSync(input.path, "utf8") });
-      } catch (error) {
-        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
-      }
-    }
-  }
-
-  const characters = texts.reduce((sum, read) => sum + ("text" in read ? read.text.length : 0), 0);
-  const useWorker =
-    parseWorker === "always" || (parseWorker === "auto" && characters >= PARSE_WORKER_AFTER_CHARACTERS && hasSecondCore());
-  const reader = new PieceReader(texts, { installHooks: helmHooks }, useWorker ? startWorker : undefined);
+  // Every input's text first, so that the bundle's size is known before it is parsed and its
+  // pieces can be shared out; the reader holds each text only until it is read.
+  const texts = await readInputs(inputs, { readStdin, kubectl, ...(signal ? { signal } : {}) });
+  const reader = new PieceReader(texts, { installHooks: helmHooks }, shareParsing(texts, parseWorker) ? startWorker : undefined);
+  const inputCount = texts.length;
+  texts.length = 0;
 
   // Problems are reported in this order: reading and parsing, then Helm hooks, then duplicates.
   const hookProblems: string[] = [];
@@ -272,7 +248,7 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
   let objectCount = 0;
   let leftOut = 0;
   try {
-    for (let index = 0; index < texts.length; index++) {
+    for (let index = 0; index < inputCount; index++) {
       signal?.throwIfAborted();
       const read = await reader.results(index);
       if ("problem" in read) {
@@ -308,6 +284,61 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
   return { inputs: inputs.map((input) => input.shown), notices, warnings: reader.warnings, objectCount };
 }
 
+/** An input's text, named as in sources, or why it cannot be read. */
+type InputText = { source: string; text: string } | { problem: string };
+
+/** The text of each input, in order: a file, standard input, a kustomization's output. */
+async function readInputs(
+  inputs: readonly Input[],
+  options: { readStdin: () => Promise<string>; kubectl: string; signal?: AbortSignal },
+): Promise<InputText[]> {
+  const { readStdin, kubectl, signal } = options;
+  const texts: InputText[] = [];
+  for (const input of inputs) {
+    signal?.throwIfAborted();
+    if (input.kind === "stdin") {
+      try {
+        texts.push({ source: input.shown, text: await readStdin() });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    } else if (input.kind === "kustomize") {
+      const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
+      texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
+    } else {
+      try {
+        // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
+        // costs a round trip through the worker threads that the payload's gzip is using
+        // (measured: about a quarter more wall time under node for 1,000 files).
+        texts.push({ source: input.shown, text: readFileSync(input.path, "utf8") });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    }
+  }
+  return texts;
+}
+
+/**
+ * Whether a second thread is worth starting for `texts` under `parseWorker` `"auto"`: when there
+ * is a second core, at least {@link PARSE_WORKER_AFTER_CHARACTERS} of text, and no piece
+ * (lib/manifests/pieces.ts) of more than a quarter of it. A piece is read by one thread, and a
+ * thread parses more slowly while its code is new to its runtime, so one large document (Argo
+ * CD's install manifest is one CustomResourceDefinition of 1.4 MB out of 1.9 MB) takes longer
+ * on two threads than on one (measured, bench/publish-bundle.ts).
+ */
+function shareParsing(texts: readonly InputText[], parseWorker: "auto" | "always" | "never"): boolean {
+  if (parseWorker !== "auto") return parseWorker === "always";
+  let characters = 0;
+  for (const read of texts) if ("text" in read) characters += read.text.length;
+  if (characters < PARSE_WORKER_AFTER_CHARACTERS || !hasSecondCore()) return false;
+  for (const read of texts) {
+    if (!("text" in read) || read.text.length <= characters / 4) continue;
+    if (splitDocuments(read.text, "").some((piece) => piece.text.length > characters / 4)) return false;
+  }
+  return true;
+}
+
 /**
  * Reads the inputs' texts into {@link PieceResult}s, on this thread and, when it is given a way
  * to start one, on a second (lib/manifests/parse-worker.ts), and gives them back in input order.
@@ -336,7 +367,7 @@ class PieceReader {
   private readonly hookOptions: HelmHookOptions;
 
   constructor(
-    texts: readonly ({ source: string; text: string } | { problem: string })[],
+    texts: readonly InputText[],
     hookOptions: HelmHookOptions,
     startWorker: (() => ParseWorker) | undefined,
   ) {

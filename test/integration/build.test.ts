@@ -8,11 +8,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ReceiveMessageCommand, type Message } from "@aws-sdk/client-sqs";
 import { collectBundle } from "../../lib/manifests/bundle.ts";
+import { hasSecondCore } from "../../lib/manifests/parse-worker.ts";
+import { bundleMessage } from "../../lib/publish/bundle-message.ts";
 import { decodeMessage } from "../../lib/wire/message.ts";
 import { artifacts, executableName, root, singleFileBanner, type Entry, type Platform } from "../../scripts/build.ts";
 import { createQueue, sqsClient, testEnv } from "../env/testenv.ts";
@@ -34,6 +36,28 @@ beforeAll(() => {
 afterAll(() => {
   if (outDir) rmSync(outDir, { recursive: true, force: true });
 });
+
+let large: Promise<{ dir: string; digest: string }> | undefined;
+
+/**
+ * 300 files of about 4 kB: enough for publish to parse them on two threads
+ * (lib/manifests/bundle.ts `PARSE_WORKER_AFTER_CHARACTERS`), and their digest read on one.
+ */
+function largeBundle(): Promise<{ dir: string; digest: string }> {
+  large ??= (async () => {
+    expect(hasSecondCore()).toBe(true);
+    const dir = join(outDir, "large-bundle");
+    mkdirSync(dir);
+    for (let i = 0; i < 300; i++) {
+      let text = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${i}\n  namespace: demo\ndata:\n`;
+      for (let line = 0; text.length < 4000; line++) text += `  key_${line}: "value ${i} ${line}"\n`;
+      writeFileSync(join(dir, `cm-${String(i).padStart(3, "0")}.yaml`), text);
+    }
+    const { encoded } = await bundleMessage([dir], { parseWorker: "never" }, { build: { id: "one-thread", timestampMs: 0 } });
+    return { dir, digest: encoded.digest };
+  })();
+  return large;
+}
 
 interface ElfHeader {
   magic: string;
@@ -97,6 +121,14 @@ describe("npm run build", () => {
     expect(result.stdout).toContain("KUBE_PICO_CD_QUEUE_URL");
     expect(result.status).toBe(0);
   });
+
+  test("kube-pico-cd-publish-linux-x64 parses a large bundle on two threads: the digest publish gives on one thread, nothing on stderr", async () => {
+    const { dir, digest } = await largeBundle();
+    const result = spawnSync(join(outDir, "kube-pico-cd-publish-linux-x64"), [dir, "--dry-run", "--json", "--max-message-bytes", "1048576"], { encoding: "utf8", cwd: tmpdir() });
+    expect(result.stderr).toBe("");
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout).digest).toBe(digest);
+  }, 60_000);
 
   test("the executables ignore a .env file in their working directory", () => {
     const dir = mkdtempSync(join(tmpdir(), "kube-pico-cd-dotenv-"));
@@ -166,6 +198,15 @@ describe("dist/publish.mjs", () => {
       expect(stdout).toStartWith("Usage: publish [options] <path>...\n");
       expect(code).toBe(0);
     });
+
+    test(`${runtime} dist/publish.mjs parses a large bundle on two threads: the digest publish gives on one thread, nothing on stderr`, async () => {
+      const { dir, digest } = await largeBundle();
+      const { code, stdout, stderr } = await run(runtime, [dir, "--dry-run", "--json", "--max-message-bytes", "1048576"]);
+      // A second thread that failed would say so here; one that ran publish again would print twice.
+      expect(stderr).toBe("");
+      expect(code).toBe(0);
+      expect(JSON.parse(stdout).digest).toBe(digest);
+    }, 60_000);
 
     test(`${runtime} dist/publish.mjs sends a message that decodes to the fixture's objects`, async () => {
       const { sqsEndpoint } = await testEnv();
