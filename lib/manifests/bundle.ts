@@ -467,7 +467,7 @@ class PieceReader {
         // second thread did not answer is read here.
         slot.pending = answered.then(
           (results) => (slot.result = results[i]!),
-          () => readPiece(pieces[i]!, this.hookOptions),
+          () => (slot.result = readPiece(pieces[i]!, this.hookOptions)),
         );
       });
     }
