@@ -7695,10 +7695,8 @@ function plainValue(document) {
   const state = { canonical: true };
   try {
     return { value: build(document.contents, state), canonical: state.canonical };
-  } catch (error) {
-    if (error === NOT_PLAIN2)
-      return;
-    throw error;
+  } catch {
+    return;
   }
 }
 function build(node, state) {
@@ -8059,13 +8057,13 @@ async function readBundle(paths, options) {
     const rel = show(absolute);
     return ignore.some((pattern) => matchesGlob(rel, pattern));
   };
-  const addResolved = (kind, absolute, real) => {
+  const addResolved = (kind, absolute, real, size) => {
     if (seen.has(real))
       return;
     seen.add(real);
-    inputs.push({ kind, path: absolute, shown: show(absolute) });
+    inputs.push({ kind, path: absolute, shown: show(absolute), ...size === undefined ? {} : { size } });
   };
-  const add = (kind, absolute) => addResolved(kind, absolute, realpathSync(absolute));
+  const add = (kind, absolute, size) => addResolved(kind, absolute, realpathSync(absolute), size);
   const walk = (dir) => {
     const real = realpathSync(dir);
     if (seen.has(`dir:${real}`))
@@ -8083,7 +8081,7 @@ async function readBundle(paths, options) {
         if (stats.isDirectory())
           walk(child);
         else if (stats.isFile() && isManifestName(basename(child)))
-          addResolved("file", child, realpathSync(child));
+          addResolved("file", child, realpathSync(child), stats.size);
       } catch (error) {
         problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
       }
@@ -8108,7 +8106,7 @@ async function readBundle(paths, options) {
     if (stats.isDirectory())
       walk(absolute);
     else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext)))
-      add("file", absolute);
+      add("file", absolute, stats.size);
     else
       problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
@@ -8167,28 +8165,36 @@ async function readInputs(inputs, options) {
       const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
       texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
     } else {
-      try {
-        texts.push({ source: input.shown, text: readFileSync(input.path, "utf8") });
-      } catch (error) {
-        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
-      }
+      texts.push({ source: input.shown, file: input.path, size: input.size ?? 0 });
     }
   }
   return texts;
+}
+function loadText(input) {
+  if (!("file" in input))
+    return input;
+  try {
+    return { source: input.source, text: readFileSync(input.file, "utf8") };
+  } catch (error) {
+    return { problem: `${input.source}: cannot read: ${errorCode(error) ?? String(error)}` };
+  }
+}
+function lengthOf(input) {
+  return "text" in input ? input.text.length : ("file" in input) ? input.size : 0;
 }
 function shareParsing(texts, parseWorker) {
   if (parseWorker !== "auto")
     return parseWorker === "always";
   let characters = 0;
-  for (const read of texts)
-    if ("text" in read)
-      characters += read.text.length;
+  for (const input of texts)
+    characters += lengthOf(input);
   if (characters < PARSE_WORKER_AFTER_CHARACTERS || !hasSecondCore())
     return false;
-  for (const read of texts) {
-    if (!("text" in read) || read.text.length <= characters / 4)
+  for (let i = 0;i < texts.length; i++) {
+    if (lengthOf(texts[i]) <= characters / 4)
       continue;
-    if (splitDocuments(read.text, "").some((piece) => piece.text.length > characters / 4))
+    const input = texts[i] = loadText(texts[i]);
+    if ("text" in input && splitDocuments(input.text, "").some((piece) => piece.text.length > characters / 4))
       return false;
   }
   return true;
@@ -8204,13 +8210,20 @@ class PieceReader {
   hookOptions;
   constructor(texts, hookOptions, startWorker) {
     this.hookOptions = hookOptions;
-    for (const read of texts) {
-      if ("problem" in read) {
-        this.groups.push(read);
+    for (let input of texts) {
+      if ("file" in input && (startWorker === undefined || input.size < 2 * PIECE_CHARACTERS)) {
+        this.groups.push({ first: this.slots.length, count: 1 });
+        this.slots.push({ piece: input });
         continue;
       }
-      const pieces = startWorker === undefined ? [{ text: read.text, source: read.source, firstLine: 1 }] : splitDocuments(read.text, read.source);
-      this.groups.push({ first: this.slots.length, count: pieces.length, ...pieces.length > 1 ? { whole: { text: read.text, source: read.source, firstLine: 1 } } : {} });
+      input = loadText(input);
+      if ("problem" in input) {
+        this.groups.push(input);
+        continue;
+      }
+      const whole = { text: input.text, source: input.source, firstLine: 1 };
+      const pieces = startWorker === undefined ? [whole] : splitDocuments(input.text, input.source);
+      this.groups.push({ first: this.slots.length, count: pieces.length, ...pieces.length > 1 ? { whole } : {} });
       for (const piece of pieces)
         this.slots.push({ piece });
     }
@@ -8257,19 +8270,27 @@ class PieceReader {
     const slot = this.slots[at];
     this.next = at + 1;
     this.feed();
-    slot.result = readPiece(slot.piece, this.hookOptions);
-    slot.piece = undefined;
+    const piece = pieceOf(slot);
+    slot.result = "problem" in piece ? unreadable(piece.problem) : readPiece(piece, this.hookOptions);
   }
   feed() {
     while (this.worker !== undefined && this.inFlight < BATCHES_IN_FLIGHT && this.next < this.slots.length) {
       const batch = [];
+      const pieces = [];
       let characters = 0;
       while (this.next < this.slots.length && characters < PIECE_CHARACTERS) {
         const slot = this.slots[this.next++];
+        const piece = pieceOf(slot);
+        if ("problem" in piece) {
+          slot.result = unreadable(piece.problem);
+          continue;
+        }
         batch.push(slot);
-        characters += slot.piece.text.length;
+        pieces.push(piece);
+        characters += piece.text.length;
       }
-      const pieces = batch.map((slot) => slot.piece);
+      if (batch.length === 0)
+        continue;
       const answered = this.worker.read(pieces, this.hookOptions);
       this.inFlight++;
       answered.then(() => {
@@ -8281,11 +8302,21 @@ class PieceReader {
         this.close();
       });
       batch.forEach((slot, i) => {
-        slot.piece = undefined;
-        slot.pending = answered.then((results) => slot.result = results[i], () => readPiece(pieces[i], this.hookOptions));
+        slot.pending = answered.then((results) => slot.result = results[i], () => slot.result = readPiece(pieces[i], this.hookOptions));
       });
     }
   }
+}
+function pieceOf(slot) {
+  const piece = slot.piece;
+  slot.piece = undefined;
+  if (!("file" in piece))
+    return piece;
+  const loaded = loadText(piece);
+  return "problem" in loaded ? loaded : { ...loaded, firstLine: 1 };
+}
+function unreadable(problem) {
+  return { items: [], problems: [problem], hookProblems: [], notices: [], leftOut: 0 };
 }
 function createDuplicateCheck() {
   const first = new Map;

@@ -113,7 +113,8 @@ export function matchesGlob(path: string, pattern: string): boolean {
   return new RegExp(`^${source}$`).test(target);
 }
 
-type Input = { kind: "file" | "kustomize" | "stdin"; path: string; shown: string };
+/** What is read, in order; a file with its size, which decides whether parsing is shared before it is read. */
+type Input = { kind: "file" | "kustomize" | "stdin"; path: string; shown: string; size?: number };
 
 function errorCode(error: unknown): string | undefined {
   return isRecord(error) && typeof error["code"] === "string" ? error["code"] : undefined;
@@ -180,12 +181,12 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     return ignore.some((pattern) => matchesGlob(rel, pattern));
   };
 
-  const addResolved = (kind: Input["kind"], absolute: string, real: string) => {
+  const addResolved = (kind: Input["kind"], absolute: string, real: string, size?: number) => {
     if (seen.has(real)) return;
     seen.add(real);
-    inputs.push({ kind, path: absolute, shown: show(absolute) });
+    inputs.push({ kind, path: absolute, shown: show(absolute), ...(size === undefined ? {} : { size }) });
   };
-  const add = (kind: Input["kind"], absolute: string) => addResolved(kind, absolute, realpathSync(absolute));
+  const add = (kind: Input["kind"], absolute: string, size?: number) => addResolved(kind, absolute, realpathSync(absolute), size);
 
   // Synchronous, as the reads below: the entries of a checkout are in the page cache, where a
   // call costs microseconds and a round trip through the worker threads costs more.
@@ -207,7 +208,7 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
       try {
         const stats = statSync(child);
         if (stats.isDirectory()) walk(child);
-        else if (stats.isFile() && isManifestName(basename(child))) addResolved("file", child, realpathSync(child));
+        else if (stats.isFile() && isManifestName(basename(child))) addResolved("file", child, realpathSync(child), stats.size);
       } catch (error) {
         problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
       }
@@ -230,7 +231,7 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
       continue;
     }
     if (stats.isDirectory()) walk(absolute);
-    else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext))) add("file", absolute);
+    else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext))) add("file", absolute, stats.size);
     else problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
 
@@ -284,10 +285,14 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
   return { inputs: inputs.map((input) => input.shown), notices, warnings: reader.warnings, objectCount };
 }
 
-/** An input's text, named as in sources, or why it cannot be read. */
-type InputText = { source: string; text: string } | { problem: string };
+/**
+ * An input to parse: its text; or the file it is in, read when its turn comes, so that a large
+ * bundle's files are not all held at once (holding 1,000 files' text while they were parsed cost
+ * node 80 MiB more and 5 % longer, measured); or why it cannot be read.
+ */
+type InputText = { source: string; text: string } | { source: string; file: string; size: number } | { problem: string };
 
-/** The text of each input, in order: a file, standard input, a kustomization's output. */
+/** Standard input and kustomizations read, files left to {@link loadText}, in input order. */
 async function readInputs(
   inputs: readonly Input[],
   options: { readStdin: () => Promise<string>; kubectl: string; signal?: AbortSignal },
@@ -306,35 +311,49 @@ async function readInputs(
       const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...(signal ? { signal } : {}) });
       texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
     } else {
-      try {
-        // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
-        // costs a round trip through the worker threads that the payload's gzip is using
-        // (measured: about a quarter more wall time under node for 1,000 files).
-        texts.push({ source: input.shown, text: readFileSync(input.path, "utf8") });
-      } catch (error) {
-        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
-      }
+      texts.push({ source: input.shown, file: input.path, size: input.size ?? 0 });
     }
   }
   return texts;
 }
 
+/** `input` with its file read, or why it cannot be. */
+function loadText(input: InputText): { source: string; text: string } | { problem: string } {
+  if (!("file" in input)) return input;
+  try {
+    // Read synchronously: a file of a checkout is in the page cache, and an asynchronous read
+    // costs a round trip through the worker threads that the payload's gzip is using
+    // (measured: about a quarter more wall time under node for 1,000 files).
+    return { source: input.source, text: readFileSync(input.file, "utf8") };
+  } catch (error) {
+    return { problem: `${input.source}: cannot read: ${errorCode(error) ?? String(error)}` };
+  }
+}
+
+/** The length of an input's text, or of its file (in bytes: the same for the ASCII manifests mostly are). */
+function lengthOf(input: InputText): number {
+  return "text" in input ? input.text.length : "file" in input ? input.size : 0;
+}
+
 /**
- * Whether a second thread is worth starting for `texts` under `parseWorker` `"auto"`: when there
+ * Whether a second thread is worth starting for `texts` under `parseWorker` `"auto"` (the texts
+ * of the largest inputs are read, in place, to tell): when there
  * is a second core, at least {@link PARSE_WORKER_AFTER_CHARACTERS} of text, and no piece
  * (lib/manifests/pieces.ts) of more than a quarter of it. A piece is read by one thread, and a
  * thread parses more slowly while its code is new to its runtime, so one large document (Argo
  * CD's install manifest is one CustomResourceDefinition of 1.4 MB out of 1.9 MB) takes longer
  * on two threads than on one (measured, bench/publish-bundle.ts).
  */
-function shareParsing(texts: readonly InputText[], parseWorker: "auto" | "always" | "never"): boolean {
+function shareParsing(texts: InputText[], parseWorker: "auto" | "always" | "never"): boolean {
   if (parseWorker !== "auto") return parseWorker === "always";
   let characters = 0;
-  for (const read of texts) if ("text" in read) characters += read.text.length;
+  for (const input of texts) characters += lengthOf(input);
   if (characters < PARSE_WORKER_AFTER_CHARACTERS || !hasSecondCore()) return false;
-  for (const read of texts) {
-    if (!("text" in read) || read.text.length <= characters / 4) continue;
-    if (splitDocuments(read.text, "").some((piece) => piece.text.length > characters / 4)) return false;
+  for (let i = 0; i < texts.length; i++) {
+    if (lengthOf(texts[i]!) <= characters / 4) continue;
+    // One of at most four inputs that may hold too large a piece: read now, once.
+    const input = (texts[i] = loadText(texts[i]!));
+    if ("text" in input && splitDocuments(input.text, "").some((piece) => piece.text.length > characters / 4)) return false;
   }
   return true;
 }
@@ -372,13 +391,21 @@ class PieceReader {
     startWorker: (() => ParseWorker) | undefined,
   ) {
     this.hookOptions = hookOptions;
-    for (const read of texts) {
-      if ("problem" in read) {
-        this.groups.push(read);
+    for (let input of texts) {
+      // A file too small to be cut waits to be read until its slot is taken.
+      if ("file" in input && (startWorker === undefined || input.size < 2 * PIECE_CHARACTERS)) {
+        this.groups.push({ first: this.slots.length, count: 1 });
+        this.slots.push({ piece: input });
         continue;
       }
-      const pieces = startWorker === undefined ? [{ text: read.text, source: read.source, firstLine: 1 }] : splitDocuments(read.text, read.source);
-      this.groups.push({ first: this.slots.length, count: pieces.length, ...(pieces.length > 1 ? { whole: { text: read.text, source: read.source, firstLine: 1 } } : {}) });
+      input = loadText(input);
+      if ("problem" in input) {
+        this.groups.push(input);
+        continue;
+      }
+      const whole = { text: input.text, source: input.source, firstLine: 1 };
+      const pieces = startWorker === undefined ? [whole] : splitDocuments(input.text, input.source);
+      this.groups.push({ first: this.slots.length, count: pieces.length, ...(pieces.length > 1 ? { whole } : {}) });
       for (const piece of pieces) this.slots.push({ piece });
     }
     this.worker = startWorker?.();
@@ -433,21 +460,28 @@ class PieceReader {
     const slot = this.slots[at]!;
     this.next = at + 1;
     this.feed();
-    slot.result = readPiece(slot.piece!, this.hookOptions);
-    slot.piece = undefined;
+    const piece = pieceOf(slot);
+    slot.result = "problem" in piece ? unreadable(piece.problem) : readPiece(piece, this.hookOptions);
   }
 
   /** Keeps {@link BATCHES_IN_FLIGHT} batches with the second thread while free slots last. */
   private feed(): void {
     while (this.worker !== undefined && this.inFlight < BATCHES_IN_FLIGHT && this.next < this.slots.length) {
       const batch: Slot[] = [];
+      const pieces: TextPiece[] = [];
       let characters = 0;
       while (this.next < this.slots.length && characters < PIECE_CHARACTERS) {
         const slot = this.slots[this.next++]!;
+        const piece = pieceOf(slot);
+        if ("problem" in piece) {
+          slot.result = unreadable(piece.problem);
+          continue;
+        }
         batch.push(slot);
-        characters += slot.piece!.text.length;
+        pieces.push(piece);
+        characters += piece.text.length;
       }
-      const pieces = batch.map((slot) => slot.piece!);
+      if (batch.length === 0) continue;
       const answered = this.worker.read(pieces, this.hookOptions);
       this.inFlight++;
       answered.then(
@@ -462,7 +496,6 @@ class PieceReader {
         },
       );
       batch.forEach((slot, i) => {
-        slot.piece = undefined;
         // Taken as soon as it is answered, so that it is handed on in its turn; a batch the
         // second thread did not answer is read here.
         slot.pending = answered.then(
@@ -474,11 +507,28 @@ class PieceReader {
   }
 }
 
-/** A piece of {@link PieceReader}: its text until someone takes it, then its result or the promise of it. */
+/**
+ * A piece of {@link PieceReader}: its text (or the file to read it from) until someone takes
+ * it, then its result or the promise of it.
+ */
 interface Slot {
-  piece?: TextPiece | undefined;
+  piece?: TextPiece | { source: string; file: string; size: number } | undefined;
   result?: PieceResult;
   pending?: Promise<PieceResult>;
+}
+
+/** The text of the slot being taken (its file read now), which the slot no longer holds; or why the file cannot be read. */
+function pieceOf(slot: Slot): TextPiece | { problem: string } {
+  const piece = slot.piece!;
+  slot.piece = undefined;
+  if (!("file" in piece)) return piece;
+  const loaded = loadText(piece);
+  return "problem" in loaded ? loaded : { ...loaded, firstLine: 1 };
+}
+
+/** The result of a file that cannot be read: its problem, in its place among the others. */
+function unreadable(problem: string): PieceResult {
+  return { items: [], problems: [problem], hookProblems: [], notices: [], leftOut: 0 };
 }
 
 /** A slot whose result was handed on. */

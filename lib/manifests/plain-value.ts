@@ -32,9 +32,10 @@ export function plainValue(document: Document.Parsed): PlainValue | undefined {
   const state = { canonical: true };
   try {
     return { value: build(document.contents, state), canonical: state.canonical };
-  } catch (error) {
-    if (error === NOT_PLAIN) return undefined;
-    throw error;
+  } catch {
+    // NOT_PLAIN, or a RangeError of a document nested deeper than this recursion goes: the
+    // yaml package's way then reports it as a problem (lib/manifests/parse.ts).
+    return undefined;
   }
 }
 
