@@ -8341,7 +8341,7 @@ var init_bundle = __esm(() => {
   init_parse();
   MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
   DONE = {};
-  PARSE_WORKER_AFTER_CHARACTERS = 512 * 1024;
+  PARSE_WORKER_AFTER_CHARACTERS = (process.versions["bun"] === undefined ? 3 : 8) * 1024 * 1024;
 });
 
 // node_modules/zod/v4/core/util.js

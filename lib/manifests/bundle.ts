@@ -337,8 +337,8 @@ function lengthOf(input: InputText): number {
 
 /**
  * Whether a second thread is worth starting for `texts` under `parseWorker` `"auto"` (the texts
- * of the largest inputs are read, in place, to tell): when there
- * is a second core, at least {@link PARSE_WORKER_AFTER_CHARACTERS} of text, and no piece
+ * of the largest inputs are read, in place, to tell): when there is a second core, at least
+ * {@link PARSE_WORKER_AFTER_CHARACTERS} of text, and no piece
  * (lib/manifests/pieces.ts) of more than a quarter of it. A piece is read by one thread, and a
  * thread parses more slowly while its code is new to its runtime, so one large document (Argo
  * CD's install manifest is one CustomResourceDefinition of 1.4 MB out of 1.9 MB) takes longer
@@ -538,10 +538,14 @@ const DONE: Slot = {};
 const BATCHES_IN_FLIGHT = 2;
 
 /**
- * From how many characters of manifests a bundle is read on two threads. Starting the second
- * thread costs about as much as parsing this much YAML on this one (measured, bench/publish-bundle.ts).
+ * From how many characters of manifests a bundle is read on two threads, for the runtime this
+ * runs in. Below it the second thread costs more than it saves: it starts, loads publish's
+ * modules and runs them cold, while gzip and the garbage collector want the second core too.
+ * Measured with bench/publish-bundle.ts's generated files, two threads against one: under node
+ * and deno 0.99 and 0.88 × at 2.5 MB, 0.89 and 0.87 × at 4.8 MB; under bun 1.23 × at 2.5 MB,
+ * 1.14 × at 4.8 MB, 1.05 × at 7.2 MB and 0.84 × at 9.8 MiB.
  */
-export const PARSE_WORKER_AFTER_CHARACTERS = 512 * 1024;
+export const PARSE_WORKER_AFTER_CHARACTERS = (process.versions["bun"] === undefined ? 3 : 8) * 1024 * 1024;
 
 /**
  * One problem per object whose identity (lib/manifests/object-ref.ts) was already seen, naming

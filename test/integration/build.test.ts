@@ -40,17 +40,19 @@ afterAll(() => {
 let large: Promise<{ dir: string; digest: string }> | undefined;
 
 /**
- * 300 files of about 4 kB: enough for publish to parse them on two threads
- * (lib/manifests/bundle.ts `PARSE_WORKER_AFTER_CHARACTERS`), and their digest read on one.
+ * Files enough for publish to parse them on two threads in every runtime (lib/manifests/bundle.ts
+ * `PARSE_WORKER_AFTER_CHARACTERS`, largest under bun), repetitive enough to fit a message, and
+ * their digest read on one thread.
  */
 function largeBundle(): Promise<{ dir: string; digest: string }> {
   large ??= (async () => {
     expect(hasSecondCore()).toBe(true);
     const dir = join(outDir, "large-bundle");
     mkdirSync(dir);
-    for (let i = 0; i < 300; i++) {
+    const perFile = Math.ceil((8 * 1024 * 1024 + 500_000) / 400);
+    for (let i = 0; i < 400; i++) {
       let text = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${i}\n  namespace: demo\ndata:\n`;
-      for (let line = 0; text.length < 4000; line++) text += `  key_${line}: "value ${i} ${line}"\n`;
+      for (let line = 0; text.length < perFile; line++) text += `  key_${line}: "${"x".repeat(60)}"\n`;
       writeFileSync(join(dir, `cm-${String(i).padStart(3, "0")}.yaml`), text);
     }
     const { encoded } = await bundleMessage([dir], { parseWorker: "never" }, { build: { id: "one-thread", timestampMs: 0 } });

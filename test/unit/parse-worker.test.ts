@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BundleError } from "../../lib/errors.ts";
-import { readBundle, type CollectBundleOptions, type ReadItem } from "../../lib/manifests/bundle.ts";
+import { PARSE_WORKER_AFTER_CHARACTERS, readBundle, type CollectBundleOptions, type ReadItem } from "../../lib/manifests/bundle.ts";
 import { hasSecondCore, startParseWorker, type ParseWorker } from "../../lib/manifests/parse-worker.ts";
 import { bundleMessage } from "../../lib/publish/bundle-message.ts";
 
@@ -126,22 +126,28 @@ describe("readBundle() on two threads", () => {
     expect(two.summary.warnings).toEqual(["read the manifests on one thread: the second thread exited (3)"]);
   }, 60_000);
 
-  test("readBundle() starts a second thread by itself only for a large bundle that can be shared: not for a small one, nor for one large document", async () => {
+  test("readBundle() starts a second thread by itself only for a bundle large enough to gain from it, and not for one that is mostly one document", async () => {
     expect(hasSecondCore()).toBe(true);
-    const { dir } = repository();
+    const over = PARSE_WORKER_AFTER_CHARACTERS + 100_000;
+    const many = mkdtempSync(join(tmpdir(), "kpcd-parse-worker-"));
+    for (let i = 0; i < 40; i++) writeFileSync(join(many, `cm-${String(i).padStart(2, "0")}.yaml`), manifest(`cm-${i}`, over / 40));
     const large = countingWorker();
-    await read([dir], { cwd: dir, startWorker: large.start });
+    await read([many], { cwd: many, startWorker: large.start });
     expect(large.started()).toBe(1);
 
+    const under = mkdtempSync(join(tmpdir(), "kpcd-parse-worker-"));
+    for (let i = 0; i < 40; i++) writeFileSync(join(under, `cm-${String(i).padStart(2, "0")}.yaml`), manifest(`cm-${i}`, (PARSE_WORKER_AFTER_CHARACTERS - 100_000) / 40));
     const small = countingWorker();
-    await read([join(dir, "hooks.yaml"), join(dir, "list.yaml"), join(dir, "apps", "app-000.yaml")], { cwd: dir, startWorker: small.start });
+    await read([under], { cwd: under, startWorker: small.start });
     expect(small.started()).toBe(0);
 
+    // Over the size, but one document holds more than a quarter of it.
     const single = mkdtempSync(join(tmpdir(), "kpcd-parse-worker-"));
-    writeFileSync(join(single, "crd.yaml"), `${manifest("small", 1000)}---\n${manifest("one-large-document", 1_500_000)}---\n${manifest("other", 1000)}`);
+    for (let i = 0; i < 20; i++) writeFileSync(join(single, `cm-${String(i).padStart(2, "0")}.yaml`), manifest(`cm-${i}`, (over * 0.6) / 20));
+    writeFileSync(join(single, "crd.yaml"), `${manifest("small", 1000)}---\n${manifest("one-large-document", over * 0.4)}---\n${manifest("other", 1000)}`);
     const oneDocument = countingWorker();
     const { items } = await read([single], { cwd: single, startWorker: oneDocument.start });
     expect(oneDocument.started()).toBe(0);
-    expect(items).toHaveLength(6);
-  }, 60_000);
+    expect(items).toHaveLength(20 * 2 + 6);
+  }, 120_000);
 });
