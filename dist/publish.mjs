@@ -60,6 +60,9 @@ var __esm = (fn, res, err) => () => {
 var __require = /* @__PURE__ */ createRequire(import.meta.url);
 
 // lib/errors.ts
+function errorCode(error) {
+  return typeof error === "object" && error !== null && typeof error.code === "string" ? error.code : undefined;
+}
 function errorMessage(error) {
   return error instanceof Error ? error.message : String(error);
 }
@@ -142,33 +145,6 @@ ${shown.map((p) => `  - ${p}`).join(`
     }
   };
 });
-
-// lib/manifests/kube-object.ts
-function isRecord(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-function nonEmptyString(value) {
-  return typeof value === "string" && value.length > 0;
-}
-function kubeObjectProblem(value) {
-  if (!isRecord(value)) {
-    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
-  }
-  const metadata = value["metadata"];
-  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
-  const what = name === undefined ? "object" : `object "${name}"`;
-  if (!nonEmptyString(value["apiVersion"]))
-    return `${what} has no apiVersion`;
-  if (!nonEmptyString(value["kind"]))
-    return `${what} has no kind`;
-  if (name === undefined)
-    return `${value["kind"]} has no metadata.name`;
-  const namespace = metadata["namespace"];
-  if (namespace !== undefined && !nonEmptyString(namespace)) {
-    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
-  }
-  return;
-}
 
 // lib/kube/kubectl.ts
 import { Buffer as Buffer2 } from "node:buffer";
@@ -368,6 +344,33 @@ function refOf(object) {
 }
 function formatRef(ref) {
   return `${ref.group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
+}
+
+// lib/manifests/kube-object.ts
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+function nonEmptyString(value) {
+  return typeof value === "string" && value.length > 0;
+}
+function kubeObjectProblem(value) {
+  if (!isRecord(value)) {
+    return `object is not a mapping (got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value})`;
+  }
+  const metadata = value["metadata"];
+  const name = isRecord(metadata) && nonEmptyString(metadata["name"]) ? metadata["name"] : undefined;
+  const what = name === undefined ? "object" : `object "${name}"`;
+  if (!nonEmptyString(value["apiVersion"]))
+    return `${what} has no apiVersion`;
+  if (!nonEmptyString(value["kind"]))
+    return `${what} has no kind`;
+  if (name === undefined)
+    return `${value["kind"]} has no metadata.name`;
+  const namespace = metadata["namespace"];
+  if (namespace !== undefined && !nonEmptyString(namespace)) {
+    return `${value["kind"]} "${name}" has an invalid metadata.namespace (must be a non-empty string)`;
+  }
+  return;
 }
 
 // lib/wire/canonical-json.ts
@@ -8001,175 +8004,9 @@ var init_parse_worker = __esm(() => {
     serve(parentPort);
 });
 
-// lib/manifests/bundle.ts
-import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
-import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { text as streamText } from "node:stream/consumers";
+// lib/manifests/piece-reader.ts
+import { readFileSync } from "node:fs";
 import { setImmediate as nextTurn } from "node:timers/promises";
-function matchesGlob(path, pattern) {
-  const normalized = pattern.replace(/^\.\//, "").replace(/\/$/, "");
-  const target = normalized.includes("/") ? path : path.split("/").pop() ?? path;
-  let source = "";
-  for (let i = 0;i < normalized.length; i++) {
-    const char = normalized[i];
-    if (char === "*" && normalized[i + 1] === "*") {
-      const slashAfter = normalized[i + 2] === "/";
-      source += slashAfter ? "(?:.*/)?" : ".*";
-      i += slashAfter ? 2 : 1;
-    } else if (char === "*")
-      source += "[^/]*";
-    else if (char === "?")
-      source += "[^/]";
-    else
-      source += char.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${source}$`).test(target);
-}
-function errorCode(error) {
-  return isRecord(error) && typeof error["code"] === "string" ? error["code"] : undefined;
-}
-function isManifestName(name) {
-  return MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name);
-}
-async function readBundle(paths, options) {
-  const {
-    onItem,
-    cwd = process.cwd(),
-    ignore = [],
-    kustomize = true,
-    kubectl = "kubectl",
-    allowEmpty = false,
-    helmHooks = "apply",
-    readStdin = () => streamText(process.stdin),
-    signal,
-    parseWorker = "auto",
-    startWorker = () => startParseWorker()
-  } = options;
-  const problems = [];
-  const inputs = [];
-  const seen = new Set;
-  const show = (absolute) => {
-    const rel = relative(cwd, absolute);
-    const shown = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? absolute : rel;
-    return shown.split(sep).join("/");
-  };
-  const ignored = (absolute) => {
-    const rel = show(absolute);
-    return ignore.some((pattern) => matchesGlob(rel, pattern));
-  };
-  const addResolved = (kind, absolute, real, size) => {
-    if (seen.has(real))
-      return;
-    seen.add(real);
-    inputs.push({ kind, path: absolute, shown: show(absolute), ...size === undefined ? {} : { size } });
-  };
-  const add = (kind, absolute, size) => addResolved(kind, absolute, realpathSync(absolute), size);
-  const walk = (dir) => {
-    const real = realpathSync(dir);
-    if (seen.has(`dir:${real}`))
-      return;
-    seen.add(`dir:${real}`);
-    const names = readdirSync(dir);
-    if (kustomize && KUSTOMIZATION_FILE_NAMES.some((name) => names.includes(name))) {
-      add("kustomize", dir);
-      return;
-    }
-    const children = names.filter((name) => !name.startsWith(".")).sort().map((name) => join(dir, name)).filter((child) => !ignored(child));
-    for (const child of children) {
-      try {
-        const stats = statSync(child);
-        if (stats.isDirectory())
-          walk(child);
-        else if (stats.isFile() && isManifestName(basename(child)))
-          addResolved("file", child, realpathSync(child), stats.size);
-      } catch (error) {
-        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
-      }
-    }
-  };
-  for (const path of paths) {
-    if (path === STDIN_PATH) {
-      if (!seen.has(STDIN_PATH))
-        inputs.push({ kind: "stdin", path, shown: STDIN_SHOWN });
-      seen.add(STDIN_PATH);
-      continue;
-    }
-    const absolute = resolve(cwd, path);
-    let stats;
-    try {
-      stats = statSync(absolute);
-    } catch (error) {
-      const code = errorCode(error);
-      problems.push(`${path}: ${code === "ENOENT" ? "no such file or directory" : `cannot read: ${code ?? String(error)}`}`);
-      continue;
-    }
-    if (stats.isDirectory())
-      walk(absolute);
-    else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext)))
-      add("file", absolute, stats.size);
-    else
-      problems.push(`${path}: not a .yaml, .yml or .json file`);
-  }
-  const texts = await readInputs(inputs, { readStdin, kubectl, ...signal ? { signal } : {} });
-  const reader = new PieceReader(texts, { installHooks: helmHooks }, shareParsing(texts, parseWorker) ? startWorker : undefined);
-  const inputCount = texts.length;
-  texts.length = 0;
-  const hookProblems = [];
-  const notices = [];
-  const duplicates = createDuplicateCheck();
-  let objectCount = 0;
-  let leftOut = 0;
-  try {
-    for (let index = 0;index < inputCount; index++) {
-      signal?.throwIfAborted();
-      const read = await reader.results(index);
-      if ("problem" in read) {
-        problems.push(read.problem);
-        continue;
-      }
-      for (const result of read.results) {
-        problems.push(...result.problems);
-        hookProblems.push(...result.hookProblems);
-        notices.push(...result.notices);
-        leftOut += result.leftOut;
-        for (const item of result.items) {
-          duplicates.add(item);
-          objectCount++;
-          onItem(item);
-        }
-      }
-    }
-  } finally {
-    reader.close();
-  }
-  problems.push(...hookProblems, ...duplicates.problems);
-  if (problems.length === 0 && objectCount === 0 && !allowEmpty) {
-    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (${leftOut > 0 ? `${leftOut} Helm hook${leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`);
-  }
-  if (problems.length > 0)
-    throw new BundleError(problems);
-  return { inputs: inputs.map((input) => input.shown), notices, warnings: reader.warnings, objectCount };
-}
-async function readInputs(inputs, options) {
-  const { readStdin, kubectl, signal } = options;
-  const texts = [];
-  for (const input of inputs) {
-    signal?.throwIfAborted();
-    if (input.kind === "stdin") {
-      try {
-        texts.push({ source: input.shown, text: await readStdin() });
-      } catch (error) {
-        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
-      }
-    } else if (input.kind === "kustomize") {
-      const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
-      texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
-    } else {
-      texts.push({ source: input.shown, file: input.path, size: input.size ?? 0 });
-    }
-  }
-  return texts;
-}
 function loadText(input) {
   if (!("file" in input))
     return input;
@@ -8318,6 +8155,180 @@ function pieceOf(slot) {
 function unreadable(problem) {
   return { items: [], problems: [problem], hookProblems: [], notices: [], leftOut: 0 };
 }
+var DONE, BATCHES_IN_FLIGHT = 2, PARSE_WORKER_AFTER_CHARACTERS;
+var init_piece_reader = __esm(() => {
+  init_errors();
+  init_parse_worker();
+  init_pieces();
+  DONE = {};
+  PARSE_WORKER_AFTER_CHARACTERS = (process.versions["bun"] === undefined ? 3 : 8) * 1024 * 1024;
+});
+
+// lib/manifests/bundle.ts
+import { readdirSync, realpathSync, statSync } from "node:fs";
+import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { text as streamText } from "node:stream/consumers";
+function matchesGlob(path, pattern) {
+  const normalized = pattern.replace(/^\.\//, "").replace(/\/$/, "");
+  const target = normalized.includes("/") ? path : path.split("/").pop() ?? path;
+  let source = "";
+  for (let i = 0;i < normalized.length; i++) {
+    const char = normalized[i];
+    if (char === "*" && normalized[i + 1] === "*") {
+      const slashAfter = normalized[i + 2] === "/";
+      source += slashAfter ? "(?:.*/)?" : ".*";
+      i += slashAfter ? 2 : 1;
+    } else if (char === "*")
+      source += "[^/]*";
+    else if (char === "?")
+      source += "[^/]";
+    else
+      source += char.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${source}$`).test(target);
+}
+function isManifestName(name) {
+  return MANIFEST_EXTENSIONS.some((ext) => name.endsWith(ext)) && !KUSTOMIZATION_FILE_NAMES.includes(name);
+}
+async function readBundle(paths, options) {
+  const {
+    onItem,
+    cwd = process.cwd(),
+    ignore = [],
+    kustomize = true,
+    kubectl = "kubectl",
+    allowEmpty = false,
+    helmHooks = "apply",
+    readStdin = () => streamText(process.stdin),
+    signal,
+    parseWorker = "auto",
+    startWorker = () => startParseWorker()
+  } = options;
+  const problems = [];
+  const inputs = [];
+  const seen = new Set;
+  const show = (absolute) => {
+    const rel = relative(cwd, absolute);
+    const shown = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? absolute : rel;
+    return shown.split(sep).join("/");
+  };
+  const ignored = (absolute) => {
+    const rel = show(absolute);
+    return ignore.some((pattern) => matchesGlob(rel, pattern));
+  };
+  const addResolved = (kind, absolute, real, size) => {
+    if (seen.has(real))
+      return;
+    seen.add(real);
+    inputs.push({ kind, path: absolute, shown: show(absolute), ...size === undefined ? {} : { size } });
+  };
+  const add = (kind, absolute, size) => addResolved(kind, absolute, realpathSync(absolute), size);
+  const walk = (dir) => {
+    const real = realpathSync(dir);
+    if (seen.has(`dir:${real}`))
+      return;
+    seen.add(`dir:${real}`);
+    const names = readdirSync(dir);
+    if (kustomize && KUSTOMIZATION_FILE_NAMES.some((name) => names.includes(name))) {
+      add("kustomize", dir);
+      return;
+    }
+    const children = names.filter((name) => !name.startsWith(".")).sort().map((name) => join(dir, name)).filter((child) => !ignored(child));
+    for (const child of children) {
+      try {
+        const stats = statSync(child);
+        if (stats.isDirectory())
+          walk(child);
+        else if (stats.isFile() && isManifestName(basename(child)))
+          addResolved("file", child, realpathSync(child), stats.size);
+      } catch (error) {
+        problems.push(`${show(child)}: cannot read: ${errorCode(error) ?? String(error)}`);
+      }
+    }
+  };
+  for (const path of paths) {
+    if (path === STDIN_PATH) {
+      if (!seen.has(STDIN_PATH))
+        inputs.push({ kind: "stdin", path, shown: STDIN_SHOWN });
+      seen.add(STDIN_PATH);
+      continue;
+    }
+    const absolute = resolve(cwd, path);
+    let stats;
+    try {
+      stats = statSync(absolute);
+    } catch (error) {
+      const code = errorCode(error);
+      problems.push(`${path}: ${code === "ENOENT" ? "no such file or directory" : `cannot read: ${code ?? String(error)}`}`);
+      continue;
+    }
+    if (stats.isDirectory())
+      walk(absolute);
+    else if (MANIFEST_EXTENSIONS.some((ext) => absolute.endsWith(ext)))
+      add("file", absolute, stats.size);
+    else
+      problems.push(`${path}: not a .yaml, .yml or .json file`);
+  }
+  const texts = await readInputs(inputs, { readStdin, kubectl, ...signal ? { signal } : {} });
+  const reader = new PieceReader(texts, { installHooks: helmHooks }, shareParsing(texts, parseWorker) ? startWorker : undefined);
+  const inputCount = texts.length;
+  texts.length = 0;
+  const hookProblems = [];
+  const notices = [];
+  const duplicates = createDuplicateCheck();
+  let objectCount = 0;
+  let leftOut = 0;
+  try {
+    for (let index = 0;index < inputCount; index++) {
+      signal?.throwIfAborted();
+      const read = await reader.results(index);
+      if ("problem" in read) {
+        problems.push(read.problem);
+        continue;
+      }
+      for (const result of read.results) {
+        problems.push(...result.problems);
+        hookProblems.push(...result.hookProblems);
+        notices.push(...result.notices);
+        leftOut += result.leftOut;
+        for (const item of result.items) {
+          duplicates.add(item);
+          objectCount++;
+          onItem(item);
+        }
+      }
+    }
+  } finally {
+    reader.close();
+  }
+  problems.push(...hookProblems, ...duplicates.problems);
+  if (problems.length === 0 && objectCount === 0 && !allowEmpty) {
+    problems.push(paths.length === 0 ? "no paths given" : `no objects found in ${paths.join(", ")} (${leftOut > 0 ? `${leftOut} Helm hook${leftOut === 1 ? "" : "s"} left out; ` : ""}pass --allow-empty-bundle to publish an empty bundle)`);
+  }
+  if (problems.length > 0)
+    throw new BundleError(problems);
+  return { inputs: inputs.map((input) => input.shown), notices, warnings: reader.warnings, objectCount };
+}
+async function readInputs(inputs, options) {
+  const { readStdin, kubectl, signal } = options;
+  const texts = [];
+  for (const input of inputs) {
+    signal?.throwIfAborted();
+    if (input.kind === "stdin") {
+      try {
+        texts.push({ source: input.shown, text: await readStdin() });
+      } catch (error) {
+        texts.push({ problem: `${input.shown}: cannot read: ${errorCode(error) ?? String(error)}` });
+      }
+    } else if (input.kind === "kustomize") {
+      const text = await renderKustomization(input.path, { kubectl, label: input.shown, ...signal ? { signal } : {} });
+      texts.push({ source: `${input.shown} (kubectl kustomize)`, text });
+    } else {
+      texts.push({ source: input.shown, file: input.path, size: input.size ?? 0 });
+    }
+  }
+  return texts;
+}
 function createDuplicateCheck() {
   const first = new Map;
   const problems = [];
@@ -8332,16 +8343,15 @@ function createDuplicateCheck() {
     problems
   };
 }
-var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS, DONE, BATCHES_IN_FLIGHT = 2, PARSE_WORKER_AFTER_CHARACTERS;
+var STDIN_PATH = "-", STDIN_SHOWN = "<stdin>", MANIFEST_EXTENSIONS;
 var init_bundle = __esm(() => {
   init_errors();
   init_kustomize();
+  init_piece_reader();
   init_parse_worker();
-  init_pieces();
   init_parse();
+  init_piece_reader();
   MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
-  DONE = {};
-  PARSE_WORKER_AFTER_CHARACTERS = (process.versions["bun"] === undefined ? 3 : 8) * 1024 * 1024;
 });
 
 // node_modules/zod/v4/core/util.js
@@ -44971,7 +44981,7 @@ init_app();
 init_errors();
 init_app();
 import { createHash as createHash4, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
-import { readFileSync as readFileSync2 } from "node:fs";
+import { readFileSync as readFileSync3 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
 var SIGNATURE_ALGORITHM = "ed25519";
 var SIGNED_BYTES_HEADER = `kube-pico-cd signed bundle v1
@@ -45041,7 +45051,7 @@ function loadSigningKey(options) {
   if (file !== undefined) {
     let text;
     try {
-      text = readFileSync2(resolve2(cwd, file), "utf8");
+      text = readFileSync3(resolve2(cwd, file), "utf8");
     } catch (error) {
       return { problem: `${fileOrigin}: cannot read ${file}: ${errorMessage(error)}` };
     }

@@ -6,6 +6,11 @@
  * Messages say what could not be done, to what, and why.
  */
 
+/** The `code` of a Node.js system error (`ENOENT`, `EACCES`, ...), if it has one. */
+export function errorCode(error: unknown): string | undefined {
+  return typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "string" ? (error as { code: string }).code : undefined;
+}
+
 /** The message of a caught value: an Error's message, or the text of anything else thrown. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
