@@ -159,16 +159,20 @@ describe("readRecord() and writeRecord() against kube-apiserver", () => {
     const namespace = await createNamespace("state");
     const options = { api: admin, namespace };
     await writeRecord(applied(1), null, options);
+    // A record read before another writer changed it: the first write conflicts, and the
+    // change is made again on a fresh read (awaited here, so that the race is always lost).
+    const stale = await readRecord(options);
+    await writeRecord(recordOutcome(stale, { result: "duplicate", time: "2024-05-01T12:00:00.000Z", buildId: "other" }), stale.resourceVersion, options);
     let calls = 0;
     const written = await updateRecord((record) => {
       calls++;
-      // Another writer changes the record between this read and its write, once.
-      if (calls === 1) void writeRecord(recordOutcome(record, { result: "duplicate", time: "2024-05-01T12:00:00.000Z", buildId: "other" }), record.resourceVersion, options);
       return recordOutcome(record, { result: "rejected", time: "2024-05-01T12:00:00.000Z", buildId: `x-${calls}` });
-    }, options);
-    expect(calls).toBeGreaterThanOrEqual(1);
-    expect(written.history[0]?.buildId).toBe(`x-${calls}`);
-    expect((await readRecord(options)).history[0]?.buildId).toBe(`x-${calls}`);
+    }, { ...options, initial: stale });
+    expect(calls).toBe(2);
+    expect(written.history[0]?.buildId).toBe("x-2");
+    // The other writer's entry is kept: the change was made on what it wrote.
+    expect(written.history.map((entry) => entry.buildId)).toContain("other");
+    expect((await readRecord(options)).history[0]?.buildId).toBe("x-2");
     const before = await readRecord(options);
     const unchanged = await updateRecord(() => null, options);
     expect((await readRecord(options)).resourceVersion).toBe(before.resourceVersion);
