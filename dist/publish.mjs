@@ -7760,8 +7760,11 @@ function set(object, key, value, state) {
     Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
   else
     object[key] = value;
-  if (state.canonical && key.charCodeAt(0) - 48 < 10 && key.charCodeAt(0) >= 48 && INDEX_KEY2.test(key))
+  if (state.canonical && isDigit(key.charCodeAt(0)) && INDEX_KEY2.test(key))
     state.canonical = false;
+}
+function isDigit(code) {
+  return code >= 48 && code <= 57;
 }
 function keyOf(key) {
   if (!$isScalar(key))
@@ -8016,26 +8019,6 @@ function loadText(input) {
     return { problem: `${input.source}: cannot read: ${errorCode(error) ?? String(error)}` };
   }
 }
-function lengthOf(input) {
-  return "text" in input ? input.text.length : ("file" in input) ? input.size : 0;
-}
-function shareParsing(texts, parseWorker) {
-  if (parseWorker !== "auto")
-    return parseWorker === "always";
-  let characters = 0;
-  for (const input of texts)
-    characters += lengthOf(input);
-  if (characters < PARSE_WORKER_AFTER_CHARACTERS || !hasSecondCore())
-    return false;
-  for (let i = 0;i < texts.length; i++) {
-    if (lengthOf(texts[i]) <= characters / 4)
-      continue;
-    const input = texts[i] = loadText(texts[i]);
-    if ("text" in input && splitDocuments(input.text, "").some((piece) => piece.text.length > characters / 4))
-      return false;
-  }
-  return true;
-}
 
 class PieceReader {
   warnings = [];
@@ -8045,12 +8028,18 @@ class PieceReader {
   inFlight = 0;
   worker;
   hookOptions;
-  constructor(texts, hookOptions, startWorker) {
+  constructor(texts, hookOptions, parseWorker, startWorker) {
     this.hookOptions = hookOptions;
+    let characters = 0;
+    for (const input of texts)
+      characters += "text" in input ? input.text.length : ("file" in input) ? input.size : 0;
+    const cut = parseWorker === "always" || parseWorker === "auto" && characters >= PARSE_WORKER_AFTER_CHARACTERS && hasSecondCore();
+    let largestPiece = 0;
     for (let input of texts) {
-      if ("file" in input && (startWorker === undefined || input.size < 2 * PIECE_CHARACTERS)) {
+      if ("file" in input && (!cut || input.size < 2 * PIECE_CHARACTERS)) {
         this.groups.push({ first: this.slots.length, count: 1 });
         this.slots.push({ piece: input });
+        largestPiece = Math.max(largestPiece, input.size);
         continue;
       }
       input = loadText(input);
@@ -8059,12 +8048,18 @@ class PieceReader {
         continue;
       }
       const whole = { text: input.text, source: input.source, firstLine: 1 };
-      const pieces = startWorker === undefined ? [whole] : splitDocuments(input.text, input.source);
+      const pieces = cut ? splitDocuments(input.text, input.source) : [whole];
       this.groups.push({ first: this.slots.length, count: pieces.length, ...pieces.length > 1 ? { whole } : {} });
-      for (const piece of pieces)
+      for (const piece of pieces) {
         this.slots.push({ piece });
+        largestPiece = Math.max(largestPiece, piece.text.length);
+      }
     }
-    this.worker = startWorker?.();
+    if (parseWorker === "always" || cut && wantsSecondThread(characters, largestPiece))
+      this.worker = startWorker();
+  }
+  get inputCount() {
+    return this.groups.length;
   }
   async results(index) {
     const group = this.groups[index];
@@ -8154,6 +8149,9 @@ function pieceOf(slot) {
 }
 function unreadable(problem) {
   return { items: [], problems: [problem], hookProblems: [], notices: [], leftOut: 0 };
+}
+function wantsSecondThread(characters, largestPiece) {
+  return largestPiece <= characters / 4;
 }
 var DONE, BATCHES_IN_FLIGHT = 2, PARSE_WORKER_AFTER_CHARACTERS;
 var init_piece_reader = __esm(() => {
@@ -8269,17 +8267,14 @@ async function readBundle(paths, options) {
     else
       problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
-  const texts = await readInputs(inputs, { readStdin, kubectl, ...signal ? { signal } : {} });
-  const reader = new PieceReader(texts, { installHooks: helmHooks }, shareParsing(texts, parseWorker) ? startWorker : undefined);
-  const inputCount = texts.length;
-  texts.length = 0;
+  const reader = new PieceReader(await readInputs(inputs, { readStdin, kubectl, ...signal ? { signal } : {} }), { installHooks: helmHooks }, parseWorker, startWorker);
   const hookProblems = [];
   const notices = [];
   const duplicates = createDuplicateCheck();
   let objectCount = 0;
   let leftOut = 0;
   try {
-    for (let index = 0;index < inputCount; index++) {
+    for (let index = 0;index < reader.inputCount; index++) {
       signal?.throwIfAborted();
       const read = await reader.results(index);
       if ("problem" in read) {

@@ -11,7 +11,7 @@ import { BundleError, errorCode } from "../errors.ts";
 import { type BundledObject, type KubeObject } from "./kube-object.ts";
 import { KUSTOMIZATION_FILE_NAMES, renderKustomization } from "./kustomize.ts";
 import { formatRef, refOf } from "./object-ref.ts";
-import { PARSE_WORKER_AFTER_CHARACTERS, PieceReader, shareParsing, type InputText } from "./piece-reader.ts";
+import { PARSE_WORKER_AFTER_CHARACTERS, PieceReader, type InputText } from "./piece-reader.ts";
 import { startParseWorker, type ParseWorker } from "./parse-worker.ts";
 import type { ReadItem } from "./pieces.ts";
 
@@ -232,12 +232,9 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
     else problems.push(`${path}: not a .yaml, .yml or .json file`);
   }
 
-  // Every input's text first, so that the bundle's size is known before it is parsed and its
-  // pieces can be shared out; the reader holds each text only until it is read.
-  const texts = await readInputs(inputs, { readStdin, kubectl, ...(signal ? { signal } : {}) });
-  const reader = new PieceReader(texts, { installHooks: helmHooks }, shareParsing(texts, parseWorker) ? startWorker : undefined);
-  const inputCount = texts.length;
-  texts.length = 0;
+  // Standard input and kustomizations are read first, files in their turn; the reader holds
+  // each text only until it is read.
+  const reader = new PieceReader(await readInputs(inputs, { readStdin, kubectl, ...(signal ? { signal } : {}) }), { installHooks: helmHooks }, parseWorker, startWorker);
 
   // Problems are reported in this order: reading and parsing, then Helm hooks, then duplicates.
   const hookProblems: string[] = [];
@@ -246,7 +243,7 @@ export async function readBundle(paths: readonly string[], options: ReadBundleOp
   let objectCount = 0;
   let leftOut = 0;
   try {
-    for (let index = 0; index < inputCount; index++) {
+    for (let index = 0; index < reader.inputCount; index++) {
       signal?.throwIfAborted();
       const read = await reader.results(index);
       if ("problem" in read) {

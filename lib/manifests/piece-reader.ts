@@ -31,40 +31,12 @@ function loadText(input: InputText): { source: string; text: string } | { proble
   }
 }
 
-/** The length of an input's text, or of its file (in bytes: the same for the ASCII manifests mostly are). */
-function lengthOf(input: InputText): number {
-  return "text" in input ? input.text.length : "file" in input ? input.size : 0;
-}
-
-/**
- * Whether a second thread is worth starting for `texts` under `parseWorker` `"auto"` (the texts
- * of the largest inputs are read, in place, to tell): when there is a second core, at least
- * {@link PARSE_WORKER_AFTER_CHARACTERS} of text, and no piece
- * (lib/manifests/pieces.ts) of more than a quarter of it. A piece is read by one thread, and a
- * thread parses more slowly while its code is new to its runtime, so one large document (Argo
- * CD's install manifest is one CustomResourceDefinition of 1.4 MB out of 1.9 MB) takes longer
- * on two threads than on one (measured, bench/publish-bundle.ts).
- */
-export function shareParsing(texts: InputText[], parseWorker: "auto" | "always" | "never"): boolean {
-  if (parseWorker !== "auto") return parseWorker === "always";
-  let characters = 0;
-  for (const input of texts) characters += lengthOf(input);
-  if (characters < PARSE_WORKER_AFTER_CHARACTERS || !hasSecondCore()) return false;
-  for (let i = 0; i < texts.length; i++) {
-    if (lengthOf(texts[i]!) <= characters / 4) continue;
-    // One of at most four inputs that may hold too large a piece: read now, once.
-    const input = (texts[i] = loadText(texts[i]!));
-    if ("text" in input && splitDocuments(input.text, "").some((piece) => piece.text.length > characters / 4)) return false;
-  }
-  return true;
-}
-
 /**
  * Reads the inputs' texts into {@link PieceResult}s, on this thread and, when it is given a way
  * to start one, on a second (lib/manifests/parse-worker.ts), and gives them back in input order.
  *
- * Each text is cut into pieces of a few documents (lib/manifests/pieces.ts) when there is a
- * second thread. Both threads take the next piece nobody has taken: the second thread a batch
+ * Each text is cut into pieces of a few documents (lib/manifests/pieces.ts) when the bundle
+ * is large enough for a second thread (one piece too large then keeps it on one). Both threads take the next piece nobody has taken: the second thread a batch
  * at a time, this one a piece at a time, whenever the piece due next is still with the other
  * thread. So neither waits for the other while there are pieces left, however fast each is,
  * and the objects go on to the payload in order, as soon as they can.
@@ -86,17 +58,30 @@ export class PieceReader {
   private worker: ParseWorker | undefined;
   private readonly hookOptions: HelmHookOptions;
 
+  /**
+   * @param parseWorker Whether a second thread is started: `"auto"` when it is worth it (see
+   *   {@link wantsSecondThread}), or `"always"` or `"never"`.
+   * @param startWorker How it is started (lib/manifests/parse-worker.ts `startParseWorker`).
+   */
   constructor(
     texts: readonly InputText[],
     hookOptions: HelmHookOptions,
-    startWorker: (() => ParseWorker) | undefined,
+    parseWorker: "auto" | "always" | "never",
+    startWorker: () => ParseWorker,
   ) {
     this.hookOptions = hookOptions;
+    // A file counts by its size in bytes: its characters, for the ASCII most manifests are.
+    let characters = 0;
+    for (const input of texts) characters += "text" in input ? input.text.length : "file" in input ? input.size : 0;
+    // Texts are cut only when a second thread may read some of their pieces.
+    const cut = parseWorker === "always" || (parseWorker === "auto" && characters >= PARSE_WORKER_AFTER_CHARACTERS && hasSecondCore());
+    let largestPiece = 0;
     for (let input of texts) {
       // A file too small to be cut waits to be read until its slot is taken.
-      if ("file" in input && (startWorker === undefined || input.size < 2 * PIECE_CHARACTERS)) {
+      if ("file" in input && (!cut || input.size < 2 * PIECE_CHARACTERS)) {
         this.groups.push({ first: this.slots.length, count: 1 });
         this.slots.push({ piece: input });
+        largestPiece = Math.max(largestPiece, input.size);
         continue;
       }
       input = loadText(input);
@@ -105,11 +90,19 @@ export class PieceReader {
         continue;
       }
       const whole = { text: input.text, source: input.source, firstLine: 1 };
-      const pieces = startWorker === undefined ? [whole] : splitDocuments(input.text, input.source);
+      const pieces = cut ? splitDocuments(input.text, input.source) : [whole];
       this.groups.push({ first: this.slots.length, count: pieces.length, ...(pieces.length > 1 ? { whole } : {}) });
-      for (const piece of pieces) this.slots.push({ piece });
+      for (const piece of pieces) {
+        this.slots.push({ piece });
+        largestPiece = Math.max(largestPiece, piece.text.length);
+      }
     }
-    this.worker = startWorker?.();
+    if (parseWorker === "always" || (cut && wantsSecondThread(characters, largestPiece))) this.worker = startWorker();
+  }
+
+  /** How many inputs {@link results} answers for. */
+  get inputCount(): number {
+    return this.groups.length;
   }
 
   /** The results of text `index` (after those of every earlier text were taken). */
@@ -230,6 +223,18 @@ function pieceOf(slot: Slot): TextPiece | { problem: string } {
 /** The result of a file that cannot be read: its problem, in its place among the others. */
 function unreadable(problem: string): PieceResult {
   return { items: [], problems: [problem], hookProblems: [], notices: [], leftOut: 0 };
+}
+
+/**
+ * Whether a second thread is worth starting for a bundle of `characters` that is large enough
+ * ({@link PARSE_WORKER_AFTER_CHARACTERS}): not when one piece (lib/manifests/pieces.ts) holds
+ * more than a quarter of it. A piece is read by one thread, and a thread parses more slowly
+ * while its code is new to its runtime, so one large document (Argo CD's install manifest is
+ * one CustomResourceDefinition of 1.4 MB out of 1.9 MB) takes longer on two threads than on
+ * one (measured, bench/publish-bundle.ts: 1.45 × the floor under bun, 1.41 × under node).
+ */
+function wantsSecondThread(characters: number, largestPiece: number): boolean {
+  return largestPiece <= characters / 4;
 }
 
 /** A slot whose result was handed on. */

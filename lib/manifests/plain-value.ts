@@ -92,7 +92,12 @@ function set(object: Record<string, unknown>, key: string, value: unknown, state
   if (key === "__proto__") Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
   else object[key] = value;
   // The first character is looked at first: a regular expression per key costs more.
-  if (state.canonical && key.charCodeAt(0) - 48 < 10 && key.charCodeAt(0) >= 48 && INDEX_KEY.test(key)) state.canonical = false;
+  if (state.canonical && isDigit(key.charCodeAt(0)) && INDEX_KEY.test(key)) state.canonical = false;
+}
+
+/** True for the character code of 0 to 9. */
+function isDigit(code: number): boolean {
+  return code >= 48 && code <= 57;
 }
 
 /** The key a map's pair has in the object, as toJS writes it. */

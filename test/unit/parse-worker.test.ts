@@ -80,7 +80,10 @@ describe("readBundle() on two threads", () => {
     const { dir } = repository();
     const fields = { build: { id: "b-1", timestampMs: 1_700_000_000_000 } };
     const one = await bundleMessage([dir], { cwd: dir, parseWorker: "never" }, fields);
-    const two = await bundleMessage([dir], { cwd: dir, parseWorker: "always" }, fields);
+    const worker = countingWorker();
+    const two = await bundleMessage([dir], { cwd: dir, parseWorker: "always", startWorker: worker.start }, fields);
+    expect(worker.jobs()).toBeGreaterThan(1);
+    expect(two.warnings).toEqual([]);
     expect(two.encoded.body).toBe(one.encoded.body);
     expect(two.kinds).toEqual(one.kinds);
   }, 60_000);
@@ -95,7 +98,9 @@ describe("readBundle() on two threads", () => {
     writeFileSync(join(dir, "zz-duplicate.yaml"), manifest("app-3", 500));
     writeFileSync(join(dir, "zz-hook.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {helm.sh/hook: sometime}\n");
     const one = await problems([dir], { cwd: dir, parseWorker: "never" });
-    const two = await problems([dir], { cwd: dir, parseWorker: "always" });
+    const worker = countingWorker();
+    const two = await problems([dir], { cwd: dir, parseWorker: "always", startWorker: worker.start });
+    expect(worker.jobs()).toBeGreaterThan(1);
     expect(two).toEqual(one);
     // Each earlier element holds two documents: the list is the file's document 501.
     expect(one.some((problem) => problem.includes("ConfigMapList (document 501) items[0]"))).toBe(true);
